@@ -1,0 +1,176 @@
+"""The `medshift` command: translate, info, train, simulate, demo.
+
+Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
+the traceback instead. Exit status 130 means the run was interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import MedShiftError
+from .translation import DEFAULT_GUIDANCE, DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_TAU, DEFAULT_TILE_SIZE
+
+SOLVER_CHOICES = ("euler", "heun", "rk4", "dopri5")
+
+
+def _add_translation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint (.safetensors); default: the bundled model")
+    p.add_argument("--source", required=True, help="domain of the input images (see `medshift info`)")
+    p.add_argument("--target", required=True, help="domain to translate into")
+    p.add_argument("--tau", type=float, default=DEFAULT_TAU,
+                   help=f"structure (0.6) <-> realism (0.3) trade-off (default {DEFAULT_TAU})")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance scale w; 1 = none, faster (default {DEFAULT_GUIDANCE})")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"solver steps over [tau, 1], per direction (default {DEFAULT_STEPS})")
+    p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER, help="ODE solver")
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                   help=f"largest side processed in one pass, in working pixels (default {DEFAULT_TILE_SIZE})")
+    p.add_argument("--resample", choices=("auto", "none"), default="auto",
+                   help="auto: bring the image to the model's pixel scale; none: use its own grid")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="medshift", description=(
+        "Translate X-ray radiographs between imaging domains (simulated <-> clinical, dose levels) "
+        "with a class-conditional flow-matching model."))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("translate", help="translate radiograph files", description=(
+        "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF) from --source to --target; "
+        "one output per input in --out, same file name and format."))
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
+    p.add_argument("--frame", type=int, default=None, help="frame of a multi-frame (cine) DICOM to translate")
+    _add_translation_options(p)
+
+    p = sub.add_parser("info", help="show what a checkpoint holds")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.safetensors); default: the bundled model")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+    p = sub.add_parser("train", help="train a model on a data folder (one sub-folder per domain)")
+    from .trainer import add_training_arguments
+    add_training_arguments(p)
+
+    p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--subjects", type=int, default=10)
+    p.add_argument("--views-per-subject", type=int, default=4)
+    p.add_argument("--size", type=int, default=256, help="detector size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ct", help="a head CT (NRRD/NIfTI/MHA file or DICOM series folder) instead of the phantom")
+    p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
+    p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--model", help="checkpoint; default: the bundled model")
+    p.add_argument("--source", default="sim-low")
+    p.add_argument("--target", default="clinical-normal")
+    p.add_argument("--tau", type=float, default=DEFAULT_TAU)
+    p.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def _progress_printer(prefix: str):
+    def report(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        print(f"\r{prefix} step {done}/{total}", end=end, file=sys.stderr, flush=True)
+    return report
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    """`medshift translate`."""
+    from .batch_translation import collect_inputs, translate_files
+    from .translation import TranslationSettings
+    settings = TranslationSettings(args.source, args.target, tau=args.tau, guidance_scale=args.guidance,
+                                   solver=args.solver, steps=args.steps, tile_size=args.tile_size,
+                                   resample=args.resample)
+    files = collect_inputs(args.inputs)
+    started = time.perf_counter()
+    written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
+                              frame=args.frame, progress_factory=_progress_printer)
+    for path in written:
+        print(path)
+    print(f"translated {len(written)} image(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """`medshift info`."""
+    from .checkpoint import default_model_path, read_checkpoint_info
+    from .velocity_unet import VelocityUNet, count_parameters
+    path = Path(args.checkpoint) if args.checkpoint else default_model_path()
+    info = read_checkpoint_info(path)
+    if args.json:
+        print(json.dumps(json.loads(info.to_json()), indent=2))
+        return 0
+    print(f"checkpoint        {path}")
+    print(f"format version    {info.format_version}")
+    print("domains           " + ", ".join(f"{i}:{d}" for i, d in enumerate(info.domains)))
+    print(f"resolution        {info.resolution} px")
+    spacing = f"{info.pixel_spacing_mm:g} mm" if info.pixel_spacing_mm else "unknown (resampled by field of view)"
+    print(f"pixel spacing     {spacing}")
+    print(f"parameters        {count_parameters(VelocityUNet(info.config)) / 1e6:.2f} M")
+    print(f"model config      {json.dumps(info.config.to_dict())}")
+    print(f"intensity         {json.dumps(info.intensity)}")
+    print(f"provenance        {json.dumps(info.provenance)}")
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """`medshift simulate`."""
+    from .simulation import simulate_dataset
+    out = simulate_dataset(args.out_dir, subjects=args.subjects, views_per_subject=args.views_per_subject,
+                           size=args.size, seed=args.seed, ct_path=args.ct, clean=args.clean,
+                           progress=not args.quiet, device=args.device)
+    print(out)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """`medshift train`."""
+    from .trainer import train_from_arguments
+    best = train_from_arguments(args)
+    print(best)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """`medshift demo`."""
+    from .demo import run_demo as demo
+    for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
+                     seed=args.seed):
+        print(path)
+    return 0
+
+
+COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "simulate": run_simulate,
+            "demo": run_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `medshift` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MedShiftError as exc:
+        if args.debug:
+            raise
+        print(f"medshift: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medshift: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Domain translation: invert the image to t=tau under the source label, regenerate under the target.
+
+    x(1)   = source image (normalised)
+    x(tau) = x(1) - integral_tau^1 v(x, t | source) dt      (inversion, integrated backwards)
+    y      = x(tau) + integral_tau^1 v(x, t | target) dt    (regeneration)
+    v(x, t | c) = v(x, t | null) + w * (v(x, t | c) - v(x, t | null))   (classifier-free guidance)
+
+Large tau keeps structure, small tau gives more of the target style. No randomness: the same input
+and settings give the same output. `translate_batch` works on normalised tensors; `translate_image`
+runs the whole path for one RadiographImage (normalise, working grid, translate, back to the input's
+grid, values and dtype).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointInfo
+from .errors import InputImageError, MedShiftError
+from .intensity import denormalize, fit_intensity_window, normalize
+from .ode_solvers import SOLVERS, CancelToken, IntegrationStats, integrate
+from .radiograph import RadiographImage
+from .tiled_velocity import tiled
+from .velocity_unet import VelocityUNet
+from .working_grid import SPACING_FORMATS, crop_to, pad_to_multiple, resample, working_shape
+
+ProgressCallback = Callable[[int, int], None]
+
+DEFAULT_TAU = 0.6
+DEFAULT_GUIDANCE = 1.0
+DEFAULT_SOLVER = "euler"
+DEFAULT_STEPS = 5
+DEFAULT_TILE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class TranslationSettings:
+    """How to translate; the defaults are the panel's and the CLI's."""
+
+    source_domain: str
+    target_domain: str
+    tau: float = DEFAULT_TAU
+    guidance_scale: float = DEFAULT_GUIDANCE
+    solver: str = DEFAULT_SOLVER
+    steps: int = DEFAULT_STEPS
+    tile_size: int = DEFAULT_TILE_SIZE
+    tile_overlap: int | None = None
+    resample: str = "auto"
+
+    def validated(self, info: CheckpointInfo) -> "TranslationSettings":
+        """Check every field against the model; raises MedShiftError with what to change."""
+        info.label_of(self.source_domain)
+        info.label_of(self.target_domain)
+        if not 0.0 <= self.tau < 1.0:
+            raise MedShiftError(f"tau must be in [0, 1) (0.3 realism ... 0.6 structure), got {self.tau}")
+        if not np.isfinite(self.guidance_scale) or self.guidance_scale < 0:
+            raise MedShiftError(f"guidance scale must be a number >= 0 (1 = no guidance), got {self.guidance_scale}")
+        if self.solver not in SOLVERS:
+            raise MedShiftError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
+        if self.steps < 1:
+            raise MedShiftError(f"steps must be at least 1, got {self.steps}")
+        factor = info.config.downsampling_factor
+        if self.tile_size < factor:
+            raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
+        return self
+
+    def tiling(self, factor: int) -> tuple[int, int]:
+        """(tile, overlap) rounded to the network's downsampling factor."""
+        tile = max(factor, self.tile_size // factor * factor)
+        overlap = self.tile_overlap if self.tile_overlap is not None else tile // 4
+        overlap = min(max(factor, overlap // factor * factor), tile - factor) if tile > factor else 0
+        return tile, overlap
+
+
+def guided_velocity(model: VelocityUNet, labels: Tensor, guidance_scale: float) -> Callable[[Tensor, float], Tensor]:
+    """v(x, t) under `labels` with classifier-free guidance, conditional and null in one batched pass."""
+    null = torch.full_like(labels, model.config.null_label)
+
+    def velocity(x: Tensor, t: float) -> Tensor:
+        b = x.shape[0]
+        if guidance_scale == 1.0:
+            return model(x, torch.full((b,), t, device=x.device), labels)
+        both = model(torch.cat([x, x]), torch.full((2 * b,), t, device=x.device), torch.cat([labels, null]))
+        v_label, v_null = both[:b], both[b:]
+        return v_null + guidance_scale * (v_label - v_null)
+
+    return velocity
+
+
+@torch.inference_mode()
+def translate_batch(
+    model: VelocityUNet,
+    x: Tensor,
+    source_labels: Tensor,
+    target_labels: Tensor,
+    settings: TranslationSettings,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    stats: IntegrationStats | None = None,
+) -> Tensor:
+    """Translate normalised images (B, 1, H, W) on the model's device; H, W any size (padded internally)."""
+    factor = model.config.downsampling_factor
+    x, shape = pad_to_multiple(x, factor)
+    tile, overlap = settings.tiling(factor)
+    steps = settings.steps
+
+    def leg_progress(offset: int) -> ProgressCallback | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(offset + done, 2 * steps)
+
+    common = dict(solver=settings.solver, steps=steps, cancel=cancel, stats=stats)
+    invert = tiled(guided_velocity(model, source_labels.to(x.device), settings.guidance_scale), tile, overlap)
+    x = integrate(invert, x, 1.0, settings.tau, progress=leg_progress(0), **common)
+    regenerate = tiled(guided_velocity(model, target_labels.to(x.device), settings.guidance_scale), tile, overlap)
+    x = integrate(regenerate, x, settings.tau, 1.0, progress=leg_progress(steps), **common)
+    return crop_to(x, shape)
+
+
+def image_spacing_mm(image: RadiographImage) -> float | None:
+    """The image's pixel spacing in mm when its format records one (mean of x and y), else None."""
+    known = image.metadata.get("spacing_known", image.file_format in SPACING_FORMATS)
+    return float(np.mean(image.spacing[:2])) if known else None
+
+
+def translate_image(
+    image: RadiographImage,
+    model: VelocityUNet,
+    info: CheckpointInfo,
+    settings: TranslationSettings,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    stats: IntegrationStats | None = None,
+) -> RadiographImage:
+    """Translate one radiograph; the result lies on the input's grid with the input's value range and dtype."""
+    settings = settings.validated(info)
+    try:
+        window = fit_intensity_window(image.pixels, image.photometric)
+    except InputImageError as exc:
+        raise InputImageError(f"{image.metadata.get('source_path', 'input image')}: {exc}") from None
+    device = next(model.parameters()).device
+    x = torch.from_numpy(normalize(image.pixels, window))[None, None].to(device)
+    shape = working_shape(image.shape, info.resolution, image_spacing_mm(image), info.pixel_spacing_mm,
+                          settings.resample)
+    source = torch.tensor([info.label_of(settings.source_domain)])
+    target = torch.tensor([info.label_of(settings.target_domain)])
+    y = translate_batch(model, resample(x, shape), source, target, settings, progress, cancel, stats)
+    y = resample(y, image.shape).float().cpu().numpy()[0, 0]
+    return image.with_pixels(denormalize(y, window, image.pixels.dtype))
+
+
+def describe(settings: TranslationSettings) -> str:
+    """Short human description, e.g. 'sim-low->clinical-normal tau0.6'."""
+    text = f"{settings.source_domain}->{settings.target_domain} tau{settings.tau:g}"
+    if settings.guidance_scale != 1.0:
+        text += f" w{settings.guidance_scale:g}"
+    return text
+
+
+def with_domains(settings: TranslationSettings, source: str, target: str) -> TranslationSettings:
+    """The same settings for another domain pair."""
+    return replace(settings, source_domain=source, target_domain=target)

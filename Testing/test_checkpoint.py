@@ -1,0 +1,123 @@
+"""Checkpoints: round trip, metadata, and refusal of bad files."""
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from MedShiftLib.checkpoint import (CHECKPOINT_FORMAT, CheckpointInfo, load_checkpoint, read_checkpoint_info,
+                                    save_checkpoint)
+from MedShiftLib.errors import CheckpointError, DomainError
+from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+
+DOMAINS = ("sim-low", "clinical-normal")
+
+
+def _model_and_info(num_domains=2):
+    torch.manual_seed(0)
+    model = VelocityUNet(config_from_preset("tiny", num_domains))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    info = CheckpointInfo(config=model.config, domains=DOMAINS[:num_domains], resolution=64,
+                          pixel_spacing_mm=0.5, provenance={"steps": 10})
+    return model, info
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model, info = _model_and_info()
+    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), info)
+    return path, model, info
+
+
+def test_round_trip_keeps_weights_and_metadata(checkpoint):
+    path, model, info = checkpoint
+    loaded, loaded_info = load_checkpoint(path)
+    assert loaded_info.domains == DOMAINS and loaded_info.resolution == 64
+    assert loaded_info.pixel_spacing_mm == 0.5 and loaded_info.provenance == {"steps": 10}
+    assert loaded_info.config == model.config
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    assert not loaded.training
+    assert not list(path.parent.glob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_domain_lookup_lists_valid_names(checkpoint):
+    _, _, info = checkpoint
+    assert info.label_of("clinical-normal") == 1
+    with pytest.raises(DomainError, match="this model knows: sim-low, clinical-normal"):
+        info.label_of("real")
+
+
+def _rewrite_metadata(path, tmp_path, change):
+    tensors = {k: v for k, v in load_checkpoint(path)[0].state_dict().items()}
+    meta = json.loads(read_checkpoint_info(path).to_json())
+    change(meta, tensors)
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"format": CHECKPOINT_FORMAT, "medshift": json.dumps(meta)})
+    return bad
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m, t: m.update(format_version=99), "format version 99"),
+    (lambda m, t: m.pop("domains"), "lacks domains"),
+    (lambda m, t: m.update(domains=["a", "a"]), "distinct"),
+    (lambda m, t: m.update(domains=["a", "b", "c"]), "3 names"),
+    (lambda m, t: m["model_config"].update(bogus=1), "invalid model_config"),
+    (lambda m, t: m.update(resolution=-4), "resolution"),
+    (lambda m, t: t.pop("head.weight"), "missing weights: head.weight"),
+    (lambda m, t: t.update(extra=torch.zeros(2)), "unexpected weights: extra"),
+    (lambda m, t: t.update({"head.bias": torch.zeros(3)}), "shape mismatch: head.bias"),
+    (lambda m, t: t.update({"head.bias": torch.full((16,), float("nan"))}), "NaN"),
+])
+def test_inconsistent_checkpoints_are_refused_with_the_reason(checkpoint, tmp_path, change, message):
+    path, _, _ = checkpoint
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(_rewrite_metadata(path, tmp_path, change))
+
+
+def test_truncated_file_is_refused(checkpoint, tmp_path):
+    path, _, _ = checkpoint
+    data = path.read_bytes()
+    for cut in (4, 200, len(data) // 2, len(data) - 10):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError):
+            load_checkpoint(bad)
+
+
+def test_pickle_is_never_loaded(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open(r'%s', 'w').write('pwned')" % (tmp_path / "pwned"),))
+
+    bad = tmp_path / "hostile.safetensors"
+    bad.write_bytes(pickle.dumps({"state_dict": Boom()}))
+    torch_file = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, torch_file)
+    for f in (bad, torch_file):
+        with pytest.raises(CheckpointError, match="not a MedShift"):
+            load_checkpoint(f)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_huge_header_claim_and_foreign_safetensors_are_refused(tmp_path):
+    bad = tmp_path / "huge.safetensors"
+    bad.write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match="bad header"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a MedShift checkpoint"):
+        read_checkpoint_info(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_saving_refuses_mismatched_domain_count():
+    model, info = _model_and_info()
+    info.domains = ("only-one",)
+    with pytest.raises(ValueError):
+        save_checkpoint("/nonexistent/x.safetensors", model.state_dict(), info)
