@@ -1,4 +1,6 @@
 """Tiled velocity evaluation: coverage, blending, agreement with one pass."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -48,9 +50,9 @@ def test_small_images_take_one_pass():
     assert calls == [(1, 1, 64, 48)]
 
 
-def test_network_velocity_tiled_is_close_to_one_pass():
+def _tiling_error(norm: str) -> float:
     torch.manual_seed(0)
-    model = VelocityUNet(config_from_preset("tiny", 2)).eval()
+    model = VelocityUNet(dataclasses.replace(config_from_preset("tiny", 2), norm=norm)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -63,6 +65,11 @@ def test_network_velocity_tiled_is_close_to_one_pass():
     with torch.no_grad():
         full = velocity(x, 0.5)
         tiles = tiled(velocity, 64, 16)(x, 0.5)
-    error = (tiles - full).norm() / full.norm()
-    # Only GroupNorm statistics and the attention span differ between a tile and the whole image.
-    assert error < 0.1
+    return float((tiles - full).norm() / full.norm())
+
+
+def test_pixel_norm_makes_tiles_agree_better_than_group_norm():
+    # With pixel norm only the attention span and zero padding at tile borders differ from one pass;
+    # GroupNorm adds per-tile statistics. (Agreement of a trained model: test_end_to_end.py.)
+    pixel, group = _tiling_error("pixel"), _tiling_error("group")
+    assert pixel < 0.7 * group

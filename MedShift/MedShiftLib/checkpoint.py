@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic_files import atomic_target
 from .errors import CheckpointError, DomainError
 from .intensity import DEFAULT_PERCENTILES
 from .velocity_unet import UNetConfig, VelocityUNet
@@ -68,15 +68,8 @@ class CheckpointInfo:
 
 def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
     """Write a safetensors file through a temporary name and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: CheckpointInfo) -> Path:

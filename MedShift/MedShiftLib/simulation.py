@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic_files import write_bytes_atomically
 from .cone_beam_projector import (ANGLE_LIMIT_DEG, DEFAULT_DETECTOR_WIDTH_MM, CArmGeometry,
                                   ConeBeamProjector, MaterialVolume, check_angles)
 from .domain_rendering import (SIMULATOR_DOMAINS, DomainSettings, draw_domain_settings,
@@ -89,20 +88,7 @@ def _write_png_atomically(path: Path, image_uint16: np.ndarray) -> None:
 
     buffer = io.BytesIO()
     Image.fromarray(image_uint16).save(buffer, format="PNG")
-    _write_bytes_atomically(path, buffer.getvalue())
-
-
-def _write_bytes_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def _fmt(value) -> str:
@@ -167,7 +153,7 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
     writer.writeheader()
     for row in rows_out:
         writer.writerow({k: _fmt(v) for k, v in row.items()})
-    _write_bytes_atomically(out / "manifest.csv", text.getvalue().encode())
+    write_bytes_atomically(out / "manifest.csv", text.getvalue().encode())
     return out
 
 
@@ -177,12 +163,10 @@ def _clinical_cu(domain: str) -> float:
     return DOMAIN_STYLES[domain].cu_mm
 
 
-def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, view: int = 0, size: int = 256,
-                        ct_path: str | None = None, lao_rao_deg: float | None = None,
-                        cranial_caudal_deg: float | None = None, device: str = "cpu") -> Path:
-    """Write a PNG showing one subject and view in all five domains side by side, with labels."""
-    from PIL import Image, ImageDraw
-
+def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 256, ct_path: str | None = None,
+                  lao_rao_deg: float | None = None, cranial_caudal_deg: float | None = None, device: str = "cpu",
+                  clean: bool = True) -> RenderedView:
+    """One subject and view of the simulated data set, in memory, in all five domains."""
     grid = default_phantom_grid(size)
     ct_volume = None
     if ct_path is not None:
@@ -196,7 +180,18 @@ def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, vi
     geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=size, cols=size,
                             pixel_spacing_mm=DEFAULT_DETECTOR_WIDTH_MM / size)
     projector = ConeBeamProjector(subject_volume(seed, subject, grid, ct_volume), device=device)
-    rendered = render_view(projector, geometry, seed, subject, view, clean=False)
+    return render_view(projector, geometry, seed, subject, view, clean=clean)
+
+
+def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, view: int = 0, size: int = 256,
+                        ct_path: str | None = None, lao_rao_deg: float | None = None,
+                        cranial_caudal_deg: float | None = None, device: str = "cpu") -> Path:
+    """Write a PNG showing one subject and view in all five domains side by side, with labels."""
+    from PIL import Image, ImageDraw
+
+    rendered = simulate_view(seed, subject, view, size, ct_path, lao_rao_deg, cranial_caudal_deg, device,
+                             clean=False)
+    lao, cran = rendered.geometry.lao_rao_deg, rendered.geometry.cranial_caudal_deg
     label_height, gap = 22, 4
     strip = Image.new("L", (len(SIMULATOR_DOMAINS) * (size + gap) - gap, size + label_height), 255)
     draw = ImageDraw.Draw(strip)
@@ -211,5 +206,5 @@ def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, vi
     buffer = io.BytesIO()
     strip.save(buffer, format="PNG")
     out = Path(out_png)
-    _write_bytes_atomically(out, buffer.getvalue())
+    write_bytes_atomically(out, buffer.getvalue())
     return out

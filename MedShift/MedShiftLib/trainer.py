@@ -86,6 +86,21 @@ class EpochPermutationSampler(Sampler[int]):
         return self.size - self.start
 
 
+def working_pixel_spacing(records, resolution: int) -> float | None:
+    """Pixel spacing (mm) of the working grid when every image's manifest gives the same spacing and size.
+
+    A whole image's short side maps to `resolution` pixels (as the validation crop does), so one
+    working pixel covers spacing * short_side / resolution millimetres; None when unknown or mixed."""
+    values = {(r.extra.get("pixel_spacing_mm"), r.extra.get("rows"), r.extra.get("cols")) for r in records}
+    if len(values) != 1:
+        return None
+    spacing, rows, cols = values.pop()
+    try:
+        return float(spacing) * min(int(rows), int(cols)) / resolution
+    except (TypeError, ValueError):
+        return None
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
 
@@ -162,6 +177,7 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
                       "torch": torch.__version__, "python": platform.python_version(),
                       "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(config), "metrics": metrics}
         return CheckpointInfo(config=model_config, domains=tuple(domains), resolution=config.resolution,
+                              pixel_spacing_mm=working_pixel_spacing(folder.records, config.resolution),
                               provenance=provenance)
 
     def save(step_now: int, metrics: dict) -> None:

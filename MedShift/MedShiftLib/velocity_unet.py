@@ -6,22 +6,31 @@ Layout (read top to bottom like the forward pass):
     encoder         per level: `blocks_per_level` residual blocks, then a strided-conv downsample.
     middle          residual block, self-attention, residual block (lowest resolution only).
     decoder         per level: upsample, concatenate the skip, residual blocks.
-    head            GroupNorm, SiLU, zero-initialised conv to patch_size**2 channels, depth-to-space.
+    head            norm, SiLU, zero-initialised conv to patch_size**2 channels, depth-to-space.
+
+Normalisation: "pixel" (default) normalises over the channels at each position, like ConvNeXt/DiT;
+"group" is torch's GroupNorm over channel groups and all positions (as in ADM). Pixel norm has no
+statistics across space, so a tile is processed as the same pixels inside the whole image (tiled
+translation then matches one pass 3-10x more closely than with GroupNorm, and in our tests it also
+learned the target texture better; see docs/engine.md).
 
 Conditioning: a sinusoidal embedding of t plus a learned embedding of the domain label, whose last slot
 (index `num_domains`) is the "null" label used for classifier-free guidance. The sum drives a
-scale/shift of every residual block's second GroupNorm (AdaGN). The output conv is zero-initialised, so
+scale/shift of every residual block's second norm (AdaGN). The output conv is zero-initialised, so
 an untrained network predicts zero velocity. Fully convolutional: any H, W that are multiples of
 `downsampling_factor` work.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+NORMS = ("group", "pixel")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class UNetConfig:
     attention_heads: int = 4
     embedding_dim: int = 192
     norm_groups: int = 16
+    norm: str = "pixel"
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -42,6 +52,8 @@ class UNetConfig:
             raise ValueError("num_domains must be at least 1")
         if self.patch_size < 1 or not self.channels:
             raise ValueError("patch_size must be >= 1 and channels non-empty")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
         if self.channels[-1] % self.attention_heads:
             raise ValueError(f"the last channel count {self.channels[-1]} must be a multiple of attention_heads")
 
@@ -100,20 +112,36 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Te
     return F.pad(emb, (0, dim % 2))
 
 
-def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(channels, groups), channels)
+class PixelNorm(nn.Module):
+    """Layer norm over the channels at each position (as ConvNeXt/DiT): no statistics across space,
+    so a tile of an image is normalised exactly as the same pixels in the whole image."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, eps=1e-6)
+        return x.permute(0, 3, 1, 2)
+
+
+def _norm(channels: int, config: "UNetConfig") -> nn.Module:
+    if config.norm == "pixel":
+        return PixelNorm(channels)
+    return nn.GroupNorm(math.gcd(channels, config.norm_groups), channels)
 
 
 class ResidualBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the conditioning as scale/shift of the second norm."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, config: UNetConfig) -> None:
         super().__init__()
-        self.norm1 = _group_norm(in_ch, groups)
+        self.norm1 = _norm(in_ch, config)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch)
-        self.norm2 = _group_norm(out_ch, groups)
-        self.dropout = nn.Dropout(dropout)
+        self.emb = nn.Linear(config.embedding_dim, 2 * out_ch)
+        self.norm2 = _norm(out_ch, config)
+        self.dropout = nn.Dropout(config.dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -130,10 +158,10 @@ class ResidualBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention over all positions (used only at the lowest resolution)."""
 
-    def __init__(self, channels: int, heads: int, groups: int) -> None:
+    def __init__(self, channels: int, config: UNetConfig) -> None:
         super().__init__()
-        self.heads = heads
-        self.norm = _group_norm(channels, groups)
+        self.heads = config.attention_heads
+        self.norm = _norm(channels, config)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
@@ -152,7 +180,7 @@ class VelocityUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        emb_dim, groups = cfg.embedding_dim, cfg.norm_groups
+        emb_dim = cfg.embedding_dim
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embedding = nn.Embedding(cfg.num_domains + 1, emb_dim)
         self.stem = nn.Conv2d(cfg.patch_size**2, cfg.channels[0], 3, padding=1)
@@ -164,16 +192,16 @@ class VelocityUNet(nn.Module):
         for level, level_ch in enumerate(cfg.channels):
             blocks = nn.ModuleList()
             for _ in range(cfg.blocks_per_level):
-                blocks.append(ResidualBlock(ch, level_ch, emb_dim, groups, cfg.dropout))
+                blocks.append(ResidualBlock(ch, level_ch, cfg))
                 ch = level_ch
             self.encoder.append(blocks)
             skip_channels.append(ch)
             if level < len(cfg.channels) - 1:
                 self.downsamplers.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
 
-        self.middle_in = ResidualBlock(ch, ch, emb_dim, groups, cfg.dropout)
-        self.middle_attention = SelfAttention(ch, cfg.attention_heads, groups)
-        self.middle_out = ResidualBlock(ch, ch, emb_dim, groups, cfg.dropout)
+        self.middle_in = ResidualBlock(ch, ch, cfg)
+        self.middle_attention = SelfAttention(ch, cfg)
+        self.middle_out = ResidualBlock(ch, ch, cfg)
 
         self.decoder = nn.ModuleList()
         self.upsamplers = nn.ModuleList()
@@ -182,13 +210,13 @@ class VelocityUNet(nn.Module):
             blocks = nn.ModuleList()
             for i in range(cfg.blocks_per_level):
                 in_ch = ch + skip_channels[level] if i == 0 else ch
-                blocks.append(ResidualBlock(in_ch, level_ch, emb_dim, groups, cfg.dropout))
+                blocks.append(ResidualBlock(in_ch, level_ch, cfg))
                 ch = level_ch
             self.decoder.append(blocks)
             if level > 0:
                 self.upsamplers.append(nn.Conv2d(ch, ch, 3, padding=1))
 
-        self.head_norm = _group_norm(ch, groups)
+        self.head_norm = _norm(ch, cfg)
         self.head = nn.Conv2d(ch, cfg.patch_size**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

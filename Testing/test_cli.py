@@ -1,0 +1,98 @@
+"""The `medshift` command's contract: outputs, formats, one-line errors, exit codes."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from helpers import write_png_domains, write_tiny_checkpoint
+from MedShiftLib.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _nrrd(path, shape=(40, 56)):
+    rng = np.random.default_rng(3)
+    image = sitk.GetImageFromArray((1000 + 500 * rng.random(shape)).astype(np.int16))
+    image.SetSpacing((0.2, 0.3))
+    image.SetOrigin((4.0, -7.5))
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_translate_writes_one_output_per_input_with_name_format_and_grid(tmp_path, model, capsys):
+    inputs = tmp_path / "in"
+    write_png_domains(inputs, domains=("a",), subjects=2, views=1)
+    nrrd = _nrrd(tmp_path / "scan.nrrd")
+    before = nrrd.read_bytes()
+    out = tmp_path / "out"
+    rc = main(["translate", str(inputs / "a"), str(nrrd), "--out", str(out), "--model", str(model),
+               "--source", "a", "--target", "b", "--steps", "2", "--device", "cpu"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["s0_v0.png", "s1_v0.png", "scan.nrrd"]
+    assert nrrd.read_bytes() == before
+    original, result = sitk.ReadImage(str(nrrd)), sitk.ReadImage(str(out / "scan.nrrd"))
+    assert result.GetSize() == original.GetSize() and result.GetSpacing() == original.GetSpacing()
+    assert result.GetOrigin() == original.GetOrigin()
+    assert result.GetPixelID() == original.GetPixelID()
+    assert not np.array_equal(sitk.GetArrayFromImage(result), sitk.GetArrayFromImage(original))
+    assert str(out / "scan.nrrd") in capsys.readouterr().out
+
+
+def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
+    rc = main(["translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model),
+               "--source", "real", "--target", "b"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip() == "medshift: error: unknown domain 'real'; this model knows: a, b, c"
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, model):
+    from MedShiftLib.errors import DomainError
+    with pytest.raises(DomainError):
+        main(["--debug", "translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"),
+              "--model", str(model), "--source", "real", "--target", "b"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["translate", "{tmp}/missing.png", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}"],
+     "no such file"),
+    (["translate", "{tmp}/x.nrrd", "--out", "{tmp}", "--source", "a", "--target", "b", "--model", "{model}"],
+     "no input is overwritten"),
+    (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b",
+      "--model", "{tmp}/none.safetensors"], "does not exist"),
+    (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
+      "--tau", "1.5"], "tau"),
+    (["info", "{tmp}/x.nrrd"], "not a MedShift"),
+    (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
+      "--device", "tpu"], "unknown device"),
+])
+def test_errors_exit_2_with_one_line(tmp_path, model, capsys, args, message):
+    _nrrd(tmp_path / "x.nrrd")
+    rc = main([a.format(tmp=tmp_path, model=model) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_info_lists_domains_in_label_order(model, capsys):
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "0:a, 1:b, 2:c" in out and "resolution        32 px" in out
+    assert main(["info", str(model), "--json"]) == 0
+    assert '"domains": [\n    "a",' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, option", [("translate", "--tau"), ("train", "--coupling"), ("info", "--json"),
+                                             ("simulate", "--views-per-subject"), ("demo", "--target")])
+def test_every_command_has_help(command, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0 and option in capsys.readouterr().out
+
+
+def test_unknown_solver_is_refused_with_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b", "--solver", "midpoint"])
+    assert exit_info.value.code == 2 and "choose from 'euler', 'heun', 'rk4', 'dopri5'" in capsys.readouterr().err
