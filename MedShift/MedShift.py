@@ -1,0 +1,683 @@
+"""MedShift: translate X-ray radiographs between imaging domains with a class-conditional flow-matching model.
+
+Module, widget, logic and self-test in one file, as Slicer's scripted-module template has them. The
+widget only wires MedShift.ui to the parameter node; the logic takes nodes and plain values, so every
+panel action also runs from the Python console:
+
+    logic = slicer.util.getModuleLogic("MedShift")
+    out = logic.translateVolume(getNode("XR"), "sim-low", "clinical-normal", tau=0.6)
+
+Nothing here imports torch at module import time (Slicer's generic tests import every module headless).
+"""
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Annotated
+
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from MedShiftLib import slicer_nodes
+from MedShiftLib.errors import MedShiftError
+
+README_URL = "https://github.com/medshift/SlicerMedShift#readme"
+SIMULATOR_DOMAINS = ["sim-low", "sim-high", "clinical-low", "clinical-normal", "clinical-exposure"]
+# Pure-Python packages the engine needs besides torch (import name -> pinned requirement, as in pyproject.toml).
+# numpy and SimpleITK come with Slicer.
+PYTHON_REQUIREMENTS = {
+    "torchdiffeq": "torchdiffeq==0.2.5",
+    "ot": "pot==0.9.7.post1",
+    "safetensors": "safetensors==0.8.0",
+    "pydicom": "pydicom==3.0.2",
+    "tqdm": "tqdm==4.70.1",
+    "xraydb": "xraydb==4.5.8",
+    "scipy": "scipy==1.17.1",
+    "PIL": "pillow==12.0.0",
+}
+SAMPLE_DATA = [
+    # (sample name, file in Resources/SampleData, node name, description)
+    ("MedShiftRadiograph", "MedShiftSkullSimLow.nrrd", "MedShiftSkullSimLow",
+     "Simulated skull radiograph (sim-low)"),
+    ("MedShiftHeadPhantomCT", "MedShiftHeadPhantomCT.nrrd", "MedShiftHeadPhantomCT",
+     "Head phantom CT (for CT projection)"),
+]
+
+
+#
+# MedShift
+#
+
+class MedShift(ScriptedLoadableModule):
+    """Module description shown in Slicer's help and acknowledgement panels."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MedShift")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Filtering")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedShift contributors"]
+        self.parent.helpText = _("""
+Translates X-ray radiographs between imaging domains (simulated and clinical radiographs, dose levels)
+with one class-conditional flow-matching model: the image is taken back to time tau under its source
+domain and regenerated under the target domain. tau 0.6 keeps structure, 0.3 gives more realism.
+A CT volume can be projected into a simulated radiograph first (CT projection).
+See the <a href="{url}">MedShift documentation</a>.
+""").format(url=README_URL)
+        self.parent.acknowledgementText = _("""
+MedShift follows <i>MedShift: Implicit Conditional Transport for X-Ray Domain Adaptation</i>,
+Caetano, Viviers et al., ICCV 2025 workshops (<a href="https://arxiv.org/abs/2508.21435">arXiv 2508.21435</a>).
+Please cite it when you use this extension in your work.
+""")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Add the shipped sample radiograph and head phantom CT to the Sample Data module (offline, file:// URIs)."""
+    import SampleData
+
+    moduleDir = os.path.dirname(__file__)
+    iconPath = os.path.join(moduleDir, "Resources", "Icons", "MedShift.png")
+    for sampleName, fileName, nodeName, description in SAMPLE_DATA:
+        path = os.path.join(moduleDir, "Resources", "SampleData", fileName)
+        if not os.path.isfile(path):
+            logging.warning(f"MedShift sample data {path} is missing; not registered")
+            continue
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category="MedShift",
+            sampleName=sampleName,
+            sampleDescription=description,
+            thumbnailFileName=iconPath,
+            uris=qt.QUrl.fromLocalFile(path).toString(),
+            fileNames=fileName,
+            nodeNames=nodeName,
+            checksums="SHA256:" + slicer.util.computeChecksum("SHA256", path),
+        )
+
+
+#
+# MedShiftParameterNode
+#
+
+@parameterNodeWrapper
+class MedShiftParameterNode:
+    """Everything the panel shows; saved with the scene."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    frames: Annotated[str, Choice(["single", "all", "one"])] = "single"
+    frameIndex: Annotated[int, WithinRange(0, 100000)] = 0
+    modelPath: str = ""  # "" = the bundled model
+    sourceDomain: str = "sim-low"
+    targetDomain: str = "clinical-normal"
+    tau: Annotated[float, WithinRange(0.0, 0.95)] = 0.6
+    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
+    solver: Annotated[str, Choice(["euler", "heun", "rk4", "dopri5"])] = "euler"
+    steps: Annotated[int, WithinRange(1, 200)] = 5
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    tileSize: Annotated[int, WithinRange(64, 8192)] = 1024
+    outputVolume: vtkMRMLScalarVolumeNode
+    ctVolume: vtkMRMLScalarVolumeNode
+    primaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
+    secondaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
+    sourceDetectorDistanceMm: Annotated[float, WithinRange(850.0, 1500.0)] = 1200.0
+    detectorPixels: Annotated[int, WithinRange(64, 2048)] = 256
+    projectionDomain: Annotated[str, Choice(SIMULATOR_DOMAINS)] = "sim-low"
+
+
+def frameSelection(parameterNode):
+    """The logic's frame argument for the panel's Frames choice: None, 'all' or a frame number."""
+    return {"single": None, "all": "all", "one": parameterNode.frameIndex}[parameterNode.frames]
+
+
+#
+# MedShiftWidget
+#
+
+class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: binds MedShift.ui to the parameter node and forwards buttons to the logic."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        """Load the .ui, create the logic, connect signals."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedShift.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MedShiftLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.modelPathLineEdit.filters = ctkPathLineEditFiles()
+        self.ui.modelPathLineEdit.nameFilters = ["MedShift checkpoint (*.safetensors)"]
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+        self.ui.sourceDomainComboBox.connect("currentTextChanged(QString)", self.onDomainsChanged)
+        self.ui.targetDomainComboBox.connect("currentTextChanged(QString)", self.onDomainsChanged)
+        self.ui.tauRealismButton.connect("clicked()", lambda: self._setTau(0.3))
+        self.ui.tauBalancedButton.connect("clicked()", lambda: self._setTau(0.45))
+        self.ui.tauStructureButton.connect("clicked()", lambda: self._setTau(0.6))
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateDeviceInfo)
+        self.ui.translateButton.connect("clicked(bool)", self.onTranslateButton)
+        self.ui.projectButton.connect("clicked(bool)", self.onProjectButton)
+        self.ui.progressBar.hide()
+
+        self.initializeParameterNode()
+        self.onModelPathChanged(self._parameterNode.modelPath)
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self.logic.cancelBackgroundTranslation()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed."""
+        self.logic.cancelBackgroundTranslation()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Ensure the parameter node exists and is observed; pick a first radiograph."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Bind the GUI to a parameter node and observe it."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with a SlicerParameterName property in the .ui are bound here.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _setTau(self, value: float) -> None:
+        self._parameterNode.tau = value
+
+    def onModelPathChanged(self, path: str) -> None:
+        """Show the model's domains in the source/target lists (needs torch; explains when it is missing)."""
+        if self._parameterNode is None:
+            return
+        self._parameterNode.modelPath = path or ""
+        if self.ui.modelPathLineEdit.currentPath != self._parameterNode.modelPath:
+            self.ui.modelPathLineEdit.currentPath = self._parameterNode.modelPath
+        try:
+            domains = self.logic.modelDomains(self._parameterNode.modelPath or None)
+            self.ui.modelInfoLabel.text = _("Domains: {domains}").format(domains=", ".join(domains))
+        except ImportError:
+            domains = SIMULATOR_DOMAINS
+            self.ui.modelInfoLabel.text = _("PyTorch is not installed yet; it is installed at the first Translate.")
+        except MedShiftError as exc:
+            domains = []
+            self.ui.modelInfoLabel.text = str(exc)
+        for comboBox, current in ((self.ui.sourceDomainComboBox, self._parameterNode.sourceDomain),
+                                  (self.ui.targetDomainComboBox, self._parameterNode.targetDomain)):
+            wasBlocked = comboBox.blockSignals(True)
+            comboBox.clear()
+            comboBox.addItems(list(domains))
+            comboBox.currentIndex = comboBox.findText(current)
+            comboBox.blockSignals(wasBlocked)
+        self.onDomainsChanged()
+        self.updateDeviceInfo()
+
+    def onDomainsChanged(self, text: str = "") -> None:
+        """Store the chosen source and target domains."""
+        if self._parameterNode is None:
+            return
+        with slicer.util.NodeModify(self._parameterNode):
+            self._parameterNode.sourceDomain = self.ui.sourceDomainComboBox.currentText
+            self._parameterNode.targetDomain = self.ui.targetDomainComboBox.currentText
+        self._checkCanApply()
+
+    def updateDeviceInfo(self, index: int = 0) -> None:
+        """Name the device 'auto' resolves to (GPU name or CPU threads) when torch is present."""
+        if self._parameterNode is None:
+            return
+        self.ui.deviceInfoLabel.text = self.logic.deviceDescription(self._parameterNode.device)
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Enable Translate only when the inputs are complete; the tooltip says what is missing."""
+        if self._parameterNode is None:
+            return
+        p = self._parameterNode
+        self.ui.frameIndexSpinBox.enabled = p.frames == "one"
+        if self.logic.isRunning:
+            self.ui.translateButton.text = _("Cancel")
+            self.ui.translateButton.toolTip = _("Stop the running translation; nothing is added to the scene")
+            self.ui.translateButton.enabled = True
+            return
+        self.ui.translateButton.text = _("Translate")
+        problem = slicer_nodes.translation_input_problem(p.inputVolume, frameSelection(p), p.sourceDomain,
+                                                         p.targetDomain)
+        node = p.inputVolume
+        if node is not None and node.GetImageData() is not None:
+            count = slicer_nodes.frame_count(node)
+            dims = node.GetImageData().GetDimensions()
+            self.ui.inputInfoLabel.text = _("{cols} x {rows} pixels, {count} frame(s)").format(
+                cols=dims[0], rows=dims[1], count=count)
+        else:
+            self.ui.inputInfoLabel.text = ""
+        self.ui.translateButton.enabled = problem is None
+        self.ui.translateButton.toolTip = problem or _("Translate {source} -> {target} at tau {tau:g}").format(
+            source=p.sourceDomain, target=p.targetDomain, tau=p.tau)
+
+    def onTranslateButton(self) -> None:
+        """Start the translation in the background, or cancel the running one."""
+        if self.logic.isRunning:
+            self.logic.cancelBackgroundTranslation()
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("MedShift could not start the translation."), waitCursor=True):
+            if not self.logic.setupPythonRequirements():
+                return
+            self.ui.statusLabel.text = _("Starting...")
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.show()
+            self.logic.startBackgroundTranslation(
+                p.inputVolume, p.sourceDomain, p.targetDomain, tau=p.tau, guidanceScale=p.guidanceScale,
+                solver=p.solver, steps=p.steps, device=p.device, tileSize=p.tileSize,
+                modelPath=p.modelPath or None, frame=frameSelection(p), outputNode=p.outputVolume,
+                onProgress=self.onProgress, onFinished=self.onFinished)
+        self._checkCanApply()
+
+    def onProgress(self, done: int, total: int, message: str) -> None:
+        """Show solver steps done and the time left."""
+        self.ui.progressBar.maximum = max(total, 1)
+        self.ui.progressBar.value = done
+        self.ui.statusLabel.text = message
+
+    def onFinished(self, outputNode, errorMessage: str, outOfMemory: bool) -> None:
+        """Show the result beside the input, or say why there is none."""
+        self.ui.progressBar.hide()
+        self._checkCanApply()
+        if outputNode is not None:
+            self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
+            self.logic.showSideBySide(self._parameterNode.inputVolume, outputNode)
+        elif outOfMemory and self._parameterNode.device != "cpu":
+            self.ui.statusLabel.text = errorMessage
+            if slicer.util.confirmOkCancelDisplay(
+                    _("The GPU ran out of memory. Switch to the CPU and halve the tile size? "
+                      "Then click Translate again."), _("MedShift")):
+                self._parameterNode.device = "cpu"
+                self._parameterNode.tileSize = max(64, self._parameterNode.tileSize // 2)
+        else:
+            self.ui.statusLabel.text = errorMessage
+            if errorMessage and errorMessage != self.logic.CANCELLED_MESSAGE:
+                slicer.util.errorDisplay(errorMessage, windowTitle=_("MedShift"))
+
+    def onProjectButton(self) -> None:
+        """Project the CT into a simulated radiograph and make it the translation input."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("MedShift could not project the CT."), waitCursor=True):
+            if not self.logic.setupPythonRequirements():
+                return
+            node = self.logic.projectCT(p.ctVolume, p.primaryAngleDeg, p.secondaryAngleDeg,
+                                        p.sourceDetectorDistanceMm, p.detectorPixels, domain=p.projectionDomain)
+            with slicer.util.NodeModify(p):
+                p.inputVolume = node
+                p.frames = "single"
+                if p.projectionDomain in (self.ui.sourceDomainComboBox.itemText(i)
+                                          for i in range(self.ui.sourceDomainComboBox.count)):
+                    p.sourceDomain = p.projectionDomain
+                    self.ui.sourceDomainComboBox.currentIndex = self.ui.sourceDomainComboBox.findText(
+                        p.projectionDomain)
+            slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+
+def ctkPathLineEditFiles():
+    """ctkPathLineEdit filter flags for existing readable files."""
+    import ctk
+
+    return ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+
+
+#
+# MedShiftLogic
+#
+
+class MedShiftLogic(ScriptedLoadableModuleLogic):
+    """Console API and the panel's background run. Takes nodes and plain values, never widgets.
+
+    Blocking (console): translateVolume, translateVolumes, translateFiles, projectCT, modelDomains.
+    Background (panel): startBackgroundTranslation runs the same engine function in a child
+    PythonSlicer process (python -m MedShiftLib.slicer_nodes JOB_DIR), reads its PROGRESS lines, and
+    adds the output node only when the whole result is there; cancelBackgroundTranslation kills it.
+    """
+
+    CANCELLED_MESSAGE = "Translation cancelled; nothing was added to the scene."
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._process = None
+        self._job = None
+
+    def getParameterNode(self):
+        """The module's parameter node, wrapped."""
+        return MedShiftParameterNode(super().getParameterNode())
+
+    # ---- dependencies ----------------------------------------------------------------------------
+
+    @staticmethod
+    def missingPythonRequirements() -> list:
+        """Pinned requirements of the packages the engine needs that this Python lacks (torch aside)."""
+        return [req for module, req in PYTHON_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+
+    def setupPythonRequirements(self, askConfirmation: bool = True) -> bool:
+        """Install torch (through the PyTorch extension) and missing packages, after asking; False if declined."""
+        if importlib.util.find_spec("torch") is None:
+            try:
+                import PyTorchUtils
+            except ModuleNotFoundError:
+                raise MedShiftError(
+                    "MedShift needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart "
+                    "Slicer and click Translate again: MedShift then installs torch through it (CPU or the CUDA "
+                    "build that fits your GPU driver).") from None
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled():
+                torch = torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=">=2.1")
+                if torch is None:
+                    return False
+        missing = self.missingPythonRequirements()
+        if missing:
+            if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                    _("MedShift needs these Python packages: {packages}. Install them now (a few MB from PyPI)?").format(
+                        packages=", ".join(missing)), _("MedShift")):
+                return False
+            slicer.util.pip_install(missing)
+        return True
+
+    # ---- models --------------------------------------------------------------------------------------
+
+    def modelDomains(self, modelPath=None) -> list:
+        """Domain names of a checkpoint (None: the bundled model), in label order."""
+        return list(slicer_nodes.model_domains(modelPath))
+
+    def deviceDescription(self, device: str = "auto") -> str:
+        """What `device` means on this computer, e.g. 'CUDA: NVIDIA RTX A4000' (or why it cannot be used)."""
+        if importlib.util.find_spec("torch") is None:
+            return _("PyTorch not installed yet")
+        from MedShiftLib.devices import describe_device, resolve_device
+        try:
+            return describe_device(resolve_device(device))
+        except MedShiftError as exc:
+            return str(exc)
+
+    @staticmethod
+    def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=5,
+                            tileSize=1024):
+        """TranslationSettings from plain values (imports the engine, hence torch)."""
+        from MedShiftLib.translation import TranslationSettings
+        return TranslationSettings(sourceDomain, targetDomain, tau=float(tau), guidance_scale=float(guidanceScale),
+                                   solver=solver, steps=int(steps), tile_size=int(tileSize))
+
+    # ---- console API ---------------------------------------------------------------------------------
+
+    def translateVolume(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler",
+                        steps=5, device="auto", modelPath=None, outputNode=None, progressCallback=None,
+                        cancelToken=None, frame=None, tileSize=1024):
+        """Translate a radiograph volume node and return the output node (blocking).
+
+        The output lies on the input's grid (same spacing, origin and directions), holds the input's value
+        range and type, and is named like 'XR sim-low->clinical-normal tau0.6' unless `outputNode` is given.
+        frame: None for a single radiograph, 'all' to translate every frame of a cine into a volume of the
+        same shape, or a frame number. progressCallback(done, total) counts solver steps; cancelToken
+        (MedShiftLib.ode_solvers.CancelToken) stops the run with TranslationCancelled and adds no node.
+        """
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        return slicer_nodes.translate_volume_node(inputNode, settings, model_path=modelPath, device=device,
+                                                  frame=frame, output_node=outputNode, progress=progressCallback,
+                                                  cancel=cancelToken)
+
+    def translateVolumes(self, inputNodes, sourceDomain, targetDomain, **kwargs):
+        """Translate several volume nodes with the same settings; returns the output nodes in order."""
+        return [self.translateVolume(node, sourceDomain, targetDomain, **kwargs) for node in inputNodes]
+
+    def translateFiles(self, pathsOrFolder, outDir, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
+                       solver="euler", steps=5, device="auto", modelPath=None, frame=None, tileSize=1024):
+        """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
+        from MedShiftLib.batch_translation import collect_inputs, translate_files
+        if isinstance(pathsOrFolder, (str, os.PathLike)):
+            pathsOrFolder = [pathsOrFolder]
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        return translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath, device=device,
+                               frame=frame)
+
+    def projectCT(self, ctNode, primaryAngleDeg=0.0, secondaryAngleDeg=0.0, sourceDetectorDistanceMm=1200.0,
+                  detectorPixels=256, domain="sim-low"):
+        """A new radiograph node: a C-arm cone-beam projection of a CT (HU) rendered in a simulator domain.
+
+        primaryAngleDeg: LAO (+) / RAO (-); secondaryAngleDeg: cranial (+) / caudal (-); both within +-40.
+        """
+        return slicer_nodes.project_ct_node(ctNode, primaryAngleDeg, secondaryAngleDeg, sourceDetectorDistanceMm,
+                                            int(detectorPixels), domain=domain)
+
+    # ---- background run (panel) ------------------------------------------------------------------------
+
+    @property
+    def isRunning(self) -> bool:
+        """True while a background translation runs."""
+        return self._process is not None
+
+    def startBackgroundTranslation(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
+                                   solver="euler", steps=5, device="auto", tileSize=1024, modelPath=None, frame=None,
+                                   outputNode=None, onProgress=None, onFinished=None) -> None:
+        """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
+
+        onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
+        outOfMemory) runs once at the end (outputNode None on error or cancel)."""
+        if self.isRunning:
+            raise MedShiftError("a translation is already running; wait for it or cancel it")
+        slicer_nodes.check_output_node(inputNode, outputNode)
+        frames = slicer_nodes.volume_frames(inputNode, frame)
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        settings.validated(slicer_nodes.read_model_info(modelPath))  # domain and option errors before starting
+        jobDir = tempfile.mkdtemp(prefix="MedShift-", dir=slicer.app.temporaryPath)
+        slicer_nodes.write_translation_job(jobDir, frames, settings, modelPath, device)
+        self._job = dict(dir=jobDir, frames=frames, input=inputNode, output=outputNode, frame=frame, settings=settings,
+                         onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), error="",
+                         cancelled=False, buffer="", device="")
+        process = qt.QProcess()
+        process.setWorkingDirectory(os.path.dirname(__file__))  # so `-m MedShiftLib...` finds the engine
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.connect("readyReadStandardOutput()", self._onProcessOutput)
+        process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
+        self._process = process
+        process.start(pythonSlicerExecutable(), ["-m", "MedShiftLib.slicer_nodes", jobDir])
+
+    def cancelBackgroundTranslation(self) -> None:
+        """Stop the running translation (kills the child); no node is added."""
+        if self._process is not None and self._job is not None:
+            self._job["cancelled"] = True
+            self._process.kill()
+
+    def _onProcessOutput(self) -> None:
+        job = self._job
+        job["buffer"] += bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
+        *lines, job["buffer"] = job["buffer"].split("\n")
+        for line in lines:
+            kind, value = slicer_nodes.parse_worker_line(line)
+            if kind == "progress" and job["onProgress"]:
+                done, total = value
+                eta = slicer_nodes.format_eta(slicer_nodes.eta_seconds(time.monotonic() - job["started"], done, total))
+                job["onProgress"](done, total, f"step {done}/{total} on {job['device'] or 'device'}  {eta}".strip())
+            elif kind == "device":
+                job["device"] = value
+            elif kind == "error":
+                job["error"] = value
+            elif line.strip():
+                logging.info(f"MedShift worker: {line}")
+
+    def _onProcessFinished(self, exitCode, exitStatus) -> None:
+        job, process = self._job, self._process
+        self._onProcessOutput()
+        self._process, self._job = None, None
+        outputNode, error = None, job["error"]
+        try:
+            if job["cancelled"]:
+                error = self.CANCELLED_MESSAGE
+            elif exitCode == 0 and exitStatus == qt.QProcess.NormalExit:
+                translated = slicer_nodes.read_translation_result(job["dir"], job["frames"])
+                node = job["input"]
+                outputNode = slicer_nodes.add_translated_volume(
+                    node.GetScene(), translated, slicer_nodes.output_geometry(node, job["frames"], job["frame"]),
+                    slicer_nodes.output_name(node.GetName(), job["settings"], job["frame"]), job["output"], like=node)
+            elif not error:
+                error = _("The translation process stopped unexpectedly (exit code {code}); see the Python console.").format(
+                    code=exitCode)
+        except MedShiftError as exc:
+            error = str(exc)
+        finally:
+            shutil.rmtree(job["dir"], ignore_errors=True)
+            process.deleteLater()
+        if job["onFinished"]:
+            job["onFinished"](outputNode, error, exitCode == slicer_nodes.EXIT_OUT_OF_MEMORY)
+
+    # ---- display ---------------------------------------------------------------------------------------
+
+    def showSideBySide(self, inputNode, outputNode) -> None:
+        """Input left, translation right, linked views, same window/level."""
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is None or inputNode is None or outputNode is None:
+            return
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        views = [("Red", inputNode), ("Yellow", outputNode)]
+        for viewName, node in views:
+            sliceWidget = layoutManager.sliceWidget(viewName)
+            if sliceWidget is None:
+                continue
+            compositeNode = sliceWidget.mrmlSliceCompositeNode()
+            compositeNode.SetBackgroundVolumeID(node.GetID())
+            compositeNode.SetForegroundVolumeID(None)
+            compositeNode.SetLinkedControl(True)
+            sliceWidget.mrmlSliceNode().SetOrientation("Axial")
+            sliceWidget.sliceLogic().FitSliceToAll()
+        inputDisplay, outputDisplay = inputNode.GetDisplayNode(), outputNode.GetDisplayNode()
+        if inputDisplay and outputDisplay:
+            outputDisplay.SetAutoWindowLevel(False)
+            outputDisplay.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
+
+
+def pythonSlicerExecutable() -> str:
+    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker."""
+    found = shutil.which("PythonSlicer")
+    if found:
+        return found
+    candidate = os.path.join(os.path.dirname(sys.executable), "PythonSlicer" + (".exe" if os.name == "nt" else ""))
+    return candidate if os.path.isfile(candidate) else sys.executable
+
+
+#
+# MedShiftTest
+#
+
+class MedShiftTest(ScriptedLoadableModuleTest):
+    """Self-test: translate the sample radiograph with the model default_model_path finds."""
+
+    def setUp(self):
+        """Start from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Run all tests."""
+        self.setUp()
+        self.test_translateSampleRadiograph()
+        self.setUp()
+        self.test_errorsAreActionable()
+
+    def test_translateSampleRadiograph(self):
+        """The sample radiograph translates into a new node on its grid that differs from it."""
+        import numpy as np
+        import SampleData
+
+        self.assertTrue(MedShiftLogic().setupPythonRequirements(askConfirmation=False))
+        registerSampleData()
+        inputNode = SampleData.downloadSample("MedShiftRadiograph")
+        self.delayDisplay("Loaded sample radiograph")
+        before = slicer.util.arrayFromVolume(inputNode).copy()
+        logic = MedShiftLogic()
+        domains = logic.modelDomains()
+        source, target = ("sim-low", "clinical-normal") if {"sim-low", "clinical-normal"} <= set(domains) \
+            else (domains[0], domains[-1])
+        steps = []
+        outputNode = logic.translateVolume(inputNode, source, target, tau=0.6, steps=2, device="cpu",
+                                           progressCallback=lambda done, total: steps.append((done, total)))
+        after = slicer.util.arrayFromVolume(outputNode)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputNode), before)
+        self.assertEqual(after.shape, before.shape)
+        self.assertEqual(after.dtype, before.dtype)
+        self.assertEqual(outputNode.GetSpacing(), inputNode.GetSpacing())
+        self.assertEqual(outputNode.GetOrigin(), inputNode.GetOrigin())
+        inputMatrix, outputMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        inputNode.GetIJKToRASMatrix(inputMatrix)
+        outputNode.GetIJKToRASMatrix(outputMatrix)
+        for r in range(4):
+            for c in range(4):
+                self.assertAlmostEqual(inputMatrix.GetElement(r, c), outputMatrix.GetElement(r, c))
+        self.assertGreater(float(np.mean(np.abs(after.astype(float) - before.astype(float)))), 1.0)
+        self.assertEqual(steps[-1], (4, 4))
+        self.assertIn(f"{source}->{target} tau0.6", outputNode.GetName())
+        logic.showSideBySide(inputNode, outputNode)
+        self.delayDisplay("Translation test passed")
+
+    def test_errorsAreActionable(self):
+        """A CT-like volume, an unknown domain and a colour volume are refused with a message and no node."""
+        import numpy as np
+
+        from MedShiftLib.errors import DomainError, InputImageError
+
+        self.assertTrue(MedShiftLogic().setupPythonRequirements(askConfirmation=False))
+        logic = MedShiftLogic()
+        volume = slicer.util.addVolumeFromArray(np.random.default_rng(0).integers(0, 1000, (8, 32, 32)).astype(np.int16),
+                                                name="volume")
+        radiograph = slicer.util.addVolumeFromArray(np.arange(32 * 32, dtype=np.uint16).reshape(1, 32, 32),
+                                                    name="radiograph")
+        colour = slicer.util.addVolumeFromArray(np.zeros((1, 8, 8, 3), np.uint8), name="colour",
+                                                nodeClassName="vtkMRMLVectorVolumeNode")
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        domains = logic.modelDomains()
+        with self.assertRaisesRegex(InputImageError, "8 slices"):
+            logic.translateVolume(volume, domains[0], domains[-1], device="cpu")
+        with self.assertRaisesRegex(DomainError, "this model knows"):
+            logic.translateVolume(radiograph, "no-such-domain", domains[-1], device="cpu")
+        with self.assertRaisesRegex(InputImageError, "Vector to Scalar Volume"):
+            logic.translateVolume(colour, domains[0], domains[-1], device="cpu")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        self.delayDisplay("Error test passed")

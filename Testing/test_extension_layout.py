@@ -1,0 +1,141 @@
+"""The Slicer extension's layout: CMake lists every packaged file, module folders hold only modules."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("MedShift", "MedShiftTraining")
+SLICER_ONLY = {"slicer", "qt", "ctk", "vtk", "slicer.util"}
+
+
+def cmake_set(cmake_file: Path, variable: str) -> list[str]:
+    """The items of `set(VARIABLE ...)` in a CMake file, with ${MODULE_NAME} substituted."""
+    text = cmake_file.read_text()
+    module = re.search(r"set\(MODULE_NAME\s+(\w+)\)", text).group(1)
+    block = re.search(rf"set\({variable}\b(.*?)\)", text, re.S)
+    assert block, f"{cmake_file} has no set({variable} ...)"
+    items = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    return [item.replace("${MODULE_NAME}", module) for item in items if item]
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside functions) by a Python file."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every absolute module a Python file imports anywhere."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_every_engine_file_is_listed_in_the_module_cmake_and_every_listed_file_exists():
+    cmake = ROOT / "MedShift" / "CMakeLists.txt"
+    scripts = cmake_set(cmake, "MODULE_PYTHON_SCRIPTS")
+    resources = cmake_set(cmake, "MODULE_PYTHON_RESOURCES")
+    on_disk = {f"MedShiftLib/{p.name}" for p in (ROOT / "MedShift" / "MedShiftLib").glob("*.py")}
+    missing = sorted(on_disk - set(scripts))
+    assert not missing, f"not packaged (add to MODULE_PYTHON_SCRIPTS in {cmake}): {missing}"
+    data = {f"MedShiftLib/data/{p.name}" for p in (ROOT / "MedShift" / "MedShiftLib" / "data").glob("*")
+            if p.is_file()}
+    missing_data = sorted(data - set(resources))
+    assert not missing_data, f"not packaged (add to MODULE_PYTHON_RESOURCES in {cmake}): {missing_data}"
+    listed_but_absent = [item for item in scripts + resources if not (ROOT / "MedShift" / item).is_file()]
+    assert not listed_but_absent, f"{cmake} lists files that do not exist: {listed_but_absent}"
+    assert "MedShift.py" in scripts
+    assert len(scripts) == len(set(scripts))
+
+
+def test_training_module_cmake_lists_its_files():
+    cmake = ROOT / "MedShiftTraining" / "CMakeLists.txt"
+    items = cmake_set(cmake, "MODULE_PYTHON_SCRIPTS") + cmake_set(cmake, "MODULE_PYTHON_RESOURCES")
+    assert "MedShiftTraining.py" in items
+    assert all((ROOT / "MedShiftTraining" / item).is_file() for item in items), items
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_folder_holds_no_python_file_but_its_module(module):
+    extra = sorted(p.name for p in (ROOT / module).glob("*.py") if p.name != f"{module}.py")
+    assert not extra, f"Slicer takes every .py in {module}/ for a module; move {extra} into MedShiftLib/"
+    text = (ROOT / module / "CMakeLists.txt").read_text()
+    assert re.search(r"slicerMacroBuildScriptedModule\(.*?NAME \$\{MODULE_NAME\}.*?WITH_GENERIC_TESTS", text, re.S)
+
+
+def test_top_level_cmake_names_both_modules_and_the_pytorch_dependency():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"^project\(MedShift\)", text, re.M)
+    for module in MODULES:
+        assert re.search(rf"^add_subdirectory\({module}\)", text, re.M), module
+    depends = re.search(r'set\(EXTENSION_DEPENDS\s+"?([^")]*)"?\)', text).group(1).split()
+    assert "PyTorch" in depends
+    for key in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
+        assert re.search(rf'set\(EXTENSION_{key}\s+"[^"]+"\)', text), key
+    order = [text.index(s) for s in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                                      "add_subdirectory(MedShift)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                                      "include(${Slicer_EXTENSION_CPACK})")]
+    assert order == sorted(order)
+
+
+def test_self_test_is_registered_with_ctest():
+    text = (ROOT / "MedShift" / "Testing" / "Python" / "CMakeLists.txt").read_text()
+    assert re.search(r"slicer_add_python_unittest\(SCRIPT .*\$\{MODULE_NAME\}\.py\)", text)
+    assert "add_subdirectory(Python)" in (ROOT / "MedShift" / "Testing" / "CMakeLists.txt").read_text()
+    assert "add_subdirectory(Testing)" in (ROOT / "MedShift" / "CMakeLists.txt").read_text()
+    assert "class MedShiftTest(ScriptedLoadableModuleTest)" in (ROOT / "MedShift" / "MedShift.py").read_text()
+
+
+def test_engine_stays_free_of_slicer_and_modules_import_no_torch_at_load():
+    for path in sorted((ROOT / "MedShift" / "MedShiftLib").glob("*.py")):
+        if path.name == "slicer_nodes.py":
+            assert not top_level_imports(path) & SLICER_ONLY, "slicer_nodes must import slicer/vtk lazily"
+        else:
+            assert not all_imports(path) & SLICER_ONLY, f"{path.name} imports Slicer or Qt"
+    for module in MODULES:
+        loaded = top_level_imports(ROOT / module / f"{module}.py")
+        assert not {name for name in loaded if name.split(".")[0] == "torch"}, f"{module}.py imports torch at load"
+        engine = {name for name in loaded if name.startswith("MedShiftLib")}
+        assert engine <= {"MedShiftLib", "MedShiftLib.errors"}, f"{module}.py loads torch-using engine code: {engine}"
+    # and the only engine code MedShift.py loads at import time needs no torch
+    assert "torch" not in all_imports(ROOT / "MedShift" / "MedShiftLib" / "errors.py")
+
+
+def test_training_module_is_hidden_and_depends_on_medshift():
+    tree = ast.parse((ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text())
+    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert "MedShiftTraining" in classes and "MedShiftTrainingLogic" in classes
+    assert "MedShiftTrainingWidget" not in classes  # no panel
+    text = (ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text()
+    assert 'self.parent.dependencies = ["MedShift"]' in text and "self.parent.hidden = True" in text
+    assert "slicer.util.exit(" in text
+
+
+@pytest.mark.parametrize("icon", ["MedShift/Resources/Icons/MedShift.png", "Resources/Icons/MedShift.png",
+                                  "MedShiftTraining/Resources/Icons/MedShiftTraining.png"])
+def test_icons_are_128_pixel_pngs(icon):
+    from PIL import Image
+
+    with Image.open(ROOT / icon) as image:
+        assert image.format == "PNG" and image.size == (128, 128)
+
+
+def test_registered_sample_data_is_shipped_and_small():
+    tree = ast.parse((ROOT / "MedShift" / "MedShift.py").read_text())
+    samples = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and any(getattr(t, "id", None) == "SAMPLE_DATA" for t in n.targets))
+    assert len(samples) == 2
+    for _sample, file_name, _node, _description in samples:
+        path = ROOT / "MedShift" / "Resources" / "SampleData" / file_name
+        assert path.is_file() and path.stat().st_size < 1_000_000, path
