@@ -96,3 +96,18 @@ def test_unknown_solver_is_refused_with_choices(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b", "--solver", "midpoint"])
     assert exit_info.value.code == 2 and "choose from 'euler', 'heun', 'rk4', 'dopri5'" in capsys.readouterr().err
+
+
+def test_simulate_writes_a_data_folder_and_a_preview(tmp_path, capsys):
+    from PIL import Image
+    rc = main(["simulate", str(tmp_path / "data"), "--subjects", "1", "--views-per-subject", "1", "--size", "32",
+               "--seed", "3", "--quiet", "--preview", str(tmp_path / "strip.png")])
+    assert rc == 0
+    domains = sorted(p.name for p in (tmp_path / "data").iterdir() if p.is_dir())
+    assert domains == ["clinical-exposure", "clinical-low", "clinical-normal", "sim-high", "sim-low"]
+    assert all((tmp_path / "data" / d / "s0000_v00.png").is_file() for d in domains)
+    width, height = Image.open(tmp_path / "strip.png").size
+    assert width > 5 * 32 and height > 32
+    assert main(["simulate", str(tmp_path / "x"), "--subjects", "0", "--preview", str(tmp_path / "p.png"),
+                 "--lao-rao", "55"]) == 2
+    assert "outside -40..40" in capsys.readouterr().err

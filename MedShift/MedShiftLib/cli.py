@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct", help="a head CT (NRRD/NIfTI/MHA file or DICOM series folder) instead of the phantom")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
+    p.add_argument("--preview", metavar="PNG", help="also write subject 0, view 0 in all five domains side by side "
+                   "(with --subjects 0: only the picture)")
+    p.add_argument("--lao-rao", type=float, help="view angle of the --preview picture (default: the seed's)")
+    p.add_argument("--cranial-caudal", type=float, help="view angle of the --preview picture (default: the seed's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
@@ -128,7 +132,16 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """`medshift simulate`."""
-    from .simulation import simulate_dataset
+    from .simulation import render_domain_strip, simulate_dataset
+    if args.preview:
+        try:
+            print(render_domain_strip(args.preview, seed=args.seed, size=args.size, ct_path=args.ct,
+                                      lao_rao_deg=args.lao_rao, cranial_caudal_deg=args.cranial_caudal,
+                                      device=args.device))
+        except ValueError as exc:  # view angles outside the C-arm range
+            raise MedShiftError(str(exc)) from None
+        if args.subjects == 0:
+            return 0
     out = simulate_dataset(args.out_dir, subjects=args.subjects, views_per_subject=args.views_per_subject,
                            size=args.size, seed=args.seed, ct_path=args.ct, clean=args.clean,
                            progress=not args.quiet, device=args.device)
