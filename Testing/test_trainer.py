@@ -80,3 +80,105 @@ def test_one_domain_folder_is_refused(tmp_path):
     write_png_domains(tmp_path / "one", domains=("only",), subjects=2, views=1)
     with pytest.raises(DataFolderError):
         train(_config(tmp_path / "one", tmp_path / "run", domains=[]), progress=False)
+
+
+def test_run_folder_gets_a_loss_curve_and_sample_grids_at_the_sample_interval(data, tmp_path):
+    from PIL import Image
+
+    train(_config(data, tmp_path / "run", steps=6, checkpoint_every=3, sample_every=2), progress=False)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("samples_step*.png")) == ["samples_step2.png", "samples_step4.png",
+                                                                     "samples_step6.png"]
+    with Image.open(run / "loss_curve.png") as curve:
+        assert curve.format == "PNG" and curve.size[0] > 300
+    with Image.open(run / "samples_step6.png") as grid:
+        # the input column plus one column per domain (b, a), each panel 128 px wide with 4 px gaps
+        assert grid.format == "PNG" and grid.size[0] == 3 * 128 + 2 * 4
+    train(_config(data, tmp_path / "quiet", steps=3, sample_every=0), progress=False)
+    assert not list((tmp_path / "quiet").glob("samples_step*.png"))
+
+
+def test_sample_grid_shows_the_models_translations(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from MedShiftLib.training_report import save_sample_grid, translate_to_every_domain
+    from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+
+    torch.manual_seed(0)
+    model = VelocityUNet(config_from_preset("tiny", 2))  # zero-initialised head: zero velocity, identity map
+    images = torch.rand(2, 1, 32, 32) * 2 - 1
+    translations = translate_to_every_domain(model, images, torch.tensor([0, 1]))
+    assert translations.shape == (2, 2, 32, 32)
+    assert torch.allclose(translations[:, 0], images[:, 0]) and torch.allclose(translations[:, 1], images[:, 0])
+    with torch.no_grad():
+        for p in model.parameters():  # now the velocity depends on the image and the domain label
+            p.add_(0.1 * torch.randn_like(p))
+    translations = translate_to_every_domain(model, images, torch.tensor([0, 1]))
+    own_domain = torch.stack([translations[0, 0], translations[1, 1]])
+    other_domain = torch.stack([translations[0, 1], translations[1, 0]])
+    # into its own domain an image comes back nearly unchanged (invert and regenerate cancel), not so elsewhere
+    assert (other_domain - images[:, 0]).abs().mean() > 2 * (own_domain - images[:, 0]).abs().mean()
+    path = save_sample_grid(images, ["a", "b"], translations, ["a", "b"], tmp_path / "grid.png", panel_size=32)
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (18 + 2 * (32 + 18 + 4), 3 * 32 + 2 * 4)
+    first_input = grid[18 + 18:18 + 18 + 32, :32].astype(float)
+    expected = np.clip((images[0, 0].numpy() + 1) / 2, 0, 1) * 255
+    assert np.abs(first_input - expected).mean() < 3
+
+
+def test_bf16_on_the_cpu_and_a_batch_not_divisible_by_the_processes_are_refused(data, tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    with pytest.raises(MedShiftError, match="bf16 needs a CUDA GPU"):
+        train(_config(data, tmp_path / "run", precision="bf16"), progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(MedShiftError, match="global batch and must be a multiple of the 2 training processes"):
+        train(_config(data, tmp_path / "run", batch_size=3), progress=False)
+    assert not dist.is_initialized() and not (tmp_path / "run").exists()
+
+
+def test_a_training_killed_with_sigkill_resumes_to_the_end_without_gaps(data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from MedShiftLib.training_state import read_training_state
+
+    run = tmp_path / "run"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "MedShift"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "MedShiftLib.cli", "train", str(data), "--out", str(run), "--preset", "tiny",
+               "--resolution", "32", "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "3",
+               "--log-every", "1", "--workers", "0", "--device", "cpu", "--validation-fraction", "0.25",
+               "--warmup-steps", "2", "--domains", "b", "a", "--quiet"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state, log_path = run / "training_state.safetensors", run / "log.jsonl"
+
+    def logged_steps() -> list[int]:
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        return [json.loads(line)["step"] for line in lines if line.strip().endswith("}")]
+
+    deadline = time.monotonic() + 60
+    # kill it once the first checkpoint exists and it has logged a step beyond it (part-way to the next save)
+    while not (state.exists() and max(logged_steps(), default=0) >= 4) and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    process.stderr.close()
+
+    saved_step = read_training_state(state)[0]["step"]
+    assert saved_step >= 3 and max(logged_steps()) >= saved_step
+    final = saved_step + 4
+    train(_config(data, run, steps=final, resume=True), progress=False)
+    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+    assert steps == list(range(1, final + 1))  # no gap, and the steps redone after the kill logged once
+    model, info = load_checkpoint(run / "latest.safetensors")
+    assert info.provenance["steps"] == final and read_training_state(state)[0]["step"] == final
+    assert not list(run.glob(".*.tmp"))

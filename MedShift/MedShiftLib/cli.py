@@ -151,9 +151,11 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`medshift train`."""
+    from .distributed import ProcessPlace
     from .trainer import train_from_arguments
     best = train_from_arguments(args)
-    print(best)
+    if ProcessPlace.from_environment().rank == 0:  # under torchrun, one line from the writing process
+        print(best)
     return 0
 
 

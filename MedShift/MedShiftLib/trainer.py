@@ -5,7 +5,13 @@ Shared by `medshift train` and the MedShiftTraining Slicer module. Each run fold
     best.safetensors         the EMA weights with the lowest validation flow-matching loss so far
     training_state.safetensors  raw weights, EMA, optimizer and scheduler, for --resume
     log.jsonl                one JSON line per logged step (loss, lr, images/s, validation loss)
+    loss_curve.png           training and validation loss against the step, redrawn at every checkpoint
+    samples_step{N}.png      validation images translated into every domain, every `sample_every` steps
 Data order, crops and noise derive from (seed, step), so a resumed run continues as the original would.
+
+Started by torchrun (`torchrun --nproc_per_node N -m MedShiftLib.cli train ...`), every process trains a
+DistributedDataParallel replica on its share of each global batch (`batch_size` stays the global batch);
+only rank 0 writes files. See distributed.py and docs/training.md.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -25,10 +32,20 @@ from .checkpoint import CheckpointInfo, save_checkpoint
 from .couplings import COUPLINGS, make_coupling
 from .datasets import RadiographDomainDataset, scan_data_folder, split_by_subject
 from .devices import resolve_device
+from .distributed import (ProcessPlace, barrier, data_parallel, mean_across_processes, process_device,
+                          process_group, write_replica_digest)
 from .errors import DataFolderError, MedShiftError
 from .training import make_ema, train_step, warmup_cosine
+from .training_report import (SAMPLE_IMAGES, save_loss_curve, save_sample_grid,
+                              translate_to_every_domain, truncate_training_log)
 from .training_state import read_training_state, restore_training_state, save_training_state
 from .velocity_unet import MODEL_PRESETS, VelocityUNet, config_from_preset
+
+
+PRECISIONS = ("fp32", "bf16")
+RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every",
+                     "best_validation_loss", "precision", "compile", "sample_every")
+"""Options that may differ between a run and its --resume (the others must match)."""
 
 
 @dataclass
@@ -56,6 +73,14 @@ class TrainingConfig:
     seed: int = 0
     resume: bool = False
     domains: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    compile: bool = False
+    sample_every: int | None = None
+
+    @property
+    def sample_interval(self) -> int:
+        """Steps between sample grids: `sample_every`, or the checkpoint interval when unset; 0 = never."""
+        return self.checkpoint_every if self.sample_every is None else self.sample_every
 
     def check(self) -> None:
         """Raise MedShiftError for options that cannot work, before any work is done."""
@@ -70,20 +95,42 @@ class TrainingConfig:
             raise MedShiftError("label dropout must be in [0, 1)")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise MedShiftError("validation fraction must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise MedShiftError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        if self.sample_every is not None and self.sample_every < 0:
+            raise MedShiftError("sample-every must be 0 (no samples) or more")
 
 
 class EpochPermutationSampler(Sampler[int]):
-    """A fresh permutation per epoch from (seed, epoch), able to start part-way through an epoch."""
+    """A fresh permutation per epoch from (seed, epoch), able to start part-way through an epoch.
 
-    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0) -> None:
+    With several processes, each global batch (`batch_size` consecutive entries of the permutation) is cut
+    into `world_size` equal shares and process `rank` takes its share, so together the processes see
+    exactly the images, batch by batch, that one process would. `start` counts global positions."""
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0, rank: int = 0, world_size: int = 1,
+                 batch_size: int | None = None) -> None:
+        if world_size > 1 and (batch_size is None or batch_size % world_size):
+            raise ValueError(f"the global batch size {batch_size} must be a multiple of the {world_size} processes")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g)[self.start:].tolist())
+        order = torch.randperm(self.size, generator=g)[self.start:]
+        if self.world_size > 1:
+            share = self.batch_size // self.world_size
+            whole = len(order) // self.batch_size * self.batch_size
+            order = order[:whole].reshape(-1, self.world_size, share)[:, self.rank].reshape(-1)
+        return iter(order.tolist())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        remaining = max(self.size - self.start, 0)
+        if self.world_size > 1:
+            return remaining // self.batch_size * (self.batch_size // self.world_size)
+        return remaining
 
 
 def working_pixel_spacing(records, resolution: int) -> float | None:
@@ -101,8 +148,14 @@ def working_pixel_spacing(records, resolution: int) -> float | None:
         return None
 
 
-def _step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
+def _step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """Noise, times and label dropout of one step on one process, from (seed, step, rank).
+
+    Rank 0 keeps the single-process seeds; other ranks hash (seed, step, rank) with numpy's SeedSequence
+    (torch's CPU generator keeps only 32 bits of a seed, so adding a large rank offset would be lost)."""
+    if rank == 0:
+        return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed % 2**32, step, rank]).generate_state(1)[0]))
 
 
 @torch.no_grad()
@@ -119,14 +172,53 @@ def validation_loss(model: torch.nn.Module, coupling, loader: DataLoader, device
     return total / max(count, 1)
 
 
+def training_device(config: TrainingConfig, place: ProcessPlace) -> torch.device:
+    """The device this process trains on; MedShiftError for a device or precision that cannot work."""
+    device = process_device(resolve_device(config.device), place)
+    if config.precision == "bf16" and device.type != "cuda":
+        raise MedShiftError("--precision bf16 needs a CUDA GPU (bfloat16 autocast on the CPU is slower than fp32 "
+                            "on most processors); use --precision fp32 or --device cuda")
+    return device
+
+
 def train(config: TrainingConfig, progress: bool = True, stop_after: int | None = None) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
+    Under torchrun, every process calls this; the process group is opened here and always closed again.
     `stop_after` ends the run after that many steps in this call (to test resuming)."""
+    config.check()
+    place = ProcessPlace.from_environment()
+    if config.batch_size % place.world_size:
+        raise MedShiftError(f"--batch-size {config.batch_size} is the global batch and must be a multiple of the "
+                            f"{place.world_size} training processes; use e.g. "
+                            f"{max(1, config.batch_size // place.world_size) * place.world_size}")
+    device = training_device(config, place)
+    with process_group(place, device):
+        return _train(config, place, device, progress, stop_after)
+
+
+def _sample_batch(val_set: RadiographDomainDataset,
+                  train_set: RadiographDomainDataset) -> tuple[torch.Tensor, list[int]]:
+    """Up to SAMPLE_IMAGES fixed images for the sample grids, spread over the domains (validation if any)."""
+    dataset = val_set if len(val_set) else RadiographDomainDataset(train_set.records, train_set.domains,
+                                                                   train_set.resolution, train=False)
+    by_domain: dict[int, list[int]] = {}
+    for index in range(len(dataset)):
+        by_domain.setdefault(dataset.label(index), []).append(index)
+    chosen: list[int] = []
+    while len(chosen) < min(SAMPLE_IMAGES, len(dataset)):
+        for indices in by_domain.values():
+            taken = [i for i in indices if i not in chosen]
+            if taken and len(chosen) < SAMPLE_IMAGES:
+                chosen.append(taken[0])
+    items = [dataset[i] for i in chosen]
+    return torch.stack([x for x, _ in items]), [label for _, label in items]
+
+
+def _train(config: TrainingConfig, place: ProcessPlace, device: torch.device, progress: bool,
+           stop_after: int | None) -> Path:
     from tqdm import tqdm
 
-    config.check()
-    device = resolve_device(config.device)
     folder = scan_data_folder(config.data_dir, domains=config.domains or None)
     train_records, val_records = split_by_subject(folder, config.validation_fraction, config.seed)
     if len(train_records) < config.batch_size:
@@ -151,12 +243,12 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
     coupling = make_coupling(config.coupling, **coupling_kwargs)
 
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state_path = out / "training_state.safetensors"
+    log_path = out / "log.jsonl"
     step, best = 0, float("inf")
     if config.resume:
         meta, tensors = read_training_state(state_path)
-        saved = {k: v for k, v in meta["config"].items() if k not in ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every", "best_validation_loss")}
+        saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
         now = {k: v for k, v in asdict(config).items() if k in saved}
         if saved != now:
             changed = sorted(k for k in saved if saved[k] != now.get(k))
@@ -166,15 +258,27 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
         best = float(meta["config"].get("best_validation_loss", float("inf")))
     elif state_path.exists():
         raise MedShiftError(f"{out} already holds a training run; pass --resume to continue it or choose a new --out")
+    barrier(place, device)  # every process has passed its checks before rank 0 writes anything
+    log_records: list[dict] = []
+    if place.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        # steps logged after the last save (by a killed run) are trained again: drop their old lines
+        log_records = truncate_training_log(log_path, step)
+    net = data_parallel(model, place, device)
+    if config.compile:
+        net = torch.compile(net)
+    autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
 
     val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
     batches_per_epoch = len(train_set) // config.batch_size
-    log_path = out / "log.jsonl"
+    local_batch = config.batch_size // place.world_size
+    sample_images = _sample_batch(val_set, train_set) if place.is_main and config.sample_interval else None
 
     def info_for(step_now: int, metrics: dict) -> CheckpointInfo:
         provenance = {"data_dir": str(Path(config.data_dir).resolve()), "train_images": len(train_set),
                       "validation_images": len(val_set), "steps": step_now, "medshift": __version__,
                       "torch": torch.__version__, "python": platform.python_version(),
+                      "processes": place.world_size,
                       "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(config), "metrics": metrics}
         return CheckpointInfo(config=model_config, domains=tuple(domains), resolution=config.resolution,
                               pixel_spacing_mm=working_pixel_spacing(folder.records, config.resolution),
@@ -192,39 +296,65 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
         save_training_state(state_path, step=step_now, model=model, ema=ema, optimizer=optimizer,
                             scheduler=scheduler, config=cfg)
 
-    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="training", unit="step")
+    def write_samples(step_now: int) -> None:
+        images, labels = sample_images
+        translations = translate_to_every_domain(ema.module, images, torch.tensor(labels))
+        save_sample_grid(images, [domains[i] for i in labels], translations, domains,
+                         out / f"samples_step{step_now}.png")
+
+    bar = tqdm(total=config.steps, initial=step, disable=not (progress and place.is_main), desc="training",
+               unit="step")
     last_time, last_step, steps_this_call = time.perf_counter(), step, 0
     while step < config.steps and (stop_after is None or steps_this_call < stop_after):
         epoch, start = divmod(step, batches_per_epoch)
-        sampler = EpochPermutationSampler(len(train_set), config.seed, epoch, start * config.batch_size)
+        sampler = EpochPermutationSampler(len(train_set), config.seed, epoch, start * config.batch_size,
+                                          rank=place.rank, world_size=place.world_size,
+                                          batch_size=config.batch_size)
         train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+        loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
                             num_workers=config.num_workers, persistent_workers=False)
         for x1, labels in loader:
-            result = train_step(model, optimizer, coupling, x1.to(device), labels.to(device),
-                                model_config.null_label, config.label_dropout, _step_generator(config.seed, step),
-                                ema=ema, scheduler=scheduler)
+            result = train_step(net, optimizer, coupling, x1.to(device), labels.to(device),
+                                model_config.null_label, config.label_dropout,
+                                _step_generator(config.seed, step, place.rank), scheduler=scheduler,
+                                autocast_dtype=autocast_dtype)
+            ema.update_parameters(model)  # the same update on every process: the replicas hold equal weights
             step += 1
             steps_this_call += 1
             bar.update(1)
             bar.set_postfix(loss=f"{result.loss:.4f}")
+            step_finished = time.perf_counter()
             done = step >= config.steps or (stop_after is not None and steps_this_call >= stop_after)
-            if step % config.log_every == 0 or step % config.checkpoint_every == 0 or done:
-                now = time.perf_counter()
-                record = {"step": step, "loss": result.loss, "grad_norm": result.grad_norm,
+            checkpoint_now = step % config.checkpoint_every == 0 or done
+            if step % config.log_every == 0 or checkpoint_now:
+                loss = mean_across_processes(result.loss, place, device)
+                seconds = max(step_finished - last_time, 1e-9)
+                record = {"step": step, "loss": loss, "grad_norm": result.grad_norm,
                           "lr": optimizer.param_groups[0]["lr"],
-                          "images_per_s": (step - last_step) * config.batch_size / max(now - last_time, 1e-9)}
-                last_time, last_step = now, step
-                if step % config.checkpoint_every == 0 or done:
-                    if len(val_set):
+                          "images_per_s": (step - last_step) * config.batch_size / seconds}
+                last_time, last_step = step_finished, step
+                if place.is_main:
+                    if checkpoint_now and len(val_set):
                         record["validation_loss"] = validation_loss(ema.module, coupling, val_loader, device,
                                                                     config.seed)
-                    save(step, {k: v for k, v in record.items() if k != "lr"})
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    # the log line goes first: a run killed before the save below redoes (and relogs) the step
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    log_records.append(record)
+                    if checkpoint_now:
+                        save(step, {k: v for k, v in record.items() if k != "lr"})
+                        save_loss_curve(log_records, out / "loss_curve.png")
+            sample_now = bool(config.sample_interval) and (step % config.sample_interval == 0 or step == config.steps)
+            if checkpoint_now or sample_now:
+                if place.is_main and sample_now:
+                    write_samples(step)
+                barrier(place, device)
+                last_time += time.perf_counter() - step_finished  # images/s counts training time only
             if done:
                 break
     bar.close()
+    write_replica_digest(place, step, model, ema.module)
+    barrier(place, device)
     best_path = out / "best.safetensors"
     return best_path if best_path.exists() else out / "latest.safetensors"
 
@@ -252,6 +382,11 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--domains", nargs="+", help="domain sub-folders to use, in label order (default: all, sorted)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last save")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="fp32, or bf16 autocast (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
+    p.add_argument("--sample-every", type=int, default=None,
+                   help="steps between samples_step{N}.png grids (default: --checkpoint-every; 0: none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -263,7 +398,8 @@ def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
         ema_decay=args.ema_decay, coupling=args.coupling, bridge_sigma=args.bridge_sigma,
         label_dropout=args.label_dropout, validation_fraction=args.validation_fraction,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, num_workers=args.workers,
-        device=args.device, seed=args.seed, resume=args.resume, domains=args.domains or [])
+        device=args.device, seed=args.seed, resume=args.resume, domains=args.domains or [],
+        precision=args.precision, compile=args.compile, sample_every=args.sample_every)
 
 
 def train_from_arguments(args: argparse.Namespace) -> Path:

@@ -1,0 +1,44 @@
+"""Copy a training run's checkpoint into MedShift/Resources/Models/ as the bundled model.
+
+Adds to its provenance what a user needs to know (trained on simulated data, how that data was
+made, the training command) and refuses files over the 50 MB the extension allows.
+Run: .venv/bin/python scripts/package_bundled_model.py RUN/best.safetensors --data-command "..." --train-command "..."
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
+
+from MedShiftLib.checkpoint import (BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint,  # noqa: E402
+                                    save_checkpoint)
+
+MAX_BYTES = 50 * 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--data-command", required=True, help="the command that made the training data")
+    parser.add_argument("--train-command", required=True, help="the command that trained the model")
+    parser.add_argument("--note", default="Trained on simulated skull radiographs only (medshift simulate); "
+                        "train on your own data (e.g. X-DigiSkull) with `medshift train` for real images.")
+    args = parser.parse_args()
+    model, info = load_checkpoint(args.checkpoint)
+    info.provenance = info.provenance | {"trained_on": "simulated data", "data_command": args.data_command,
+                                         "train_command": args.train_command, "note": args.note}
+    info.provenance["config"] = {k: v for k, v in info.provenance.get("config", {}).items()
+                                 if k not in ("data_dir", "out_dir")}
+    info.provenance.pop("data_dir", None)
+    out = save_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME, model.state_dict(), info)
+    size = out.stat().st_size
+    if size > MAX_BYTES:
+        out.unlink()
+        sys.exit(f"{out}: {size / 1e6:.1f} MB is over the 50 MB limit for the bundled model")
+    print(f"{out} ({size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
