@@ -111,3 +111,16 @@ def test_simulate_writes_a_data_folder_and_a_preview(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "x"), "--subjects", "0", "--preview", str(tmp_path / "p.png"),
                  "--lao-rao", "55"]) == 2
     assert "outside -40..40" in capsys.readouterr().err
+
+
+def test_demo_writes_input_translation_reference_and_picture(tmp_path, capsys):
+    from PIL import Image
+    model = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim-low", "clinical-normal"), resolution=32)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(model)]) == 0
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert names == ["comparison.png", "input_sim-low.png", "simulator_clinical-normal.png",
+                     "translated_sim-low_to_clinical-normal.png"]
+    source = np.asarray(Image.open(tmp_path / "demo" / "input_sim-low.png"))
+    result = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal.png"))
+    assert source.shape == result.shape == (32, 32) and not np.array_equal(source, result)
+    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 3 * 32
