@@ -12,7 +12,7 @@ grid, values and dtype).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -160,7 +160,3 @@ def describe(settings: TranslationSettings) -> str:
         text += f" w{settings.guidance_scale:g}"
     return text
 
-
-def with_domains(settings: TranslationSettings, source: str, target: str) -> TranslationSettings:
-    """The same settings for another domain pair."""
-    return replace(settings, source_domain=source, target_domain=target)
