@@ -1,7 +1,10 @@
-"""Engine benchmark: model size, GFLOPs, forward and translation times, tiled-translation memory.
+"""Engine benchmark: model size, GFLOPs, forward and translation times against the FLOP floor, tiled memory.
 
 Prints Markdown tables. Timings use a default-config network with random weights (cost does not
-depend on the weights). Run:  .venv/bin/python benchmarks/benchmark_engine.py [--sizes 256 512] [--memory]
+depend on the weights). The FLOP floor of a translation is its GFLOPs over this machine's measured
+dense matmul rate (fp32 on the CPU; bf16 and fp32 on a GPU): the time it would take if every FLOP ran
+at matmul speed. On a GPU, times are per image in batches of --batch (default 16).
+Run:  .venv/bin/python benchmarks/benchmark_engine.py [--sizes 256 512] [--memory] [--device cuda]
 """
 from __future__ import annotations
 
@@ -47,24 +50,55 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def forward_table(model: VelocityUNet, sizes: list[int]) -> list[str]:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured dense matmul rate (GFLOP/s) of square matrices on `device` in `dtype`."""
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+
+    def run():
+        torch.mm(a, b)
+        synchronize(device)
+
+    return 2 * n**3 / best_time(run, 5) / 1e9
+
+
+def forward_gflop(model: VelocityUNet, size: int, device: torch.device) -> float:
+    """GFLOPs of one forward pass at size x size (batch 1)."""
+    x, t, y = torch.randn(1, 1, size, size, device=device), torch.tensor([0.5], device=device), torch.tensor([0], device=device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, t, y)
+    return counter.get_total_flops() / 1e9
+
+
+def forward_table(model: VelocityUNet, sizes: list[int], device: torch.device) -> list[str]:
     rows = ["| size | parameters (M) | GFLOP / forward | forward (ms) | GFLOP/s |", "|---|---|---|---|---|"]
     for size in sizes:
-        x, t, y = torch.randn(1, 1, size, size), torch.tensor([0.5]), torch.tensor([0])
-        with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            model(x, t, y)
-        gflop = counter.get_total_flops() / 1e9
-        with torch.inference_mode():
-            seconds = best_time(lambda: model(x, t, y), 5)
+        x, t, y = torch.randn(1, 1, size, size, device=device), torch.tensor([0.5], device=device), torch.tensor([0], device=device)
+        gflop = forward_gflop(model, size, device)
+
+        def run():
+            with torch.inference_mode():
+                model(x, t, y)
+            synchronize(device)
+
+        seconds = best_time(run, 5)
         rows.append(f"| {size} | {count_parameters(model) / 1e6:.2f} | {gflop:.2f} | {seconds * 1e3:.0f} | "
                     f"{gflop / seconds:.0f} |")
     return rows
 
 
-def translation_table(model: VelocityUNet, sizes: list[int], guidance: float) -> list[str]:
-    rows = ["| size | solver | steps per leg | guidance | NFE | seconds |", "|---|---|---|---|---|---|"]
+def translation_table(model: VelocityUNet, sizes: list[int], guidance: float, device: torch.device, batch: int,
+                      rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
+    rows = ["| size | solver | steps per leg | guidance | NFE | GFLOP / image | floor (s / image) | seconds / image |",
+            "|---|---|---|---|---|---|---|---|"]
     for size in sizes:
-        x = torch.randn(1, 1, size, size)
+        x = torch.randn(batch, 1, size, size, device=device)
+        per_forward = forward_gflop(model, size, device)
         for solver, steps in SOLVER_STEPS:
             settings = TranslationSettings("a", "b", tau=0.6, guidance_scale=guidance, solver=solver,
                                            steps=max(steps, 1))
@@ -72,11 +106,16 @@ def translation_table(model: VelocityUNet, sizes: list[int], guidance: float) ->
 
             def run():
                 stats.__init__()
-                translate_batch(model, x, torch.tensor([0]), torch.tensor([2]), settings, stats=stats)
+                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                    translate_batch(model, x, torch.zeros(batch, dtype=torch.long), torch.full((batch,), 2), settings,
+                                    stats=stats)
+                synchronize(device)
 
-            seconds = best_time(run, 2)
+            seconds = best_time(run, 2) / batch
+            gflop = stats.nfe * (1 if guidance == 1.0 else 2) * per_forward
             label = "adaptive" if solver == "dopri5" else str(steps)
-            rows.append(f"| {size} | {solver} | {label} | {guidance:g} | {stats.nfe} | {seconds:.2f} |")
+            rows.append(f"| {size} | {solver} | {label} | {guidance:g} | {stats.nfe} | {gflop:.1f} | "
+                        f"{gflop / rate_gflops:.3f} | {seconds:.3f} |")
     return rows
 
 
@@ -96,22 +135,33 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--memory", action="store_true", help="also measure a tiled 2048x2048 translation")
+    parser.add_argument("--memory", action="store_true", help="also measure a tiled 2048x2048 translation (CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--batch", type=int, help="images per translation batch (default: 1 on CPU, 16 on GPU)")
+    parser.add_argument("--bf16", action="store_true", help="GPU: bfloat16 autocast, floor from the bf16 matmul rate")
     parser.add_argument("--child-memory", nargs=2, type=int, metavar=("SIZE", "TILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child_memory:
         print(json.dumps(tiled_memory(*args.child_memory)))
         return
-    model = make_model(args.preset)
-    print(f"# MedShift engine benchmark ({args.preset} preset; torch {torch.__version__}; "
-          f"{platform.processor() or platform.machine()}; {torch.get_num_threads()} threads)\n")
-    print("\n".join(forward_table(model, args.sizes)) + "\n")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("benchmark_engine: --device cuda but no CUDA GPU is visible")
+    batch = args.batch or (16 if device.type == "cuda" else 1)
+    autocast = torch.bfloat16 if args.bf16 else None
+    model = make_model(args.preset).to(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    rate = matmul_gflops(device, autocast or torch.float32)
+    print(f"# MedShift engine benchmark ({args.preset} preset; torch {torch.__version__}; {name}; "
+          f"{torch.get_num_threads()} CPU threads; batch {batch}{'; bf16 autocast' if autocast else ''})\n")
+    print(f"Measured matmul rate ({'bf16' if autocast else 'fp32'}): {rate:.0f} GFLOP/s\n")
+    print("\n".join(forward_table(model, args.sizes, device)) + "\n")
     for guidance in (1.0, 2.0):
-        print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = network evaluations; guidance != 1 "
-              "evaluates conditional and null in one batch of two):\n")
-        print("\n".join(translation_table(model, args.sizes, guidance)) + "\n")
-    if args.memory:
+        print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = velocity evaluations; guidance != 1 "
+              "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")
+        print("\n".join(translation_table(model, args.sizes, guidance, device, batch, rate, autocast)) + "\n")
+    if args.memory and device.type == "cpu":
         print("| image | tile | seconds (euler, 5 steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
         for size, tile in ((2048, 512), (2048, 1024)):
             out = subprocess.run([sys.executable, __file__, "--child-memory", str(size), str(tile),

@@ -1,4 +1,4 @@
-"""The `medshift` command: translate, info, train, simulate, demo.
+"""The `medshift` command: translate, info, train, simulate, demo, evaluate.
 
 Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
 the traceback instead. Exit status 130 means the run was interrupted.
@@ -81,6 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="clinical-normal")
     p.add_argument("--tau", type=float, default=DEFAULT_TAU)
     p.add_argument("--seed", type=int, default=7)
+
+    p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
+                       description=(
+        "Translate every view of a held-out simulated test folder (`medshift simulate TEST_DIR --clean --seed S`, "
+        "S unlike the training data's) between every ordered pair of domains with MedShift over tau and guidance "
+        "and with baselines; write results.md/json and plots into --out."))
+    p.add_argument("--model", help="checkpoint; default: the bundled model")
+    p.add_argument("--data", required=True, help="held-out test folder from `medshift simulate --clean`")
+    p.add_argument("--train-data", required=True,
+                   help="the model's training folder (trains the domain classifier and the histogram baseline)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--taus", type=float, nargs="+", default=[0.3, 0.45, 0.6])
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="guidance scales to sweep")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="solver steps per leg")
+    p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER)
+    p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
+    p.add_argument("--max-views", type=int, help="use at most this many test views")
+    p.add_argument("--classifier-steps", type=int, default=600, help="training steps of the domain classifier")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return parser
 
 
@@ -168,8 +188,38 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_pairs(texts: list[str] | None) -> tuple[tuple[str, str], ...] | None:
+    if not texts:
+        return None
+    pairs = []
+    for text in texts:
+        source, sep, target = text.partition(":")
+        if not sep or not source or not target:
+            raise MedShiftError(f"pair {text!r}: write it as SOURCE:TARGET, e.g. sim-low:clinical-normal")
+        pairs.append((source, target))
+    return tuple(pairs)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """`medshift evaluate`."""
+    from .evaluation import EvaluationSettings, require_evaluation_packages, run_evaluation
+    from .domain_classifier import ClassifierTraining
+    require_evaluation_packages()
+    from .checkpoint import default_model_path, load_checkpoint
+    from .devices import resolve_device
+    model, info = load_checkpoint(args.model or default_model_path(), resolve_device(args.device))
+    settings = EvaluationSettings(taus=tuple(args.taus), guidance_scales=tuple(args.guidance), solver=args.solver,
+                                  steps=args.steps, pairs=_parse_pairs(args.pairs), max_views=args.max_views,
+                                  classifier=ClassifierTraining(steps=args.classifier_steps, seed=args.seed),
+                                  seed=args.seed)
+    run_evaluation(model, info, args.data, args.train_data, args.out, settings,
+                   log=lambda text: print(text, file=sys.stderr))
+    print(Path(args.out) / "results.md")
+    return 0
+
+
 COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "simulate": run_simulate,
-            "demo": run_demo}
+            "demo": run_demo, "evaluate": run_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,89 @@
+"""Baselines `medshift evaluate` sets beside MedShift, on the same images and in the model range.
+
+* histogram matching plus matched noise injection (a physics baseline): the source's grey levels are
+  mapped onto the target domain's (scikit-image `match_histograms` against a pool of target-domain
+  training images), then noise is added with the power spectrum the image is missing (target NPS
+  minus source NPS, ring by ring, measured in flat regions); a source noisier than the target is
+  smoothed first, since noise cannot be taken away by adding more.
+* SDEdit: the source is noised to t=tau along the flow-matching path (x_tau = tau x + (1 - tau) z)
+  and regenerated from tau to 1 under the target label with the same network and solver, with no
+  inversion; seeded noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from torch import Tensor
+
+from .image_quality import NPS_BINS, flat_patch_corners, noise_power_spectrum
+from .ode_solvers import IntegrationStats, integrate
+from .translation import TranslationSettings, guided_velocity
+from .velocity_unet import VelocityUNet
+from .working_grid import crop_to, pad_to_multiple
+
+SMOOTHING_SIGMA_PX = 1.0
+
+
+@dataclass
+class DomainStatistics:
+    """What the physics baseline knows of a domain: grey levels and noise spectrum of its training images."""
+
+    pixels: np.ndarray  # pooled model-range values (a sample is enough for histogram matching)
+    nps: np.ndarray     # radial NPS rings 1..NPS_BINS-1 (see image_quality.noise_power_spectrum)
+
+
+def image_nps(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Radial NPS of images (model range) over their own flattest patches (no noise-free reference needed)."""
+    return noise_power_spectrum(images, [flat_patch_corners(gaussian_filter(im, 2.0)) for im in images])
+
+
+def domain_statistics(images: Sequence[np.ndarray], max_pixels: int = 2_000_000, seed: int = 0) -> DomainStatistics:
+    """Grey-level sample and NPS of a domain's training images (model range)."""
+    pooled = np.concatenate([im.ravel() for im in images])
+    if pooled.size > max_pixels:
+        pooled = np.random.default_rng(seed).choice(pooled, max_pixels, replace=False)
+    return DomainStatistics(pixels=np.sort(pooled), nps=image_nps(images))
+
+
+def shaped_noise(shape: tuple[int, int], nps_rings: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise whose radially averaged power spectrum follows `nps_rings` (rings 1.. of NPS_BINS)."""
+    rings = np.concatenate([[nps_rings[0]], nps_rings])  # ring 0 (the lowest frequencies) like ring 1
+    centres = (np.arange(NPS_BINS) + 0.5) / NPS_BINS
+    fy, fx = np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij")
+    radius = np.minimum(np.hypot(fx, fy) / 0.5, 1.0)
+    power = np.clip(np.interp(radius, centres, rings), 0.0, None)
+    white = rng.standard_normal(shape)
+    return np.real(np.fft.ifft2(np.fft.fft2(white) * np.sqrt(power)))
+
+
+def histogram_noise_baseline(source: np.ndarray, target: DomainStatistics, rng: np.random.Generator
+                             ) -> np.ndarray:
+    """Histogram matching to the target domain plus injection of the noise power the image lacks."""
+    from skimage.exposure import match_histograms
+
+    image = source
+    source_nps = image_nps([image])
+    if source_nps.sum() > target.nps.sum():
+        image = gaussian_filter(image, SMOOTHING_SIGMA_PX)
+        source_nps = image_nps([image])
+    matched = match_histograms(image, target.pixels.reshape(1, -1))
+    missing = np.clip(target.nps - image_nps([matched]), 0.0, None)
+    return matched + shaped_noise(matched.shape, missing, rng)
+
+
+@torch.inference_mode()
+def sdedit_batch(model: VelocityUNet, x: Tensor, target_labels: Tensor, settings: TranslationSettings,
+                 generator: torch.Generator, stats: IntegrationStats | None = None) -> Tensor:
+    """SDEdit with a flow-matching model: x_tau = tau x + (1 - tau) z, then integrate tau -> 1 under the target."""
+    factor = model.config.downsampling_factor
+    x, shape = pad_to_multiple(x, factor)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    x_tau = settings.tau * x + (1.0 - settings.tau) * noise
+    velocity = guided_velocity(model, target_labels.to(x.device), settings.guidance_scale)
+    y = integrate(velocity, x_tau, settings.tau, 1.0, solver=settings.solver, steps=settings.steps, stats=stats)
+    return crop_to(y, shape)
+

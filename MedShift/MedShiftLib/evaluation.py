@@ -1,0 +1,355 @@
+"""`medshift evaluate`: translation quality against baselines on a held-out, aligned simulated test set.
+
+The test folder comes from `medshift simulate --clean` with a seed the model's training data did not
+use, so its subjects are unseen and every view exists in every domain, noisy and noise-free. For every
+ordered domain pair and every method/setting the evaluation measures, on the same views:
+
+* structure: SSIM / PSNR against the aligned noise-free rendering of the target domain, and SSIM
+  against the source image (the paper's way);
+* realism: accuracy of an independent domain classifier (domain_classifier.py, trained here on the
+  training data folder) at recognising the output as the target domain; KID and coverage of its
+  features against the real target-domain test images; relative error of the noise power spectrum in
+  flat regions against the real target-domain images (image_quality.py);
+* cost: network evaluations (forward passes) and seconds per image.
+
+Methods: the oracle (the real noisy target rendering, i.e. a perfect translation: a ceiling, not
+ranked), no translation, histogram matching plus matched noise, SDEdit with the same network, and
+MedShift over tau and guidance. Everything runs at the model's working resolution in the model range.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .baselines import DomainStatistics, domain_statistics, histogram_noise_baseline, sdedit_batch
+from .checkpoint import CheckpointInfo
+from .datasets import RadiographDomainDataset, scan_data_folder
+from .domain_classifier import (ClassifierTraining, DomainClassifier, accuracy, classify, confusion_matrix,
+                                load_domain_classifier, save_domain_classifier, train_domain_classifier)
+from .errors import CheckpointError, DataFolderError, MedShiftError
+from .image_quality import (coverage, flat_patch_corners, kernel_inception_distance, model_range,
+                            noise_power_spectrum, nps_relative_error, ssim, structure_scores)
+from .ode_solvers import IntegrationStats
+from .radiograph_io import read_radiograph
+from .translation import TranslationSettings, translate_batch
+from .velocity_unet import VelocityUNet
+
+CLASSIFIER_FILE = "domain_classifier.safetensors"
+ORACLE, IDENTITY, HISTOGRAM = "oracle (real target rendering)", "no translation", "histogram + noise"
+RANKED_METRICS = {"ssim_clean": True, "psnr_clean": True, "classifier_accuracy": True, "kid": False,
+                  "coverage": True, "nps_error": False}  # metric -> higher is better
+
+
+EVALUATION_PACKAGES = {"skimage": "scikit-image", "torchmetrics": "torchmetrics", "prdc": "prdc",
+                       "sklearn": "scikit-learn"}
+
+
+def require_evaluation_packages() -> None:
+    """MedShiftError naming what to install when an evaluation dependency is missing."""
+    missing = [name for module, name in EVALUATION_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise MedShiftError(f"evaluation needs {', '.join(missing)}: pip install 'medshift[evaluation]' "
+                            "(or bash scripts/setup_env.sh evaluation)")
+
+
+@dataclass
+class EvaluationSettings:
+    """What to run; the defaults are the issue's protocol."""
+
+    taus: tuple[float, ...] = (0.3, 0.45, 0.6)
+    guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0)
+    solver: str = "euler"
+    steps: int = 5
+    pairs: tuple[tuple[str, str], ...] | None = None  # None: every ordered pair of the model's domains
+    max_views: int | None = None
+    max_classifier_images: int = 200  # per domain
+    classifier: ClassifierTraining = field(default_factory=ClassifierTraining)
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class TestSet:
+    """Aligned held-out views at the model's resolution in the model range: images[domain] is (V, H, W)."""
+
+    names: list[str]
+    images: dict[str, np.ndarray]
+    clean: dict[str, np.ndarray]
+
+
+@dataclass
+class MethodResult:
+    """One method/setting on one domain pair: mean metrics and its output for the first view (model range)."""
+
+    method: str
+    family: str
+    source: str
+    target: str
+    tau: float | None
+    guidance: float | None
+    metrics: dict[str, float]
+    example: np.ndarray
+
+
+def _to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre square of the short side, resized (antialiased bilinear) to resolution x resolution."""
+    rows, cols = image.shape
+    short = min(rows, cols)
+    top, left = (rows - short) // 2, (cols - short) // 2
+    square = torch.from_numpy(np.ascontiguousarray(image[top:top + short, left:left + short], dtype=np.float32))
+    if short == resolution:
+        return square.numpy().astype(np.float64)
+    resized = F.interpolate(square[None, None], size=(resolution, resolution), mode="bilinear",
+                            align_corners=False, antialias=True)
+    return resized[0, 0].numpy().astype(np.float64)
+
+
+def _manifest_rows(root: Path) -> list[dict[str, str]]:
+    path = root / "manifest.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_held_out(test_dir: Path, train_dir: Path) -> None:
+    """DataFolderError when simulator manifests show a (seed, subject) in both folders (a leak)."""
+    def keys(root: Path) -> set[tuple[str, str]]:
+        return {(r.get("seed", ""), r.get("subject", "")) for r in _manifest_rows(root) if r.get("seed")}
+
+    shared = keys(test_dir) & keys(train_dir)
+    if shared:
+        raise DataFolderError(
+            f"{test_dir}: {len(shared)} test subject(s) also appear in the training data {train_dir} (same simulator "
+            "seed and subject); simulate the test set with another --seed")
+
+
+def load_test_set(root: str | Path, domains: Sequence[str], resolution: int, max_views: int | None = None) -> TestSet:
+    """Views present in every domain, with their noise-free renderings (`simulate --clean`)."""
+    root = Path(root)
+    folder = scan_data_folder(root, domains)
+    clean_of = {r["file"]: r.get("clean_file", "") for r in _manifest_rows(root)}
+    by_name: dict[str, dict[str, tuple[Path, Path]]] = {}
+    for record in folder.records:
+        relative = record.path.relative_to(root).as_posix() if record.path.is_relative_to(root) else ""
+        clean = root / clean_of[relative] if clean_of.get(relative) else root / "clean" / record.domain / record.path.name
+        by_name.setdefault(record.path.name, {})[record.domain] = (record.path, clean)
+    names = sorted(n for n, d in by_name.items() if all(dom in d for dom in domains))
+    if not names:
+        raise DataFolderError(f"{root}: no view is present in every domain ({', '.join(domains)}); the test set must "
+                              "be aligned across domains, as `medshift simulate` writes it")
+    missing = [by_name[n][d][1] for n in names for d in domains if not by_name[n][d][1].is_file()]
+    if missing:
+        raise DataFolderError(f"{root}: no noise-free rendering {missing[0]} (and {len(missing) - 1} more); "
+                              "simulate the test set with --clean")
+    names = names[:max_views] if max_views else names
+    images = {d: np.stack([_to_resolution(model_range(read_radiograph(by_name[n][d][0]).pixels), resolution)
+                           for n in names]) for d in domains}
+    clean = {d: np.stack([_to_resolution(model_range(read_radiograph(by_name[n][d][1]).pixels), resolution)
+                          for n in names]) for d in domains}
+    return TestSet(names=names, images=images, clean=clean)
+
+
+def training_images(train_dir: str | Path, domains: Sequence[str], resolution: int, per_domain: int,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `per_domain` images of each domain from the training folder: ((N, 1, R, R) model range, labels)."""
+    folder = scan_data_folder(train_dir, domains)
+    rng = np.random.default_rng(seed)
+    records = []
+    for domain in domains:
+        own = [r for r in folder.records if r.domain == domain]
+        chosen = rng.choice(len(own), min(per_domain, len(own)), replace=False)
+        records += [own[i] for i in sorted(chosen)]
+    dataset = RadiographDomainDataset(records, domains, resolution, train=False)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return images, torch.tensor([dataset.label(i) for i in range(len(dataset))])
+
+
+def domain_classifier_for(out_dir: Path, train_images: torch.Tensor, train_labels: torch.Tensor,
+                          domains: Sequence[str], settings: ClassifierTraining, provenance: dict,
+                          log: Callable[[str], None]) -> DomainClassifier:
+    """The cached classifier in out_dir when it was trained the same way, else a newly trained (and saved) one."""
+    path = out_dir / CLASSIFIER_FILE
+    if path.is_file():
+        try:
+            model, saved = load_domain_classifier(path)
+            if saved == provenance:
+                log(f"domain classifier: reusing {path}")
+                return model
+        except CheckpointError as exc:
+            log(f"domain classifier: {exc}; training a new one")
+    log(f"domain classifier: training on {len(train_images)} images ({settings.steps} steps)")
+    model = train_domain_classifier(train_images, train_labels, domains, settings)
+    save_domain_classifier(model, path, provenance)
+    return model
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch_size: int) -> np.ndarray:
+    out = [fn(torch.from_numpy(x[i:i + batch_size, None].astype(np.float32)))[:, 0].double().numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out)
+
+
+class PairEvaluator:
+    """Scores outputs for one (source, target) pair against the test set's aligned references."""
+
+    def __init__(self, test: TestSet, source: str, target: str, classifier: DomainClassifier,
+                 target_label: int) -> None:
+        self.test, self.source, self.target = test, source, target
+        self.classifier, self.target_label = classifier, target_label
+        clean_target = test.clean[target]
+        self.corners = [flat_patch_corners(c) for c in clean_target]
+        self.target_nps = noise_power_spectrum(test.images[target], self.corners)
+        _, self.target_features = classify(classifier, torch.from_numpy(test.images[target][:, None]).float())
+
+    def score(self, outputs: np.ndarray, ranked: bool = True) -> dict[str, float]:
+        """Mean structure and realism metrics of outputs (V, H, W) in the model range."""
+        clean, source = self.test.clean[self.target], self.test.images[self.source]
+        structure = np.array([structure_scores(o, c) for o, c in zip(outputs, clean)])
+        ssim_source = np.mean([ssim(o, s) for o, s in zip(outputs, source)])
+        predicted, features = classify(self.classifier, torch.from_numpy(outputs[:, None]).float())
+        metrics = {"ssim_clean": float(structure[:, 0].mean()), "psnr_clean": float(structure[:, 1].mean()),
+                   "ssim_source": float(ssim_source),
+                   "classifier_accuracy": accuracy(predicted, torch.full_like(predicted, self.target_label)),
+                   "nps_error": nps_relative_error(noise_power_spectrum(outputs, self.corners), self.target_nps)}
+        if ranked:
+            metrics["kid"] = kernel_inception_distance(self.target_features, features)
+            metrics["coverage"] = coverage(self.target_features, features)
+        return metrics
+
+
+def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, source: str, target: str,
+                  classifier: DomainClassifier, statistics: dict[str, DomainStatistics],
+                  settings: EvaluationSettings) -> list[MethodResult]:
+    """Every method/setting on one ordered domain pair."""
+    evaluator = PairEvaluator(test, source, target, classifier, info.label_of(target))
+    x = test.images[source]
+    results: list[MethodResult] = []
+
+    def add(method: str, family: str, outputs: np.ndarray, seconds: float, nfe: float,
+            tau: float | None = None, guidance: float | None = None, ranked: bool = True) -> None:
+        metrics = evaluator.score(outputs, ranked) | {"nfe": nfe, "seconds_per_image": seconds / len(outputs)}
+        results.append(MethodResult(method, family, source, target, tau, guidance, metrics, outputs[0].copy()))
+
+    add(ORACLE, "oracle", test.images[target], 0.0, 0, ranked=False)
+    add(IDENTITY, "baseline", x.copy(), 0.0, 0)
+    start = time.perf_counter()
+    rng = np.random.default_rng([settings.seed, info.label_of(source), info.label_of(target)])
+    outputs = np.stack([histogram_noise_baseline(image, statistics[target], rng) for image in x])
+    add(HISTOGRAM, "baseline", outputs, time.perf_counter() - start, 0)
+
+    source_labels = torch.full((1,), info.label_of(source))
+    target_labels = torch.full((1,), info.label_of(target))
+    device = next(model.parameters()).device
+    for tau in settings.taus:
+        config = TranslationSettings(source, target, tau=tau, solver=settings.solver, steps=settings.steps)
+        generator = torch.Generator().manual_seed(settings.seed)
+        stats = IntegrationStats()
+        start = time.perf_counter()
+        outputs = _batched(lambda b: sdedit_batch(model, b.to(device), target_labels.expand(len(b)), config,
+                                                  generator, stats).cpu(), x, settings.batch_size)
+        add(f"SDEdit tau={tau:g}", "SDEdit", outputs, time.perf_counter() - start,
+            stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
+        for w in settings.guidance_scales:
+            config = TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver,
+                                         steps=settings.steps)
+            stats = IntegrationStats()
+            start = time.perf_counter()
+            outputs = _batched(lambda b: translate_batch(model, b.to(device), source_labels.expand(len(b)),
+                                                         target_labels.expand(len(b)), config, stats=stats).cpu(),
+                               x, settings.batch_size)
+            passes = 1 if w == 1.0 else 2
+            name = f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")
+            add(name, "MedShift", outputs, time.perf_counter() - start,
+                passes * stats.nfe / _batches(len(x), settings.batch_size), tau, w)
+    return results
+
+
+def _batches(count: int, batch_size: int) -> int:
+    return -(-count // batch_size)
+
+
+def all_pairs(domains: Sequence[str]) -> list[tuple[str, str]]:
+    """Every ordered pair of distinct domains."""
+    return [(s, t) for s in domains for t in domains if s != t]
+
+
+def average_ranks(results: Sequence[MethodResult]) -> dict[str, float]:
+    """Average rank of each ranked method over every pair and ranked metric (1 = best; ties share ranks)."""
+    from scipy.stats import rankdata
+
+    ranked = [r for r in results if r.family != "oracle"]
+    methods = sorted({r.method for r in ranked})
+    totals = {m: [] for m in methods}
+    for pair in sorted({(r.source, r.target) for r in ranked}):
+        rows = {r.method: r for r in ranked if (r.source, r.target) == pair}
+        names = [m for m in methods if m in rows]
+        for metric, higher_is_better in RANKED_METRICS.items():
+            values = np.array([rows[m].metrics[metric] for m in names])
+            ranks = rankdata(-values if higher_is_better else values, method="average")
+            for m, rank in zip(names, ranks):
+                totals[m].append(float(rank))
+    return {m: float(np.mean(v)) for m, v in totals.items()}
+
+
+def classifier_accuracy_on_test(classifier: DomainClassifier, test: TestSet, domains: Sequence[str]
+                                ) -> tuple[float, np.ndarray]:
+    """Accuracy (and confusion matrix) of the classifier on the untranslated held-out images of every domain."""
+    images = torch.from_numpy(np.concatenate([test.images[d] for d in domains])[:, None]).float()
+    expected = torch.cat([torch.full((len(test.images[d]),), i) for i, d in enumerate(domains)])
+    predicted, _ = classify(classifier, images)
+    return accuracy(predicted, expected), confusion_matrix(predicted, expected, len(domains))
+
+
+def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Path, train_dir: str | Path,
+                   out_dir: str | Path, settings: EvaluationSettings = EvaluationSettings(),
+                   log: Callable[[str], None] = print) -> dict:
+    """The whole protocol; writes the report into out_dir and returns the summary (see evaluation_report)."""
+    from .evaluation_report import write_report
+
+    require_evaluation_packages()
+    test_dir, train_dir, out_dir = Path(test_dir), Path(train_dir), Path(out_dir)
+    if test_dir.resolve() == train_dir.resolve():
+        raise MedShiftError("the test folder and the training folder are the same; evaluate on held-out subjects "
+                            "(e.g. `medshift simulate TEST_DIR --clean --seed <another seed>`)")
+    check_held_out(test_dir, train_dir)
+    domains = list(info.domains)
+    pairs = list(settings.pairs) if settings.pairs else all_pairs(domains)
+    for source, target in pairs:
+        info.label_of(source), info.label_of(target)
+        if source == target:
+            raise MedShiftError(f"pair {source}->{target}: source and target must differ")
+    for tau in settings.taus:
+        for w in settings.guidance_scales:
+            TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
+                                steps=settings.steps).validated(info)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"test set: {test_dir}")
+    test = load_test_set(test_dir, domains, info.resolution, settings.max_views)
+    if len(test.names) < 3:
+        raise DataFolderError(f"{test_dir}: {len(test.names)} aligned view(s); KID and coverage need at least 3")
+    log(f"{len(test.names)} aligned views per domain; training data for the classifier and baseline: {train_dir}")
+    train_images, train_labels = training_images(train_dir, domains, info.resolution, settings.max_classifier_images,
+                                                 settings.seed)
+    provenance = {"train_data": str(train_dir.resolve()), "domains": domains, "resolution": info.resolution,
+                  "images": len(train_images), "settings": vars(settings.classifier)}
+    classifier = domain_classifier_for(out_dir, train_images, train_labels, domains, settings.classifier,
+                                       provenance, log)
+    test_accuracy, confusion = classifier_accuracy_on_test(classifier, test, domains)
+    log(f"domain classifier accuracy on untranslated held-out images: {test_accuracy:.3f}")
+    statistics = {d: domain_statistics([im[0].double().numpy() for im, lab in zip(train_images, train_labels)
+                                        if int(lab) == i]) for i, d in enumerate(domains)}
+    results: list[MethodResult] = []
+    for k, (source, target) in enumerate(pairs):
+        start = time.perf_counter()
+        results += evaluate_pair(model, info, test, source, target, classifier, statistics, settings)
+        log(f"[{k + 1}/{len(pairs)}] {source} -> {target} ({time.perf_counter() - start:.0f} s)")
+    return write_report(out_dir, results, test, domains, pairs, test_accuracy, confusion, settings)
