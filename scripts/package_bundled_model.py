@@ -7,6 +7,7 @@ Run: .venv/bin/python scripts/package_bundled_model.py RUN/best.safetensors --da
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def main() -> None:
     parser.add_argument("--train-command", required=True, help="the command that trained the model")
     parser.add_argument("--note", default="Trained on simulated skull radiographs only (medshift simulate); "
                         "train on your own data (e.g. X-DigiSkull) with `medshift train` for real images.")
+    parser.add_argument("--evaluation", help="results.json of `medshift evaluate` on this checkpoint: its headline "
+                        "numbers go into the metadata")
+    parser.add_argument("--evaluation-command", default="", help="the command that produced --evaluation")
     args = parser.parse_args()
     model, info = load_checkpoint(args.checkpoint)
     info.provenance = info.provenance | {"trained_on": "simulated data", "data_command": args.data_command,
@@ -32,6 +36,15 @@ def main() -> None:
     info.provenance["config"] = {k: v for k, v in info.provenance.get("config", {}).items()
                                  if k not in ("data_dir", "out_dir")}
     info.provenance.pop("data_dir", None)
+    if args.evaluation:
+        record = json.loads(Path(args.evaluation).read_text())
+        headline = {"command": args.evaluation_command, "views": record["views"],
+                    "classifier_accuracy_untranslated": record["classifier_accuracy_untranslated"]}
+        for scope in ("summary", "goal_pair"):
+            headline[scope] = {method: {k: v for k, v in values.items() if k != "family"}
+                               for method, values in record[scope].items()
+                               if method.startswith("MedShift tau=") and " w=" not in method or "oracle" in method}
+        info.provenance["evaluation"] = headline
     out = save_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME, model.state_dict(), info)
     size = out.stat().st_size
     if size > MAX_BYTES:

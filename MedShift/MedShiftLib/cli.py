@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER)
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
-    p.add_argument("--classifier-steps", type=int, default=600, help="training steps of the domain classifier")
+    p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return parser

@@ -30,7 +30,8 @@ FEATURE_CHANNELS = (16, 32, 64, 128)
 
 
 class DomainClassifier(nn.Module):
-    """Conv-BN-ReLU stages (stride 2 after the first), global average pool, linear head."""
+    """Conv-BN-ReLU: one full-resolution conv (noise texture lives at the pixel scale), then stages of two
+    convs each starting with stride 2; global average pool; linear head."""
 
     def __init__(self, domains: Sequence[str], channels: Sequence[int] = FEATURE_CHANNELS) -> None:
         super().__init__()
@@ -39,8 +40,10 @@ class DomainClassifier(nn.Module):
         previous = 1
         for i, width in enumerate(channels):
             layers += [nn.Conv2d(previous, width, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                       nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            if i > 0:
+                layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.ReLU(inplace=True)]
             previous = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(previous, len(self.domains))
@@ -63,9 +66,9 @@ class DomainClassifier(nn.Module):
 class ClassifierTraining:
     """How the classifier is trained (recorded beside its weights)."""
 
-    steps: int = 600
-    batch_size: int = 32
-    crop: int = 128
+    steps: int = 300
+    batch_size: int = 16
+    crop: int = 64
     lr: float = 2e-3
     seed: int = 0
 
