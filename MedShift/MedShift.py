@@ -124,7 +124,7 @@ class MedShiftParameterNode:
     tau: Annotated[float, WithinRange(0.0, 0.95)] = 0.6
     guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
     solver: Annotated[str, Choice(["euler", "heun", "rk4", "dopri5"])] = "euler"
-    steps: Annotated[int, WithinRange(1, 200)] = 5
+    steps: Annotated[int, WithinRange(1, 200)] = 4
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     tileSize: Annotated[int, WithinRange(64, 8192)] = 1024
     outputVolume: vtkMRMLScalarVolumeNode
@@ -441,7 +441,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             return str(exc)
 
     @staticmethod
-    def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=5,
+    def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=4,
                             tileSize=1024):
         """TranslationSettings from plain values (imports the engine, hence torch)."""
         from MedShiftLib.translation import TranslationSettings
@@ -451,7 +451,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
     # ---- console API ---------------------------------------------------------------------------------
 
     def translateVolume(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler",
-                        steps=5, device="auto", modelPath=None, outputNode=None, progressCallback=None,
+                        steps=4, device="auto", modelPath=None, outputNode=None, progressCallback=None,
                         cancelToken=None, frame=None, tileSize=1024):
         """Translate a radiograph volume node and return the output node (blocking).
 
@@ -471,7 +471,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         return [self.translateVolume(node, sourceDomain, targetDomain, **kwargs) for node in inputNodes]
 
     def translateFiles(self, pathsOrFolder, outDir, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
-                       solver="euler", steps=5, device="auto", modelPath=None, frame=None, tileSize=1024):
+                       solver="euler", steps=4, device="auto", modelPath=None, frame=None, tileSize=1024):
         """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
         from MedShiftLib.batch_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
@@ -497,7 +497,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         return self._process is not None
 
     def startBackgroundTranslation(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
-                                   solver="euler", steps=5, device="auto", tileSize=1024, modelPath=None, frame=None,
+                                   solver="euler", steps=4, device="auto", tileSize=1024, modelPath=None, frame=None,
                                    outputNode=None, onProgress=None, onFinished=None) -> None:
         """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
 

@@ -182,3 +182,20 @@ def test_a_training_killed_with_sigkill_resumes_to_the_end_without_gaps(data, tm
     model, info = load_checkpoint(run / "latest.safetensors")
     assert info.provenance["steps"] == final and read_training_state(state)[0]["step"] == final
     assert not list(run.glob(".*.tmp"))
+
+
+def test_ema_warm_up_forgets_the_initial_weights():
+    """Weights that jump away from their initial value are followed within a few hundred updates, not
+    the ~thousands a fixed 0.999 decay would need (22 % of step 0 would remain after 1,500 updates)."""
+    from MedShiftLib.training import ema_decay_at, make_ema
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = make_ema(model, 0.999)
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(300):
+        ema.update_parameters(model)
+    assert ema.module.weight.item() > 0.95  # a fixed 0.999 would stand at 1 - 0.999**300 = 0.26
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(100_000, 0.999) == 0.999

@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     model, info = load_checkpoint(args.model)
     views = [simulate_view(seed=args.seed, subject=k, view=0, size=info.resolution) for k in range(args.views)]
-    print(f"# {args.model}: {args.views} held-out views (seed {args.seed}), {info.resolution} px, euler 5 steps, w=1\n")
+    print(f"# {args.model}: {args.views} held-out views (seed {args.seed}), {info.resolution} px, euler 4 steps, w=1\n")
     print("| source -> target | method | SSIM vs clean target | PSNR (dB) | noise / target noise | s per image |")
     print("|---|---|---|---|---|---|")
     for source, target in PAIRS:

@@ -33,7 +33,7 @@ ProgressCallback = Callable[[int, int], None]
 DEFAULT_TAU = 0.6
 DEFAULT_GUIDANCE = 1.0
 DEFAULT_SOLVER = "euler"
-DEFAULT_STEPS = 5
+DEFAULT_STEPS = 4
 DEFAULT_TILE_SIZE = 1024
 
 
