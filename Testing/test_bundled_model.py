@@ -1,9 +1,9 @@
 """The bundled model: present, small enough to ship, honest about its data, and a working translator."""
 import numpy as np
-import pytest
 
 from MedShiftLib.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, read_checkpoint_info
 from MedShiftLib.domain_rendering import SIMULATOR_DOMAINS, to_uint16
+from MedShiftLib.image_quality import model_range, ssim
 from MedShiftLib.radiograph import RadiographImage
 from MedShiftLib.simulation import simulate_view
 from MedShiftLib.translation import TranslationSettings, translate_image
@@ -22,21 +22,17 @@ def test_bundled_model_is_shipped_with_its_provenance():
     assert provenance["steps"] > 0 and provenance["metrics"]["validation_loss"] > 0
 
 
-def test_bundled_model_moves_sim_low_towards_clinical_noise():
-    """On a held-out view, sim-low -> clinical-normal adds fine-grained texture the sim domain lacks."""
+def test_bundled_model_moves_sim_low_towards_the_clinical_rendering_of_the_same_view():
+    """On a view no training subject had, sim-low -> clinical-normal at the default settings comes closer to
+    the aligned noise-free clinical-normal rendering than the input is (as in docs/evaluation.md), and
+    keeps the anatomy."""
     model, info = load_checkpoint(PATH)
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=False)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     translated = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))
-
-    def fine_texture(pixels):
-        x = pixels.astype(np.float64)
-        x = (x - np.percentile(x, 0.5)) / (np.percentile(x, 99.5) - np.percentile(x, 0.5))
-        return np.abs(np.diff(x, axis=1)).mean()
-
-    target = fine_texture(view.images["clinical-normal"])
-    before, after = fine_texture(image.pixels), fine_texture(translated.pixels)
-    assert after > before
-    assert abs(after - target) < abs(before - target)
+    target = model_range(view.clean_images["clinical-normal"])
+    before = ssim(model_range(image.pixels), target)
+    after = ssim(model_range(translated.pixels), target)
+    assert after > before + 0.05
     correlation = np.corrcoef(image.pixels.ravel().astype(float), translated.pixels.ravel().astype(float))[0, 1]
-    assert correlation == pytest.approx(1.0, abs=0.3)  # the anatomy stays
+    assert correlation > 0.8  # the anatomy stays
