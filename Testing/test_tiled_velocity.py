@@ -52,7 +52,8 @@ def test_small_images_take_one_pass():
 
 def _tiling_error(norm: str) -> float:
     torch.manual_seed(0)
-    model = VelocityUNet(dataclasses.replace(config_from_preset("tiny", 2), norm=norm)).eval()
+    # no patch skip: it is exact under tiling and would only dilute the normalisation's effect
+    model = VelocityUNet(dataclasses.replace(config_from_preset("tiny", 2), norm=norm, patch_skip=0)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

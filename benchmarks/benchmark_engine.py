@@ -26,7 +26,8 @@ from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
 from MedShiftLib.translation import TranslationSettings, translate_batch  # noqa: E402
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 
-SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2), ("dopri5", 0)]
+SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
+                ("dopri5", 0)]
 
 
 def make_model(preset: str) -> VelocityUNet:

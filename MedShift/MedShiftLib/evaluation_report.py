@@ -104,6 +104,7 @@ def plot_structure_vs_realism(summary: dict[str, dict], path: Path) -> Path:
     for method, values in summary.items():
         key = method.split(" tau=")[0] + ("" if " w=" not in method else " w=" + method.split(" w=")[1])
         groups.setdefault(key, []).append((method, values))
+    colors = {key: f"C{i % 10}" for i, key in enumerate(groups)}  # the same colour in both panels
     for ax, metric, label in [(axes[0], "classifier_accuracy", "domain-classifier accuracy (realism, higher better)"),
                               (axes[1], "kid", "KID on classifier features (realism, lower better)")]:
         for key, members in groups.items():
@@ -112,7 +113,7 @@ def plot_structure_vs_realism(summary: dict[str, dict], path: Path) -> Path:
             if not xs:
                 continue
             style = "o-" if len(xs) > 1 else ("*" if members[0][1]["family"] == "oracle" else "s")
-            ax.plot(xs, ys, style, label=key, markersize=9 if style == "*" else 6)
+            ax.plot(xs, ys, style, label=key, color=colors[key], markersize=9 if style == "*" else 6)
             for method, v in members:
                 if " tau=" in method and metric in v:
                     ax.annotate(method.split(" tau=")[1].split(" ")[0], (v["ssim_clean"], v[metric]), fontsize=7,
