@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
-from MedShiftLib.translation import TranslationSettings, translate_batch  # noqa: E402
+from MedShiftLib.translation import DEFAULT_STEPS, TranslationSettings, translate_batch  # noqa: E402
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 
 SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
@@ -124,7 +124,7 @@ def tiled_memory(size: int, tile: int) -> dict:
     """Translate one size x size image with tiles in this process; report peak resident memory."""
     model = make_model("default")
     x = torch.randn(1, 1, size, size)
-    settings = TranslationSettings("a", "b", tile_size=tile, steps=4)
+    settings = TranslationSettings("a", "b", tile_size=tile, steps=DEFAULT_STEPS)
     start = time.perf_counter()
     translate_batch(model, x, torch.tensor([0]), torch.tensor([2]), settings)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -163,7 +163,7 @@ def main() -> None:
               "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")
         print("\n".join(translation_table(model, args.sizes, guidance, device, batch, rate, autocast)) + "\n")
     if args.memory and device.type == "cpu":
-        print("| image | tile | seconds (euler, 4 steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
+        print(f"| image | tile | seconds (euler, {DEFAULT_STEPS} steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
         for size, tile in ((2048, 512), (2048, 1024)):
             out = subprocess.run([sys.executable, __file__, "--child-memory", str(size), str(tile),
                                   "--threads", str(args.threads)], capture_output=True, text=True, check=True)

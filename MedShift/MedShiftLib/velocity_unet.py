@@ -238,10 +238,11 @@ class VelocityUNet(nn.Module):
         self.head = nn.Conv2d(ch, cfg.patch_size**2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        pixels = cfg.patch_size**2
-        self.patch_skip = nn.Conv2d(pixels, pixels * cfg.patch_skip, 1) if cfg.patch_skip else None
-        self.patch_skip_gates = nn.Linear(emb_dim, cfg.patch_skip) if cfg.patch_skip else None
-        if self.patch_skip is not None:
+        self.patch_skip = self.patch_skip_gates = None
+        if cfg.patch_skip:
+            pixels = cfg.patch_size**2
+            self.patch_skip = nn.Conv2d(pixels, pixels * cfg.patch_skip, 1)
+            self.patch_skip_gates = nn.Linear(emb_dim, cfg.patch_skip)
             nn.init.zeros_(self.patch_skip.weight)
             nn.init.zeros_(self.patch_skip.bias)
 
