@@ -107,6 +107,13 @@ def registerSampleData():
         )
 
 
+# The panel's two preset buttons (parameter-node values); the engine's are MedShiftLib.translation's
+# defaults and NOISE_SYNTHESIS (a test keeps them equal).
+TRANSLATION_PRESETS = {
+    "deterministic": {"noiseRenewal": 0.0, "schedule": "uniform", "steps": 4, "guidanceScale": 1.0},
+    "synthesiseNoise": {"noiseRenewal": 1.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0},
+}
+
 #
 # MedShiftParameterNode
 #
@@ -125,6 +132,9 @@ class MedShiftParameterNode:
     guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
     solver: Annotated[str, Choice(["euler", "heun", "rk4", "dopri5"])] = "euler"
     steps: Annotated[int, WithinRange(1, 200)] = 4
+    schedule: Annotated[str, Choice(["uniform", "quadratic"])] = "uniform"
+    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
+    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     tileSize: Annotated[int, WithinRange(64, 8192)] = 1024
     outputVolume: vtkMRMLScalarVolumeNode
@@ -175,6 +185,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.tauRealismButton.connect("clicked()", lambda: self._setTau(0.3))
         self.ui.tauBalancedButton.connect("clicked()", lambda: self._setTau(0.45))
         self.ui.tauStructureButton.connect("clicked()", lambda: self._setTau(0.6))
+        self.ui.noisePresetButton.connect("clicked()", lambda: self._applyPreset("synthesiseNoise"))
+        self.ui.deterministicPresetButton.connect("clicked()", lambda: self._applyPreset("deterministic"))
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateDeviceInfo)
         self.ui.translateButton.connect("clicked(bool)", self.onTranslateButton)
         self.ui.projectButton.connect("clicked(bool)", self.onProjectButton)
@@ -231,6 +243,10 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _setTau(self, value: float) -> None:
         self._parameterNode.tau = value
+
+    def _applyPreset(self, name: str) -> None:
+        for field, value in TRANSLATION_PRESETS[name].items():
+            setattr(self._parameterNode, field, value)
 
     def onModelPathChanged(self, path: str) -> None:
         """Show the model's domains in the source/target lists (needs torch; explains when it is missing)."""
@@ -313,8 +329,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.show()
             self.logic.startBackgroundTranslation(
                 p.inputVolume, p.sourceDomain, p.targetDomain, tau=p.tau, guidanceScale=p.guidanceScale,
-                solver=p.solver, steps=p.steps, device=p.device, tileSize=p.tileSize,
-                modelPath=p.modelPath or None, frame=frameSelection(p), outputNode=p.outputVolume,
+                solver=p.solver, steps=p.steps, schedule=p.schedule, noiseRenewal=p.noiseRenewal, seed=p.seed,
+                device=p.device, tileSize=p.tileSize, modelPath=p.modelPath or None, frame=frameSelection(p), outputNode=p.outputVolume,
                 onProgress=self.onProgress, onFinished=self.onFinished)
         self._checkCanApply()
 
@@ -442,17 +458,18 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=4,
-                            tileSize=1024):
+                            tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0):
         """TranslationSettings from plain values (imports the engine, hence torch)."""
         from MedShiftLib.translation import TranslationSettings
         return TranslationSettings(sourceDomain, targetDomain, tau=float(tau), guidance_scale=float(guidanceScale),
-                                   solver=solver, steps=int(steps), tile_size=int(tileSize))
+                                   solver=solver, steps=int(steps), tile_size=int(tileSize), schedule=schedule,
+                                   noise_renewal=float(noiseRenewal), seed=int(seed))
 
     # ---- console API ---------------------------------------------------------------------------------
 
     def translateVolume(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler",
                         steps=4, device="auto", modelPath=None, outputNode=None, progressCallback=None,
-                        cancelToken=None, frame=None, tileSize=1024):
+                        cancelToken=None, frame=None, tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0):
         """Translate a radiograph volume node and return the output node (blocking).
 
         The output lies on the input's grid (same spacing, origin and directions), holds the input's value
@@ -460,8 +477,11 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         frame: None for a single radiograph, 'all' to translate every frame of a cine into a volume of the
         same shape, or a frame number. progressCallback(done, total) counts solver steps; cancelToken
         (MedShiftLib.ode_solvers.CancelToken) stops the run with TranslationCancelled and adds no node.
+        noiseRenewal (0-1) with schedule="quadratic", steps=8 lets the model synthesise the target's noise;
+        the seed makes that repeatable.
         """
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
+                                            schedule, noiseRenewal, seed)
         return slicer_nodes.translate_volume_node(inputNode, settings, model_path=modelPath, device=device,
                                                   frame=frame, output_node=outputNode, progress=progressCallback,
                                                   cancel=cancelToken)
@@ -471,12 +491,14 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         return [self.translateVolume(node, sourceDomain, targetDomain, **kwargs) for node in inputNodes]
 
     def translateFiles(self, pathsOrFolder, outDir, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
-                       solver="euler", steps=4, device="auto", modelPath=None, frame=None, tileSize=1024):
+                       solver="euler", steps=4, device="auto", modelPath=None, frame=None, tileSize=1024,
+                       schedule="uniform", noiseRenewal=0.0, seed=0):
         """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
         from MedShiftLib.batch_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
+                                            schedule, noiseRenewal, seed)
         return translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath, device=device,
                                frame=frame)
 
@@ -498,7 +520,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def startBackgroundTranslation(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
                                    solver="euler", steps=4, device="auto", tileSize=1024, modelPath=None, frame=None,
-                                   outputNode=None, onProgress=None, onFinished=None) -> None:
+                                   outputNode=None, onProgress=None, onFinished=None, schedule="uniform",
+                                   noiseRenewal=0.0, seed=0) -> None:
         """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
 
         onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
@@ -507,7 +530,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             raise MedShiftError("a translation is already running; wait for it or cancel it")
         slicer_nodes.check_output_node(inputNode, outputNode)
         frames = slicer_nodes.volume_frames(inputNode, frame)
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize)
+        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
+                                            schedule, noiseRenewal, seed)
         settings.validated(slicer_nodes.read_model_info(modelPath))  # domain and option errors before starting
         jobDir = tempfile.mkdtemp(prefix="MedShift-", dir=slicer.app.temporaryPath)
         slicer_nodes.write_translation_job(jobDir, frames, settings, modelPath, device)

@@ -40,6 +40,23 @@ def test_translate_writes_one_output_per_input_with_name_format_and_grid(tmp_pat
     assert str(out / "scan.nrrd") in capsys.readouterr().out
 
 
+def test_noise_renewal_options_reach_the_translation_and_the_seed_decides(tmp_path, model):
+    nrrd = _nrrd(tmp_path / "scan.nrrd")
+    common = ["translate", str(nrrd), "--model", str(model), "--source", "a", "--target", "b", "--steps", "2",
+              "--device", "cpu"]
+
+    def run(name, *extra):
+        assert main(common + ["--out", str(tmp_path / name), *extra]) == 0
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / "scan.nrrd")))
+
+    plain = run("plain")
+    noisy = ("--noise-renewal", "1", "--schedule", "quadratic")
+    seed3, seed3_again = run("s3", *noisy, "--seed", "3"), run("s3b", *noisy, "--seed", "3")
+    seed4 = run("s4", *noisy, "--seed", "4")
+    assert np.array_equal(seed3, seed3_again)
+    assert not np.array_equal(seed3, seed4) and not np.array_equal(seed3, plain)
+
+
 def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
     rc = main(["translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model),
                "--source", "real", "--target", "b"])
@@ -65,6 +82,8 @@ def test_debug_shows_the_traceback(tmp_path, model):
       "--model", "{tmp}/none.safetensors"], "does not exist"),
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
       "--tau", "1.5"], "tau"),
+    (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
+      "--noise-renewal", "2"], "noise renewal must be in [0, 1]"),
     (["info", "{tmp}/x.nrrd"], "not a MedShift"),
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
       "--device", "tpu"], "unknown device"),
@@ -119,8 +138,10 @@ def test_demo_writes_input_translation_reference_and_picture(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(model)]) == 0
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert names == ["comparison.png", "input_sim-low.png", "simulator_clinical-normal.png",
-                     "translated_sim-low_to_clinical-normal.png"]
+                     "translated_sim-low_to_clinical-normal.png", "translated_sim-low_to_clinical-normal_noise.png"]
     source = np.asarray(Image.open(tmp_path / "demo" / "input_sim-low.png"))
     result = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal.png"))
-    assert source.shape == result.shape == (32, 32) and not np.array_equal(source, result)
-    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 3 * 32
+    noisy = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal_noise.png"))
+    assert source.shape == result.shape == noisy.shape == (32, 32) and not np.array_equal(source, result)
+    assert not np.array_equal(result, noisy)
+    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 4 * 32

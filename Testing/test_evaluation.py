@@ -161,7 +161,7 @@ def simulated(tmp_path_factory):
 def test_evaluate_scores_methods_against_the_right_references(simulated):
     root, train, test, checkpoint = simulated
     model, info = load_checkpoint(checkpoint)
-    settings = EvaluationSettings(taus=(0.6,), guidance_scales=(1.0, 2.0), steps=2,
+    settings = EvaluationSettings(taus=(0.6,), guidance_scales=(1.0, 2.0), steps=2, noise_renewals=(0.0, 1.0),
                                   pairs=(("sim-low", "clinical-normal"), ("clinical-low", "sim-high")),
                                   classifier=ClassifierTraining(steps=5, batch_size=8, crop=32))
     logs = []
@@ -175,11 +175,16 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     assert rows[("MedShift tau=0.6", "sim-low", "clinical-normal")]["nfe"] == 2 * 2
     assert rows[("MedShift tau=0.6 w=2", "sim-low", "clinical-normal")]["nfe"] == 2 * 2 * 2
     assert rows[("SDEdit tau=0.6", "sim-low", "clinical-normal")]["nfe"] == 2
+    assert rows[("MedShift tau=0.6 w=2 noise=1", "sim-low", "clinical-normal")]["nfe"] == 2 * (2 * 2 + 1)
+    noisy, plain = (rows[(f"MedShift tau=0.6{extra}", "sim-low", "clinical-normal")] for extra in (" noise=1", ""))
+    assert noisy["ssim_source"] != plain["ssim_source"]
     assert "average_rank" not in record["summary"]["oracle (real target rendering)"]
     assert set(record["goal_pair"]) == set(record["summary"])
     out = root / "out"
     report = (out / "results.md").read_text()
     assert "| histogram + noise |" in report and "## Goals" in report
+    goal_rows = [line for line in report.split("## Goals")[1].splitlines() if line.startswith("| MedShift tau=0.6")]
+    assert len(goal_rows) == 4 and all(line.endswith("of 3 |") for line in goal_rows)
     assert json.loads((out / "results.json").read_text())["views"] == 4
     assert (out / "structure_vs_realism.png").stat().st_size > 0 and (out / "translation_grid.png").is_file()
     logs.clear()

@@ -109,8 +109,8 @@ def test_fields_set_in_code_but_not_bound_are_the_dynamic_ones():
 def test_choices_match_the_engine():
     from MedShiftLib.devices import DEVICE_CHOICES
     from MedShiftLib.domain_rendering import SIMULATOR_DOMAINS
-    from MedShiftLib.ode_solvers import SOLVERS
-    from MedShiftLib.translation import DEFAULT_STEPS, DEFAULT_TAU, DEFAULT_TILE_SIZE
+    from MedShiftLib.ode_solvers import SCHEDULES, SOLVERS
+    from MedShiftLib.translation import DEFAULT_SCHEDULE, DEFAULT_STEPS, DEFAULT_TAU, DEFAULT_TILE_SIZE
 
     assert tuple(module_constant("SIMULATOR_DOMAINS")) == SIMULATOR_DOMAINS
     text = MODULE_FILE.read_text()
@@ -119,6 +119,24 @@ def test_choices_match_the_engine():
     assert f"WithinRange(0.0, 0.95)] = {DEFAULT_TAU}" in text
     assert f"WithinRange(1, 200)] = {DEFAULT_STEPS}" in text
     assert f"WithinRange(64, 8192)] = {DEFAULT_TILE_SIZE}" in text
+    assert f'Choice({list(SCHEDULES)!r})'.replace("'", '"') + f'] = "{DEFAULT_SCHEDULE}"' in text
+
+
+def test_panel_presets_are_the_engine_defaults_and_noise_synthesis_settings():
+    from MedShiftLib.translation import (DEFAULT_GUIDANCE, DEFAULT_SCHEDULE, DEFAULT_STEPS, NOISE_SYNTHESIS,
+                                         TranslationSettings)
+
+    presets = module_constant("TRANSLATION_PRESETS")
+    engine_names = {"noiseRenewal": "noise_renewal", "schedule": "schedule", "steps": "steps",
+                    "guidanceScale": "guidance_scale"}
+    as_engine = {name: {engine_names[k]: v for k, v in values.items()} for name, values in presets.items()}
+    assert as_engine["synthesiseNoise"] == NOISE_SYNTHESIS
+    defaults = TranslationSettings("a", "b")
+    assert as_engine["deterministic"] == {k: getattr(defaults, k) for k in as_engine["deterministic"]}
+    assert (DEFAULT_STEPS, DEFAULT_SCHEDULE, DEFAULT_GUIDANCE) == (defaults.steps, defaults.schedule,
+                                                                  defaults.guidance_scale)
+    text = MODULE_FILE.read_text()
+    assert '_applyPreset("synthesiseNoise")' in text and '_applyPreset("deterministic")' in text
 
 
 def test_first_use_installs_the_pinned_versions_of_pyproject():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from MedShiftLib.errors import TranslationCancelled
-from MedShiftLib.ode_solvers import (SOLVERS, CancelToken, IntegrationStats, fixed_step_nfe,
-                                     integrate)
+from MedShiftLib.ode_solvers import (SCHEDULES, SOLVERS, CancelToken, IntegrationStats, fixed_step_nfe,
+                                     integrate, time_grid)
 
 FIXED = ("euler", "heun", "rk4")
 ORDER = {"euler": 1, "heun": 2, "rk4": 4}
@@ -225,3 +225,31 @@ def test_unknown_solver_or_bad_steps_are_refused_with_the_valid_choices():
     with pytest.raises(ValueError):
         fixed_step_nfe("dopri5", 4)
     assert [fixed_step_nfe(s, 3) for s in FIXED] == [3, 6, 12]
+
+
+def test_quadratic_schedule_refines_towards_t1_in_both_directions():
+    field = Counting(forced_decay)
+    integrate(field, start_image(), 0.6, 1.0, solver="euler", steps=4, schedule="quadratic")
+    assert field.times == pytest.approx([0.6, 0.775, 0.9, 0.975])  # 1 - 0.4 (1 - k/4)^2
+    forward = time_grid(0.6, 1.0, 8, "quadratic")
+    steps = [b - a for a, b in zip(forward, forward[1:])]
+    assert forward[0] == 0.6 and forward[-1] == 1.0 and all(a > b > 0 for a, b in zip(steps, steps[1:]))
+    assert time_grid(1.0, 0.6, 8, "quadratic") == forward[::-1]
+    assert time_grid(0.6, 1.0, 4) == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0])
+
+
+@pytest.mark.parametrize("solver", FIXED)
+def test_quadratic_schedule_converges_to_the_same_solution(solver):
+    x0 = start_image()
+    exact = forced_decay_exact(x0, 0.3, 1.0)
+    errors = [(integrate(forced_decay, x0, 0.3, 1.0, solver=solver, steps=n, schedule="quadratic") - exact).abs().max()
+              for n in (16, 64)]
+    assert errors[1] < errors[0] / 3.5 and errors[1] < 0.05  # at least first order
+
+
+def test_unknown_schedule_and_dopri5_with_a_schedule_are_refused():
+    with pytest.raises(ValueError) as err:
+        integrate(forced_decay, start_image(), 1.0, 0.6, schedule="cosine")
+    assert all(name in str(err.value) for name in SCHEDULES)
+    with pytest.raises(ValueError, match="dopri5 chooses its own steps"):
+        integrate(forced_decay, start_image(), 1.0, 0.6, solver="dopri5", schedule="quadratic")

@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,10 +177,12 @@ def test_spacing_is_unknown_for_nodes_read_from_png(scene):
     assert slicer_nodes.volume_frames(node)[0].metadata["spacing_known"] is False
 
 
-def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path):
+@pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4)])
+def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
     cine = _add_volume("cine", _pixels(frames=2))
     frames = slicer_nodes.volume_frames(cine, "all")
-    job = slicer_nodes.write_translation_job(tmp_path / "job", frames, SETTINGS, model_path, "cpu")
+    job = slicer_nodes.write_translation_job(tmp_path / "job", frames, settings, model_path, "cpu")
+    assert slicer_nodes.read_translation_job(job)[1] == settings
     log = io.StringIO()
     assert slicer_nodes.run_translation_job(job, out=log) == 0
     messages = [slicer_nodes.parse_worker_line(line) for line in log.getvalue().splitlines()]
@@ -187,7 +190,7 @@ def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_
     progress = [value for kind, value in messages if kind == "progress"]
     assert progress == [(k, 8) for k in range(1, 9)]
     result = slicer_nodes.read_translation_result(job, frames)
-    blocking = slicer_nodes.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all")
+    blocking = slicer_nodes.translate_volume_node(cine, settings, model_path=model_path, device="cpu", frame="all")
     np.testing.assert_array_equal(np.stack([r.pixels for r in result]), slicer.util.arrayFromVolume(blocking))
     assert result[1].origin == frames[1].origin
 

@@ -7,7 +7,9 @@ from MedShiftLib.checkpoint import CheckpointInfo
 from MedShiftLib.errors import DomainError, MedShiftError, TranslationCancelled
 from MedShiftLib.ode_solvers import CancelToken
 from MedShiftLib.radiograph import RadiographImage
-from MedShiftLib.translation import TranslationSettings, guided_velocity, translate_batch, translate_image
+from MedShiftLib.ode_solvers import IntegrationStats
+from MedShiftLib.translation import (TranslationSettings, describe, guided_velocity, renew_noise, translate_batch,
+                                    translate_image)
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
 
 DOMAINS = ("a", "b", "c")
@@ -145,8 +147,56 @@ def test_sizes_that_are_not_multiples_of_the_factor_are_padded_and_cropped(model
     (dict(solver="midpoint"), MedShiftError, "euler, heun, rk4, dopri5"),
     (dict(steps=0), MedShiftError, "steps"),
     (dict(guidance_scale=float("nan")), MedShiftError, "guidance"),
+    (dict(noise_renewal=1.5), MedShiftError, "noise renewal must be in"),
+    (dict(schedule="cosine"), MedShiftError, "uniform, quadratic"),
+    (dict(solver="dopri5", schedule="quadratic"), MedShiftError, "dopri5 chooses its own steps"),
 ])
 def test_bad_settings_are_refused(model, info, change, error, message):
     settings = TranslationSettings(**({"source_domain": "a", "target_domain": "b"} | change))
     with pytest.raises(error, match=message):
         translate_image(_image(), model, info, settings)
+
+
+def test_noise_renewal_replaces_that_share_of_the_latent_noise():
+    tau = 0.6
+    image, noise = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    x_tau = tau * image + (1 - tau) * noise
+    velocity = image - noise  # the exact velocity of this straight path
+    assert torch.allclose(renew_noise(x_tau, velocity, tau, 0.0, torch.Generator().manual_seed(3)), x_tau)
+    fresh = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    renewed = renew_noise(x_tau, velocity, tau, 1.0, torch.Generator().manual_seed(3))
+    assert torch.allclose(renewed, tau * image + (1 - tau) * fresh, atol=1e-6)  # image kept, noise all new
+    half = renew_noise(x_tau, velocity, tau, 0.6, torch.Generator().manual_seed(3))
+    assert torch.allclose(half, tau * image + (1 - tau) * (0.8 * noise + 0.6 * fresh), atol=1e-6)
+
+
+def test_noise_renewal_is_seeded_costs_one_evaluation_and_off_by_default(model):
+    x = torch.randn(2, 1, 32, 32)
+    a, b = torch.tensor([0, 0]), torch.tensor([1, 1])
+    plain = TranslationSettings("a", "b", steps=3)
+    stats = IntegrationStats()
+    deterministic = translate_batch(model, x, a, b, plain)
+    noisy = TranslationSettings("a", "b", steps=3, noise_renewal=1.0, seed=5)
+    first = translate_batch(model, x, a, b, noisy, stats=stats)
+    assert stats.nfe == 2 * 3 + 1
+    assert torch.equal(first, translate_batch(model, x, a, b, noisy))
+    other_seed = translate_batch(model, x, a, b, TranslationSettings("a", "b", steps=3, noise_renewal=1.0, seed=6))
+    assert (first - other_seed).abs().mean() > 1e-3 and (first - deterministic).abs().mean() > 1e-3
+    assert torch.equal(deterministic, translate_batch(model, x, a, b, TranslationSettings("a", "b", steps=3, seed=6)))
+    assert describe(noisy) == "a->b tau0.6 noise1 seed5" and describe(plain) == "a->b tau0.6"
+
+
+def test_quadratic_schedule_changes_the_grid_of_both_legs(model):
+    seen = []
+    x = torch.randn(1, 1, 32, 32)
+
+    class Recording(torch.nn.Module):
+        config = model.config
+
+        def forward(self, x, t, labels):
+            seen.append(round(float(t[0]), 4))
+            return model(x, t, labels)
+
+    translate_batch(Recording(), x, torch.tensor([0]), torch.tensor([1]),
+                    TranslationSettings("a", "b", steps=2, schedule="quadratic"))
+    assert seen == [1.0, 0.9, 0.6, 0.9]  # inversion 1 -> 0.9 -> 0.6, regeneration 0.6 -> 0.9 -> 1

@@ -84,6 +84,7 @@ def sdedit_batch(model: VelocityUNet, x: Tensor, target_labels: Tensor, settings
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     x_tau = settings.tau * x + (1.0 - settings.tau) * noise
     velocity = guided_velocity(model, target_labels.to(x.device), settings.guidance_scale)
-    y = integrate(velocity, x_tau, settings.tau, 1.0, solver=settings.solver, steps=settings.steps, stats=stats)
+    y = integrate(velocity, x_tau, settings.tau, 1.0, solver=settings.solver, steps=settings.steps,
+                  schedule=settings.schedule, stats=stats)
     return crop_to(y, shape)
 

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 from .errors import MedShiftError
-from .translation import DEFAULT_GUIDANCE, DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_TAU, DEFAULT_TILE_SIZE
+from .translation import (DEFAULT_GUIDANCE, DEFAULT_SCHEDULE, DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_TAU,
+                          DEFAULT_TILE_SIZE)
 
 SOLVER_CHOICES = ("euler", "heun", "rk4", "dopri5")
+SCHEDULE_HELP = "time grid of euler/heun/rk4: uniform, or quadratic (finer towards t = 1, where noise texture forms)"
 
 
 def _add_translation_options(p: argparse.ArgumentParser) -> None:
@@ -28,6 +30,11 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"solver steps over [tau, 1], per direction (default {DEFAULT_STEPS})")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER, help="ODE solver")
+    p.add_argument("--schedule", choices=("uniform", "quadratic"), default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
+    p.add_argument("--noise-renewal", type=float, default=0.0,
+                   help="share of the inverted latent's noise replaced by fresh noise, 0-1 (default 0: deterministic); "
+                        "1 with --schedule quadratic --steps 8 synthesises the target's quantum noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of the renewed noise (default 0)")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"largest side processed in one pass, in working pixels (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--resample", choices=("auto", "none"), default="auto",
@@ -96,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="guidance scales to sweep")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="solver steps per leg")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER)
+    p.add_argument("--schedule", choices=("uniform", "quadratic"), default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
+    p.add_argument("--noise-renewal", type=float, nargs="+", default=[0.0],
+                   help="noise-renewal shares to sweep for MedShift (default 0: deterministic)")
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
     p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
@@ -117,7 +127,8 @@ def run_translate(args: argparse.Namespace) -> int:
     from .translation import TranslationSettings
     settings = TranslationSettings(args.source, args.target, tau=args.tau, guidance_scale=args.guidance,
                                    solver=args.solver, steps=args.steps, tile_size=args.tile_size,
-                                   resample=args.resample)
+                                   resample=args.resample, schedule=args.schedule, noise_renewal=args.noise_renewal,
+                                   seed=args.seed)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
@@ -209,7 +220,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     model, info = load_checkpoint(args.model or default_model_path(), resolve_device(args.device))
     settings = EvaluationSettings(taus=tuple(args.taus), guidance_scales=tuple(args.guidance), solver=args.solver,
-                                  steps=args.steps, pairs=_parse_pairs(args.pairs), max_views=args.max_views,
+                                  steps=args.steps, schedule=args.schedule,
+                                  noise_renewals=tuple(args.noise_renewal), pairs=_parse_pairs(args.pairs),
+                                  max_views=args.max_views,
                                   classifier=ClassifierTraining(steps=args.classifier_steps, seed=args.seed),
                                   seed=args.seed)
     run_evaluation(model, info, args.data, args.train_data, args.out, settings,

@@ -1,5 +1,8 @@
 """`medshift demo`: simulate a skull radiograph, translate it with a model, write a side-by-side picture.
 
+It translates twice: with the default (deterministic) settings and with NOISE_SYNTHESIS, which
+renews the latent's noise so the model makes the target domain's noise texture.
+
 The view is rendered by the project's simulator with a seed the bundled model was not trained on,
 so the translation can be set beside the simulator's own rendering of the same view in the target
 domain (the reference a perfect translation would resemble, up to its noise).
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .checkpoint import default_model_path, load_checkpoint
 from .comparison_figure import save_side_by_side
 from .devices import resolve_device
@@ -16,7 +18,7 @@ from .domain_rendering import to_uint16
 from .radiograph import RadiographImage
 from .radiograph_io import write_radiograph
 from .simulation import simulate_view
-from .translation import TranslationSettings, describe, translate_image
+from .translation import NOISE_SYNTHESIS, TranslationSettings, translate_image
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
@@ -24,17 +26,20 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths."""
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
     settings = TranslationSettings(source, target, tau=tau).validated(info)
+    noisy = TranslationSettings(source, target, tau=tau, seed=seed, **NOISE_SYNTHESIS).validated(info)
     size = info.resolution
     view = simulate_view(seed=seed, subject=0, view=0, size=size, clean=False)
     spacing = view.geometry.pixel_spacing_mm
     image = RadiographImage(to_uint16(view.images[source]), spacing=(spacing, spacing, 1.0),
                             metadata={"spacing_known": True})
     translated = translate_image(image, model, info, settings)
+    with_noise = translate_image(image, model, info, noisy)
     out = Path(out_dir)
     paths = [write_radiograph(image, out / f"input_{source}.png"),
-             write_radiograph(translated, out / f"translated_{source}_to_{target}.png")]
-    panels = [image.pixels, translated.pixels]
-    labels = [f"input: {source}", f"MedShift {describe(settings)}"]
+             write_radiograph(translated, out / f"translated_{source}_to_{target}.png"),
+             write_radiograph(with_noise, out / f"translated_{source}_to_{target}_noise.png")]
+    panels = [image.pixels, translated.pixels, with_noise.pixels]
+    labels = [f"input: {source}", f"MedShift -> {target}, tau {tau:g}", f"same + noise synthesis (seed {seed})"]
     if target in view.images:
         reference = to_uint16(view.images[target])
         paths.append(write_radiograph(image.with_pixels(reference), out / f"simulator_{target}.png"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class EvaluationSettings:
     guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0)
     solver: str = "euler"
     steps: int = 5
+    schedule: str = "uniform"
+    noise_renewals: tuple[float, ...] = (0.0,)
     pairs: tuple[tuple[str, str], ...] | None = None  # None: every ordered pair of the model's domains
     max_views: int | None = None
     max_classifier_images: int = 200  # per domain
@@ -250,7 +253,8 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
     target_labels = torch.full((1,), info.label_of(target))
     device = next(model.parameters()).device
     for tau in settings.taus:
-        config = TranslationSettings(source, target, tau=tau, solver=settings.solver, steps=settings.steps)
+        config = TranslationSettings(source, target, tau=tau, solver=settings.solver, steps=settings.steps,
+                                     schedule=settings.schedule)
         generator = torch.Generator().manual_seed(settings.seed)
         stats = IntegrationStats()
         start = time.perf_counter()
@@ -258,16 +262,18 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                                                   generator, stats).cpu(), x, settings.batch_size)
         add(f"SDEdit tau={tau:g}", "SDEdit", outputs, time.perf_counter() - start,
             stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
-        for w in settings.guidance_scales:
+        for w, eta in itertools.product(settings.guidance_scales, settings.noise_renewals):
             config = TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver,
-                                         steps=settings.steps)
+                                         steps=settings.steps, schedule=settings.schedule, noise_renewal=eta,
+                                         seed=settings.seed)
             stats = IntegrationStats()
             start = time.perf_counter()
             outputs = _batched(lambda b: translate_batch(model, b.to(device), source_labels.expand(len(b)),
                                                          target_labels.expand(len(b)), config, stats=stats).cpu(),
                                x, settings.batch_size)
             passes = 1 if w == 1.0 else 2
-            name = f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")
+            name = (f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")
+                    + ("" if eta == 0 else f" noise={eta:g}"))
             add(name, "MedShift", outputs, time.perf_counter() - start,
                 passes * stats.nfe / _batches(len(x), settings.batch_size), tau, w)
     return results
@@ -329,8 +335,10 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
             raise MedShiftError(f"pair {source}->{target}: source and target must differ")
     for tau in settings.taus:
         for w in settings.guidance_scales:
-            TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
-                                steps=settings.steps).validated(info)
+            for eta in settings.noise_renewals:
+                TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
+                                    steps=settings.steps, schedule=settings.schedule,
+                                    noise_renewal=eta).validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"test set: {test_dir}")
     test = load_test_set(test_dir, domains, info.resolution, settings.max_views)

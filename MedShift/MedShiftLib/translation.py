@@ -5,8 +5,19 @@
     y      = x(tau) + integral_tau^1 v(x, t | target) dt    (regeneration)
     v(x, t | c) = v(x, t | null) + w * (v(x, t | c) - v(x, t | null))   (classifier-free guidance)
 
-Large tau keeps structure, small tau gives more of the target style. No randomness: the same input
-and settings give the same output. `translate_batch` works on normalised tensors; `translate_image`
+Large tau keeps structure, small tau gives more of the target style.
+
+A deterministic flow cannot make texture the inverted image lacks: a smooth simulator image comes
+back without the target's quantum noise. `noise_renewal` (eta in [0, 1]) replaces that share of the
+latent's noise before regeneration, with seeded Gaussian noise z:
+
+    x1_hat = x(tau) + (1 - tau) v(x(tau), tau | target)     x0_hat = x(tau) - tau v(x(tau), tau | target)
+    x(tau) <- tau x1_hat + (1 - tau) (sqrt(1 - eta^2) x0_hat + eta z)
+
+(eta = 0: the paper's deterministic translation; eta = 1: all of the latent's noise is new, like
+SDEdit started from x1_hat). It pays one more network evaluation, and makes noise only when the
+regeneration leg has steps close to t = 1 (`schedule="quadratic"`, 8 steps; docs/evaluation.md).
+The same input, settings and seed give the same output. `translate_batch` works on normalised tensors; `translate_image`
 runs the whole path for one RadiographImage (normalise, working grid, translate, back to the input's
 grid, values and dtype).
 """
@@ -22,7 +33,7 @@ from torch import Tensor
 from .checkpoint import CheckpointInfo
 from .errors import InputImageError, MedShiftError
 from .intensity import denormalize, fit_intensity_window, normalize
-from .ode_solvers import SOLVERS, CancelToken, IntegrationStats, integrate
+from .ode_solvers import SCHEDULES, SOLVERS, CancelToken, IntegrationStats, integrate
 from .radiograph import RadiographImage
 from .tiled_velocity import tiled
 from .velocity_unet import VelocityUNet
@@ -35,6 +46,9 @@ DEFAULT_GUIDANCE = 1.0
 DEFAULT_SOLVER = "euler"
 DEFAULT_STEPS = 4
 DEFAULT_TILE_SIZE = 1024
+DEFAULT_SCHEDULE = "uniform"
+# Settings that make the bundled model synthesise the target domain's quantum noise (docs/evaluation.md).
+NOISE_SYNTHESIS = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0}
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,9 @@ class TranslationSettings:
     tile_size: int = DEFAULT_TILE_SIZE
     tile_overlap: int | None = None
     resample: str = "auto"
+    schedule: str = DEFAULT_SCHEDULE
+    noise_renewal: float = 0.0
+    seed: int = 0
 
     def validated(self, info: CheckpointInfo) -> "TranslationSettings":
         """Check every field against the model; raises MedShiftError with what to change."""
@@ -63,6 +80,12 @@ class TranslationSettings:
             raise MedShiftError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
         if self.steps < 1:
             raise MedShiftError(f"steps must be at least 1, got {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise MedShiftError(f"unknown time schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.schedule != "uniform" and self.solver == "dopri5":
+            raise MedShiftError("dopri5 chooses its own steps: use the uniform schedule with it, or euler/heun/rk4")
+        if not 0.0 <= self.noise_renewal <= 1.0:
+            raise MedShiftError(f"noise renewal must be in [0, 1] (0 = deterministic), got {self.noise_renewal}")
         factor = info.config.downsampling_factor
         if self.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
@@ -113,12 +136,27 @@ def translate_batch(
             return None
         return lambda done, total: progress(offset + done, 2 * steps)
 
-    common = dict(solver=settings.solver, steps=steps, cancel=cancel, stats=stats)
+    common = dict(solver=settings.solver, steps=steps, schedule=settings.schedule, cancel=cancel, stats=stats)
     invert = tiled(guided_velocity(model, source_labels.to(x.device), settings.guidance_scale), tile, overlap)
     x = integrate(invert, x, 1.0, settings.tau, progress=leg_progress(0), **common)
     regenerate = tiled(guided_velocity(model, target_labels.to(x.device), settings.guidance_scale), tile, overlap)
+    if settings.noise_renewal > 0:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if stats is not None:
+            stats.nfe += 1
+        generator = torch.Generator().manual_seed(settings.seed)
+        x = renew_noise(x, regenerate(x, settings.tau), settings.tau, settings.noise_renewal, generator)
     x = integrate(regenerate, x, settings.tau, 1.0, progress=leg_progress(steps), **common)
     return crop_to(x, shape)
+
+
+def renew_noise(x_tau: Tensor, velocity: Tensor, tau: float, eta: float, generator: torch.Generator) -> Tensor:
+    """Replace the share eta of the noise in x(tau) (split by the velocity at tau) with seeded Gaussian noise."""
+    noise = torch.randn(x_tau.shape, generator=generator, dtype=torch.float32).to(x_tau.device, x_tau.dtype)
+    x0_hat = x_tau - tau * velocity
+    renewed = (1.0 - eta * eta) ** 0.5 * x0_hat + eta * noise
+    return x_tau + (1.0 - tau) * (renewed - x0_hat)
 
 
 def image_spacing_mm(image: RadiographImage) -> float | None:
@@ -158,5 +196,7 @@ def describe(settings: TranslationSettings) -> str:
     text = f"{settings.source_domain}->{settings.target_domain} tau{settings.tau:g}"
     if settings.guidance_scale != 1.0:
         text += f" w{settings.guidance_scale:g}"
+    if settings.noise_renewal > 0:
+        text += f" noise{settings.noise_renewal:g} seed{settings.seed}"
     return text
 
