@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
-from MedShiftLib.translation import DEFAULT_STEPS, TranslationSettings, translate_batch  # noqa: E402
+from MedShiftLib.translation import (DEFAULT_STEPS, NOISE_SYNTHESIS, TranslationSettings,  # noqa: E402
+                                    translate_batch)
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 
 SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
@@ -93,6 +94,21 @@ def forward_table(model: VelocityUNet, sizes: list[int], device: torch.device) -
     return rows
 
 
+def time_translation(model: VelocityUNet, x: torch.Tensor, settings: TranslationSettings, device: torch.device,
+                     autocast: torch.dtype | None) -> tuple[float, int]:
+    """(best seconds per image, velocity evaluations) of translating the batch x with `settings`."""
+    batch, stats = len(x), IntegrationStats()
+
+    def run():
+        stats.__init__()
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            translate_batch(model, x, torch.zeros(batch, dtype=torch.long), torch.full((batch,), 2), settings,
+                            stats=stats)
+        synchronize(device)
+
+    return best_time(run, 2) / batch, stats.nfe
+
+
 def translation_table(model: VelocityUNet, sizes: list[int], guidance: float, device: torch.device, batch: int,
                       rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
     rows = ["| size | solver | steps per leg | guidance | NFE | GFLOP / image | floor (s / image) | seconds / image |",
@@ -103,20 +119,25 @@ def translation_table(model: VelocityUNet, sizes: list[int], guidance: float, de
         for solver, steps in SOLVER_STEPS:
             settings = TranslationSettings("a", "b", tau=0.6, guidance_scale=guidance, solver=solver,
                                            steps=max(steps, 1))
-            stats = IntegrationStats()
-
-            def run():
-                stats.__init__()
-                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                    translate_batch(model, x, torch.zeros(batch, dtype=torch.long), torch.full((batch,), 2), settings,
-                                    stats=stats)
-                synchronize(device)
-
-            seconds = best_time(run, 2) / batch
-            gflop = stats.nfe * (1 if guidance == 1.0 else 2) * per_forward
+            seconds, nfe = time_translation(model, x, settings, device, autocast)
+            gflop = nfe * (1 if guidance == 1.0 else 2) * per_forward
             label = "adaptive" if solver == "dopri5" else str(steps)
-            rows.append(f"| {size} | {solver} | {label} | {guidance:g} | {stats.nfe} | {gflop:.1f} | "
+            rows.append(f"| {size} | {solver} | {label} | {guidance:g} | {nfe} | {gflop:.1f} | "
                         f"{gflop / rate_gflops:.3f} | {seconds:.3f} |")
+    return rows
+
+
+def noise_synthesis_table(model: VelocityUNet, sizes: list[int], device: torch.device, batch: int,
+                          rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
+    """Cost of the NOISE_SYNTHESIS settings (noise renewal, quadratic grid) at tau 0.6."""
+    settings = TranslationSettings("a", "b", tau=0.6, **NOISE_SYNTHESIS)
+    passes = 1 if settings.guidance_scale == 1.0 else 2
+    rows = ["| size | NFE | GFLOP / image | floor (s / image) | seconds / image |", "|---|---|---|---|---|"]
+    for size in sizes:
+        x = torch.randn(batch, 1, size, size, device=device)
+        seconds, nfe = time_translation(model, x, settings, device, autocast)
+        gflop = nfe * passes * forward_gflop(model, size, device)
+        rows.append(f"| {size} | {nfe} | {gflop:.1f} | {gflop / rate_gflops:.3f} | {seconds:.3f} |")
     return rows
 
 
@@ -162,6 +183,9 @@ def main() -> None:
         print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = velocity evaluations; guidance != 1 "
               "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")
         print("\n".join(translation_table(model, args.sizes, guidance, device, batch, rate, autocast)) + "\n")
+    print("Noise synthesis (" + ", ".join(f"{k} {v}" for k, v in NOISE_SYNTHESIS.items()) + "; tau=0.6; NFE counts "
+          "the renewal's extra evaluation, guidance doubles the FLOPs):\n")
+    print("\n".join(noise_synthesis_table(model, args.sizes, device, batch, rate, autocast)) + "\n")
     if args.memory and device.type == "cpu":
         print(f"| image | tile | seconds (euler, {DEFAULT_STEPS} steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
         for size, tile in ((2048, 512), (2048, 1024)):
