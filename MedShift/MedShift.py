@@ -330,8 +330,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.startBackgroundTranslation(
                 p.inputVolume, p.sourceDomain, p.targetDomain, tau=p.tau, guidanceScale=p.guidanceScale,
                 solver=p.solver, steps=p.steps, schedule=p.schedule, noiseRenewal=p.noiseRenewal, seed=p.seed,
-                device=p.device, tileSize=p.tileSize, modelPath=p.modelPath or None, frame=frameSelection(p), outputNode=p.outputVolume,
-                onProgress=self.onProgress, onFinished=self.onFinished)
+                device=p.device, tileSize=p.tileSize, modelPath=p.modelPath or None, frame=frameSelection(p),
+                outputNode=p.outputVolume, onProgress=self.onProgress, onFinished=self.onFinished)
         self._checkCanApply()
 
     def onProgress(self, done: int, total: int, message: str) -> None:

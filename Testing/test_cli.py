@@ -57,6 +57,17 @@ def test_noise_renewal_options_reach_the_translation_and_the_seed_decides(tmp_pa
     assert not np.array_equal(seed3, seed4) and not np.array_equal(seed3, plain)
 
 
+def test_images_of_one_run_get_their_own_noise(tmp_path, model):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _nrrd(inputs / "first.nrrd"), _nrrd(inputs / "second.nrrd")  # the same pixels twice
+    assert main(["translate", str(inputs), "--model", str(model), "--source", "a", "--target", "b", "--steps", "2",
+                 "--noise-renewal", "1", "--seed", "3", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    first, second = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / name)))
+                     for name in ("first.nrrd", "second.nrrd"))
+    assert not np.array_equal(first, second)  # seeds 3 and 4: no noise field shared across a data set
+
+
 def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
     rc = main(["translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model),
                "--source", "real", "--target", "b"])

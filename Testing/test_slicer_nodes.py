@@ -177,6 +177,17 @@ def test_spacing_is_unknown_for_nodes_read_from_png(scene):
     assert slicer_nodes.volume_frames(node)[0].metadata["spacing_known"] is False
 
 
+def test_frames_of_a_cine_get_their_own_noise(model_path):
+    from MedShiftLib.checkpoint import load_checkpoint
+    model, info = load_checkpoint(model_path)
+    frame = slicer_nodes.RadiographImage(_pixels()[0])
+    noisy = replace(SETTINGS, noise_renewal=1.0)
+    first, second = slicer_nodes.translate_frames([frame, frame], model, info, noisy)
+    assert not np.array_equal(first.pixels, second.pixels)
+    plain = slicer_nodes.translate_frames([frame, frame], model, info, SETTINGS)
+    np.testing.assert_array_equal(plain[0].pixels, plain[1].pixels)
+
+
 @pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4)])
 def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
     cine = _add_volume("cine", _pixels(frames=2))

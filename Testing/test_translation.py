@@ -200,3 +200,9 @@ def test_quadratic_schedule_changes_the_grid_of_both_legs(model):
     translate_batch(Recording(), x, torch.tensor([0]), torch.tensor([1]),
                     TranslationSettings("a", "b", steps=2, schedule="quadratic"))
     assert seen == [1.0, 0.9, 0.6, 0.9]  # inversion 1 -> 0.9 -> 0.6, regeneration 0.6 -> 0.9 -> 1
+
+
+def test_for_image_gives_each_image_its_own_seed_and_nothing_else():
+    settings = TranslationSettings("a", "b", noise_renewal=0.5, seed=10, steps=3)
+    assert settings.for_image(0) == settings
+    assert settings.for_image(2) == TranslationSettings("a", "b", noise_renewal=0.5, seed=12, steps=3)

@@ -59,10 +59,10 @@ def translate_files(
     settings = settings.validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in files:
+    for index, f in enumerate(files):
         image = read_radiograph(f, frame=frame)
         progress = progress_factory(f.name) if progress_factory else None
-        result = translate_image(image, model, info, settings, progress=progress, cancel=cancel)
+        result = translate_image(image, model, info, settings.for_image(index), progress=progress, cancel=cancel)
         written.append(write_radiograph(result, out_dir / f.name, source=image,
                                         series_description=f"MedShift {describe(settings)}"))
     return written

@@ -195,8 +195,9 @@ def domain_classifier_for(out_dir: Path, train_images: torch.Tensor, train_label
     return model
 
 
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch_size: int) -> np.ndarray:
-    out = [fn(torch.from_numpy(x[i:i + batch_size, None].astype(np.float32)))[:, 0].double().numpy()
+def _batched(fn: Callable[[torch.Tensor, int], torch.Tensor], x: np.ndarray, batch_size: int) -> np.ndarray:
+    """fn(batch, index of its first image) over x in batches, concatenated."""
+    out = [fn(torch.from_numpy(x[i:i + batch_size, None].astype(np.float32)), i)[:, 0].double().numpy()
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out)
 
@@ -258,8 +259,8 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
         generator = torch.Generator().manual_seed(settings.seed)
         stats = IntegrationStats()
         start = time.perf_counter()
-        outputs = _batched(lambda b: sdedit_batch(model, b.to(device), target_labels.expand(len(b)), config,
-                                                  generator, stats).cpu(), x, settings.batch_size)
+        outputs = _batched(lambda b, _: sdedit_batch(model, b.to(device), target_labels.expand(len(b)), config,
+                                                     generator, stats).cpu(), x, settings.batch_size)
         add(f"SDEdit tau={tau:g}", "SDEdit", outputs, time.perf_counter() - start,
             stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
         for w, eta in itertools.product(settings.guidance_scales, settings.noise_renewals):
@@ -268,8 +269,9 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                                          seed=settings.seed)
             stats = IntegrationStats()
             start = time.perf_counter()
-            outputs = _batched(lambda b: translate_batch(model, b.to(device), source_labels.expand(len(b)),
-                                                         target_labels.expand(len(b)), config, stats=stats).cpu(),
+            outputs = _batched(lambda b, first: translate_batch(model, b.to(device), source_labels.expand(len(b)),
+                                                                target_labels.expand(len(b)), config.for_image(first),
+                                                                stats=stats).cpu(),
                                x, settings.batch_size)
             passes = 1 if w == 1.0 else 2
             name = (f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")

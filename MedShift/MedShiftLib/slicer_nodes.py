@@ -232,7 +232,8 @@ def translate_frames(frames: Sequence[RadiographImage], model: Any, info: Any, s
         report = None
         if progress is not None:
             report = (lambda offset: lambda done, _total: progress(offset + done, total))(index * per_frame)
-        results.append(translate_image(image, model, info, settings, progress=report, cancel=cancel))
+        results.append(translate_image(image, model, info, settings.for_image(index), progress=report,
+                                       cancel=cancel))
     return results
 
 

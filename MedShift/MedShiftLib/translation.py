@@ -17,13 +17,14 @@ latent's noise before regeneration, with seeded Gaussian noise z:
 (eta = 0: the paper's deterministic translation; eta = 1: all of the latent's noise is new, like
 SDEdit started from x1_hat). It pays one more network evaluation, and makes noise only when the
 regeneration leg has steps close to t = 1 (`schedule="quadratic"`, 8 steps; docs/evaluation.md).
-The same input, settings and seed give the same output. `translate_batch` works on normalised tensors; `translate_image`
-runs the whole path for one RadiographImage (normalise, working grid, translate, back to the input's
-grid, values and dtype).
+The same input, settings and seed give the same output; runs over several images draw image k's
+noise from seed + k (`for_image`), so no two images share a noise field. `translate_batch` works on
+normalised tensors; `translate_image` runs the whole path for one RadiographImage (normalise, working
+grid, translate, back to the input's grid, values and dtype).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -90,6 +91,10 @@ class TranslationSettings:
         if self.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
         return self
+
+    def for_image(self, index: int) -> "TranslationSettings":
+        """The settings for image `index` of a run over several images: its own noise seed (seed + index)."""
+        return replace(self, seed=self.seed + index)
 
     def tiling(self, factor: int) -> tuple[int, int]:
         """(tile, overlap) rounded to the network's downsampling factor."""
