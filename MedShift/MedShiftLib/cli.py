@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .errors import MedShiftError
+from .ode_solvers import SCHEDULES
 from .translation import (DEFAULT_GUIDANCE, DEFAULT_SCHEDULE, DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_TAU,
                           DEFAULT_TILE_SIZE)
 
@@ -30,7 +31,7 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"solver steps over [tau, 1], per direction (default {DEFAULT_STEPS})")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER, help="ODE solver")
-    p.add_argument("--schedule", choices=("uniform", "quadratic"), default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
     p.add_argument("--noise-renewal", type=float, default=0.0,
                    help="share of the inverted latent's noise replaced by fresh noise, 0-1 (default 0: deterministic); "
                         "1 with --schedule quadratic --steps 8 synthesises the target's quantum noise")
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="guidance scales to sweep")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="solver steps per leg")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER)
-    p.add_argument("--schedule", choices=("uniform", "quadratic"), default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
     p.add_argument("--noise-renewal", type=float, nargs="+", default=[0.0],
                    help="noise-renewal shares to sweep for MedShift (default 0: deterministic)")
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
