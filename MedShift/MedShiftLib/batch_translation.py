@@ -62,7 +62,8 @@ def translate_files(
     for index, f in enumerate(files):
         image = read_radiograph(f, frame=frame)
         progress = progress_factory(f.name) if progress_factory else None
-        result = translate_image(image, model, info, settings.for_image(index), progress=progress, cancel=cancel)
+        image_settings = settings.for_image(index)
+        result = translate_image(image, model, info, image_settings, progress=progress, cancel=cancel)
         written.append(write_radiograph(result, out_dir / f.name, source=image,
-                                        series_description=f"MedShift {describe(settings)}"))
+                                        series_description=f"MedShift {describe(image_settings)}"))
     return written

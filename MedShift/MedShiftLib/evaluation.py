@@ -335,12 +335,9 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
         info.label_of(source), info.label_of(target)
         if source == target:
             raise MedShiftError(f"pair {source}->{target}: source and target must differ")
-    for tau in settings.taus:
-        for w in settings.guidance_scales:
-            for eta in settings.noise_renewals:
-                TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
-                                    steps=settings.steps, schedule=settings.schedule,
-                                    noise_renewal=eta).validated(info)
+    for tau, w, eta in itertools.product(settings.taus, settings.guidance_scales, settings.noise_renewals):
+        TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
+                            steps=settings.steps, schedule=settings.schedule, noise_renewal=eta).validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"test set: {test_dir}")
     test = load_test_set(test_dir, domains, info.resolution, settings.max_views)

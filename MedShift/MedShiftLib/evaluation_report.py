@@ -184,7 +184,8 @@ def write_report(out_dir: Path, results: Sequence[MethodResult], test: TestSet, 
     write_bytes_atomically(out_dir / "results.json", json.dumps(record, indent=1).encode())
     lines = ["# MedShift evaluation", "",
              f"{len(test.names)} held-out aligned views per domain, {len(pairs)} ordered domain pair(s), "
-             f"solver {settings.solver} with {settings.steps} steps per leg ({settings.schedule} time grid). Metrics are means over the pairs; "
+             f"solver {settings.solver} with {settings.steps} steps per leg ({settings.schedule} time grid). "
+             "Metrics are means over the pairs; "
              f"the average rank is over pairs and the ranked metrics ({', '.join(RANKED_METRICS)}); the oracle "
              "(the real noisy target rendering) is the ceiling and is not ranked.", "",
              f"Domain classifier accuracy on untranslated held-out images: {classifier_accuracy:.3f} "
