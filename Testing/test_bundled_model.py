@@ -6,7 +6,7 @@ from MedShiftLib.domain_rendering import SIMULATOR_DOMAINS, to_uint16
 from MedShiftLib.image_quality import flat_patch_corners, model_range, noise_power_spectrum, ssim
 from MedShiftLib.radiograph import RadiographImage
 from MedShiftLib.simulation import simulate_view
-from MedShiftLib.translation import NOISE_SYNTHESIS, TranslationSettings, translate_image
+from MedShiftLib.translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings, translate_image
 
 PATH = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
 
@@ -56,3 +56,18 @@ def test_noise_synthesis_gives_the_bundled_model_the_clinical_noise_power():
                                                                           **NOISE_SYNTHESIS))
     assert noise_power(deterministic.pixels) < 0.4 * reference
     assert 0.6 * reference < noise_power(synthesised.pixels) < 1.6 * reference
+
+
+def test_contrast_transfer_brings_the_bundled_models_translation_closer_to_the_clinical_rendering():
+    """The bundled model records its domains' contrast; with MATCHED_CONTRAST sim-low -> clinical-normal of an
+    unseen view comes closer to the noise-free clinical rendering than at the default settings (0.859 vs
+    0.756 measured), because the flow alone keeps the simulator's contrast at the 2-16 px scales."""
+    model, info = load_checkpoint(PATH)
+    assert info.contrast is not None
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
+    image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
+    target = model_range(view.clean_images["clinical-normal"])
+    plain = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))
+    matched = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal",
+                                                                      **MATCHED_CONTRAST))
+    assert ssim(model_range(matched.pixels), target) > ssim(model_range(plain.pixels), target) + 0.05

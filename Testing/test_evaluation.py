@@ -9,9 +9,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from helpers import write_tiny_checkpoint
-from MedShiftLib.baselines import domain_statistics, histogram_noise_baseline, image_nps, sdedit_batch, shaped_noise
+from MedShiftLib.baselines import (contrast_noise_baseline, domain_statistics, histogram_noise_baseline, image_nps,
+                                  sdedit_batch, shaped_noise)
+from MedShiftLib.contrast_transfer import measure_domain_contrast
 from MedShiftLib.checkpoint import load_checkpoint
 from MedShiftLib.cli import main
+from MedShiftLib.domain_contrast import record_domain_contrast
 from MedShiftLib.domain_classifier import (ClassifierTraining, accuracy, classify, load_domain_classifier,
                                            save_domain_classifier, train_domain_classifier)
 from MedShiftLib.errors import CheckpointError, DataFolderError, MedShiftError
@@ -120,6 +123,11 @@ def test_histogram_noise_baseline_takes_target_grey_levels_and_noise():
     assert np.abs(np.percentile(out, [10, 50, 90]) - np.percentile(targets[0], [10, 50, 90])).max() < 0.1
     assert nps_relative_error(image_nps([out]), statistics.nps) < 0.5 < nps_relative_error(image_nps([smooth]),
                                                                                          statistics.nps)
+    contrast = measure_domain_contrast({"smooth": torch.from_numpy(np.stack([smooth] * 2)[:, None]).float(),
+                                        "target": torch.from_numpy(np.stack(targets)[:, None]).float()})
+    out = contrast_noise_baseline(smooth, "smooth", "target", contrast, statistics, np.random.default_rng(0))
+    assert np.abs(np.percentile(out, [10, 50, 90]) - np.percentile(targets[0], [10, 50, 90])).max() < 0.1
+    assert nps_relative_error(image_nps([out]), statistics.nps) < 0.5
 
 
 def test_sdedit_is_seeded_and_near_identity_close_to_t1(tmp_path):
@@ -154,7 +162,8 @@ def simulated(tmp_path_factory):
     test = simulate_dataset(root / "test", subjects=4, views_per_subject=1, size=64, seed=2, clean=True,
                             progress=False)
     domains = ("sim-low", "sim-high", "clinical-low", "clinical-normal", "clinical-exposure")
-    checkpoint = write_tiny_checkpoint(root / "model.safetensors", domains=domains, resolution=64)
+    plain = write_tiny_checkpoint(root / "plain.safetensors", domains=domains, resolution=64)
+    checkpoint = record_domain_contrast(plain, train, root / "model.safetensors", per_domain=3)
     return root, train, test, checkpoint
 
 
@@ -162,7 +171,7 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     root, train, test, checkpoint = simulated
     model, info = load_checkpoint(checkpoint)
     settings = EvaluationSettings(taus=(0.6,), guidance_scales=(1.0, 2.0), steps=2, noise_renewals=(0.0, 1.0),
-                                  pairs=(("sim-low", "clinical-normal"), ("clinical-low", "sim-high")),
+                                  contrast_transfers=(False, True), pairs=(("sim-low", "clinical-normal"), ("clinical-low", "sim-high")),
                                   classifier=ClassifierTraining(steps=5, batch_size=8, crop=32))
     logs = []
     record = run_evaluation(model, info, test, train, root / "out", settings, log=logs.append)
@@ -176,15 +185,18 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     assert rows[("MedShift tau=0.6 w=2", "sim-low", "clinical-normal")]["nfe"] == 2 * 2 * 2
     assert rows[("SDEdit tau=0.6", "sim-low", "clinical-normal")]["nfe"] == 2
     assert rows[("MedShift tau=0.6 w=2 noise=1", "sim-low", "clinical-normal")]["nfe"] == 2 * (2 * 2 + 1)
-    noisy, plain = (rows[(f"MedShift tau=0.6{extra}", "sim-low", "clinical-normal")] for extra in (" noise=1", ""))
-    assert noisy["ssim_source"] != plain["ssim_source"]
+    noisy, plain, transferred = (rows[(f"MedShift tau=0.6{extra}", "sim-low", "clinical-normal")]
+                                 for extra in (" noise=1", "", " contrast"))
+    assert noisy["ssim_source"] != plain["ssim_source"] != transferred["ssim_source"]
+    assert transferred["nfe"] == plain["nfe"]  # contrast transfer costs no network evaluation
+    assert rows[("contrast transfer + noise", "sim-low", "clinical-normal")]["nfe"] == 0
     assert "average_rank" not in record["summary"]["oracle (real target rendering)"]
     assert set(record["goal_pair"]) == set(record["summary"])
     out = root / "out"
     report = (out / "results.md").read_text()
     assert "| histogram + noise |" in report and "## Goals" in report
     goal_rows = [line for line in report.split("## Goals")[1].splitlines() if line.startswith("| MedShift tau=0.6")]
-    assert len(goal_rows) == 4 and all(line.endswith("of 3 |") for line in goal_rows)
+    assert len(goal_rows) == 8 and all(line.endswith("of 3 |") for line in goal_rows)
     assert json.loads((out / "results.json").read_text())["views"] == 4
     assert (out / "structure_vs_realism.png").stat().st_size > 0 and (out / "translation_grid.png").is_file()
     logs.clear()

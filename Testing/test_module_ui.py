@@ -89,6 +89,8 @@ def test_every_bound_widget_names_a_wrapper_field_of_a_type_it_can_show():
             assert base == "int", f"{name}: QSpinBox shows an int"
         elif cls == "QDoubleSpinBox":
             assert base == "float", f"{name}: QDoubleSpinBox shows a float"
+        elif cls == "QCheckBox":
+            assert base == "bool", f"{name}: QCheckBox shows a bool"
         elif cls == "qMRMLNodeComboBox":
             assert base in NODE_TYPES, f"{name}: qMRMLNodeComboBox shows a node field"
         else:
@@ -122,18 +124,19 @@ def test_choices_match_the_engine():
     assert f'Choice({list(SCHEDULES)!r})'.replace("'", '"') + f'] = "{DEFAULT_SCHEDULE}"' in text
 
 
-def test_panel_presets_are_the_engine_defaults_and_noise_synthesis_settings():
-    from MedShiftLib.translation import NOISE_SYNTHESIS, TranslationSettings
+def test_panel_presets_are_the_engine_defaults_noise_synthesis_and_matched_contrast_settings():
+    from MedShiftLib.translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings
 
     presets = module_constant("TRANSLATION_PRESETS")
     engine_names = {"noiseRenewal": "noise_renewal", "schedule": "schedule", "steps": "steps",
-                    "guidanceScale": "guidance_scale"}
+                    "guidanceScale": "guidance_scale", "contrastTransfer": "contrast_transfer"}
     as_engine = {name: {engine_names[k]: v for k, v in values.items()} for name, values in presets.items()}
     assert as_engine["synthesiseNoise"] == NOISE_SYNTHESIS
+    assert as_engine["matchedContrast"] == MATCHED_CONTRAST
     defaults = TranslationSettings("a", "b")
     assert as_engine["deterministic"] == {k: getattr(defaults, k) for k in as_engine["deterministic"]}
     text = MODULE_FILE.read_text()
-    assert '_applyPreset("synthesiseNoise")' in text and '_applyPreset("deterministic")' in text
+    assert all(f'_applyPreset("{name}")' in text for name in presets)
 
 
 def test_first_use_installs_the_pinned_versions_of_pyproject():

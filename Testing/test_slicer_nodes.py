@@ -17,6 +17,7 @@ import torch  # noqa: E402
 
 from MedShiftLib import slicer_nodes  # noqa: E402
 from MedShiftLib.checkpoint import CheckpointInfo, save_checkpoint  # noqa: E402
+from MedShiftLib.contrast_transfer import measure_domain_contrast  # noqa: E402
 from MedShiftLib.errors import (CheckpointError, DomainError, InputImageError, MedShiftError,  # noqa: E402
                                 TranslationCancelled)
 from MedShiftLib.ode_solvers import CancelToken  # noqa: E402
@@ -41,6 +42,8 @@ def model_path(tmp_path_factory):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     info = CheckpointInfo(config=model.config, domains=("a", "b", "c"), resolution=32)
+    fields = torch.randn(9, 1, 32, 32)
+    info.contrast = measure_domain_contrast({d: fields[3 * k:3 * k + 3] * (k + 1) for k, d in enumerate(info.domains)})
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors", model.state_dict(), info)
 
 
@@ -188,7 +191,8 @@ def test_frames_of_a_cine_get_their_own_noise(model_path):
     np.testing.assert_array_equal(plain[0].pixels, plain[1].pixels)
 
 
-@pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4)])
+@pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4),
+                                      replace(SETTINGS, contrast_transfer=True)])
 def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
     cine = _add_volume("cine", _pixels(frames=2))
     frames = slicer_nodes.volume_frames(cine, "all")

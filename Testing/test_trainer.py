@@ -30,6 +30,7 @@ def test_a_run_writes_checkpoints_state_and_log(data, tmp_path):
     model, info = load_checkpoint(best)
     assert info.domains == ("b", "a") and info.resolution == 32
     assert info.provenance["config"]["coupling"] == "ot"
+    assert info.contrast is not None and set(info.contrast.quantiles) == {"a", "b"}  # contrast transfer works with it
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert all(r["loss"] > 0 and r["images_per_s"] > 0 for r in log)

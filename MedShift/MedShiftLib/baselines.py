@@ -5,6 +5,9 @@
   training images), then noise is added with the power spectrum the image is missing (target NPS
   minus source NPS, ring by ring, measured in flat regions); a source noisier than the target is
   smoothed first, since noise cannot be taken away by adding more.
+* contrast transfer plus matched noise: the same, with the grey-level mapping replaced by
+  contrast_transfer.transfer_contrast (target grey levels and band contrast from unpaired training
+  statistics): what the contrast transfer MedShift can use achieves without any network.
 * SDEdit: the source is noised to t=tau along the flow-matching path (x_tau = tau x + (1 - tau) z)
   and regenerated from tau to 1 under the target label with the same network and solver, with no
   inversion; seeded noise.
@@ -19,6 +22,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
+from .contrast_transfer import DomainContrast, transfer_contrast
 from .image_quality import NPS_BINS, flat_patch_corners, noise_power_spectrum
 from .ode_solvers import IntegrationStats, integrate
 from .translation import TranslationSettings, guided_velocity
@@ -65,12 +69,26 @@ def histogram_noise_baseline(source: np.ndarray, target: DomainStatistics, rng: 
     """Histogram matching to the target domain plus injection of the noise power the image lacks."""
     from skimage.exposure import match_histograms
 
+    return _with_matched_noise(source, target, rng, lambda im: match_histograms(im, target.pixels.reshape(1, -1)))
+
+
+def contrast_noise_baseline(source: np.ndarray, source_domain: str, target_domain: str, contrast: DomainContrast,
+                            target: DomainStatistics, rng: np.random.Generator) -> np.ndarray:
+    """Contrast transfer to the target domain plus injection of the noise power the image lacks."""
+    def transfer(image: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        return transfer_contrast(x, contrast, source_domain, target_domain)[0, 0].double().numpy()
+
+    return _with_matched_noise(source, target, rng, transfer)
+
+
+def _with_matched_noise(source: np.ndarray, target: DomainStatistics, rng: np.random.Generator,
+                        map_grey_levels) -> np.ndarray:
+    """map_grey_levels(source), smoothed first when the source is noisier than the target, plus the missing noise."""
     image = source
-    source_nps = image_nps([image])
-    if source_nps.sum() > target.nps.sum():
+    if image_nps([image]).sum() > target.nps.sum():
         image = gaussian_filter(image, SMOOTHING_SIGMA_PX)
-        source_nps = image_nps([image])
-    matched = match_histograms(image, target.pixels.reshape(1, -1))
+    matched = map_grey_levels(image)
     missing = np.clip(target.nps - image_nps([matched]), 0.0, None)
     return matched + shaped_noise(matched.shape, missing, rng)
 

@@ -10,6 +10,8 @@ and every field read from it is type-checked before use. The metadata key "medsh
     pixel_spacing_mm detector pixel spacing the model was trained at, or null when unknown
     intensity        how images were normalised (see intensity.py)
     provenance       free-form: data, steps, coupling, seed, metrics, software versions
+    domain_contrast  optional: grey-level quantiles and band contrast of each domain's training images,
+                     for contrast transfer (contrast_transfer.DomainContrast)
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic_files import atomic_target
+from .contrast_transfer import DomainContrast
 from .errors import CheckpointError, DomainError
 from .intensity import DEFAULT_PERCENTILES
 from .velocity_unet import UNetConfig, VelocityUNet
@@ -46,6 +49,7 @@ class CheckpointInfo:
     intensity: dict = field(default_factory=lambda: dict(DEFAULT_INTENSITY))
     provenance: dict = field(default_factory=dict)
     format_version: int = CHECKPOINT_FORMAT_VERSION
+    contrast: DomainContrast | None = None
 
     def label_of(self, domain: str) -> int:
         """Label index of a domain name; DomainError listing the valid names otherwise."""
@@ -55,7 +59,7 @@ class CheckpointInfo:
 
     def to_json(self) -> str:
         """The "medshift" metadata string."""
-        return json.dumps({
+        fields = {
             "format_version": self.format_version,
             "model_config": self.config.to_dict(),
             "domains": list(self.domains),
@@ -63,7 +67,10 @@ class CheckpointInfo:
             "pixel_spacing_mm": self.pixel_spacing_mm,
             "intensity": self.intensity,
             "provenance": self.provenance,
-        })
+        }
+        if self.contrast is not None:
+            fields["domain_contrast"] = self.contrast.to_dict()
+        return json.dumps(fields)
 
 
 def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
@@ -139,9 +146,15 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
         raise CheckpointError(f"{path}: invalid model_config ({exc})") from None
     if config.num_domains != len(domains):
         raise CheckpointError(f"{path}: model has {config.num_domains} domain slots but {len(domains)} names")
+    contrast = None
+    if raw.get("domain_contrast") is not None:
+        try:
+            contrast = DomainContrast.from_dict(raw["domain_contrast"], domains)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
     return CheckpointInfo(config=config, domains=tuple(domains), resolution=resolution,
                           pixel_spacing_mm=None if spacing is None else float(spacing), intensity=raw["intensity"],
-                          provenance=raw["provenance"], format_version=version)
+                          provenance=raw["provenance"], format_version=version, contrast=contrast)
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:

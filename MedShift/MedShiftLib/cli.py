@@ -1,4 +1,4 @@
-"""The `medshift` command: translate, info, train, simulate, demo, evaluate.
+"""The `medshift` command: translate, info, train, simulate, demo, evaluate, domain-contrast.
 
 Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
 the traceback instead. Exit status 130 means the run was interrupted.
@@ -36,6 +36,9 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
                    help="share of the inverted latent's noise replaced by fresh noise, 0-1 (default 0: deterministic); "
                         "1 with --schedule quadratic --steps 8 synthesises the target's quantum noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the renewed noise (default 0)")
+    p.add_argument("--contrast-transfer", action="store_true",
+                   help="first give the image the target domain's grey levels and multi-scale contrast (from the "
+                        "model's training statistics); keeps structure at tau 0.6 while matching the vendor look")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"largest side processed in one pass, in working pixels (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--resample", choices=("auto", "none"), default="auto",
@@ -107,11 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
     p.add_argument("--noise-renewal", type=float, nargs="+", default=[0.0],
                    help="noise-renewal shares to sweep for MedShift (default 0: deterministic)")
+    p.add_argument("--contrast-transfer", nargs="+", choices=("off", "on"), default=["off"],
+                   help="contrast-transfer settings to sweep for MedShift (default off)")
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
     p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    p = sub.add_parser("domain-contrast", help="add contrast-transfer statistics to a checkpoint (new file)",
+                       description=(
+        "Measure each domain's grey levels and multi-scale contrast on the model's training folder and write a "
+        "copy of the checkpoint that records them, so --contrast-transfer works with it. Checkpoints from "
+        "`medshift train` already have them."))
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors) to read; never modified")
+    p.add_argument("--data", required=True, help="the model's training folder (one sub-folder or manifest per domain)")
+    p.add_argument("--out", required=True, help="the new checkpoint to write")
+    p.add_argument("--images-per-domain", type=int, default=200)
     return parser
 
 
@@ -129,7 +144,7 @@ def run_translate(args: argparse.Namespace) -> int:
     settings = TranslationSettings(args.source, args.target, tau=args.tau, guidance_scale=args.guidance,
                                    solver=args.solver, steps=args.steps, tile_size=args.tile_size,
                                    resample=args.resample, schedule=args.schedule, noise_renewal=args.noise_renewal,
-                                   seed=args.seed)
+                                   seed=args.seed, contrast_transfer=args.contrast_transfer)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
@@ -158,6 +173,8 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"parameters        {count_parameters(VelocityUNet(info.config)) / 1e6:.2f} M")
     print(f"model config      {json.dumps(info.config.to_dict())}")
     print(f"intensity         {json.dumps(info.intensity)}")
+    contrast = "recorded (--contrast-transfer available)" if info.contrast else "not recorded (see domain-contrast)"
+    print(f"domain contrast   {contrast}")
     print(f"provenance        {json.dumps(info.provenance)}")
     return 0
 
@@ -222,7 +239,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model, info = load_checkpoint(args.model or default_model_path(), resolve_device(args.device))
     settings = EvaluationSettings(taus=tuple(args.taus), guidance_scales=tuple(args.guidance), solver=args.solver,
                                   steps=args.steps, schedule=args.schedule,
-                                  noise_renewals=tuple(args.noise_renewal), pairs=_parse_pairs(args.pairs),
+                                  noise_renewals=tuple(args.noise_renewal),
+                                  contrast_transfers=tuple(dict.fromkeys(c == "on" for c in args.contrast_transfer)),
+                                  pairs=_parse_pairs(args.pairs),
                                   max_views=args.max_views,
                                   classifier=ClassifierTraining(steps=args.classifier_steps, seed=args.seed),
                                   seed=args.seed)
@@ -232,8 +251,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_domain_contrast(args: argparse.Namespace) -> int:
+    """`medshift domain-contrast`."""
+    from .domain_contrast import record_domain_contrast
+    print(record_domain_contrast(args.model, args.data, args.out, args.images_per_domain))
+    return 0
+
+
 COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "simulate": run_simulate,
-            "demo": run_demo, "evaluate": run_evaluate}
+            "demo": run_demo, "evaluate": run_evaluate, "domain-contrast": run_domain_contrast}
 
 
 def main(argv: list[str] | None = None) -> int:

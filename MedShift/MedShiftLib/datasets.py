@@ -277,6 +277,20 @@ class RadiographDomainDataset(Dataset):
         return resized[0].contiguous(), self.label(index)
 
 
+def sample_domain_images(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int, per_domain: int,
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `per_domain` records of each domain, centre squares at `resolution`: ((N, 1, R, R) model range, labels)."""
+    rng = np.random.default_rng(seed)
+    chosen_records = []
+    for domain in domains:
+        own = [r for r in records if r.domain == domain]
+        chosen = rng.choice(len(own), min(per_domain, len(own)), replace=False)
+        chosen_records += [own[i] for i in sorted(chosen)]
+    dataset = RadiographDomainDataset(chosen_records, domains, resolution, train=False)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return images, torch.tensor([dataset.label(i) for i in range(len(dataset))])
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: seed numpy and random from the worker's torch seed (set by the loader's generator)."""
     worker_seed = torch.initial_seed() % 2**32

@@ -13,8 +13,9 @@ ordered domain pair and every method/setting the evaluation measures, on the sam
 * cost: network evaluations (forward passes) and seconds per image.
 
 Methods: the oracle (the real noisy target rendering, i.e. a perfect translation: a ceiling, not
-ranked), no translation, histogram matching plus matched noise, SDEdit with the same network, and
-MedShift over tau and guidance. Everything runs at the model's working resolution in the model range.
+ranked), no translation, histogram matching plus matched noise, contrast transfer plus matched noise,
+SDEdit with the same network, and MedShift over tau, guidance, noise renewal and contrast transfer.
+Everything runs at the model's working resolution in the model range.
 """
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .baselines import DomainStatistics, domain_statistics, histogram_noise_baseline, sdedit_batch
+from .baselines import (DomainStatistics, contrast_noise_baseline, domain_statistics, histogram_noise_baseline,
+                        sdedit_batch)
 from .checkpoint import CheckpointInfo
-from .datasets import RadiographDomainDataset, scan_data_folder
+from .contrast_transfer import DomainContrast, measure_domain_contrast
+from .datasets import sample_domain_images, scan_data_folder
 from .domain_classifier import (ClassifierTraining, DomainClassifier, accuracy, classify, confusion_matrix,
                                 load_domain_classifier, save_domain_classifier, train_domain_classifier)
 from .errors import CheckpointError, DataFolderError, MedShiftError
@@ -45,6 +48,7 @@ from .velocity_unet import VelocityUNet
 
 CLASSIFIER_FILE = "domain_classifier.safetensors"
 ORACLE, IDENTITY, HISTOGRAM = "oracle (real target rendering)", "no translation", "histogram + noise"
+CONTRAST_BASELINE = "contrast transfer + noise"
 RANKED_METRICS = {"ssim_clean": True, "psnr_clean": True, "classifier_accuracy": True, "kid": False,
                   "coverage": True, "nps_error": False}  # metric -> higher is better
 
@@ -71,6 +75,7 @@ class EvaluationSettings:
     steps: int = 5
     schedule: str = "uniform"
     noise_renewals: tuple[float, ...] = (0.0,)
+    contrast_transfers: tuple[bool, ...] = (False,)
     pairs: tuple[tuple[str, str], ...] | None = None  # None: every ordered pair of the model's domains
     max_views: int | None = None
     max_classifier_images: int = 200  # per domain
@@ -164,16 +169,7 @@ def load_test_set(root: str | Path, domains: Sequence[str], resolution: int, max
 def training_images(train_dir: str | Path, domains: Sequence[str], resolution: int, per_domain: int,
                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to `per_domain` images of each domain from the training folder: ((N, 1, R, R) model range, labels)."""
-    folder = scan_data_folder(train_dir, domains)
-    rng = np.random.default_rng(seed)
-    records = []
-    for domain in domains:
-        own = [r for r in folder.records if r.domain == domain]
-        chosen = rng.choice(len(own), min(per_domain, len(own)), replace=False)
-        records += [own[i] for i in sorted(chosen)]
-    dataset = RadiographDomainDataset(records, domains, resolution, train=False)
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    return images, torch.tensor([dataset.label(i) for i in range(len(dataset))])
+    return sample_domain_images(scan_data_folder(train_dir, domains).records, domains, resolution, per_domain, seed)
 
 
 def domain_classifier_for(out_dir: Path, train_images: torch.Tensor, train_labels: torch.Tensor,
@@ -232,8 +228,8 @@ class PairEvaluator:
 
 def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, source: str, target: str,
                   classifier: DomainClassifier, statistics: dict[str, DomainStatistics],
-                  settings: EvaluationSettings) -> list[MethodResult]:
-    """Every method/setting on one ordered domain pair."""
+                  settings: EvaluationSettings, contrast: DomainContrast | None = None) -> list[MethodResult]:
+    """Every method/setting on one ordered domain pair; `contrast` (from the training data) feeds its baseline."""
     evaluator = PairEvaluator(test, source, target, classifier, info.label_of(target))
     x = test.images[source]
     results: list[MethodResult] = []
@@ -249,6 +245,11 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
     rng = np.random.default_rng([settings.seed, info.label_of(source), info.label_of(target)])
     outputs = np.stack([histogram_noise_baseline(image, statistics[target], rng) for image in x])
     add(HISTOGRAM, "baseline", outputs, time.perf_counter() - start, 0)
+    if contrast is not None:
+        start = time.perf_counter()
+        outputs = np.stack([contrast_noise_baseline(image, source, target, contrast, statistics[target], rng)
+                            for image in x])
+        add(CONTRAST_BASELINE, "baseline", outputs, time.perf_counter() - start, 0)
 
     source_labels = torch.full((1,), info.label_of(source))
     target_labels = torch.full((1,), info.label_of(target))
@@ -263,19 +264,20 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                                                      generator, stats).cpu(), x, settings.batch_size)
         add(f"SDEdit tau={tau:g}", "SDEdit", outputs, time.perf_counter() - start,
             stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
-        for w, eta in itertools.product(settings.guidance_scales, settings.noise_renewals):
+        for w, eta, transfer in itertools.product(settings.guidance_scales, settings.noise_renewals,
+                                                  settings.contrast_transfers):
             config = TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver,
                                          steps=settings.steps, schedule=settings.schedule, noise_renewal=eta,
-                                         seed=settings.seed)
+                                         seed=settings.seed, contrast_transfer=transfer)
             stats = IntegrationStats()
             start = time.perf_counter()
             outputs = _batched(lambda b, first: translate_batch(model, b.to(device), source_labels.expand(len(b)),
                                                                 target_labels.expand(len(b)), config.for_image(first),
-                                                                stats=stats).cpu(),
+                                                                stats=stats, contrast=info.contrast).cpu(),
                                x, settings.batch_size)
             passes = 1 if w == 1.0 else 2
             name = (f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")
-                    + ("" if eta == 0 else f" noise={eta:g}"))
+                    + ("" if eta == 0 else f" noise={eta:g}") + (" contrast" if transfer else ""))
             add(name, "MedShift", outputs, time.perf_counter() - start,
                 passes * stats.nfe / _batches(len(x), settings.batch_size), tau, w)
     return results
@@ -335,9 +337,10 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
         info.label_of(source), info.label_of(target)
         if source == target:
             raise MedShiftError(f"pair {source}->{target}: source and target must differ")
-    for tau, w, eta in itertools.product(settings.taus, settings.guidance_scales, settings.noise_renewals):
-        TranslationSettings(pairs[0][0], pairs[0][1], tau=tau, guidance_scale=w, solver=settings.solver,
-                            steps=settings.steps, schedule=settings.schedule, noise_renewal=eta).validated(info)
+    for (source, target), tau, w, eta, transfer in itertools.product(
+            pairs, settings.taus, settings.guidance_scales, settings.noise_renewals, settings.contrast_transfers):
+        TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver, steps=settings.steps,
+                            schedule=settings.schedule, noise_renewal=eta, contrast_transfer=transfer).validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"test set: {test_dir}")
     test = load_test_set(test_dir, domains, info.resolution, settings.max_views)
@@ -354,9 +357,10 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
     log(f"domain classifier accuracy on untranslated held-out images: {test_accuracy:.3f}")
     statistics = {d: domain_statistics([im[0].double().numpy() for im, lab in zip(train_images, train_labels)
                                         if int(lab) == i]) for i, d in enumerate(domains)}
+    contrast = measure_domain_contrast({d: train_images[train_labels == i] for i, d in enumerate(domains)})
     results: list[MethodResult] = []
     for k, (source, target) in enumerate(pairs):
         start = time.perf_counter()
-        results += evaluate_pair(model, info, test, source, target, classifier, statistics, settings)
+        results += evaluate_pair(model, info, test, source, target, classifier, statistics, settings, contrast)
         log(f"[{k + 1}/{len(pairs)}] {source} -> {target} ({time.perf_counter() - start:.0f} s)")
     return write_report(out_dir, results, test, domains, pairs, test_accuracy, confusion, settings)

@@ -17,7 +17,10 @@ latent's noise before regeneration, with seeded Gaussian noise z:
 (eta = 0: the paper's deterministic translation; eta = 1: all of the latent's noise is new, like
 SDEdit started from x1_hat). It pays one more network evaluation, and makes noise only when the
 regeneration leg has steps close to t = 1 (`schedule="quadratic"`, 8 steps; docs/evaluation.md).
-The same input, settings and seed give the same output; runs over several images draw image k's
+`contrast_transfer` first gives the source the target domain's grey levels and multi-scale contrast
+from statistics recorded in the checkpoint (contrast_transfer.py): the flow cannot change contrast at
+the 2-16 px scales at tau = 0.6, so without it a translation into a clinical domain keeps the
+simulator's flat look there. The same input, settings and seed give the same output; runs over several images draw image k's
 noise from seed + k (`for_image`), so no two images share a noise field. `translate_batch` works on
 normalised tensors; `translate_image` runs the whole path for one RadiographImage (normalise, working
 grid, translate, back to the input's grid, values and dtype).
@@ -32,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointInfo
+from .contrast_transfer import DomainContrast, transfer_contrast
 from .errors import InputImageError, MedShiftError
 from .intensity import denormalize, fit_intensity_window, normalize
 from .ode_solvers import SCHEDULES, SOLVERS, CancelToken, IntegrationStats, integrate
@@ -49,7 +53,12 @@ DEFAULT_STEPS = 4
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_SCHEDULE = "uniform"
 # Settings that make the bundled model synthesise the target domain's quantum noise (docs/evaluation.md).
-NOISE_SYNTHESIS = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0}
+NOISE_SYNTHESIS = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0,
+                   "contrast_transfer": False}
+# Settings that give the bundled model the clinical domains' contrast and noise texture with the most
+# structure kept at tau = 0.6 (docs/evaluation.md, "Contrast transfer").
+MATCHED_CONTRAST = {"contrast_transfer": True, "noise_renewal": 0.0, "schedule": "quadratic", "steps": 8,
+                    "guidance_scale": 2.0}
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class TranslationSettings:
     schedule: str = DEFAULT_SCHEDULE
     noise_renewal: float = 0.0
     seed: int = 0
+    contrast_transfer: bool = False
 
     def validated(self, info: CheckpointInfo) -> "TranslationSettings":
         """Check every field against the model; raises MedShiftError with what to change."""
@@ -87,6 +97,13 @@ class TranslationSettings:
             raise MedShiftError("dopri5 chooses its own steps: use the uniform schedule with it, or euler/heun/rk4")
         if not 0.0 <= self.noise_renewal <= 1.0:
             raise MedShiftError(f"noise renewal must be in [0, 1] (0 = deterministic), got {self.noise_renewal}")
+        if self.contrast_transfer and info.contrast is None:
+            raise MedShiftError(
+                "this model records no domain contrast statistics, which contrast transfer needs; add them with "
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR --out NEW.safetensors`, or translate "
+                "without contrast transfer")
+        if self.contrast_transfer:
+            info.contrast.gains(self.source_domain, self.target_domain)
         factor = info.config.downsampling_factor
         if self.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
@@ -129,8 +146,16 @@ def translate_batch(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     stats: IntegrationStats | None = None,
+    contrast: DomainContrast | None = None,
 ) -> Tensor:
-    """Translate normalised images (B, 1, H, W) on the model's device; H, W any size (padded internally)."""
+    """Translate normalised images (B, 1, H, W) on the model's device; H, W any size (padded internally).
+
+    `contrast` (the checkpoint's `info.contrast`) is needed when settings.contrast_transfer is on.
+    """
+    if settings.contrast_transfer:
+        if contrast is None:
+            raise MedShiftError("contrast transfer needs the model's domain contrast statistics (info.contrast)")
+        x = transfer_contrast(x, contrast, settings.source_domain, settings.target_domain)
     factor = model.config.downsampling_factor
     x, shape = pad_to_multiple(x, factor)
     tile, overlap = settings.tiling(factor)
@@ -191,7 +216,7 @@ def translate_image(
                           settings.resample)
     source = torch.tensor([info.label_of(settings.source_domain)])
     target = torch.tensor([info.label_of(settings.target_domain)])
-    y = translate_batch(model, resample(x, shape), source, target, settings, progress, cancel, stats)
+    y = translate_batch(model, resample(x, shape), source, target, settings, progress, cancel, stats, info.contrast)
     y = resample(y, image.shape).float().cpu().numpy()[0, 0]
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
 
@@ -201,6 +226,8 @@ def describe(settings: TranslationSettings) -> str:
     text = f"{settings.source_domain}->{settings.target_domain} tau{settings.tau:g}"
     if settings.guidance_scale != 1.0:
         text += f" w{settings.guidance_scale:g}"
+    if settings.contrast_transfer:
+        text += " contrast"
     if settings.noise_renewal > 0:
         text += f" noise{settings.noise_renewal:g} seed{settings.seed}"
     return text

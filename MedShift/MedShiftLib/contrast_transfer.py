@@ -1,0 +1,166 @@
+"""Contrast transfer: give a source image the target domain's grey levels and multi-scale contrast.
+
+At tau = 0.6 the flow keeps the source's contrast at the 2-16 px scales (the latent pins them; see
+docs/evaluation.md), so a translation into a clinical domain lacks the vendor's multi-scale contrast
+equalisation. Contrast transfer prepares the source before the inversion, from unpaired statistics
+of each domain's training images (recorded in the checkpoint as `domain_contrast`):
+
+    h   = histogram match of x to the target domain's grey levels
+    h'  = h + sum_k (g_k - 1) band_k(h),   g_k = rms of band k in the target's training images
+                                                 / rms of band k in the source's, matched as in step 1
+    out = histogram match of h' to the target domain's grey levels
+
+Bands are differences of Gaussians at sigma 1, 2, 4, 8, 16 working pixels. The finest band (noise
+and the finest detail) is left alone: texture is what the flow synthesises. All images are in the
+model range ([-1, 1], `intensity.normalize`) on the model's working grid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import CheckpointError, MedShiftError
+
+BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+QUANTILE_COUNT = 257
+FIRST_TRANSFERRED_BAND = 1  # band 0 (sigma < 1 px: noise and finest detail) keeps gain 1
+
+
+@dataclass(frozen=True)
+class DomainContrast:
+    """Per-domain grey-level quantiles and per-pair band contrast of a model's training images."""
+
+    band_sigmas_px: tuple[float, ...]
+    quantiles: dict[str, tuple[float, ...]]  # domain -> QUANTILE_COUNT values at levels 0..1
+    # band_rms[s][t]: rms of each band of domain s's images mapped to t's grey levels ([t][t]: t's own images)
+    band_rms: dict[str, dict[str, tuple[float, ...]]]
+
+    def gains(self, source: str, target: str) -> Tensor:
+        """Band gains that take the source domain's contrast to the target's (band 0 fixed at 1)."""
+        for domain in (source, target):
+            if domain not in self.quantiles:
+                raise MedShiftError(f"the model's contrast statistics do not cover domain {domain!r}; "
+                                    "re-measure them with `medshift domain-contrast`, or translate without "
+                                    "contrast transfer")
+        matched, own = self.band_rms[source][target], self.band_rms[target][target]
+        gains = torch.tensor([o / m if m > 0 else 1.0 for m, o in zip(matched, own)], dtype=torch.float64)
+        gains[:FIRST_TRANSFERRED_BAND] = 1.0
+        return gains
+
+    def to_dict(self) -> dict:
+        """JSON-ready form stored in the checkpoint metadata."""
+        return {"band_sigmas_px": list(self.band_sigmas_px),
+                "quantiles": {d: list(q) for d, q in self.quantiles.items()},
+                "band_rms": {s: {t: list(v) for t, v in row.items()} for s, row in self.band_rms.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: object, domains: Sequence[str]) -> "DomainContrast":
+        """Parse and check the checkpoint's `domain_contrast` entry; CheckpointError when malformed."""
+        def numbers(values: object, count: int, what: str) -> tuple[float, ...]:
+            if (not isinstance(values, list) or len(values) != count
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in values)):
+                raise CheckpointError(f"domain_contrast: {what} must be {count} finite numbers")
+            return tuple(float(v) for v in values)
+
+        if not isinstance(raw, dict):
+            raise CheckpointError("domain_contrast must be a JSON object")
+        sigmas_raw = raw.get("band_sigmas_px")
+        sigmas = numbers(sigmas_raw, len(sigmas_raw) if isinstance(sigmas_raw, list) else -1, "band_sigmas_px")
+        if not sigmas or any(s <= 0 for s in sigmas) or list(sigmas) != sorted(sigmas):
+            raise CheckpointError("domain_contrast: band_sigmas_px must be increasing positive numbers")
+        quantiles_raw, rms_raw = raw.get("quantiles"), raw.get("band_rms")
+        if not isinstance(quantiles_raw, dict) or set(quantiles_raw) != set(domains):
+            raise CheckpointError("domain_contrast: quantiles must list exactly the model's domains")
+        quantiles = {d: numbers(quantiles_raw[d], QUANTILE_COUNT, f"quantiles of {d}") for d in domains}
+        if any(list(q) != sorted(q) for q in quantiles.values()):
+            raise CheckpointError("domain_contrast: quantiles must be non-decreasing")
+        if not isinstance(rms_raw, dict) or set(rms_raw) != set(domains):
+            raise CheckpointError("domain_contrast: band_rms must list exactly the model's domains")
+        band_rms = {}
+        for source in domains:
+            row = rms_raw[source]
+            if not isinstance(row, dict) or set(row) != set(domains):
+                raise CheckpointError(f"domain_contrast: band_rms of {source} must list every domain")
+            band_rms[source] = {t: numbers(row[t], len(sigmas), f"band_rms {source}->{t}") for t in domains}
+            if any(v < 0 for row_values in band_rms[source].values() for v in row_values):
+                raise CheckpointError("domain_contrast: band_rms must not be negative")
+        return cls(band_sigmas_px=sigmas, quantiles=quantiles, band_rms=band_rms)
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with edge replication (scipy's mode="nearest")."""
+    radius = int(math.ceil(4.0 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    rows = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return F.conv2d(F.pad(rows, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+
+
+def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], Tensor]:
+    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass."""
+    bands, previous = [], x
+    for sigma in sigmas_px:
+        smooth = gaussian_blur(x, sigma)
+        bands.append(previous - smooth)
+        previous = smooth
+    return bands, previous
+
+
+def match_quantiles(x: Tensor, quantiles: Sequence[float]) -> Tensor:
+    """Histogram matching of each image in (B, 1, H, W) to a grey-level distribution given by its quantiles.
+
+    Equal input values map to one output value (mid-rank), so flat regions such as air stay flat.
+    """
+    table = torch.tensor(quantiles, dtype=torch.float64)
+    out = torch.empty_like(x)
+    for i, image in enumerate(x):
+        values, inverse, counts = torch.unique(image.double().cpu(), return_inverse=True, return_counts=True)
+        cumulative = torch.cumsum(counts, 0).double()
+        levels = (cumulative - 0.5 * counts.double()) / cumulative[-1]  # mid-rank of each distinct value
+        position = levels * (len(table) - 1)
+        low = position.floor().long().clamp(0, len(table) - 2)
+        mapped = table[low] + (position - low) * (table[low + 1] - table[low])
+        out[i] = mapped[inverse].to(x.dtype).to(x.device)
+    return out
+
+
+def transfer_contrast(x: Tensor, contrast: DomainContrast, source: str, target: str) -> Tensor:
+    """Source images (B, 1, H, W, model range) with the target domain's grey levels and band contrast."""
+    gains = contrast.gains(source, target)
+    matched = match_quantiles(x, contrast.quantiles[target])
+    bands, _ = detail_bands(matched, contrast.band_sigmas_px)
+    adjusted = matched + sum((float(g) - 1.0) * band for g, band in zip(gains, bands))
+    return match_quantiles(adjusted, contrast.quantiles[target])
+
+
+def band_rms(images: Tensor, sigmas_px: Sequence[float]) -> tuple[float, ...]:
+    """Root mean square of each detail band, averaged over images (B, 1, H, W)."""
+    bands, _ = detail_bands(images.float(), sigmas_px)
+    return tuple(float(band.double().pow(2).mean(dim=(1, 2, 3)).sqrt().mean()) for band in bands)
+
+
+def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[float] = BAND_SIGMAS_PX
+                            ) -> DomainContrast:
+    """Statistics for contrast transfer from unpaired training images of each domain ((N, 1, H, W), model range)."""
+    levels = torch.linspace(0.0, 1.0, QUANTILE_COUNT, dtype=torch.float64)
+    quantiles = {}
+    for domain, batch in images.items():
+        if len(batch) == 0:
+            raise MedShiftError(f"no training images of domain {domain!r} to measure its contrast from")
+        pooled = batch.double().flatten()
+        if pooled.numel() > 4_000_000:  # torch.quantile's size limit; an even subsample keeps the distribution
+            pooled = pooled[torch.linspace(0, pooled.numel() - 1, 4_000_000).long()]
+        quantiles[domain] = tuple(float(v) for v in np.asarray(torch.quantile(pooled, levels)))
+    # a domain's own contrast is measured as its images are; another's after mapping to its grey levels
+    rms = {source: {target: band_rms(images[source] if source == target
+                                     else match_quantiles(images[source].float(), quantiles[target]), sigmas_px)
+                    for target in images} for source in images}
+    return DomainContrast(band_sigmas_px=tuple(float(s) for s in sigmas_px), quantiles=quantiles, band_rms=rms)

@@ -1,0 +1,135 @@
+"""Contrast transfer: grey-level matching, band gains learnt from unpaired images, their storage in
+checkpoints, and their use by the translation, the CLI and training."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from helpers import write_png_domains, write_tiny_checkpoint
+from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from MedShiftLib.cli import main
+from MedShiftLib.contrast_transfer import (BAND_SIGMAS_PX, QUANTILE_COUNT, DomainContrast, band_rms, detail_bands,
+                                           gaussian_blur, match_quantiles, measure_domain_contrast,
+                                           transfer_contrast)
+from MedShiftLib.domain_contrast import record_domain_contrast
+from MedShiftLib.errors import CheckpointError, DataFolderError, MedShiftError
+from MedShiftLib.translation import TranslationSettings, translate_batch
+
+GAINS = (1.0, 2.5, 2.0, 1.0, 1.0)  # the "vendor processing" of the synthetic target domain below
+
+
+def smooth_fields(count: int, seed: int, size: int = 96) -> torch.Tensor:
+    """Random images with structure at every scale (sums of blurred noise), in about [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    fields = [sum(gaussian_filter(rng.standard_normal((size, size)), s) * s for s in (1, 2, 4, 8, 16))
+              for _ in range(count)]
+    return torch.from_numpy(np.stack([f / np.abs(f).max() for f in fields])[:, None]).float()
+
+
+def processed(images: torch.Tensor) -> torch.Tensor:
+    """The target domain: detail bands amplified by GAINS."""
+    bands, residual = detail_bands(images, BAND_SIGMAS_PX)
+    return residual + sum(g * b for g, b in zip(GAINS, bands))
+
+
+def test_blur_is_scipys_gaussian_with_edge_replication():
+    image = torch.from_numpy(np.random.default_rng(0).standard_normal((40, 50)))
+    for sigma in (1.0, 4.0):
+        expected = gaussian_filter(image.numpy(), sigma, mode="nearest")
+        assert np.allclose(gaussian_blur(image[None, None], sigma)[0, 0].numpy(), expected, atol=1e-6)
+
+
+def test_quantile_matching_takes_the_target_grey_levels_keeps_order_and_flat_regions():
+    rng = np.random.default_rng(1)
+    quantiles = np.quantile(rng.normal(0.2, 0.3, 100_000), np.linspace(0, 1, QUANTILE_COUNT))
+    image = torch.from_numpy(rng.uniform(-1, 1, (2, 1, 64, 64))).float()
+    image[1, 0, :16] = -1.0  # a flat region (air) in the second image
+    out = match_quantiles(image, quantiles)
+    assert abs(float(out[0].mean()) - 0.2) < 0.02 and abs(float(out[0].std()) - 0.3) < 0.03
+    assert torch.unique(out[1, 0, :16]).numel() == 1  # equal inputs stay equal: no ramp in air
+    for k in range(2):
+        order = torch.argsort(image[k].flatten())
+        assert torch.all(torch.diff(out[k].flatten()[order]) >= 0)  # monotone
+
+
+def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
+    source, target = smooth_fields(12, seed=2), processed(smooth_fields(12, seed=3))  # different images
+    contrast = measure_domain_contrast({"sim": source, "clinical": target})
+    gains = contrast.gains("sim", "clinical").numpy()
+    assert gains[0] == 1.0  # the finest band is the flow's business
+    assert min(gains[1], gains[2]) > 1.1 > max(gains[3], gains[4])  # boosted where the domain boosts
+    assert np.allclose(contrast.gains("clinical", "clinical").numpy(), 1.0)
+    fresh = smooth_fields(4, seed=4)
+    truth = processed(fresh)
+    transferred = transfer_contrast(fresh, contrast, "sim", "clinical")
+    matched_only = match_quantiles(fresh, contrast.quantiles["clinical"])
+    error = float((transferred - truth).pow(2).mean())
+    assert error < 0.85 * float((matched_only - truth).pow(2).mean())  # the band gains, not the grey levels
+    boosted = [band_rms(images, BAND_SIGMAS_PX)[1:3] for images in (matched_only, transferred, truth)]
+    assert all(m < t <= r for m, t, r in zip(*boosted))  # towards the target's contrast, not past it
+
+
+def test_statistics_round_trip_through_a_checkpoint_and_hostile_entries_are_refused(tmp_path):
+    path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim", "clinical"))
+    model, info = load_checkpoint(path)
+    info.contrast = measure_domain_contrast({"sim": smooth_fields(3, 5, 48), "clinical": smooth_fields(3, 6, 48)})
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
+    assert read_checkpoint_info(tmp_path / "c.safetensors").contrast == info.contrast
+    good = info.contrast.to_dict()
+    bad_entries = {
+        "NaN quantile": good | {"quantiles": good["quantiles"] | {"sim": [float("nan")] * QUANTILE_COUNT}},
+        "short quantiles": good | {"quantiles": good["quantiles"] | {"sim": [0.0, 1.0]}},
+        "falling quantiles": good | {"quantiles": good["quantiles"] | {"sim": list(np.linspace(1, -1, QUANTILE_COUNT))}},
+        "missing domain": good | {"band_rms": {"sim": good["band_rms"]["sim"]}},
+        "negative sigma": good | {"band_sigmas_px": [-1.0, 2.0, 4.0, 8.0, 16.0]},
+        "not an object": [1, 2, 3],
+    }
+    for name, entry in bad_entries.items():
+        with pytest.raises(CheckpointError, match="domain_contrast"):
+            DomainContrast.from_dict(json.loads(json.dumps(entry)), ("sim", "clinical"))
+
+
+def test_translation_with_contrast_transfer_translates_the_transferred_image(tmp_path):
+    path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim", "clinical"))
+    model, info = load_checkpoint(path)
+    contrast = measure_domain_contrast({"sim": smooth_fields(3, 7, 32), "clinical": processed(smooth_fields(3, 8, 32))})
+    x = smooth_fields(2, 9, 32)
+    labels = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    on = TranslationSettings("sim", "clinical", steps=2, contrast_transfer=True)
+    off = TranslationSettings("sim", "clinical", steps=2)
+    with_transfer = translate_batch(model, x, *labels, on, contrast=contrast)
+    expected = translate_batch(model, transfer_contrast(x, contrast, "sim", "clinical"), *labels, off)
+    assert torch.allclose(with_transfer, expected)
+    assert not torch.allclose(with_transfer, translate_batch(model, x, *labels, off), atol=1e-3)
+    with pytest.raises(MedShiftError, match="domain-contrast"):
+        on.validated(info)  # this checkpoint records no statistics
+    with pytest.raises(MedShiftError, match="statistics"):
+        translate_batch(model, x, *labels, on)
+
+
+def test_domain_contrast_command_writes_a_new_checkpoint_and_never_the_input(tmp_path, capsys):
+    data = write_png_domains(tmp_path / "data", domains=("a", "b"), subjects=3, views=1, size=48)
+    model_path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("a", "b"))
+    before = model_path.read_bytes()
+    out = tmp_path / "with_contrast.safetensors"
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--out", str(out)]) == 0
+    assert model_path.read_bytes() == before
+    model, info = load_checkpoint(out)
+    original, _ = load_checkpoint(model_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+    assert info.contrast is not None and info.provenance["domain_contrast"]["images_per_domain"] == 200
+    assert main(["info", str(out)]) == 0 and "recorded" in capsys.readouterr().out
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--out", str(model_path)]) == 2
+    assert "another file" in capsys.readouterr().err
+    with pytest.raises(DataFolderError, match="c"):
+        record_domain_contrast(write_tiny_checkpoint(tmp_path / "abc.safetensors", domains=("a", "b", "c")), data,
+                               tmp_path / "x.safetensors")
+    image = tmp_path / "data" / "a" / "s0_v0.png"
+    assert main(["translate", str(image), "--out", str(tmp_path / "o1"), "--model", str(model_path), "--source", "a",
+                 "--target", "b", "--contrast-transfer"]) == 2
+    assert "domain-contrast" in capsys.readouterr().err
+    assert main(["translate", str(image), "--out", str(tmp_path / "o2"), "--model", str(out), "--source", "a",
+                 "--target", "b", "--contrast-transfer", "--steps", "1"]) == 0
+    assert (tmp_path / "o2" / "s0_v0.png").is_file()
