@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from helpers import write_png_domains, write_tiny_checkpoint
 from MedShiftLib.cli import main
@@ -156,3 +157,19 @@ def test_demo_writes_input_translation_reference_and_picture(tmp_path, capsys):
     assert source.shape == result.shape == noisy.shape == (32, 32) and not np.array_equal(source, result)
     assert not np.array_equal(result, noisy)
     assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 4 * 32
+
+
+def test_demo_adds_a_matched_contrast_panel_when_the_model_records_contrast(tmp_path):
+    from PIL import Image
+    from MedShiftLib.checkpoint import load_checkpoint, save_checkpoint
+    from MedShiftLib.contrast_transfer import measure_domain_contrast
+    plain = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim-low", "clinical-normal"), resolution=32)
+    model, info = load_checkpoint(plain)
+    info.contrast = measure_domain_contrast({"sim-low": torch.randn(2, 1, 32, 32),
+                                             "clinical-normal": 2 * torch.randn(2, 1, 32, 32)})
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path / "c.safetensors")]) == 0
+    matched = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal_matched_contrast.png"))
+    plain_result = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal.png"))
+    assert matched.shape == plain_result.shape and not np.array_equal(matched, plain_result)
+    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 5 * 32

@@ -11,7 +11,7 @@ from helpers import write_png_domains, write_tiny_checkpoint
 from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from MedShiftLib.cli import main
 from MedShiftLib.contrast_transfer import (BAND_SIGMAS_PX, QUANTILE_COUNT, DomainContrast, band_rms, detail_bands,
-                                           gaussian_blur, match_quantiles, measure_domain_contrast,
+                                           gaussian_blur, map_grey_levels, match_quantiles, measure_domain_contrast,
                                            transfer_contrast)
 from MedShiftLib.domain_contrast import record_domain_contrast
 from MedShiftLib.errors import CheckpointError, DataFolderError, MedShiftError
@@ -54,6 +54,22 @@ def test_quantile_matching_takes_the_target_grey_levels_keeps_order_and_flat_reg
         assert torch.all(torch.diff(out[k].flatten()[order]) >= 0)  # monotone
 
 
+def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differences_between_images():
+    rng = np.random.default_rng(2)
+    levels = np.linspace(0, 1, QUANTILE_COUNT)
+    source_q, target_q = np.quantile(rng.uniform(-1, 1, 100_000), levels), np.quantile(rng.normal(0.2, 0.3, 100_000), levels)
+    typical = torch.from_numpy(rng.uniform(-1, 1, (1, 1, 64, 64))).float()
+    darker = typical - 0.3
+    out = map_grey_levels(torch.cat([typical, darker]), source_q, target_q)
+    assert abs(float(out[0].mean()) - 0.2) < 0.03 and abs(float(out[0].std()) - 0.3) < 0.03
+    assert float(out[1].mean()) < float(out[0].mean()) - 0.1  # one curve for all images: darker stays darker
+    order = torch.argsort(typical.flatten())
+    assert torch.all(torch.diff(out[0].flatten()[order]) >= 0)  # monotone
+    flat = map_grey_levels(torch.full((1, 1, 8, 8), -1.0), np.r_[[-1.0] * 40, np.linspace(-1, 1, QUANTILE_COUNT - 40)],
+                           target_q)
+    assert torch.unique(flat).numel() == 1  # flat air stays flat
+
+
 def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
     source, target = smooth_fields(12, seed=2), processed(smooth_fields(12, seed=3))  # different images
     contrast = measure_domain_contrast({"sim": source, "clinical": target})
@@ -64,7 +80,7 @@ def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
     fresh = smooth_fields(4, seed=4)
     truth = processed(fresh)
     transferred = transfer_contrast(fresh, contrast, "sim", "clinical")
-    matched_only = match_quantiles(fresh, contrast.quantiles["clinical"])
+    matched_only = map_grey_levels(fresh, contrast.quantiles["sim"], contrast.quantiles["clinical"])
     error = float((transferred - truth).pow(2).mean())
     assert error < 0.85 * float((matched_only - truth).pow(2).mean())  # the band gains, not the grey levels
     boosted = [band_rms(images, BAND_SIGMAS_PX)[1:3] for images in (matched_only, transferred, truth)]

@@ -197,7 +197,8 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     assert "| histogram + noise |" in report and "## Goals" in report
     goal_rows = [line for line in report.split("## Goals")[1].splitlines() if line.startswith("| MedShift tau=0.6")]
     assert len(goal_rows) == 8 and all(line.endswith("of 3 |") for line in goal_rows)
-    assert json.loads((out / "results.json").read_text())["views"] == 4
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["views"] == 4 and saved["settings"]["contrast_transfers"] == [False, True]
     assert (out / "structure_vs_realism.png").stat().st_size > 0 and (out / "translation_grid.png").is_file()
     logs.clear()
     run_evaluation(model, info, test, train, root / "out", settings, log=logs.append)

@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
-from MedShiftLib.translation import (DEFAULT_STEPS, NOISE_SYNTHESIS, TranslationSettings,  # noqa: E402
+from MedShiftLib.contrast_transfer import measure_domain_contrast  # noqa: E402
+from MedShiftLib.translation import (DEFAULT_STEPS, MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings,  # noqa: E402
                                     translate_batch)
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 
@@ -94,6 +95,10 @@ def forward_table(model: VelocityUNet, sizes: list[int], device: torch.device) -
     return rows
 
 
+# Contrast statistics for the random model's domains "a" and "b": their values do not change the cost.
+CONTRAST = measure_domain_contrast({"a": torch.randn(4, 1, 128, 128), "b": 2 * torch.randn(4, 1, 128, 128)})
+
+
 def time_translation(model: VelocityUNet, x: torch.Tensor, settings: TranslationSettings, device: torch.device,
                      autocast: torch.dtype | None) -> tuple[float, int]:
     """(best seconds per image, velocity evaluations) of translating the batch x with `settings`."""
@@ -103,7 +108,7 @@ def time_translation(model: VelocityUNet, x: torch.Tensor, settings: Translation
         stats.__init__()
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             translate_batch(model, x, torch.zeros(batch, dtype=torch.long), torch.full((batch,), 2), settings,
-                            stats=stats)
+                            stats=stats, contrast=CONTRAST)
         synchronize(device)
 
     return best_time(run, 2) / batch, stats.nfe
@@ -127,10 +132,10 @@ def translation_table(model: VelocityUNet, sizes: list[int], guidance: float, de
     return rows
 
 
-def noise_synthesis_table(model: VelocityUNet, sizes: list[int], device: torch.device, batch: int,
-                          rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
-    """Cost of the NOISE_SYNTHESIS settings (noise renewal, quadratic grid) at tau 0.6."""
-    settings = TranslationSettings("a", "b", tau=0.6, **NOISE_SYNTHESIS)
+def preset_table(model: VelocityUNet, preset: dict, sizes: list[int], device: torch.device, batch: int,
+                 rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
+    """Cost of a settings preset (NOISE_SYNTHESIS, MATCHED_CONTRAST) at tau 0.6."""
+    settings = TranslationSettings("a", "b", tau=0.6, **preset)
     passes = 1 if settings.guidance_scale == 1.0 else 2
     rows = ["| size | NFE | GFLOP / image | floor (s / image) | seconds / image |", "|---|---|---|---|---|"]
     for size in sizes:
@@ -183,9 +188,11 @@ def main() -> None:
         print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = velocity evaluations; guidance != 1 "
               "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")
         print("\n".join(translation_table(model, args.sizes, guidance, device, batch, rate, autocast)) + "\n")
-    print("Noise synthesis (" + ", ".join(f"{k} {v}" for k, v in NOISE_SYNTHESIS.items()) + "; tau=0.6; NFE counts "
-          "the renewal's extra evaluation, guidance doubles the FLOPs):\n")
-    print("\n".join(noise_synthesis_table(model, args.sizes, device, batch, rate, autocast)) + "\n")
+    for title, preset in (("Noise synthesis", NOISE_SYNTHESIS), ("Matched contrast", MATCHED_CONTRAST)):
+        print(f"{title} (" + ", ".join(f"{k} {v}" for k, v in preset.items()) + "; tau=0.6; NFE counts "
+              "the renewal's extra evaluation, guidance doubles the FLOPs; the floor leaves out the contrast "
+              "transfer's blurs and sorts):\n")
+        print("\n".join(preset_table(model, preset, args.sizes, device, batch, rate, autocast)) + "\n")
     if args.memory and device.type == "cpu":
         print(f"| image | tile | seconds (euler, {DEFAULT_STEPS} steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
         for size, tile in ((2048, 512), (2048, 1024)):

@@ -5,14 +5,18 @@ docs/evaluation.md), so a translation into a clinical domain lacks the vendor's 
 equalisation. Contrast transfer prepares the source before the inversion, from unpaired statistics
 of each domain's training images (recorded in the checkpoint as `domain_contrast`):
 
-    h   = histogram match of x to the target domain's grey levels
+    h   = T(x),  T = F_target^-1 o F_source: the source domain's grey-level distribution mapped onto
+          the target's (both from quantiles of the training images; one curve for every image, so
+          an image darker than the typical source image stays darker than the typical target one)
     h'  = h + sum_k (g_k - 1) band_k(h),   g_k = rms of band k in the target's training images
-                                                 / rms of band k in the source's, matched as in step 1
-    out = histogram match of h' to the target domain's grey levels
+                                                 / rms of band k in the source's after T
+    out = h' clipped to the target domain's grey-level range
 
 Bands are differences of Gaussians at sigma 1, 2, 4, 8, 16 working pixels. The finest band (noise
 and the finest detail) is left alone: texture is what the flow synthesises. All images are in the
-model range ([-1, 1], `intensity.normalize`) on the model's working grid.
+model range ([-1, 1], `intensity.normalize`) on the model's working grid. (A first version matched
+each image's own histogram to the target's instead of T; it imposed one histogram on every view and
+cost structure between similar domains: docs/evaluation.md.)
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class DomainContrast:
 
     band_sigmas_px: tuple[float, ...]
     quantiles: dict[str, tuple[float, ...]]  # domain -> QUANTILE_COUNT values at levels 0..1
-    # band_rms[s][t]: rms of each band of domain s's images mapped to t's grey levels ([t][t]: t's own images)
+    # band_rms[s][t]: rms of each band of domain s's images mapped onto t's grey levels ([t][t]: t's own)
     band_rms: dict[str, dict[str, tuple[float, ...]]]
 
     def gains(self, source: str, target: str) -> Tensor:
@@ -132,13 +136,27 @@ def match_quantiles(x: Tensor, quantiles: Sequence[float]) -> Tensor:
     return out
 
 
+def map_grey_levels(x: Tensor, source_quantiles: Sequence[float], target_quantiles: Sequence[float]) -> Tensor:
+    """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x."""
+    source = torch.tensor(source_quantiles, dtype=torch.float64)
+    source = source + torch.arange(len(source), dtype=torch.float64) * 1e-9  # strictly increasing (flat air)
+    target = torch.tensor(target_quantiles, dtype=torch.float64)
+    values = x.detach().double().cpu().clamp(float(source[0]), float(source[-1])).contiguous()
+    upper = torch.searchsorted(source, values).clamp(1, len(source) - 1)
+    low, high = source[upper - 1], source[upper]
+    weight = (values - low) / (high - low)
+    mapped = target[upper - 1] + weight * (target[upper] - target[upper - 1])
+    return mapped.to(dtype=x.dtype, device=x.device)
+
+
 def transfer_contrast(x: Tensor, contrast: DomainContrast, source: str, target: str) -> Tensor:
     """Source images (B, 1, H, W, model range) with the target domain's grey levels and band contrast."""
     gains = contrast.gains(source, target)
-    matched = match_quantiles(x, contrast.quantiles[target])
-    bands, _ = detail_bands(matched, contrast.band_sigmas_px)
-    adjusted = matched + sum((float(g) - 1.0) * band for g, band in zip(gains, bands))
-    return match_quantiles(adjusted, contrast.quantiles[target])
+    mapped = map_grey_levels(x, contrast.quantiles[source], contrast.quantiles[target])
+    bands, _ = detail_bands(mapped, contrast.band_sigmas_px)
+    adjusted = mapped + sum((float(g) - 1.0) * band for g, band in zip(gains, bands))
+    low, high = contrast.quantiles[target][0], contrast.quantiles[target][-1]
+    return adjusted.clamp(low, high)
 
 
 def band_rms(images: Tensor, sigmas_px: Sequence[float]) -> tuple[float, ...]:
@@ -159,8 +177,7 @@ def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[fl
         if pooled.numel() > 4_000_000:  # torch.quantile's size limit; an even subsample keeps the distribution
             pooled = pooled[torch.linspace(0, pooled.numel() - 1, 4_000_000).long()]
         quantiles[domain] = tuple(float(v) for v in np.asarray(torch.quantile(pooled, levels)))
-    # a domain's own contrast is measured as its images are; another's after mapping to its grey levels
-    rms = {source: {target: band_rms(images[source] if source == target
-                                     else match_quantiles(images[source].float(), quantiles[target]), sigmas_px)
+    rms = {source: {target: band_rms(map_grey_levels(images[source].float(), quantiles[source], quantiles[target]),
+                                     sigmas_px)
                     for target in images} for source in images}
     return DomainContrast(band_sigmas_px=tuple(float(s) for s in sigmas_px), quantiles=quantiles, band_rms=rms)

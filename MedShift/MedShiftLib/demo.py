@@ -1,7 +1,8 @@
 """`medshift demo`: simulate a skull radiograph, translate it with a model, write a side-by-side picture.
 
-It translates twice: with the default (deterministic) settings and with NOISE_SYNTHESIS, which
-renews the latent's noise so the model makes the target domain's noise texture.
+It translates with the default (deterministic) settings, with NOISE_SYNTHESIS, which renews the
+latent's noise so the model makes the target domain's noise texture, and, when the model records its
+domains' contrast, with MATCHED_CONTRAST, which first gives the input the target's contrast.
 
 The view is rendered by the project's simulator with a seed the bundled model was not trained on,
 so the translation can be set beside the simulator's own rendering of the same view in the target
@@ -18,7 +19,7 @@ from .domain_rendering import to_uint16
 from .radiograph import RadiographImage
 from .radiograph_io import write_radiograph
 from .simulation import simulate_view
-from .translation import NOISE_SYNTHESIS, TranslationSettings, translate_image
+from .translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings, translate_image
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
@@ -40,6 +41,11 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
              write_radiograph(with_noise, out / f"translated_{source}_to_{target}_noise.png")]
     panels = [image.pixels, translated.pixels, with_noise.pixels]
     labels = [f"input: {source}", f"MedShift -> {target}, tau {tau:g}", f"same + noise synthesis (seed {seed})"]
+    if info.contrast is not None:
+        matched = translate_image(image, model, info, TranslationSettings(source, target, tau=tau, **MATCHED_CONTRAST))
+        paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast.png"))
+        panels.append(matched.pixels)
+        labels.append("same, matched contrast")
     if target in view.images:
         reference = to_uint16(view.images[target])
         paths.append(write_radiograph(image.with_pixels(reference), out / f"simulator_{target}.png"))

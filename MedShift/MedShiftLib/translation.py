@@ -20,7 +20,9 @@ regeneration leg has steps close to t = 1 (`schedule="quadratic"`, 8 steps; docs
 `contrast_transfer` first gives the source the target domain's grey levels and multi-scale contrast
 from statistics recorded in the checkpoint (contrast_transfer.py): the flow cannot change contrast at
 the 2-16 px scales at tau = 0.6, so without it a translation into a clinical domain keeps the
-simulator's flat look there. The same input, settings and seed give the same output; runs over several images draw image k's
+simulator's flat look there.
+
+The same input, settings and seed give the same output; runs over several images draw image k's
 noise from seed + k (`for_image`), so no two images share a noise field. `translate_batch` works on
 normalised tensors; `translate_image` runs the whole path for one RadiographImage (normalise, working
 grid, translate, back to the input's grid, values and dtype).
@@ -55,8 +57,8 @@ DEFAULT_SCHEDULE = "uniform"
 # Settings that make the bundled model synthesise the target domain's quantum noise (docs/evaluation.md).
 NOISE_SYNTHESIS = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0,
                    "contrast_transfer": False}
-# Settings that give the bundled model the clinical domains' contrast and noise texture with the most
-# structure kept at tau = 0.6 (docs/evaluation.md, "Contrast transfer").
+# Settings that keep the most structure at tau = 0.6 while giving the target domain's contrast
+# (docs/evaluation.md, "Contrast transfer").
 MATCHED_CONTRAST = {"contrast_transfer": True, "noise_renewal": 0.0, "schedule": "quadratic", "steps": 8,
                     "guidance_scale": 2.0}
 
