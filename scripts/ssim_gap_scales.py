@@ -25,7 +25,7 @@ from scipy.ndimage import gaussian_filter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.checkpoint import default_model_path, load_checkpoint  # noqa: E402
-from MedShiftLib.contrast_transfer import BAND_SIGMAS_PX, detail_bands, match_quantiles  # noqa: E402
+from MedShiftLib.contrast_transfer import BAND_SIGMAS_PX, detail_bands  # noqa: E402
 from MedShiftLib.evaluation import load_test_set  # noqa: E402
 from MedShiftLib.image_quality import ssim  # noqa: E402
 from MedShiftLib.translation import TranslationSettings, translate_batch  # noqa: E402
@@ -40,13 +40,13 @@ def mean_ssim(images: np.ndarray, references: np.ndarray) -> float:
 
 def paired_band_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The source view fitted to its own target: grey levels, then least-squares band gains, then grey levels."""
-    levels = np.quantile(target, np.linspace(0.0, 1.0, 257))
-    matched = match_quantiles(torch.from_numpy(source)[None, None], levels)
+    from skimage.exposure import match_histograms
+
+    matched = torch.from_numpy(match_histograms(source, target))[None, None]
     bands, residual = detail_bands(matched, BAND_SIGMAS_PX)
     design = np.stack([b[0, 0].numpy().ravel() for b in (*bands, residual)] + [np.ones(source.size)], axis=1)
     coefficients, *_ = np.linalg.lstsq(design, target.ravel(), rcond=None)
-    fitted = torch.from_numpy((design @ coefficients).reshape(source.shape))[None, None]
-    return match_quantiles(fitted, levels)[0, 0].numpy()
+    return match_histograms((design @ coefficients).reshape(source.shape), target)
 
 
 def main() -> None:

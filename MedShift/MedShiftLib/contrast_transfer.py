@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -118,24 +117,6 @@ def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], T
     return bands, previous
 
 
-def match_quantiles(x: Tensor, quantiles: Sequence[float]) -> Tensor:
-    """Histogram matching of each image in (B, 1, H, W) to a grey-level distribution given by its quantiles.
-
-    Equal input values map to one output value (mid-rank), so flat regions such as air stay flat.
-    """
-    table = torch.tensor(quantiles, dtype=torch.float64)
-    out = torch.empty_like(x)
-    for i, image in enumerate(x):
-        values, inverse, counts = torch.unique(image.double().cpu(), return_inverse=True, return_counts=True)
-        cumulative = torch.cumsum(counts, 0).double()
-        levels = (cumulative - 0.5 * counts.double()) / cumulative[-1]  # mid-rank of each distinct value
-        position = levels * (len(table) - 1)
-        low = position.floor().long().clamp(0, len(table) - 2)
-        mapped = table[low] + (position - low) * (table[low + 1] - table[low])
-        out[i] = mapped[inverse].to(x.dtype).to(x.device)
-    return out
-
-
 def map_grey_levels(x: Tensor, source_quantiles: Sequence[float], target_quantiles: Sequence[float]) -> Tensor:
     """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x."""
     source = torch.tensor(source_quantiles, dtype=torch.float64)
@@ -176,7 +157,7 @@ def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[fl
         pooled = batch.double().flatten()
         if pooled.numel() > 4_000_000:  # torch.quantile's size limit; an even subsample keeps the distribution
             pooled = pooled[torch.linspace(0, pooled.numel() - 1, 4_000_000).long()]
-        quantiles[domain] = tuple(float(v) for v in np.asarray(torch.quantile(pooled, levels)))
+        quantiles[domain] = tuple(torch.quantile(pooled, levels).tolist())
     rms = {source: {target: band_rms(map_grey_levels(images[source].float(), quantiles[source], quantiles[target]),
                                      sigmas_px)
                     for target in images} for source in images}

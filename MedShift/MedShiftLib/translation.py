@@ -104,8 +104,6 @@ class TranslationSettings:
                 "this model records no domain contrast statistics, which contrast transfer needs; add them with "
                 "`medshift domain-contrast --model CKPT --data TRAINING_DIR --out NEW.safetensors`, or translate "
                 "without contrast transfer")
-        if self.contrast_transfer:
-            info.contrast.gains(self.source_domain, self.target_domain)
         factor = info.config.downsampling_factor
         if self.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
