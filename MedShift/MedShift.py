@@ -108,14 +108,16 @@ def registerSampleData():
 
 
 # The panel's preset buttons (parameter-node values); the engine's are MedShiftLib.translation's
-# defaults, NOISE_SYNTHESIS and MATCHED_CONTRAST (a test keeps them equal).
+# defaults, NOISE_SYNTHESIS, MATCHED_CONTRAST and MATCHED_CONTRAST_AND_NOISE (a test keeps them equal).
 TRANSLATION_PRESETS = {
     "deterministic": {"noiseRenewal": 0.0, "schedule": "uniform", "steps": 4, "guidanceScale": 1.0,
-                      "contrastTransfer": False},
+                      "contrastTransfer": False, "noiseMatching": False},
     "synthesiseNoise": {"noiseRenewal": 1.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
-                        "contrastTransfer": False},
+                        "contrastTransfer": False, "noiseMatching": False},
     "matchedContrast": {"noiseRenewal": 0.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
-                        "contrastTransfer": True},
+                        "contrastTransfer": True, "noiseMatching": False},
+    "matchedContrastAndNoise": {"noiseRenewal": 0.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
+                                "contrastTransfer": True, "noiseMatching": True},
 }
 
 #
@@ -139,6 +141,7 @@ class MedShiftParameterNode:
     schedule: Annotated[str, Choice(["uniform", "quadratic"])] = "uniform"
     noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
     contrastTransfer: bool = False
+    noiseMatching: bool = False
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     tileSize: Annotated[int, WithinRange(64, 8192)] = 1024
@@ -193,6 +196,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.noisePresetButton.connect("clicked()", lambda: self._applyPreset("synthesiseNoise"))
         self.ui.deterministicPresetButton.connect("clicked()", lambda: self._applyPreset("deterministic"))
         self.ui.matchedContrastPresetButton.connect("clicked()", lambda: self._applyPreset("matchedContrast"))
+        self.ui.matchedNoisePresetButton.connect("clicked()", lambda: self._applyPreset("matchedContrastAndNoise"))
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateDeviceInfo)
         self.ui.translateButton.connect("clicked(bool)", self.onTranslateButton)
         self.ui.projectButton.connect("clicked(bool)", self.onProjectButton)
@@ -336,7 +340,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.startBackgroundTranslation(
                 p.inputVolume, p.sourceDomain, p.targetDomain, tau=p.tau, guidanceScale=p.guidanceScale,
                 solver=p.solver, steps=p.steps, schedule=p.schedule, noiseRenewal=p.noiseRenewal, seed=p.seed,
-                contrastTransfer=p.contrastTransfer,
+                contrastTransfer=p.contrastTransfer, noiseMatching=p.noiseMatching,
                 device=p.device, tileSize=p.tileSize, modelPath=p.modelPath or None, frame=frameSelection(p),
                 outputNode=p.outputVolume, onProgress=self.onProgress, onFinished=self.onFinished)
         self._checkCanApply()
@@ -465,20 +469,21 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=4,
-                            tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False):
+                            tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False,
+                            noiseMatching=False):
         """TranslationSettings from plain values (imports the engine, hence torch)."""
         from MedShiftLib.translation import TranslationSettings
         return TranslationSettings(sourceDomain, targetDomain, tau=float(tau), guidance_scale=float(guidanceScale),
                                    solver=solver, steps=int(steps), tile_size=int(tileSize), schedule=schedule,
                                    noise_renewal=float(noiseRenewal), seed=int(seed),
-                                   contrast_transfer=bool(contrastTransfer))
+                                   contrast_transfer=bool(contrastTransfer), noise_matching=bool(noiseMatching))
 
     # ---- console API ---------------------------------------------------------------------------------
 
     def translateVolume(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler",
                         steps=4, device="auto", modelPath=None, outputNode=None, progressCallback=None,
                         cancelToken=None, frame=None, tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0,
-                        contrastTransfer=False):
+                        contrastTransfer=False, noiseMatching=False):
         """Translate a radiograph volume node and return the output node (blocking).
 
         The output lies on the input's grid (same spacing, origin and directions), holds the input's value
@@ -488,10 +493,11 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         (MedShiftLib.ode_solvers.CancelToken) stops the run with TranslationCancelled and adds no node.
         noiseRenewal (0-1) with schedule="quadratic", steps=8 lets the model synthesise the target's noise;
         the seed makes that repeatable. contrastTransfer first gives the image the target domain's grey levels
-        and multi-scale contrast (the model must record them: `medshift domain-contrast`).
+        and multi-scale contrast, noiseMatching finally its noise power spectrum (seeded; the model must record
+        them: `medshift domain-contrast`).
         """
         settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer)
+                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
         return slicer_nodes.translate_volume_node(inputNode, settings, model_path=modelPath, device=device,
                                                   frame=frame, output_node=outputNode, progress=progressCallback,
                                                   cancel=cancelToken)
@@ -502,13 +508,13 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def translateFiles(self, pathsOrFolder, outDir, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
                        solver="euler", steps=4, device="auto", modelPath=None, frame=None, tileSize=1024,
-                       schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False):
+                       schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False, noiseMatching=False):
         """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
         from MedShiftLib.batch_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
         settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer)
+                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
         return translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath, device=device,
                                frame=frame)
 
@@ -531,7 +537,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
     def startBackgroundTranslation(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
                                    solver="euler", steps=4, device="auto", tileSize=1024, modelPath=None, frame=None,
                                    outputNode=None, onProgress=None, onFinished=None, schedule="uniform",
-                                   noiseRenewal=0.0, seed=0, contrastTransfer=False) -> None:
+                                   noiseRenewal=0.0, seed=0, contrastTransfer=False, noiseMatching=False) -> None:
         """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
 
         onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
@@ -541,7 +547,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         slicer_nodes.check_output_node(inputNode, outputNode)
         frames = slicer_nodes.volume_frames(inputNode, frame)
         settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer)
+                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
         settings.validated(slicer_nodes.read_model_info(modelPath))  # domain and option errors before starting
         jobDir = tempfile.mkdtemp(prefix="MedShift-", dir=slicer.app.temporaryPath)
         slicer_nodes.write_translation_job(jobDir, frames, settings, modelPath, device)

@@ -9,8 +9,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from helpers import write_tiny_checkpoint
-from MedShiftLib.baselines import (contrast_noise_baseline, domain_statistics, histogram_noise_baseline, image_nps,
-                                  sdedit_batch, shaped_noise)
+from MedShiftLib.baselines import (contrast_noise_baseline, domain_statistics, histogram_noise_baseline,
+                                  sdedit_batch)
+from MedShiftLib.noise_matching import image_nps, shaped_noise
 from MedShiftLib.contrast_transfer import measure_domain_contrast
 from MedShiftLib.checkpoint import load_checkpoint
 from MedShiftLib.cli import main
@@ -171,7 +172,8 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     root, train, test, checkpoint = simulated
     model, info = load_checkpoint(checkpoint)
     settings = EvaluationSettings(taus=(0.6,), guidance_scales=(1.0, 2.0), steps=2, noise_renewals=(0.0, 1.0),
-                                  contrast_transfers=(False, True), pairs=(("sim-low", "clinical-normal"), ("clinical-low", "sim-high")),
+                                  contrast_transfers=(False, True), noise_matchings=(False, True),
+                                  pairs=(("sim-low", "clinical-normal"), ("clinical-low", "sim-high")),
                                   classifier=ClassifierTraining(steps=5, batch_size=8, crop=32))
     logs = []
     record = run_evaluation(model, info, test, train, root / "out", settings, log=logs.append)
@@ -189,6 +191,8 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
                                  for extra in (" noise=1", "", " contrast"))
     assert noisy["ssim_source"] != plain["ssim_source"] != transferred["ssim_source"]
     assert transferred["nfe"] == plain["nfe"]  # contrast transfer costs no network evaluation
+    matched = rows[("MedShift tau=0.6 contrast matched-noise", "sim-low", "clinical-normal")]
+    assert matched["nfe"] == plain["nfe"] and matched["ssim_source"] != transferred["ssim_source"]
     assert rows[("contrast transfer + noise", "sim-low", "clinical-normal")]["nfe"] == 0
     assert "average_rank" not in record["summary"]["oracle (real target rendering)"]
     assert set(record["goal_pair"]) == set(record["summary"])
@@ -196,9 +200,9 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     report = (out / "results.md").read_text()
     assert "| histogram + noise |" in report and "## Goals" in report
     goal_rows = [line for line in report.split("## Goals")[1].splitlines() if line.startswith("| MedShift tau=0.6")]
-    assert len(goal_rows) == 8 and all(line.endswith("of 3 |") for line in goal_rows)
+    assert len(goal_rows) == 16 and all(line.endswith("of 3 |") for line in goal_rows)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["views"] == 4 and saved["settings"]["contrast_transfers"] == [False, True]
+    assert saved["views"] == 4 and saved["settings"]["noise_matchings"] == [False, True]
     assert (out / "structure_vs_realism.png").stat().st_size > 0 and (out / "translation_grid.png").is_file()
     logs.clear()
     run_evaluation(model, info, test, train, root / "out", settings, log=logs.append)

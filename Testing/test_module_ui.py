@@ -125,14 +125,17 @@ def test_choices_match_the_engine():
 
 
 def test_panel_presets_are_the_engine_defaults_noise_synthesis_and_matched_contrast_settings():
-    from MedShiftLib.translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings
+    from MedShiftLib.translation import (MATCHED_CONTRAST, MATCHED_CONTRAST_AND_NOISE, NOISE_SYNTHESIS,
+                                         TranslationSettings)
 
     presets = module_constant("TRANSLATION_PRESETS")
     engine_names = {"noiseRenewal": "noise_renewal", "schedule": "schedule", "steps": "steps",
-                    "guidanceScale": "guidance_scale", "contrastTransfer": "contrast_transfer"}
+                    "guidanceScale": "guidance_scale", "contrastTransfer": "contrast_transfer",
+                    "noiseMatching": "noise_matching"}
     as_engine = {name: {engine_names[k]: v for k, v in values.items()} for name, values in presets.items()}
     assert as_engine["synthesiseNoise"] == NOISE_SYNTHESIS
     assert as_engine["matchedContrast"] == MATCHED_CONTRAST
+    assert as_engine["matchedContrastAndNoise"] == MATCHED_CONTRAST_AND_NOISE
     defaults = TranslationSettings("a", "b")
     assert as_engine["deterministic"] == {k: getattr(defaults, k) for k in as_engine["deterministic"]}
     text = MODULE_FILE.read_text()

@@ -192,7 +192,8 @@ def test_frames_of_a_cine_get_their_own_noise(model_path):
 
 
 @pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4),
-                                      replace(SETTINGS, contrast_transfer=True)])
+                                      replace(SETTINGS, contrast_transfer=True),
+                                      replace(SETTINGS, contrast_transfer=True, noise_matching=True, seed=3)])
 def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
     cine = _add_volume("cine", _pixels(frames=2))
     frames = slicer_nodes.volume_frames(cine, "all")

@@ -4,7 +4,9 @@
   mapped onto the target domain's (scikit-image `match_histograms` against a pool of target-domain
   training images), then noise is added with the power spectrum the image is missing (target NPS
   minus source NPS, ring by ring, measured in flat regions); a source noisier than the target is
-  smoothed first, since noise cannot be taken away by adding more.
+  smoothed first, since noise cannot be taken away by adding more. (MedShift's noise matching takes
+  excess noise out with a Wiener filter instead; on the baselines that was better for some pairs and
+  worse for others, so they keep the blur: docs/evaluation.md.)
 * contrast transfer plus matched noise: the same, with the grey-level mapping replaced by
   contrast_transfer.transfer_contrast (target grey levels and band contrast from unpaired training
   statistics): what the contrast transfer MedShift can use achieves without any network.
@@ -23,7 +25,7 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
 from .contrast_transfer import DomainContrast, transfer_contrast
-from .image_quality import NPS_BINS, flat_patch_corners, noise_power_spectrum
+from .noise_matching import add_missing_noise, image_nps
 from .ode_solvers import IntegrationStats, integrate
 from .translation import TranslationSettings, guided_velocity
 from .velocity_unet import VelocityUNet
@@ -40,28 +42,12 @@ class DomainStatistics:
     nps: np.ndarray     # radial NPS rings 1..NPS_BINS-1 (see image_quality.noise_power_spectrum)
 
 
-def image_nps(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Radial NPS of images (model range) over their own flattest patches (no noise-free reference needed)."""
-    return noise_power_spectrum(images, [flat_patch_corners(gaussian_filter(im, 2.0)) for im in images])
-
-
 def domain_statistics(images: Sequence[np.ndarray], max_pixels: int = 2_000_000, seed: int = 0) -> DomainStatistics:
     """Grey-level sample and NPS of a domain's training images (model range)."""
     pooled = np.concatenate([im.ravel() for im in images])
     if pooled.size > max_pixels:
         pooled = np.random.default_rng(seed).choice(pooled, max_pixels, replace=False)
     return DomainStatistics(pixels=np.sort(pooled), nps=image_nps(images))
-
-
-def shaped_noise(shape: tuple[int, int], nps_rings: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise whose radially averaged power spectrum follows `nps_rings` (rings 1.. of NPS_BINS)."""
-    rings = np.concatenate([[nps_rings[0]], nps_rings])  # ring 0 (the lowest frequencies) like ring 1
-    centres = (np.arange(NPS_BINS) + 0.5) / NPS_BINS
-    fy, fx = np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij")
-    radius = np.minimum(np.hypot(fx, fy) / 0.5, 1.0)
-    power = np.clip(np.interp(radius, centres, rings), 0.0, None)
-    white = rng.standard_normal(shape)
-    return np.real(np.fft.ifft2(np.fft.fft2(white) * np.sqrt(power)))
 
 
 def histogram_noise_baseline(source: np.ndarray, target: DomainStatistics, rng: np.random.Generator
@@ -88,9 +74,7 @@ def _with_matched_noise(source: np.ndarray, target: DomainStatistics, rng: np.ra
     image = source
     if image_nps([image]).sum() > target.nps.sum():
         image = gaussian_filter(image, SMOOTHING_SIGMA_PX)
-    matched = map_grey_levels(image)
-    missing = np.clip(target.nps - image_nps([matched]), 0.0, None)
-    return matched + shaped_noise(matched.shape, missing, rng)
+    return add_missing_noise(map_grey_levels(image), target.nps, rng)
 
 
 @torch.inference_mode()

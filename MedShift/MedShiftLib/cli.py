@@ -35,10 +35,13 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-renewal", type=float, default=0.0,
                    help="share of the inverted latent's noise replaced by fresh noise, 0-1 (default 0: deterministic); "
                         "1 with --schedule quadratic --steps 8 synthesises the target's quantum noise")
-    p.add_argument("--seed", type=int, default=0, help="seed of the renewed noise (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the renewed or matched noise (default 0)")
     p.add_argument("--contrast-transfer", action="store_true",
                    help="first give the image the target domain's grey levels and multi-scale contrast (from the "
                         "model's training statistics); keeps structure at tau 0.6 while matching the vendor look")
+    p.add_argument("--noise-matching", action="store_true",
+                   help="finally give the result the target domain's noise power spectrum (from the model's training "
+                        "statistics): excess noise filtered out, missing quantum noise added")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"largest side processed in one pass, in working pixels (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--resample", choices=("auto", "none"), default="auto",
@@ -112,17 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise-renewal shares to sweep for MedShift (default 0: deterministic)")
     p.add_argument("--contrast-transfer", nargs="+", choices=("off", "on"), default=["off"],
                    help="contrast-transfer settings to sweep for MedShift (default off)")
+    p.add_argument("--noise-matching", nargs="+", choices=("off", "on"), default=["off"],
+                   help="noise-matching settings to sweep for MedShift (default off)")
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
     p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    p = sub.add_parser("domain-contrast", help="add contrast-transfer statistics to a checkpoint (new file)",
+    p = sub.add_parser("domain-contrast",
+                       help="add contrast-transfer and noise-matching statistics to a checkpoint (new file)",
                        description=(
-        "Measure each domain's grey levels and multi-scale contrast on the model's training folder and write a "
-        "copy of the checkpoint that records them, so --contrast-transfer works with it. Checkpoints from "
-        "`medshift train` already have them."))
+        "Measure each domain's grey levels, multi-scale contrast and noise power spectrum on the model's training "
+        "folder and write a copy of the checkpoint that records them, so --contrast-transfer and --noise-matching "
+        "work with it. Checkpoints from `medshift train` already have them."))
     p.add_argument("--model", required=True, help="checkpoint (.safetensors) to read; never modified")
     p.add_argument("--data", required=True, help="the model's training folder (one sub-folder or manifest per domain)")
     p.add_argument("--out", required=True, help="the new checkpoint to write")
@@ -144,7 +150,8 @@ def run_translate(args: argparse.Namespace) -> int:
     settings = TranslationSettings(args.source, args.target, tau=args.tau, guidance_scale=args.guidance,
                                    solver=args.solver, steps=args.steps, tile_size=args.tile_size,
                                    resample=args.resample, schedule=args.schedule, noise_renewal=args.noise_renewal,
-                                   seed=args.seed, contrast_transfer=args.contrast_transfer)
+                                   seed=args.seed, contrast_transfer=args.contrast_transfer,
+                                   noise_matching=args.noise_matching)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
@@ -175,6 +182,9 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"intensity         {json.dumps(info.intensity)}")
     contrast = "recorded (--contrast-transfer available)" if info.contrast else "not recorded (see domain-contrast)"
     print(f"domain contrast   {contrast}")
+    noise = ("recorded (--noise-matching available)" if info.contrast and info.contrast.noise_power
+             else "not recorded (see domain-contrast)")
+    print(f"domain noise      {noise}")
     print(f"provenance        {json.dumps(info.provenance)}")
     return 0
 
@@ -241,6 +251,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                   steps=args.steps, schedule=args.schedule,
                                   noise_renewals=tuple(args.noise_renewal),
                                   contrast_transfers=tuple(dict.fromkeys(c == "on" for c in args.contrast_transfer)),
+                                  noise_matchings=tuple(dict.fromkeys(c == "on" for c in args.noise_matching)),
                                   pairs=_parse_pairs(args.pairs),
                                   max_views=args.max_views,
                                   classifier=ClassifierTraining(steps=args.classifier_steps, seed=args.seed),

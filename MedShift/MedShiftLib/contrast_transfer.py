@@ -17,6 +17,9 @@ and the finest detail) is left alone: texture is what the flow synthesises. All 
 model range ([-1, 1], `intensity.normalize`) on the model's working grid. (A first version matched
 each image's own histogram to the target's instead of T; it imposed one histogram on every view and
 cost structure between similar domains: docs/evaluation.md.)
+
+The same statistics carry each domain's noise power spectrum for noise matching (noise_matching.py);
+checkpoints measured before it existed lack it (`noise_power` None).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import CheckpointError, MedShiftError
+from .image_quality import NPS_BINS
+from .noise_matching import has_flat_patches, image_nps
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 QUANTILE_COUNT = 257
@@ -37,12 +42,22 @@ FIRST_TRANSFERRED_BAND = 1  # band 0 (sigma < 1 px: noise and finest detail) kee
 
 @dataclass(frozen=True)
 class DomainContrast:
-    """Per-domain grey-level quantiles and per-pair band contrast of a model's training images."""
+    """Per-domain grey-level quantiles, per-pair band contrast and per-domain noise power of training images."""
 
     band_sigmas_px: tuple[float, ...]
     quantiles: dict[str, tuple[float, ...]]  # domain -> QUANTILE_COUNT values at levels 0..1
     # band_rms[s][t]: rms of each band of domain s's images mapped onto t's grey levels ([t][t]: t's own)
     band_rms: dict[str, dict[str, tuple[float, ...]]]
+    # noise_power[d]: NPS rings 1..NPS_BINS-1 of d's images (noise_matching.image_nps); None: not measured
+    noise_power: dict[str, tuple[float, ...]] | None = None
+
+    def noise_power_of(self, domain: str) -> tuple[float, ...]:
+        """The domain's noise power spectrum; MedShiftError naming the fix when it was not measured."""
+        if self.noise_power is None or domain not in self.noise_power:
+            raise MedShiftError(f"the model's domain statistics hold no noise power spectrum of {domain!r}, which "
+                                "noise matching needs; re-measure them with `medshift domain-contrast --model CKPT "
+                                "--data TRAINING_DIR --out NEW.safetensors`, or translate without noise matching")
+        return self.noise_power[domain]
 
     def gains(self, source: str, target: str) -> Tensor:
         """Band gains that take the source domain's contrast to the target's (band 0 fixed at 1)."""
@@ -58,9 +73,12 @@ class DomainContrast:
 
     def to_dict(self) -> dict:
         """JSON-ready form stored in the checkpoint metadata."""
-        return {"band_sigmas_px": list(self.band_sigmas_px),
-                "quantiles": {d: list(q) for d, q in self.quantiles.items()},
-                "band_rms": {s: {t: list(v) for t, v in row.items()} for s, row in self.band_rms.items()}}
+        entry = {"band_sigmas_px": list(self.band_sigmas_px),
+                 "quantiles": {d: list(q) for d, q in self.quantiles.items()},
+                 "band_rms": {s: {t: list(v) for t, v in row.items()} for s, row in self.band_rms.items()}}
+        if self.noise_power is not None:
+            entry["noise_power"] = {d: list(v) for d, v in self.noise_power.items()}
+        return entry
 
     @classmethod
     def from_dict(cls, raw: object, domains: Sequence[str]) -> "DomainContrast":
@@ -94,7 +112,14 @@ class DomainContrast:
             band_rms[source] = {t: numbers(row[t], len(sigmas), f"band_rms {source}->{t}") for t in domains}
             if any(v < 0 for row_values in band_rms[source].values() for v in row_values):
                 raise CheckpointError("domain_contrast: band_rms must not be negative")
-        return cls(band_sigmas_px=sigmas, quantiles=quantiles, band_rms=band_rms)
+        noise_raw, noise_power = raw.get("noise_power"), None
+        if noise_raw is not None:
+            if not isinstance(noise_raw, dict) or set(noise_raw) != set(domains):
+                raise CheckpointError("domain_contrast: noise_power must list exactly the model's domains")
+            noise_power = {d: numbers(noise_raw[d], NPS_BINS - 1, f"noise_power of {d}") for d in domains}
+            if any(v < 0 for values in noise_power.values() for v in values):
+                raise CheckpointError("domain_contrast: noise_power must not be negative")
+        return cls(band_sigmas_px=sigmas, quantiles=quantiles, band_rms=band_rms, noise_power=noise_power)
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
@@ -148,7 +173,10 @@ def band_rms(images: Tensor, sigmas_px: Sequence[float]) -> tuple[float, ...]:
 
 def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[float] = BAND_SIGMAS_PX
                             ) -> DomainContrast:
-    """Statistics for contrast transfer from unpaired training images of each domain ((N, 1, H, W), model range)."""
+    """Statistics for contrast transfer and noise matching from unpaired training images of each domain.
+
+    images[domain]: (N, 1, H, W) in the model range.
+    """
     levels = torch.linspace(0.0, 1.0, QUANTILE_COUNT, dtype=torch.float64)
     quantiles = {}
     for domain, batch in images.items():
@@ -161,4 +189,16 @@ def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[fl
     rms = {source: {target: band_rms(map_grey_levels(images[source].float(), quantiles[source], quantiles[target]),
                                      sigmas_px)
                     for target in images} for source in images}
-    return DomainContrast(band_sigmas_px=tuple(float(s) for s in sigmas_px), quantiles=quantiles, band_rms=rms)
+    return DomainContrast(band_sigmas_px=tuple(float(s) for s in sigmas_px), quantiles=quantiles, band_rms=rms,
+                          noise_power=_noise_power(images))
+
+
+def _noise_power(images: Mapping[str, Tensor]) -> dict[str, tuple[float, ...]] | None:
+    """Each domain's NPS over its images' flattest patches; None when some domain has no measurable patch."""
+    noise = {}
+    for domain, batch in images.items():
+        measurable = [im for im in batch[:, 0].double().numpy() if has_flat_patches(im)]
+        if not measurable:
+            return None
+        noise[domain] = tuple(image_nps(measurable).tolist())
+    return noise

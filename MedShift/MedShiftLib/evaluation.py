@@ -76,6 +76,7 @@ class EvaluationSettings:
     schedule: str = "uniform"
     noise_renewals: tuple[float, ...] = (0.0,)
     contrast_transfers: tuple[bool, ...] = (False,)
+    noise_matchings: tuple[bool, ...] = (False,)
     pairs: tuple[tuple[str, str], ...] | None = None  # None: every ordered pair of the model's domains
     max_views: int | None = None
     max_classifier_images: int = 200  # per domain
@@ -264,11 +265,11 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                                                      generator, stats).cpu(), x, settings.batch_size)
         add(f"SDEdit tau={tau:g}", "SDEdit", outputs, time.perf_counter() - start,
             stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
-        for w, eta, transfer in itertools.product(settings.guidance_scales, settings.noise_renewals,
-                                                  settings.contrast_transfers):
+        for w, eta, transfer, matching in itertools.product(settings.guidance_scales, settings.noise_renewals,
+                                                            settings.contrast_transfers, settings.noise_matchings):
             config = TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver,
                                          steps=settings.steps, schedule=settings.schedule, noise_renewal=eta,
-                                         seed=settings.seed, contrast_transfer=transfer)
+                                         seed=settings.seed, contrast_transfer=transfer, noise_matching=matching)
             stats = IntegrationStats()
             start = time.perf_counter()
             outputs = _batched(lambda b, first: translate_batch(model, b.to(device), source_labels.expand(len(b)),
@@ -277,7 +278,8 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                                x, settings.batch_size)
             passes = 1 if w == 1.0 else 2
             name = (f"MedShift tau={tau:g}" + ("" if w == 1.0 else f" w={w:g}")
-                    + ("" if eta == 0 else f" noise={eta:g}") + (" contrast" if transfer else ""))
+                    + ("" if eta == 0 else f" noise={eta:g}") + (" contrast" if transfer else "")
+                    + (" matched-noise" if matching else ""))
             add(name, "MedShift", outputs, time.perf_counter() - start,
                 passes * stats.nfe / _batches(len(x), settings.batch_size), tau, w)
     return results
@@ -337,10 +339,12 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
         info.label_of(source), info.label_of(target)
         if source == target:
             raise MedShiftError(f"pair {source}->{target}: source and target must differ")
-    for (source, target), tau, w, eta, transfer in itertools.product(
-            pairs, settings.taus, settings.guidance_scales, settings.noise_renewals, settings.contrast_transfers):
+    for (source, target), tau, w, eta, transfer, matching in itertools.product(
+            pairs, settings.taus, settings.guidance_scales, settings.noise_renewals, settings.contrast_transfers,
+            settings.noise_matchings):
         TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver, steps=settings.steps,
-                            schedule=settings.schedule, noise_renewal=eta, contrast_transfer=transfer).validated(info)
+                            schedule=settings.schedule, noise_renewal=eta, contrast_transfer=transfer,
+                            noise_matching=matching).validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"test set: {test_dir}")
     test = load_test_set(test_dir, domains, info.resolution, settings.max_views)

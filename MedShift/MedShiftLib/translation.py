@@ -20,7 +20,9 @@ regeneration leg has steps close to t = 1 (`schedule="quadratic"`, 8 steps; docs
 `contrast_transfer` first gives the source the target domain's grey levels and multi-scale contrast
 from statistics recorded in the checkpoint (contrast_transfer.py): the flow cannot change contrast at
 the 2-16 px scales at tau = 0.6, so without it a translation into a clinical domain keeps the
-simulator's flat look there.
+simulator's flat look there. `noise_matching` finally takes the result's noise power spectrum to the
+target domain's (also recorded in the checkpoint; noise_matching.py): excess noise filtered out,
+missing noise added, seeded like noise renewal, no network evaluation.
 
 The same input, settings and seed give the same output; runs over several images draw image k's
 noise from seed + k (`for_image`), so no two images share a noise field. `translate_batch` works on
@@ -38,6 +40,7 @@ from torch import Tensor
 
 from .checkpoint import CheckpointInfo
 from .contrast_transfer import DomainContrast, transfer_contrast
+from .noise_matching import match_noise_batch
 from .errors import InputImageError, MedShiftError
 from .intensity import denormalize, fit_intensity_window, normalize
 from .ode_solvers import SCHEDULES, SOLVERS, CancelToken, IntegrationStats, integrate
@@ -56,11 +59,13 @@ DEFAULT_TILE_SIZE = 1024
 DEFAULT_SCHEDULE = "uniform"
 # Settings that make the bundled model synthesise the target domain's quantum noise (docs/evaluation.md).
 NOISE_SYNTHESIS = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0,
-                   "contrast_transfer": False}
+                   "contrast_transfer": False, "noise_matching": False}
 # Settings that keep the most structure at tau = 0.6 while giving the target domain's contrast
 # (docs/evaluation.md, "Contrast transfer").
 MATCHED_CONTRAST = {"contrast_transfer": True, "noise_renewal": 0.0, "schedule": "quadratic", "steps": 8,
-                    "guidance_scale": 2.0}
+                    "guidance_scale": 2.0, "noise_matching": False}
+# MATCHED_CONTRAST plus the target domain's noise: realism for some structure (docs/evaluation.md).
+MATCHED_CONTRAST_AND_NOISE = MATCHED_CONTRAST | {"noise_matching": True}
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class TranslationSettings:
     noise_renewal: float = 0.0
     seed: int = 0
     contrast_transfer: bool = False
+    noise_matching: bool = False
 
     def validated(self, info: CheckpointInfo) -> "TranslationSettings":
         """Check every field against the model; raises MedShiftError with what to change."""
@@ -104,6 +110,11 @@ class TranslationSettings:
                 "this model records no domain contrast statistics, which contrast transfer needs; add them with "
                 "`medshift domain-contrast --model CKPT --data TRAINING_DIR --out NEW.safetensors`, or translate "
                 "without contrast transfer")
+        if self.noise_matching and (info.contrast is None or info.contrast.noise_power is None):
+            raise MedShiftError(
+                "this model records no domain noise power spectra, which noise matching needs; add them with "
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR --out NEW.safetensors`, or translate "
+                "without noise matching")
         factor = info.config.downsampling_factor
         if self.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {self.tile_size}")
@@ -150,11 +161,13 @@ def translate_batch(
 ) -> Tensor:
     """Translate normalised images (B, 1, H, W) on the model's device; H, W any size (padded internally).
 
-    `contrast` (the checkpoint's `info.contrast`) is needed when settings.contrast_transfer is on.
+    `contrast` (the checkpoint's `info.contrast`) is needed when settings.contrast_transfer or
+    settings.noise_matching is on.
     """
+    if (settings.contrast_transfer or settings.noise_matching) and contrast is None:
+        raise MedShiftError("contrast transfer and noise matching need the model's domain statistics (info.contrast)")
+    target_nps = contrast.noise_power_of(settings.target_domain) if settings.noise_matching else None
     if settings.contrast_transfer:
-        if contrast is None:
-            raise MedShiftError("contrast transfer needs the model's domain contrast statistics (info.contrast)")
         x = transfer_contrast(x, contrast, settings.source_domain, settings.target_domain)
     factor = model.config.downsampling_factor
     x, shape = pad_to_multiple(x, factor)
@@ -177,8 +190,8 @@ def translate_batch(
             stats.nfe += 1
         generator = torch.Generator().manual_seed(settings.seed)
         x = renew_noise(x, regenerate(x, settings.tau), settings.tau, settings.noise_renewal, generator)
-    x = integrate(regenerate, x, settings.tau, 1.0, progress=leg_progress(steps), **common)
-    return crop_to(x, shape)
+    x = crop_to(integrate(regenerate, x, settings.tau, 1.0, progress=leg_progress(steps), **common), shape)
+    return match_noise_batch(x, target_nps, settings.seed) if target_nps is not None else x
 
 
 def renew_noise(x_tau: Tensor, velocity: Tensor, tau: float, eta: float, generator: torch.Generator) -> Tensor:
@@ -229,6 +242,10 @@ def describe(settings: TranslationSettings) -> str:
     if settings.contrast_transfer:
         text += " contrast"
     if settings.noise_renewal > 0:
-        text += f" noise{settings.noise_renewal:g} seed{settings.seed}"
+        text += f" noise{settings.noise_renewal:g}"
+    if settings.noise_matching:
+        text += " matched-noise"
+    if settings.noise_renewal > 0 or settings.noise_matching:
+        text += f" seed{settings.seed}"
     return text
 

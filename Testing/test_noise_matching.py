@@ -1,0 +1,161 @@
+"""Noise matching: the target domain's noise power spectrum, its storage with the domain statistics,
+and its use by the translation and the CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from helpers import write_png_domains, write_tiny_checkpoint
+from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from MedShiftLib.cli import main
+from MedShiftLib.contrast_transfer import DomainContrast, measure_domain_contrast
+from MedShiftLib.errors import CheckpointError, MedShiftError
+from MedShiftLib.image_quality import NPS_BINS, nps_relative_error
+from MedShiftLib.noise_matching import image_nps, match_noise, match_noise_batch, remove_noise_power
+from MedShiftLib.translation import MATCHED_CONTRAST_AND_NOISE, TranslationSettings, describe, translate_batch
+
+SIZE = 128
+
+
+def anatomy(seed: int) -> np.ndarray:
+    """A noise-free radiograph-like image: smooth blobs and a few edges, in about [-0.7, 0.7]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE
+    field = gaussian_filter(rng.standard_normal((SIZE, SIZE)), 12)
+    image = 0.5 * np.tanh(field / field.std() / 2)
+    image += 0.2 * (xx > 0.3 + 0.2 * rng.random())
+    return gaussian_filter(image, 1.0) - 0.1
+
+
+def with_noise(image: np.ndarray, std: float, seed: int, correlation_px: float = 0.7) -> np.ndarray:
+    """image plus correlated Gaussian noise of about `std` (quantum noise blurred by a detector)."""
+    noise = gaussian_filter(np.random.default_rng(seed).standard_normal(image.shape), correlation_px)
+    return image + noise * std / noise.std()
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+    return float(structural_similarity(b, a, data_range=2.0))
+
+
+NOISY_DOMAIN = [with_noise(anatomy(s), 0.08, 100 + s) for s in range(6)]
+QUIET_DOMAIN = [with_noise(anatomy(s), 0.01, 200 + s) for s in range(6, 12)]
+
+
+def test_a_smooth_image_gets_the_target_domains_noise_and_keeps_its_structure():
+    target = image_nps(NOISY_DOMAIN)
+    clean = anatomy(42)
+    matched = match_noise(clean, target, np.random.default_rng(0))
+    assert nps_relative_error(image_nps([clean]), target) > 0.6
+    assert nps_relative_error(image_nps([matched]), target) < 0.3
+    reference = with_noise(clean, 0.08, 7)  # the same anatomy really imaged in the noisy domain
+    assert abs(ssim(matched, clean) - ssim(reference, clean)) < 0.1
+    assert np.corrcoef(gaussian_filter(matched, 3).ravel(), gaussian_filter(clean, 3).ravel())[0, 1] > 0.99
+
+
+def test_noise_the_target_lacks_is_filtered_out_and_the_anatomy_kept():
+    target = image_nps(QUIET_DOMAIN)
+    clean = anatomy(43)
+    noisy = with_noise(clean, 0.08, 8)
+    matched = match_noise(noisy, target, np.random.default_rng(0))
+    assert nps_relative_error(image_nps([matched]), target) < 0.5 * nps_relative_error(image_nps([noisy]), target)
+    assert ssim(matched, clean) > ssim(noisy, clean) + 0.2
+    def coarse_error(image):
+        return np.abs(gaussian_filter(image, 4) - gaussian_filter(clean, 4)).mean()
+    assert coarse_error(matched) < coarse_error(noisy) + 0.002  # coarse anatomy untouched
+
+
+def test_an_image_that_already_has_the_target_noise_is_left_nearly_alone():
+    target = image_nps(NOISY_DOMAIN)
+    image = with_noise(anatomy(44), 0.08, 9)
+    matched = match_noise(image, target, np.random.default_rng(0))
+    assert np.sqrt(np.mean((matched - image) ** 2)) < 0.35 * 0.08
+
+
+def test_filtering_takes_noise_power_where_it_dominates_and_keeps_strong_signal():
+    edge = np.zeros((SIZE, SIZE))
+    edge[:, SIZE // 2:] = 0.8
+    white = np.random.default_rng(1).normal(0, 0.05, edge.shape)
+    excess = np.full(NPS_BINS - 1, 0.05 ** 2)
+    filtered = remove_noise_power(edge + white, excess)
+    assert np.std(filtered[:, :40] - edge[:, :40]) < 0.5 * 0.05  # borders included: no wrap-around ringing
+    assert filtered[:, SIZE // 2 + 10:].mean() - filtered[:, :SIZE // 2 - 10].mean() == pytest.approx(0.8, abs=0.02)
+    assert np.array_equal(remove_noise_power(edge, np.zeros(NPS_BINS - 1)), edge)
+
+
+def test_matching_is_seeded_and_leaves_images_without_measurable_patches_alone():
+    target = image_nps(NOISY_DOMAIN)
+    x = torch.from_numpy(np.stack([anatomy(1), anatomy(2)])[:, None]).float()
+    first, again, other = (match_noise_batch(x, target, seed) for seed in (5, 5, 6))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    assert not torch.allclose(first[0], first[1] - x[1] + x[0])  # each image its own noise field
+    assert first.dtype == x.dtype and first.shape == x.shape
+    tiny = torch.zeros(1, 1, 16, 16)
+    assert torch.equal(match_noise_batch(tiny, target, 0), tiny)
+
+
+def test_noise_power_is_recorded_checked_and_optional_in_checkpoints(tmp_path):
+    path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("noisy", "quiet"))
+    model, info = load_checkpoint(path)
+    as_tensor = {name: torch.from_numpy(np.stack(ims)[:, None]).float()
+                 for name, ims in (("noisy", NOISY_DOMAIN), ("quiet", QUIET_DOMAIN))}
+    info.contrast = measure_domain_contrast(as_tensor)
+    noisy, quiet = (np.array(info.contrast.noise_power_of(d)) for d in ("noisy", "quiet"))
+    assert noisy.shape == (NPS_BINS - 1,) and noisy[2:].sum() > 20 * quiet[2:].sum()  # low rings: anatomy too
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
+    assert read_checkpoint_info(tmp_path / "c.safetensors").contrast == info.contrast
+    good = info.contrast.to_dict()
+    older = {k: v for k, v in good.items() if k != "noise_power"}
+    assert DomainContrast.from_dict(older, ("noisy", "quiet")).noise_power is None
+    with pytest.raises(MedShiftError, match="domain-contrast"):
+        DomainContrast.from_dict(older, ("noisy", "quiet")).noise_power_of("noisy")
+    bad_entries = {"NaN": good | {"noise_power": {"noisy": [float("nan")] * 7, "quiet": list(quiet)}},
+                   "negative": good | {"noise_power": {"noisy": [-1.0] * 7, "quiet": list(quiet)}},
+                   "short": good | {"noise_power": {"noisy": [1.0], "quiet": list(quiet)}},
+                   "missing domain": good | {"noise_power": {"noisy": list(noisy)}},
+                   "not an object": good | {"noise_power": [1, 2]}}
+    for name, entry in bad_entries.items():
+        with pytest.raises(CheckpointError, match="noise_power"):
+            DomainContrast.from_dict(json.loads(json.dumps(entry)), ("noisy", "quiet"))
+    assert measure_domain_contrast({"a": torch.zeros(2, 1, 16, 16), "b": torch.ones(2, 1, 16, 16)}).noise_power is None
+
+
+def test_translation_with_noise_matching_matches_the_translation_s_noise(tmp_path):
+    path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("noisy", "quiet"), resolution=SIZE)
+    model, info = load_checkpoint(path)
+    contrast = measure_domain_contrast({"noisy": torch.from_numpy(np.stack(NOISY_DOMAIN)[:, None]).float(),
+                                        "quiet": torch.from_numpy(np.stack(QUIET_DOMAIN)[:, None]).float()})
+    x = torch.from_numpy(np.stack([anatomy(3), anatomy(4)])[:, None]).float()
+    labels = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+    on = TranslationSettings("quiet", "noisy", steps=2, noise_matching=True, seed=9)
+    off = TranslationSettings("quiet", "noisy", steps=2)
+    expected = match_noise_batch(translate_batch(model, x, *labels, off), contrast.noise_power_of("noisy"), 9)
+    assert torch.allclose(translate_batch(model, x, *labels, on, contrast=contrast), expected)
+    assert describe(on) == "quiet->noisy tau0.6 matched-noise seed9"
+    with pytest.raises(MedShiftError, match="domain-contrast"):
+        on.validated(info)  # this checkpoint records no statistics
+    info.contrast = DomainContrast(contrast.band_sigmas_px, contrast.quantiles, contrast.band_rms)  # older statistics
+    with pytest.raises(MedShiftError, match="noise power"):
+        on.validated(info)
+    with pytest.raises(MedShiftError, match="statistics"):
+        translate_batch(model, x, *labels, on)
+    assert MATCHED_CONTRAST_AND_NOISE["noise_matching"] and MATCHED_CONTRAST_AND_NOISE["contrast_transfer"]
+
+
+def test_cli_translates_with_noise_matching_and_info_reports_it(tmp_path, capsys):
+    data = write_png_domains(tmp_path / "data", domains=("a", "b"), subjects=3, views=1, size=48)
+    model_path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("a", "b"), resolution=48)
+    image = tmp_path / "data" / "a" / "s0_v0.png"
+    args = ["translate", str(image), "--source", "a", "--target", "b", "--noise-matching", "--steps", "1"]
+    assert main(args + ["--out", str(tmp_path / "o1"), "--model", str(model_path)]) == 2
+    assert "noise matching" in capsys.readouterr().err
+    out = tmp_path / "stats.safetensors"
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--out", str(out)]) == 0
+    assert main(["info", str(out)]) == 0 and "recorded (--noise-matching available)" in capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "o2"), "--model", str(out), "--seed", "3"]) == 0
+    assert main(args + ["--out", str(tmp_path / "o3"), "--model", str(out), "--seed", "3"]) == 0
+    assert main(args + ["--out", str(tmp_path / "o4"), "--model", str(out), "--seed", "4"]) == 0
+    read = [(tmp_path / name / "s0_v0.png").read_bytes() for name in ("o2", "o3", "o4")]
+    assert read[0] == read[1] != read[2]
