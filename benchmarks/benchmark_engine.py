@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
 from MedShiftLib.contrast_transfer import measure_domain_contrast  # noqa: E402
-from MedShiftLib.translation import (DEFAULT_STEPS, MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings,  # noqa: E402
-                                    translate_batch)
+from MedShiftLib.translation import (DEFAULT_STEPS, MATCHED_CONTRAST, MATCHED_CONTRAST_AND_NOISE,  # noqa: E402
+                                     NOISE_SYNTHESIS, TranslationSettings, translate_batch)
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 
 SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
@@ -134,7 +134,7 @@ def translation_table(model: VelocityUNet, sizes: list[int], guidance: float, de
 
 def preset_table(model: VelocityUNet, preset: dict, sizes: list[int], device: torch.device, batch: int,
                  rate_gflops: float, autocast: torch.dtype | None = None) -> list[str]:
-    """Cost of a settings preset (NOISE_SYNTHESIS, MATCHED_CONTRAST) at tau 0.6."""
+    """Cost of a settings preset (NOISE_SYNTHESIS, MATCHED_CONTRAST, ...) at tau 0.6."""
     settings = TranslationSettings("a", "b", tau=0.6, **preset)
     passes = 1 if settings.guidance_scale == 1.0 else 2
     rows = ["| size | NFE | GFLOP / image | floor (s / image) | seconds / image |", "|---|---|---|---|---|"]
@@ -188,10 +188,11 @@ def main() -> None:
         print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = velocity evaluations; guidance != 1 "
               "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")
         print("\n".join(translation_table(model, args.sizes, guidance, device, batch, rate, autocast)) + "\n")
-    for title, preset in (("Noise synthesis", NOISE_SYNTHESIS), ("Matched contrast", MATCHED_CONTRAST)):
+    for title, preset in (("Noise synthesis", NOISE_SYNTHESIS), ("Matched contrast", MATCHED_CONTRAST),
+                          ("Matched contrast and noise", MATCHED_CONTRAST_AND_NOISE)):
         print(f"{title} (" + ", ".join(f"{k} {v}" for k, v in preset.items()) + "; tau=0.6; NFE counts "
               "the renewal's extra evaluation, guidance doubles the FLOPs; the floor leaves out the contrast "
-              "transfer's blurs and sorts):\n")
+              "transfer's blurs and sorts and the noise matching's FFTs):\n")
         print("\n".join(preset_table(model, preset, args.sizes, device, batch, rate, autocast)) + "\n")
     if args.memory and device.type == "cpu":
         print(f"| image | tile | seconds (euler, {DEFAULT_STEPS} steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
