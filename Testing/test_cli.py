@@ -159,7 +159,7 @@ def test_demo_writes_input_translation_reference_and_picture(tmp_path, capsys):
     assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 4 * 32
 
 
-def test_demo_adds_a_matched_contrast_panel_when_the_model_records_contrast(tmp_path):
+def test_demo_adds_matched_contrast_and_noise_panels_when_the_model_records_its_statistics(tmp_path):
     from PIL import Image
     from MedShiftLib.checkpoint import load_checkpoint, save_checkpoint
     from MedShiftLib.contrast_transfer import measure_domain_contrast
@@ -172,4 +172,7 @@ def test_demo_adds_a_matched_contrast_panel_when_the_model_records_contrast(tmp_
     matched = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal_matched_contrast.png"))
     plain_result = np.asarray(Image.open(tmp_path / "demo" / "translated_sim-low_to_clinical-normal.png"))
     assert matched.shape == plain_result.shape and not np.array_equal(matched, plain_result)
-    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 5 * 32
+    with_noise = np.asarray(Image.open(tmp_path / "demo" /
+                                       "translated_sim-low_to_clinical-normal_matched_contrast_noise.png"))
+    assert with_noise.shape == matched.shape and not np.array_equal(with_noise, matched)
+    assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 6 * 32

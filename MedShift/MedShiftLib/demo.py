@@ -2,7 +2,8 @@
 
 It translates with the default (deterministic) settings, with NOISE_SYNTHESIS, which renews the
 latent's noise so the model makes the target domain's noise texture, and, when the model records its
-domains' contrast, with MATCHED_CONTRAST, which first gives the input the target's contrast.
+domains' statistics, with MATCHED_CONTRAST, which first gives the input the target's contrast, and
+MATCHED_CONTRAST_AND_NOISE, which also gives the result the target's noise spectrum.
 
 The view is rendered by the project's simulator with a seed the bundled model was not trained on,
 so the translation can be set beside the simulator's own rendering of the same view in the target
@@ -19,7 +20,8 @@ from .domain_rendering import to_uint16
 from .radiograph import RadiographImage
 from .radiograph_io import write_radiograph
 from .simulation import simulate_view
-from .translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings, translate_image
+from .translation import (MATCHED_CONTRAST, MATCHED_CONTRAST_AND_NOISE, NOISE_SYNTHESIS, TranslationSettings,
+                          translate_image)
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
@@ -46,6 +48,12 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
         paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast.png"))
         panels.append(matched.pixels)
         labels.append("same, matched contrast")
+    if info.contrast is not None and info.contrast.noise_power is not None:
+        both = TranslationSettings(source, target, tau=tau, seed=seed, **MATCHED_CONTRAST_AND_NOISE)
+        matched = translate_image(image, model, info, both)
+        paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))
+        panels.append(matched.pixels)
+        labels.append("same, matched contrast and noise")
     if target in view.images:
         reference = to_uint16(view.images[target])
         paths.append(write_radiograph(image.with_pixels(reference), out / f"simulator_{target}.png"))
