@@ -50,9 +50,10 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
         labels.append("same, matched contrast")
     if info.contrast is not None and info.contrast.noise_power is not None:
         both = TranslationSettings(source, target, tau=tau, seed=seed, **MATCHED_CONTRAST_AND_NOISE)
-        matched = translate_image(image, model, info, both)
-        paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))
-        panels.append(matched.pixels)
+        matched_noise = translate_image(image, model, info, both)
+        paths.append(write_radiograph(matched_noise,
+                                      out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))
+        panels.append(matched_noise.pixels)
         labels.append("same, matched contrast and noise")
     if target in view.images:
         reference = to_uint16(view.images[target])
