@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import write_png_domains
-from MedShiftLib.checkpoint import load_checkpoint
+from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from MedShiftLib.errors import DataFolderError, MedShiftError
 from MedShiftLib.trainer import TrainingConfig, train
 
@@ -38,17 +38,41 @@ def test_a_run_writes_checkpoints_state_and_log(data, tmp_path):
     assert not list(run.glob("*.tmp"))
 
 
-def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path):
+def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path, monkeypatch):
     straight = train(_config(data, tmp_path / "straight"), progress=False)
     train(_config(data, tmp_path / "split"), progress=False, stop_after=3)
     log = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["step"] == 3
+    measured = read_checkpoint_info(tmp_path / "split" / "latest.safetensors").contrast
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("a resumed run measured its domain statistics again")
+    monkeypatch.setattr("MedShiftLib.domain_contrast.contrast_of_records", must_not_measure)
     resumed = train(_config(data, tmp_path / "split", resume=True), progress=False)
+    assert read_checkpoint_info(tmp_path / "split" / "latest.safetensors").contrast == measured
     a = load_checkpoint(tmp_path / "straight" / "latest.safetensors")[0].state_dict()
     b = load_checkpoint(tmp_path / "split" / "latest.safetensors")[0].state_dict()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert straight.name == resumed.name
+
+
+def test_a_resumed_run_measures_statistics_its_checkpoint_lacks_or_cannot_give(data, tmp_path):
+    from dataclasses import replace
+    from MedShiftLib.datasets import scan_data_folder
+    from MedShiftLib.domain_contrast import contrast_for_run
+    train(_config(data, tmp_path / "run", steps=3), progress=False)
+    latest = tmp_path / "run" / "latest.safetensors"
+    records = scan_data_folder(data, ["b", "a"]).records
+    model, info = load_checkpoint(latest)
+    assert contrast_for_run(latest, True, records, ["b", "a"], 32) == info.contrast
+    older = tmp_path / "older.safetensors"
+    save_checkpoint(older, model.state_dict(), replace(info, contrast=replace(info.contrast, noise_power=None)))
+    assert contrast_for_run(older, True, records, ["b", "a"], 32).noise_power is not None
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    assert contrast_for_run(broken, True, records, ["b", "a"], 32).noise_power is not None
+    assert contrast_for_run(tmp_path / "missing.safetensors", True, records, ["b", "a"], 32) == info.contrast
 
 
 def test_resume_refuses_other_options_and_fresh_runs_refuse_old_folders(data, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from .contrast_transfer import DomainContrast, measure_domain_contrast
 from .datasets import ImageRecord, sample_domain_images, scan_data_folder
 from .errors import MedShiftError
@@ -21,6 +21,24 @@ def contrast_of_records(records: Sequence[ImageRecord], domains: Sequence[str], 
     """Contrast statistics of up to `per_domain` training images of each domain (centre squares at `resolution`)."""
     images, labels = sample_domain_images(records, domains, resolution, per_domain, seed)
     return measure_domain_contrast({d: images[labels == i] for i, d in enumerate(domains)})
+
+
+def contrast_for_run(latest_checkpoint: Path, resuming: bool, records: Sequence[ImageRecord], domains: Sequence[str],
+                     resolution: int, seed: int = 0) -> DomainContrast:
+    """A training run's statistics: on --resume those its latest checkpoint holds, else measured.
+
+    A resumed run has the same data folder and options (the trainer checks), so its recorded statistics
+    are what measuring again would give; measuring takes minutes. A checkpoint that cannot be read or
+    predates the noise power spectra is measured again.
+    """
+    if resuming:
+        try:
+            recorded = read_checkpoint_info(latest_checkpoint).contrast
+        except (MedShiftError, OSError):
+            recorded = None
+        if recorded is not None and recorded.noise_power is not None:
+            return recorded
+    return contrast_of_records(records, domains, resolution, seed=seed)
 
 
 def record_domain_contrast(model_path: str | Path, data_dir: str | Path, out_path: str | Path,

@@ -32,7 +32,7 @@ from .checkpoint import CheckpointInfo, save_checkpoint
 from .couplings import COUPLINGS, make_coupling
 from .datasets import RadiographDomainDataset, scan_data_folder, split_by_subject
 from .devices import resolve_device
-from .domain_contrast import contrast_of_records
+from .domain_contrast import contrast_for_run
 from .distributed import (ProcessPlace, barrier, data_parallel, mean_across_processes, process_device,
                           process_group, write_replica_digest)
 from .errors import DataFolderError, MedShiftError
@@ -274,7 +274,8 @@ def _train(config: TrainingConfig, place: ProcessPlace, device: torch.device, pr
     batches_per_epoch = len(train_set) // config.batch_size
     local_batch = config.batch_size // place.world_size
     sample_images = _sample_batch(val_set, train_set) if place.is_main and config.sample_interval else None
-    contrast = contrast_of_records(folder.records, domains, config.resolution, seed=config.seed) if place.is_main else None
+    contrast = (contrast_for_run(out / "latest.safetensors", config.resume, folder.records, domains, config.resolution,
+                                 seed=config.seed) if place.is_main else None)
 
     def info_for(step_now: int, metrics: dict) -> CheckpointInfo:
         provenance = {"data_dir": str(Path(config.data_dir).resolve()), "train_images": len(train_set),
