@@ -5,8 +5,8 @@
   training images), then noise is added with the power spectrum the image is missing (target NPS
   minus source NPS, ring by ring, measured in flat regions); a source noisier than the target is
   smoothed first, since noise cannot be taken away by adding more. (MedShift's noise matching takes
-  excess noise out with a Wiener filter instead; on the baselines that was better for some pairs and
-  worse for others, so they keep the blur: docs/evaluation.md.)
+  excess noise out with a Wiener filter instead; the baselines keep the blur so their results stay
+  comparable with the runs made before noise matching existed.)
 * contrast transfer plus matched noise: the same, with the grey-level mapping replaced by
   contrast_transfer.transfer_contrast (target grey levels and band contrast from unpaired training
   statistics): what the contrast transfer MedShift can use achieves without any network.
@@ -42,12 +42,13 @@ class DomainStatistics:
     nps: np.ndarray     # radial NPS rings 1..NPS_BINS-1 (see image_quality.noise_power_spectrum)
 
 
-def domain_statistics(images: Sequence[np.ndarray], max_pixels: int = 2_000_000, seed: int = 0) -> DomainStatistics:
-    """Grey-level sample and NPS of a domain's training images (model range)."""
+def domain_statistics(images: Sequence[np.ndarray], max_pixels: int = 2_000_000, seed: int = 0,
+                      nps: Sequence[float] | None = None) -> DomainStatistics:
+    """Grey-level sample and NPS of a domain's training images (model range); `nps` when already measured."""
     pooled = np.concatenate([im.ravel() for im in images])
     if pooled.size > max_pixels:
         pooled = np.random.default_rng(seed).choice(pooled, max_pixels, replace=False)
-    return DomainStatistics(pixels=np.sort(pooled), nps=image_nps(images))
+    return DomainStatistics(pixels=np.sort(pooled), nps=image_nps(images) if nps is None else np.asarray(nps))
 
 
 def histogram_noise_baseline(source: np.ndarray, target: DomainStatistics, rng: np.random.Generator

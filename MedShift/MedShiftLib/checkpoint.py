@@ -10,8 +10,9 @@ and every field read from it is type-checked before use. The metadata key "medsh
     pixel_spacing_mm detector pixel spacing the model was trained at, or null when unknown
     intensity        how images were normalised (see intensity.py)
     provenance       free-form: data, steps, coupling, seed, metrics, software versions
-    domain_contrast  optional: grey-level quantiles and band contrast of each domain's training images,
-                     for contrast transfer (contrast_transfer.DomainContrast)
+    domain_contrast  optional: grey-level quantiles, band contrast and (optionally) noise power spectra of
+                     each domain's training images, for contrast transfer and noise matching
+                     (contrast_transfer.DomainContrast)
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .errors import CheckpointError, MedShiftError
 from .image_quality import NPS_BINS
-from .noise_matching import has_flat_patches, image_nps
+from .noise_matching import image_nps
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 QUANTILE_COUNT = 257
@@ -195,10 +195,8 @@ def measure_domain_contrast(images: Mapping[str, Tensor], sigmas_px: Sequence[fl
 
 def _noise_power(images: Mapping[str, Tensor]) -> dict[str, tuple[float, ...]] | None:
     """Each domain's NPS over its images' flattest patches; None when some domain has no measurable patch."""
-    noise = {}
-    for domain, batch in images.items():
-        measurable = [im for im in batch[:, 0].double().numpy() if has_flat_patches(im)]
-        if not measurable:
-            return None
-        noise[domain] = tuple(image_nps(measurable).tolist())
-    return noise
+    try:
+        return {domain: tuple(image_nps(list(batch[:, 0].double().numpy())).tolist())
+                for domain, batch in images.items()}
+    except ValueError:  # some domain has no measurable patch (images smaller than a patch, or all air)
+        return None

@@ -14,7 +14,8 @@ ordered domain pair and every method/setting the evaluation measures, on the sam
 
 Methods: the oracle (the real noisy target rendering, i.e. a perfect translation: a ceiling, not
 ranked), no translation, histogram matching plus matched noise, contrast transfer plus matched noise,
-SDEdit with the same network, and MedShift over tau, guidance, noise renewal and contrast transfer.
+SDEdit with the same network, and MedShift over tau, guidance, noise renewal, contrast transfer and
+noise matching.
 Everything runs at the model's working resolution in the model range.
 """
 from __future__ import annotations
@@ -359,9 +360,10 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
                                        provenance, log)
     test_accuracy, confusion = classifier_accuracy_on_test(classifier, test, domains)
     log(f"domain classifier accuracy on untranslated held-out images: {test_accuracy:.3f}")
-    statistics = {d: domain_statistics([im[0].double().numpy() for im, lab in zip(train_images, train_labels)
-                                        if int(lab) == i]) for i, d in enumerate(domains)}
     contrast = measure_domain_contrast({d: train_images[train_labels == i] for i, d in enumerate(domains)})
+    statistics = {d: domain_statistics([im[0].double().numpy() for im in train_images[train_labels == i]],
+                                       nps=contrast.noise_power[d] if contrast.noise_power else None)
+                  for i, d in enumerate(domains)}
     results: list[MethodResult] = []
     for k, (source, target) in enumerate(pairs):
         start = time.perf_counter()

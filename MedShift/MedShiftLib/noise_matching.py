@@ -26,9 +26,17 @@ from .image_quality import NPS_BINS, flat_patch_corners, noise_power_spectrum
 SPECTRUM_RINGS = 32  # rings of the image's own power spectrum in the Wiener filter
 
 
+def _own_flat_patches(image: np.ndarray) -> list[tuple[int, int]]:
+    """Corners of an image's own flattest patches (none when it is smaller than a patch, or all air)."""
+    return flat_patch_corners(gaussian_filter(image, 2.0))
+
+
 def image_nps(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Radial NPS of images (model range) over their own flattest patches (no noise-free reference needed)."""
-    return noise_power_spectrum(images, [flat_patch_corners(gaussian_filter(im, 2.0)) for im in images])
+    """Radial NPS of images (model range) over their own flattest patches (no noise-free reference needed).
+
+    Images without a measurable patch are skipped; ValueError when none has one.
+    """
+    return noise_power_spectrum(images, [_own_flat_patches(im) for im in images])
 
 
 def _radius(shape: tuple[int, int]) -> np.ndarray:
@@ -71,26 +79,30 @@ def remove_noise_power(image: np.ndarray, excess_rings: np.ndarray) -> np.ndarra
     return np.real(np.fft.ifft2(spectrum * gain))[:rows, :cols] + mean
 
 
-def has_flat_patches(image: np.ndarray) -> bool:
-    """Whether the image has a patch image_nps can measure (NPS_PATCH pixels square, not all air or clipped)."""
-    return bool(flat_patch_corners(gaussian_filter(image, 2.0)))
-
-
 def match_noise(image: np.ndarray, target_nps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The image (model range, 2-D) with its noise taken to `target_nps`: excess removed, deficit added.
 
     An image with no measurable patch (smaller than NPS_PATCH, or all air) is returned unchanged.
     """
-    if not has_flat_patches(image):
+    corners = _own_flat_patches(image)
+    if not corners:
         return image
     target_nps = np.asarray(target_nps, dtype=np.float64)
-    reduced = remove_noise_power(image, np.clip(image_nps([image]) - target_nps, 0.0, None))
-    return add_missing_noise(reduced, target_nps, rng)
+    own = noise_power_spectrum([image], [corners])
+    excess = np.clip(own - target_nps, 0.0, None)
+    if np.any(excess > 0):
+        image, own = remove_noise_power(image, excess), None  # filtered: its NPS is measured again
+    return add_missing_noise(image, target_nps, rng, own)
 
 
-def add_missing_noise(image: np.ndarray, target_nps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The image plus Gaussian noise with the power it lacks, ring by ring, to reach `target_nps`."""
-    missing = np.clip(np.asarray(target_nps, dtype=np.float64) - image_nps([image]), 0.0, None)
+def add_missing_noise(image: np.ndarray, target_nps: np.ndarray, rng: np.random.Generator,
+                      own_nps: np.ndarray | None = None) -> np.ndarray:
+    """The image plus Gaussian noise with the power it lacks, ring by ring, to reach `target_nps`.
+
+    `own_nps`: the image's image_nps when already measured.
+    """
+    own = image_nps([image]) if own_nps is None else own_nps
+    missing = np.clip(np.asarray(target_nps, dtype=np.float64) - own, 0.0, None)
     return image + shaped_noise(image.shape, missing, rng)
 
 

@@ -40,9 +40,9 @@ from torch import Tensor
 
 from .checkpoint import CheckpointInfo
 from .contrast_transfer import DomainContrast, transfer_contrast
-from .noise_matching import match_noise_batch
 from .errors import InputImageError, MedShiftError
 from .intensity import denormalize, fit_intensity_window, normalize
+from .noise_matching import match_noise_batch
 from .ode_solvers import SCHEDULES, SOLVERS, CancelToken, IntegrationStats, integrate
 from .radiograph import RadiographImage
 from .tiled_velocity import tiled
