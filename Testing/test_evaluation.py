@@ -15,6 +15,7 @@ from MedShiftLib.noise_matching import image_nps, shaped_noise
 from MedShiftLib.contrast_transfer import measure_domain_contrast
 from MedShiftLib.checkpoint import load_checkpoint
 from MedShiftLib.cli import main
+from MedShiftLib.ddib import load_ddib_models
 from MedShiftLib.domain_contrast import record_domain_contrast
 from MedShiftLib.domain_classifier import (ClassifierTraining, accuracy, classify, load_domain_classifier,
                                            save_domain_classifier, train_domain_classifier)
@@ -207,6 +208,30 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     logs.clear()
     run_evaluation(model, info, test, train, root / "out", settings, log=logs.append)
     assert any("reusing" in line for line in logs)
+
+
+def test_evaluate_adds_ddib_rows_with_one_model_per_domain(simulated, tmp_path, capsys):
+    root, train, test, checkpoint = simulated
+    model, info = load_checkpoint(checkpoint)
+    paths = {d: write_tiny_checkpoint(tmp_path / f"{d}.safetensors", domains=(d,), resolution=64, seed=k)
+             for k, d in enumerate(("sim-low", "clinical-normal"))}
+    ddib = load_ddib_models(paths, info.domains, info.resolution)
+    settings = EvaluationSettings(taus=(0.6,), guidance_scales=(1.0,), steps=2, ddib_taus=(0.0, 0.6),
+                                  pairs=(("sim-low", "clinical-normal"),), max_views=3,
+                                  classifier=ClassifierTraining(steps=5, batch_size=8, crop=32))
+    record = run_evaluation(model, info, test, train, tmp_path / "out", settings, log=lambda _: None, ddib=ddib)
+    rows = {r["method"]: r for r in record["per_pair"]}
+    assert rows["DDIB tau=0"]["nfe"] == rows["DDIB tau=0.6"]["nfe"] == 2 * 2  # no guidance
+    assert rows["DDIB tau=0"]["ssim_clean"] != rows["DDIB tau=0.6"]["ssim_clean"]
+    assert rows["DDIB tau=0.6"]["ssim_clean"] != rows["MedShift tau=0.6"]["ssim_clean"]  # other networks
+    assert record["summary"]["DDIB tau=0"]["family"] == "DDIB" and "average_rank" in record["summary"]["DDIB tau=0"]
+    assert record["settings"]["ddib_models"] == {d: str(p) for d, p in paths.items()}
+    with pytest.raises(MedShiftError, match="missing: clinical-low"):
+        run_evaluation(model, info, test, train, tmp_path / "out",
+                       EvaluationSettings(pairs=(("clinical-low", "clinical-normal"),)), ddib=ddib)
+    code = main(["evaluate", "--model", str(checkpoint), "--data", str(test), "--train-data", str(train),
+                 "--out", str(tmp_path / "cli"), "--ddib-models", f"sim-low={paths['clinical-normal']}"])
+    assert code == 2 and "trained on 'sim-low' alone" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_leaks_and_sets_without_clean_images(simulated, tmp_path, capsys):

@@ -91,7 +91,6 @@ def test_resume_refuses_other_options_and_fresh_runs_refuse_old_folders(data, tm
     (dict(batch_size=64), DataFolderError, "fewer than the batch size"),
     (dict(resolution=36), MedShiftError, "multiple of 8"),
     (dict(device="cuda:7"), MedShiftError, "cuda"),
-    (dict(domains=["a"]), DataFolderError, "at least two domains"),
 ])
 def test_bad_options_fail_before_any_work(data, tmp_path, change, error, message):
     if change.get("device") and torch.cuda.device_count() > 7:
@@ -101,10 +100,14 @@ def test_bad_options_fail_before_any_work(data, tmp_path, change, error, message
     assert not (tmp_path / "run" / "training_state.safetensors").exists()
 
 
-def test_one_domain_folder_is_refused(tmp_path):
-    write_png_domains(tmp_path / "one", domains=("only",), subjects=2, views=1)
-    with pytest.raises(DataFolderError):
+def test_one_domain_folder_is_refused_unless_that_domain_is_named(tmp_path):
+    write_png_domains(tmp_path / "one", domains=("only",), subjects=4, views=2)
+    with pytest.raises(DataFolderError, match="name that one domain with --domains"):
         train(_config(tmp_path / "one", tmp_path / "run", domains=[]), progress=False)
+    best = train(_config(tmp_path / "one", tmp_path / "single", domains=["only"], steps=3), progress=False)
+    model, info = load_checkpoint(best)  # a single-domain model, one half of a DDIB pair
+    assert info.domains == ("only",) and model.config.num_domains == 1
+    assert set(info.contrast.quantiles) == {"only"}
 
 
 def test_run_folder_gets_a_loss_curve_and_sample_grids_at_the_sample_interval(data, tmp_path):

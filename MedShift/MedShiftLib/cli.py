@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contrast-transfer settings to sweep for MedShift (default off)")
     p.add_argument("--noise-matching", nargs="+", choices=("off", "on"), default=["off"],
                    help="noise-matching settings to sweep for MedShift (default off)")
+    p.add_argument("--ddib-models", nargs="+", metavar="DOMAIN=CKPT", default=[],
+                   help="one single-domain model per domain (`medshift train DATA --domains D`) for the DDIB baseline")
+    p.add_argument("--ddib-taus", type=float, nargs="+", default=[0.0],
+                   help="taus for DDIB (default 0: DDIB proper, through pure noise)")
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
     p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
@@ -245,19 +249,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .domain_classifier import ClassifierTraining
     require_evaluation_packages()
     from .checkpoint import default_model_path, load_checkpoint
+    from .ddib import load_ddib_models, parse_ddib_models
     from .devices import resolve_device
-    model, info = load_checkpoint(args.model or default_model_path(), resolve_device(args.device))
+    device = resolve_device(args.device)
+    model, info = load_checkpoint(args.model or default_model_path(), device)
+    ddib = load_ddib_models(parse_ddib_models(args.ddib_models), info.domains, info.resolution, device)
     settings = EvaluationSettings(taus=tuple(args.taus), guidance_scales=tuple(args.guidance), solver=args.solver,
                                   steps=args.steps, schedule=args.schedule,
                                   noise_renewals=tuple(args.noise_renewal),
                                   contrast_transfers=tuple(dict.fromkeys(c == "on" for c in args.contrast_transfer)),
                                   noise_matchings=tuple(dict.fromkeys(c == "on" for c in args.noise_matching)),
-                                  pairs=_parse_pairs(args.pairs),
+                                  ddib_taus=tuple(args.ddib_taus), pairs=_parse_pairs(args.pairs),
                                   max_views=args.max_views,
                                   classifier=ClassifierTraining(steps=args.classifier_steps, seed=args.seed),
                                   seed=args.seed)
     run_evaluation(model, info, args.data, args.train_data, args.out, settings,
-                   log=lambda text: print(text, file=sys.stderr))
+                   log=lambda text: print(text, file=sys.stderr), ddib=ddib)
     print(Path(args.out) / "results.md")
     return 0
 

@@ -130,11 +130,12 @@ def _scan_domain_folders(root: Path) -> list[ImageRecord]:
     return records
 
 
-def scan_data_folder(root: str | Path, domains: Sequence[str] | None = None) -> DataFolder:
+def scan_data_folder(root: str | Path, domains: Sequence[str] | None = None, min_domains: int = 2) -> DataFolder:
     """Scan a data folder (see the module docstring) into records and domains.
 
     Domains are sorted alphabetically unless `domains` gives their order (label i = domains[i]); then
-    images of other domains are left out and a named domain without images is an error.
+    images of other domains are left out and a named domain without images is an error. Fewer than
+    `min_domains` domains is an error (1 for a single-domain model, one half of a DDIB pair).
     """
     root = Path(root)
     if not root.is_dir():
@@ -155,9 +156,10 @@ def scan_data_folder(root: str | Path, domains: Sequence[str] | None = None) -> 
         records = [r for r in records if r.domain in order]
     if not records:
         raise DataFolderError(f"{root}: the manifest lists no images")
-    if len(order) < 2:
+    if len(order) < min_domains:
         raise DataFolderError(
-            f"{root}: only one domain ({', '.join(order)}); a translation model needs images of at least two domains"
+            f"{root}: only one domain ({', '.join(order)}); a translation model needs images of at least two domains "
+            "(to train a single-domain model for a DDIB baseline, name that one domain with --domains)"
         )
     return DataFolder(root=root, domains=order, records=records)
 

@@ -14,8 +14,8 @@ ordered domain pair and every method/setting the evaluation measures, on the sam
 
 Methods: the oracle (the real noisy target rendering, i.e. a perfect translation: a ceiling, not
 ranked), no translation, histogram matching plus matched noise, contrast transfer plus matched noise,
-SDEdit with the same network, and MedShift over tau, guidance, noise renewal, contrast transfer and
-noise matching.
+SDEdit with the same network, DDIB with one single-domain model per domain when they are given
+(ddib.py), and MedShift over tau, guidance, noise renewal, contrast transfer and noise matching.
 Everything runs at the model's working resolution in the model range.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .baselines import (DomainStatistics, contrast_noise_baseline, domain_statis
 from .checkpoint import CheckpointInfo
 from .contrast_transfer import DomainContrast, measure_domain_contrast
 from .datasets import sample_domain_images, scan_data_folder
+from .ddib import DomainModel, translate_ddib
 from .domain_classifier import (ClassifierTraining, DomainClassifier, accuracy, classify, confusion_matrix,
                                 load_domain_classifier, save_domain_classifier, train_domain_classifier)
 from .errors import CheckpointError, DataFolderError, MedShiftError
@@ -78,6 +79,7 @@ class EvaluationSettings:
     noise_renewals: tuple[float, ...] = (0.0,)
     contrast_transfers: tuple[bool, ...] = (False,)
     noise_matchings: tuple[bool, ...] = (False,)
+    ddib_taus: tuple[float, ...] = (0.0,)  # used when single-domain DDIB models are given
     pairs: tuple[tuple[str, str], ...] | None = None  # None: every ordered pair of the model's domains
     max_views: int | None = None
     max_classifier_images: int = 200  # per domain
@@ -230,8 +232,13 @@ class PairEvaluator:
 
 def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, source: str, target: str,
                   classifier: DomainClassifier, statistics: dict[str, DomainStatistics],
-                  settings: EvaluationSettings, contrast: DomainContrast | None = None) -> list[MethodResult]:
-    """Every method/setting on one ordered domain pair; `contrast` (from the training data) feeds its baseline."""
+                  settings: EvaluationSettings, contrast: DomainContrast | None = None,
+                  ddib: dict[str, DomainModel] | None = None) -> list[MethodResult]:
+    """Every method/setting on one ordered domain pair.
+
+    `contrast` (from the training data) feeds its baseline; `ddib` (single-domain models by domain) adds
+    DDIB rows at settings.ddib_taus.
+    """
     evaluator = PairEvaluator(test, source, target, classifier, info.label_of(target))
     x = test.images[source]
     results: list[MethodResult] = []
@@ -253,9 +260,19 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
                             for image in x])
         add(CONTRAST_BASELINE, "baseline", outputs, time.perf_counter() - start, 0)
 
+    device = next(model.parameters()).device
+    for tau in settings.ddib_taus if ddib else ():
+        config = TranslationSettings(source, target, tau=tau, solver=settings.solver, steps=settings.steps,
+                                     schedule=settings.schedule)
+        stats = IntegrationStats()
+        start = time.perf_counter()
+        outputs = _batched(lambda b, _: translate_ddib(ddib[source], ddib[target], b.to(device), config, stats).cpu(),
+                           x, settings.batch_size)
+        add(f"DDIB tau={tau:g}", "DDIB", outputs, time.perf_counter() - start,
+            stats.nfe / _batches(len(x), settings.batch_size), tau, 1.0)
+
     source_labels = torch.full((1,), info.label_of(source))
     target_labels = torch.full((1,), info.label_of(target))
-    device = next(model.parameters()).device
     for tau in settings.taus:
         config = TranslationSettings(source, target, tau=tau, solver=settings.solver, steps=settings.steps,
                                      schedule=settings.schedule)
@@ -324,8 +341,11 @@ def classifier_accuracy_on_test(classifier: DomainClassifier, test: TestSet, dom
 
 def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Path, train_dir: str | Path,
                    out_dir: str | Path, settings: EvaluationSettings = EvaluationSettings(),
-                   log: Callable[[str], None] = print) -> dict:
-    """The whole protocol; writes the report into out_dir and returns the summary (see evaluation_report)."""
+                   log: Callable[[str], None] = print, ddib: dict[str, DomainModel] | None = None) -> dict:
+    """The whole protocol; writes the report into out_dir and returns the summary (see evaluation_report).
+
+    `ddib` (ddib.load_ddib_models) must then hold a single-domain model for every domain of the pairs.
+    """
     from .evaluation_report import write_report
 
     require_evaluation_packages()
@@ -346,6 +366,14 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
         TranslationSettings(source, target, tau=tau, guidance_scale=w, solver=settings.solver, steps=settings.steps,
                             schedule=settings.schedule, noise_renewal=eta, contrast_transfer=transfer,
                             noise_matching=matching).validated(info)
+    if ddib:
+        missing = sorted({d for pair in pairs for d in pair} - set(ddib))
+        if missing:
+            raise MedShiftError(f"DDIB needs a single-domain model for every domain of the evaluated pairs; missing: "
+                                f"{', '.join(missing)} (give DOMAIN=CHECKPOINT for each, or no DDIB models)")
+        for tau in settings.ddib_taus:
+            TranslationSettings(*pairs[0], tau=tau, solver=settings.solver, steps=settings.steps,
+                                schedule=settings.schedule).validated(info)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"test set: {test_dir}")
     test = load_test_set(test_dir, domains, info.resolution, settings.max_views)
@@ -367,6 +395,7 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
     results: list[MethodResult] = []
     for k, (source, target) in enumerate(pairs):
         start = time.perf_counter()
-        results += evaluate_pair(model, info, test, source, target, classifier, statistics, settings, contrast)
+        results += evaluate_pair(model, info, test, source, target, classifier, statistics, settings, contrast, ddib)
         log(f"[{k + 1}/{len(pairs)}] {source} -> {target} ({time.perf_counter() - start:.0f} s)")
-    return write_report(out_dir, results, test, domains, pairs, test_accuracy, confusion, settings)
+    return write_report(out_dir, results, test, domains, pairs, test_accuracy, confusion, settings,
+                        ddib_paths={d: str(m.path) for d, m in (ddib or {}).items()})

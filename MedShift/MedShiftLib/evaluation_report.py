@@ -168,8 +168,8 @@ def translation_grid(results: Sequence[MethodResult], test: TestSet, domains: Se
 
 def write_report(out_dir: Path, results: Sequence[MethodResult], test: TestSet, domains: Sequence[str],
                  pairs: Sequence[tuple[str, str]], classifier_accuracy: float, confusion: np.ndarray,
-                 settings) -> dict:
-    """Write every output file; returns the JSON summary."""
+                 settings, ddib_paths: dict[str, str] | None = None) -> dict:
+    """Write every output file; returns the JSON summary (`ddib_paths`: the DDIB models used, by domain)."""
     summary = summarise(results)
     goal_summary = summarise([r for r in results if (r.source, r.target) == GOAL_PAIR])
     record = {
@@ -179,7 +179,8 @@ def write_report(out_dir: Path, results: Sequence[MethodResult], test: TestSet, 
                      "solver": settings.solver, "steps": settings.steps, "schedule": settings.schedule,
                      "noise_renewals": list(settings.noise_renewals),
                      "contrast_transfers": list(settings.contrast_transfers),
-                     "noise_matchings": list(settings.noise_matchings), "seed": settings.seed},
+                     "noise_matchings": list(settings.noise_matchings), "seed": settings.seed,
+                     "ddib_taus": list(settings.ddib_taus) if ddib_paths else [], "ddib_models": ddib_paths or {}},
         "summary": summary, "goal_pair": goal_summary,
         "per_pair": [{"method": r.method, "source": r.source, "target": r.target, **r.metrics} for r in results],
     }

@@ -220,7 +220,9 @@ def _train(config: TrainingConfig, place: ProcessPlace, device: torch.device, pr
            stop_after: int | None) -> Path:
     from tqdm import tqdm
 
-    folder = scan_data_folder(config.data_dir, domains=config.domains or None)
+    # Naming exactly one domain asks for a single-domain model (one half of a DDIB pair, ddib.py).
+    folder = scan_data_folder(config.data_dir, domains=config.domains or None,
+                              min_domains=1 if len(config.domains) == 1 else 2)
     train_records, val_records = split_by_subject(folder, config.validation_fraction, config.seed)
     if len(train_records) < config.batch_size:
         raise DataFolderError(f"{config.data_dir}: {len(train_records)} training images, fewer than the batch size "

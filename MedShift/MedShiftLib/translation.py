@@ -31,6 +31,7 @@ grid, translate, back to the input's grid, values and dtype).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -158,18 +159,20 @@ def translate_batch(
     cancel: CancelToken | None = None,
     stats: IntegrationStats | None = None,
     contrast: DomainContrast | None = None,
+    target_model: VelocityUNet | None = None,
 ) -> Tensor:
     """Translate normalised images (B, 1, H, W) on the model's device; H, W any size (padded internally).
 
     `contrast` (the checkpoint's `info.contrast`) is needed when settings.contrast_transfer or
-    settings.noise_matching is on.
+    settings.noise_matching is on. `target_model` regenerates in place of `model` when given (DDIB: one
+    model per domain, ddib.py); target_labels are then its labels.
     """
     if (settings.contrast_transfer or settings.noise_matching) and contrast is None:
         raise MedShiftError("contrast transfer and noise matching need the model's domain statistics (info.contrast)")
     target_nps = contrast.noise_power_of(settings.target_domain) if settings.noise_matching else None
     if settings.contrast_transfer:
         x = transfer_contrast(x, contrast, settings.source_domain, settings.target_domain)
-    factor = model.config.downsampling_factor
+    factor = math.lcm(model.config.downsampling_factor, (target_model or model).config.downsampling_factor)
     x, shape = pad_to_multiple(x, factor)
     tile, overlap = settings.tiling(factor)
     steps = settings.steps
@@ -182,7 +185,7 @@ def translate_batch(
     common = dict(solver=settings.solver, steps=steps, schedule=settings.schedule, cancel=cancel, stats=stats)
     invert = tiled(guided_velocity(model, source_labels.to(x.device), settings.guidance_scale), tile, overlap)
     x = integrate(invert, x, 1.0, settings.tau, progress=leg_progress(0), **common)
-    regenerate = tiled(guided_velocity(model, target_labels.to(x.device), settings.guidance_scale), tile, overlap)
+    regenerate = tiled(guided_velocity(target_model or model, target_labels.to(x.device), settings.guidance_scale), tile, overlap)
     if settings.noise_renewal > 0:
         if cancel is not None:
             cancel.raise_if_cancelled()
