@@ -1,9 +1,11 @@
 """DDIB baseline: single-domain models are checked before use, and a translation inverts with the source
 domain's model and regenerates with the target domain's."""
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
-import numpy as np
 
 from helpers import write_tiny_checkpoint
 from MedShiftLib.ddib import load_ddib_models, parse_ddib_models, translate_ddib
@@ -22,7 +24,7 @@ def single_domain(tmp_path_factory):
 
 def test_models_are_named_domain_equals_checkpoint():
     assert parse_ddib_models(["a=runs/a/best.safetensors", "b=x=y.safetensors"]) == {
-        "a": __import__("pathlib").Path("runs/a/best.safetensors"), "b": __import__("pathlib").Path("x=y.safetensors")}
+        "a": Path("runs/a/best.safetensors"), "b": Path("x=y.safetensors")}
     for bad in (["a"], ["=x.safetensors"], ["a="]):
         with pytest.raises(MedShiftError, match="DOMAIN=CHECKPOINT"):
             parse_ddib_models(bad)

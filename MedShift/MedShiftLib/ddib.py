@@ -26,7 +26,7 @@ from .velocity_unet import VelocityUNet
 
 
 @dataclass(frozen=True)
-class DomainModel:
+class SingleDomainModel:
     """A single-domain model: its network, metadata and file."""
 
     model: VelocityUNet
@@ -40,7 +40,8 @@ def parse_ddib_models(items: Sequence[str]) -> dict[str, Path]:
     for item in items:
         domain, sep, path = item.partition("=")
         if not sep or not domain or not path:
-            raise MedShiftError(f"DDIB model {item!r}: write it as DOMAIN=CHECKPOINT, e.g. sim-low=runs/sim-low/best.safetensors")
+            raise MedShiftError(f"DDIB model {item!r}: write it as DOMAIN=CHECKPOINT, "
+                                "e.g. sim-low=runs/sim-low/best.safetensors")
         if domain in paths:
             raise MedShiftError(f"DDIB model for {domain!r} given twice")
         paths[domain] = Path(path)
@@ -48,7 +49,7 @@ def parse_ddib_models(items: Sequence[str]) -> dict[str, Path]:
 
 
 def load_ddib_models(paths: Mapping[str, str | Path], domains: Sequence[str], resolution: int,
-                     device: str | torch.device = "cpu") -> dict[str, DomainModel]:
+                     device: str | torch.device = "cpu") -> dict[str, SingleDomainModel]:
     """Load one single-domain model per domain; MedShiftError unless each covers exactly its domain at `resolution`."""
     unknown = sorted(set(paths) - set(domains))
     if unknown:
@@ -63,13 +64,13 @@ def load_ddib_models(paths: Mapping[str, str | Path], domains: Sequence[str], re
         if info.resolution != resolution:
             raise MedShiftError(f"{path}: trained at {info.resolution} px, but the evaluated model works at "
                                 f"{resolution} px; train the DDIB models at the same --resolution")
-        models[domain] = DomainModel(model, info, Path(path))
+        models[domain] = SingleDomainModel(model, info, Path(path))
     return models
 
 
 @torch.inference_mode()
-def translate_ddib(source: DomainModel, target: DomainModel, x: Tensor, settings: TranslationSettings,
-                   stats: IntegrationStats | None = None) -> Tensor:
+def translate_ddib(source: SingleDomainModel, target: SingleDomainModel, x: Tensor,
+                   settings: TranslationSettings, stats: IntegrationStats | None = None) -> Tensor:
     """Invert normalised images (B, 1, H, W) to settings.tau with the source model, regenerate with the target model.
 
     Only tau, solver, steps, schedule and tiling of `settings` apply: no guidance, noise renewal,

@@ -37,7 +37,7 @@ from .baselines import (DomainStatistics, contrast_noise_baseline, domain_statis
 from .checkpoint import CheckpointInfo
 from .contrast_transfer import DomainContrast, measure_domain_contrast
 from .datasets import sample_domain_images, scan_data_folder
-from .ddib import DomainModel, translate_ddib
+from .ddib import SingleDomainModel, translate_ddib
 from .domain_classifier import (ClassifierTraining, DomainClassifier, accuracy, classify, confusion_matrix,
                                 load_domain_classifier, save_domain_classifier, train_domain_classifier)
 from .errors import CheckpointError, DataFolderError, MedShiftError
@@ -233,7 +233,7 @@ class PairEvaluator:
 def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, source: str, target: str,
                   classifier: DomainClassifier, statistics: dict[str, DomainStatistics],
                   settings: EvaluationSettings, contrast: DomainContrast | None = None,
-                  ddib: dict[str, DomainModel] | None = None) -> list[MethodResult]:
+                  ddib: dict[str, SingleDomainModel] | None = None) -> list[MethodResult]:
     """Every method/setting on one ordered domain pair.
 
     `contrast` (from the training data) feeds its baseline; `ddib` (single-domain models by domain) adds
@@ -341,7 +341,8 @@ def classifier_accuracy_on_test(classifier: DomainClassifier, test: TestSet, dom
 
 def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Path, train_dir: str | Path,
                    out_dir: str | Path, settings: EvaluationSettings = EvaluationSettings(),
-                   log: Callable[[str], None] = print, ddib: dict[str, DomainModel] | None = None) -> dict:
+                   log: Callable[[str], None] = print,
+                   ddib: dict[str, SingleDomainModel] | None = None) -> dict:
     """The whole protocol; writes the report into out_dir and returns the summary (see evaluation_report).
 
     `ddib` (ddib.load_ddib_models) must then hold a single-domain model for every domain of the pairs.

@@ -185,7 +185,8 @@ def translate_batch(
     common = dict(solver=settings.solver, steps=steps, schedule=settings.schedule, cancel=cancel, stats=stats)
     invert = tiled(guided_velocity(model, source_labels.to(x.device), settings.guidance_scale), tile, overlap)
     x = integrate(invert, x, 1.0, settings.tau, progress=leg_progress(0), **common)
-    regenerate = tiled(guided_velocity(target_model or model, target_labels.to(x.device), settings.guidance_scale), tile, overlap)
+    regenerate = tiled(guided_velocity(target_model or model, target_labels.to(x.device), settings.guidance_scale),
+                       tile, overlap)
     if settings.noise_renewal > 0:
         if cancel is not None:
             cancel.raise_if_cancelled()
