@@ -109,6 +109,7 @@ def add_missing_noise(image: np.ndarray, target_nps: np.ndarray, rng: np.random.
 def match_noise_batch(x: Tensor, target_nps: Sequence[float], seed: int) -> Tensor:
     """match_noise for each image of (B, 1, H, W), noise drawn from `seed` image after image; same dtype/device."""
     rng = np.random.default_rng(seed)
+    target = np.asarray(target_nps, dtype=np.float64)
     images = x.detach().double().cpu().numpy()
-    matched = np.stack([match_noise(image[0], np.asarray(target_nps), rng)[None] for image in images])
+    matched = np.stack([match_noise(image[0], target, rng)[None] for image in images])
     return torch.from_numpy(matched).to(dtype=x.dtype, device=x.device)

@@ -172,7 +172,8 @@ def translate_batch(
     target_nps = contrast.noise_power_of(settings.target_domain) if settings.noise_matching else None
     if settings.contrast_transfer:
         x = transfer_contrast(x, contrast, settings.source_domain, settings.target_domain)
-    factor = math.lcm(model.config.downsampling_factor, (target_model or model).config.downsampling_factor)
+    regeneration_model = target_model or model
+    factor = math.lcm(model.config.downsampling_factor, regeneration_model.config.downsampling_factor)
     x, shape = pad_to_multiple(x, factor)
     tile, overlap = settings.tiling(factor)
     steps = settings.steps
@@ -185,7 +186,7 @@ def translate_batch(
     common = dict(solver=settings.solver, steps=steps, schedule=settings.schedule, cancel=cancel, stats=stats)
     invert = tiled(guided_velocity(model, source_labels.to(x.device), settings.guidance_scale), tile, overlap)
     x = integrate(invert, x, 1.0, settings.tau, progress=leg_progress(0), **common)
-    regenerate = tiled(guided_velocity(target_model or model, target_labels.to(x.device), settings.guidance_scale),
+    regenerate = tiled(guided_velocity(regeneration_model, target_labels.to(x.device), settings.guidance_scale),
                        tile, overlap)
     if settings.noise_renewal > 0:
         if cancel is not None:
