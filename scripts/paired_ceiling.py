@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.evaluation import load_test_set  # noqa: E402
+from MedShiftLib.evaluation import check_held_out, load_test_set  # noqa: E402
 from MedShiftLib.image_quality import structure_scores  # noqa: E402
 from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset  # noqa: E402
 
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    check_held_out(Path(args.data), Path(args.train_data))  # the held-out views share no subject with the pairs
     domains = [args.source, args.target]
     training = load_test_set(args.train_data, domains, args.resolution)
     test = load_test_set(args.data, domains, args.resolution)
