@@ -11,7 +11,7 @@ comes from `medshift train DATA --domains D` with exactly one domain named; it i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -76,8 +76,6 @@ def translate_ddib(source: SingleDomainModel, target: SingleDomainModel, x: Tens
     Only tau, solver, steps, schedule and tiling of `settings` apply: no guidance, noise renewal,
     contrast transfer or noise matching.
     """
-    plain = TranslationSettings(settings.source_domain, settings.target_domain, tau=settings.tau,
-                                solver=settings.solver, steps=settings.steps, schedule=settings.schedule,
-                                tile_size=settings.tile_size, tile_overlap=settings.tile_overlap)
+    plain = replace(settings, guidance_scale=1.0, noise_renewal=0.0, contrast_transfer=False, noise_matching=False)
     labels = torch.zeros(len(x), dtype=torch.long)
     return translate_batch(source.model, x, labels, labels, plain, stats=stats, target_model=target.model)
