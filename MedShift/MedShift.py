@@ -1,13 +1,16 @@
 """MedShift: translate X-ray radiographs between imaging domains with a class-conditional flow-matching model.
 
 Module, widget, logic and self-test in one file, as Slicer's scripted-module template has them. The
-widget only wires MedShift.ui to the parameter node; the logic takes nodes and plain values, so every
-panel action also runs from the Python console:
+widget only wires MedShift.ui to the parameter node; the logic takes nodes and a TranslationSettings, so
+every panel action also runs from the Python console:
 
+    from MedShiftLib.settings import TranslationSettings
     logic = slicer.util.getModuleLogic("MedShift")
-    out = logic.translateVolume(getNode("XR"), "sim-low", "clinical-normal", tau=0.6)
+    out = logic.translateVolume(getNode("XR"), TranslationSettings("sim-low", "clinical-normal", tau=0.6))
 
-Nothing here imports torch at module import time (Slicer's generic tests import every module headless).
+The Slicer-side helpers (nodes <-> radiographs, the background job, CT projection, the panel's
+parameters) live in the MedShiftSlicer package beside this file; the engine in MedShiftLib. Nothing
+here imports torch at module import time (Slicer's generic tests import every module headless).
 """
 import importlib.util
 import logging
@@ -19,22 +22,27 @@ import time
 from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
-from MedShiftLib import slicer_nodes
 from MedShiftLib.errors import MedShiftError
+from MedShiftLib.settings import DEFAULTS, DEVICE_CHOICES, SCHEDULES, SOLVERS, TranslationSettings
+from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
+from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, volume_nodes
+from MedShiftSlicer.parameters import PRESET_BUTTONS, apply_preset, settings_from_parameters
 
 README_URL = "https://github.com/medshift/SlicerMedShift#readme"
-SIMULATOR_DOMAINS = ["sim-low", "sim-high", "clinical-low", "clinical-normal", "clinical-exposure"]
 # Pure-Python packages the engine needs besides torch (import name -> pinned requirement, as in pyproject.toml).
 # numpy and SimpleITK come with Slicer.
 PYTHON_REQUIREMENTS = {
@@ -107,19 +115,6 @@ def registerSampleData():
         )
 
 
-# The panel's preset buttons (parameter-node values); the engine's are MedShiftLib.translation's
-# defaults, NOISE_SYNTHESIS, MATCHED_CONTRAST and MATCHED_CONTRAST_AND_NOISE (a test keeps them equal).
-TRANSLATION_PRESETS = {
-    "deterministic": {"noiseRenewal": 0.0, "schedule": "uniform", "steps": 4, "guidanceScale": 1.0,
-                      "contrastTransfer": False, "noiseMatching": False},
-    "synthesiseNoise": {"noiseRenewal": 1.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
-                        "contrastTransfer": False, "noiseMatching": False},
-    "matchedContrast": {"noiseRenewal": 0.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
-                        "contrastTransfer": True, "noiseMatching": False},
-    "matchedContrastAndNoise": {"noiseRenewal": 0.0, "schedule": "quadratic", "steps": 8, "guidanceScale": 2.0,
-                                "contrastTransfer": True, "noiseMatching": True},
-}
-
 #
 # MedShiftParameterNode
 #
@@ -134,24 +129,25 @@ class MedShiftParameterNode:
     modelPath: str = ""  # "" = the bundled model
     sourceDomain: str = "sim-low"
     targetDomain: str = "clinical-normal"
-    tau: Annotated[float, WithinRange(0.0, 0.95)] = 0.6
-    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
-    solver: Annotated[str, Choice(["euler", "heun", "rk4", "dopri5"])] = "euler"
-    steps: Annotated[int, WithinRange(1, 200)] = 4
-    schedule: Annotated[str, Choice(["uniform", "quadratic"])] = "uniform"
-    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
-    contrastTransfer: bool = False
-    noiseMatching: bool = False
-    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    tileSize: Annotated[int, WithinRange(64, 8192)] = 1024
+    # translation settings: choices and defaults from MedShiftLib.settings (MedShiftSlicer.parameters pairs the names)
+    tau: Annotated[float, WithinRange(0.0, 0.95)] = DEFAULTS["tau"]
+    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = DEFAULTS["guidance_scale"]
+    solver: Annotated[str, Choice(list(SOLVERS))] = DEFAULTS["solver"]
+    steps: Annotated[int, WithinRange(1, 200)] = DEFAULTS["steps"]
+    schedule: Annotated[str, Choice(list(SCHEDULES))] = DEFAULTS["schedule"]
+    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULTS["noise_renewal"]
+    contrastTransfer: bool = DEFAULTS["contrast_transfer"]
+    noiseMatching: bool = DEFAULTS["noise_matching"]
+    seed: Annotated[int, WithinRange(0, 2147483647)] = DEFAULTS["seed"]
+    device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
+    tileSize: Annotated[int, WithinRange(64, 8192)] = DEFAULTS["tile_size"]
     outputVolume: vtkMRMLScalarVolumeNode
     ctVolume: vtkMRMLScalarVolumeNode
     primaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
     secondaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
     sourceDetectorDistanceMm: Annotated[float, WithinRange(850.0, 1500.0)] = 1200.0
     detectorPixels: Annotated[int, WithinRange(64, 2048)] = 256
-    projectionDomain: Annotated[str, Choice(SIMULATOR_DOMAINS)] = "sim-low"
+    projectionDomain: Annotated[str, Choice(list(SIMULATOR_DOMAINS))] = SIMULATOR_DOMAINS[0]
 
 
 def frameSelection(parameterNode):
@@ -193,10 +189,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.tauRealismButton.connect("clicked()", lambda: self._setTau(0.3))
         self.ui.tauBalancedButton.connect("clicked()", lambda: self._setTau(0.45))
         self.ui.tauStructureButton.connect("clicked()", lambda: self._setTau(0.6))
-        self.ui.noisePresetButton.connect("clicked()", lambda: self._applyPreset("synthesiseNoise"))
-        self.ui.deterministicPresetButton.connect("clicked()", lambda: self._applyPreset("deterministic"))
-        self.ui.matchedContrastPresetButton.connect("clicked()", lambda: self._applyPreset("matchedContrast"))
-        self.ui.matchedNoisePresetButton.connect("clicked()", lambda: self._applyPreset("matchedContrastAndNoise"))
+        for buttonName, preset in PRESET_BUTTONS.items():
+            getattr(self.ui, buttonName).connect("clicked()", lambda preset=preset: self._applyPreset(preset))
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateDeviceInfo)
         self.ui.translateButton.connect("clicked(bool)", self.onTranslateButton)
         self.ui.projectButton.connect("clicked(bool)", self.onProjectButton)
@@ -255,8 +249,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.tau = value
 
     def _applyPreset(self, name: str) -> None:
-        for field, value in TRANSLATION_PRESETS[name].items():
-            setattr(self._parameterNode, field, value)
+        apply_preset(self._parameterNode, name)
 
     def onModelPathChanged(self, path: str) -> None:
         """Show the model's domains in the source/target lists (needs torch; explains when it is missing)."""
@@ -311,11 +304,11 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.translateButton.enabled = True
             return
         self.ui.translateButton.text = _("Translate")
-        problem = slicer_nodes.translation_input_problem(p.inputVolume, frameSelection(p), p.sourceDomain,
+        problem = node_translation.translation_input_problem(p.inputVolume, frameSelection(p), p.sourceDomain,
                                                          p.targetDomain)
         node = p.inputVolume
         if node is not None and node.GetImageData() is not None:
-            count = slicer_nodes.frame_count(node)
+            count = volume_nodes.frame_count(node)
             dims = node.GetImageData().GetDimensions()
             self.ui.inputInfoLabel.text = _("{cols} x {rows} pixels, {count} frame(s)").format(
                 cols=dims[0], rows=dims[1], count=count)
@@ -338,11 +331,9 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 0
             self.ui.progressBar.show()
             self.logic.startBackgroundTranslation(
-                p.inputVolume, p.sourceDomain, p.targetDomain, tau=p.tau, guidanceScale=p.guidanceScale,
-                solver=p.solver, steps=p.steps, schedule=p.schedule, noiseRenewal=p.noiseRenewal, seed=p.seed,
-                contrastTransfer=p.contrastTransfer, noiseMatching=p.noiseMatching,
-                device=p.device, tileSize=p.tileSize, modelPath=p.modelPath or None, frame=frameSelection(p),
-                outputNode=p.outputVolume, onProgress=self.onProgress, onFinished=self.onFinished)
+                p.inputVolume, settings_from_parameters(p), device=p.device, modelPath=p.modelPath or None,
+                frame=frameSelection(p), outputNode=p.outputVolume, onProgress=self.onProgress,
+                onFinished=self.onFinished)
         self._checkCanApply()
 
     def onProgress(self, done: int, total: int, message: str) -> None:
@@ -401,11 +392,11 @@ def ctkPathLineEditFiles():
 #
 
 class MedShiftLogic(ScriptedLoadableModuleLogic):
-    """Console API and the panel's background run. Takes nodes and plain values, never widgets.
+    """Console API and the panel's background run. Takes nodes, TranslationSettings and plain values, never widgets.
 
     Blocking (console): translateVolume, translateVolumes, translateFiles, projectCT, modelDomains.
     Background (panel): startBackgroundTranslation runs the same engine function in a child
-    PythonSlicer process (python -m MedShiftLib.slicer_nodes JOB_DIR), reads its PROGRESS lines, and
+    PythonSlicer process (python -m MedShiftSlicer.background_job JOB_DIR), reads its PROGRESS lines, and
     adds the output node only when the whole result is there; cancelBackgroundTranslation kills it.
     """
 
@@ -444,9 +435,9 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                     return False
         missing = self.missingPythonRequirements()
         if missing:
+            question = _("MedShift needs these Python packages: {packages}. Install them now (a few MB from PyPI)?")
             if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                    _("MedShift needs these Python packages: {packages}. Install them now (a few MB from PyPI)?").format(
-                        packages=", ".join(missing)), _("MedShift")):
+                    question.format(packages=", ".join(missing)), _("MedShift")):
                 return False
             slicer.util.pip_install(missing)
         return True
@@ -455,66 +446,46 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def modelDomains(self, modelPath=None) -> list:
         """Domain names of a checkpoint (None: the bundled model), in label order."""
-        return list(slicer_nodes.model_domains(modelPath))
+        return list(model_cache.model_domains(modelPath))
 
     def deviceDescription(self, device: str = "auto") -> str:
         """What `device` means on this computer, e.g. 'CUDA: NVIDIA RTX A4000' (or why it cannot be used)."""
         if importlib.util.find_spec("torch") is None:
             return _("PyTorch not installed yet")
-        from MedShiftLib.devices import describe_device, resolve_device
+        from MedShiftLib.engine.devices import describe_device, resolve_device
         try:
             return describe_device(resolve_device(device))
         except MedShiftError as exc:
             return str(exc)
 
-    @staticmethod
-    def translationSettings(sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler", steps=4,
-                            tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False,
-                            noiseMatching=False):
-        """TranslationSettings from plain values (imports the engine, hence torch)."""
-        from MedShiftLib.translation import TranslationSettings
-        return TranslationSettings(sourceDomain, targetDomain, tau=float(tau), guidance_scale=float(guidanceScale),
-                                   solver=solver, steps=int(steps), tile_size=int(tileSize), schedule=schedule,
-                                   noise_renewal=float(noiseRenewal), seed=int(seed),
-                                   contrast_transfer=bool(contrastTransfer), noise_matching=bool(noiseMatching))
-
     # ---- console API ---------------------------------------------------------------------------------
 
-    def translateVolume(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0, solver="euler",
-                        steps=4, device="auto", modelPath=None, outputNode=None, progressCallback=None,
-                        cancelToken=None, frame=None, tileSize=1024, schedule="uniform", noiseRenewal=0.0, seed=0,
-                        contrastTransfer=False, noiseMatching=False):
-        """Translate a radiograph volume node and return the output node (blocking).
+    def translateVolume(self, inputNode, settings: TranslationSettings, modelPath=None, device="auto", frame=None,
+                        outputNode=None, progressCallback=None, cancelToken=None):
+        """Translate a radiograph volume node with `settings` and return the output node (blocking).
 
+        settings: MedShiftLib.settings.TranslationSettings, e.g. TranslationSettings("sim-low", "clinical-normal",
+        tau=0.45), or TranslationSettings(...).with_preset("matched-contrast-and-noise") for a panel preset.
         The output lies on the input's grid (same spacing, origin and directions), holds the input's value
         range and type, and is named like 'XR sim-low->clinical-normal tau0.6' unless `outputNode` is given.
         frame: None for a single radiograph, 'all' to translate every frame of a cine into a volume of the
         same shape, or a frame number. progressCallback(done, total) counts solver steps; cancelToken
-        (MedShiftLib.ode_solvers.CancelToken) stops the run with TranslationCancelled and adds no node.
-        noiseRenewal (0-1) with schedule="quadratic", steps=8 lets the model synthesise the target's noise;
-        the seed makes that repeatable. contrastTransfer first gives the image the target domain's grey levels
-        and multi-scale contrast, noiseMatching finally its noise power spectrum (seeded; the model must record
-        them: `medshift domain-contrast`).
+        (MedShiftLib.engine.ode_solvers.CancelToken) stops the run with TranslationCancelled and adds no node.
         """
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
-        return slicer_nodes.translate_volume_node(inputNode, settings, model_path=modelPath, device=device,
-                                                  frame=frame, output_node=outputNode, progress=progressCallback,
-                                                  cancel=cancelToken)
+        return node_translation.translate_volume_node(inputNode, settings, model_path=modelPath, device=device,
+                                                      frame=frame, output_node=outputNode, progress=progressCallback,
+                                                      cancel=cancelToken)
 
-    def translateVolumes(self, inputNodes, sourceDomain, targetDomain, **kwargs):
+    def translateVolumes(self, inputNodes, settings: TranslationSettings, **kwargs):
         """Translate several volume nodes with the same settings; returns the output nodes in order."""
-        return [self.translateVolume(node, sourceDomain, targetDomain, **kwargs) for node in inputNodes]
+        return [self.translateVolume(node, settings, **kwargs) for node in inputNodes]
 
-    def translateFiles(self, pathsOrFolder, outDir, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
-                       solver="euler", steps=4, device="auto", modelPath=None, frame=None, tileSize=1024,
-                       schedule="uniform", noiseRenewal=0.0, seed=0, contrastTransfer=False, noiseMatching=False):
+    def translateFiles(self, pathsOrFolder, outDir, settings: TranslationSettings, modelPath=None, device="auto",
+                       frame=None):
         """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
-        from MedShiftLib.batch_translation import collect_inputs, translate_files
+        from MedShiftLib.pipeline.file_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
         return translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath, device=device,
                                frame=frame)
 
@@ -524,8 +495,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
         primaryAngleDeg: LAO (+) / RAO (-); secondaryAngleDeg: cranial (+) / caudal (-); both within +-40.
         """
-        return slicer_nodes.project_ct_node(ctNode, primaryAngleDeg, secondaryAngleDeg, sourceDetectorDistanceMm,
-                                            int(detectorPixels), domain=domain)
+        return ct_projection.project_ct_node(ctNode, primaryAngleDeg, secondaryAngleDeg, sourceDetectorDistanceMm,
+                                             int(detectorPixels), domain=domain)
 
     # ---- background run (panel) ------------------------------------------------------------------------
 
@@ -534,33 +505,29 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         """True while a background translation runs."""
         return self._process is not None
 
-    def startBackgroundTranslation(self, inputNode, sourceDomain, targetDomain, tau=0.6, guidanceScale=1.0,
-                                   solver="euler", steps=4, device="auto", tileSize=1024, modelPath=None, frame=None,
-                                   outputNode=None, onProgress=None, onFinished=None, schedule="uniform",
-                                   noiseRenewal=0.0, seed=0, contrastTransfer=False, noiseMatching=False) -> None:
+    def startBackgroundTranslation(self, inputNode, settings: TranslationSettings, device="auto", modelPath=None,
+                                   frame=None, outputNode=None, onProgress=None, onFinished=None) -> None:
         """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
 
         onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
         outOfMemory) runs once at the end (outputNode None on error or cancel)."""
         if self.isRunning:
             raise MedShiftError("a translation is already running; wait for it or cancel it")
-        slicer_nodes.check_output_node(inputNode, outputNode)
-        frames = slicer_nodes.volume_frames(inputNode, frame)
-        settings = self.translationSettings(sourceDomain, targetDomain, tau, guidanceScale, solver, steps, tileSize,
-                                            schedule, noiseRenewal, seed, contrastTransfer, noiseMatching)
-        settings.validated(slicer_nodes.read_model_info(modelPath))  # domain and option errors before starting
+        volume_nodes.check_output_node(inputNode, outputNode)
+        frames = volume_nodes.volume_frames(inputNode, frame)
+        model_cache.read_model_info(modelPath).validate(settings)  # domain and option errors before starting
         jobDir = tempfile.mkdtemp(prefix="MedShift-", dir=slicer.app.temporaryPath)
-        slicer_nodes.write_translation_job(jobDir, frames, settings, modelPath, device)
+        background_job.write_translation_job(jobDir, frames, settings, modelPath, device)
         self._job = dict(dir=jobDir, frames=frames, input=inputNode, output=outputNode, frame=frame, settings=settings,
                          onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), error="",
                          cancelled=False, buffer="", device="")
         process = qt.QProcess()
-        process.setWorkingDirectory(os.path.dirname(__file__))  # so `-m MedShiftLib...` finds the engine
+        process.setWorkingDirectory(os.path.dirname(__file__))  # so `-m MedShiftSlicer...` finds the worker
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
         process.connect("readyReadStandardOutput()", self._onProcessOutput)
         process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
         self._process = process
-        process.start(pythonSlicerExecutable(), ["-m", "MedShiftLib.slicer_nodes", jobDir])
+        process.start(pythonSlicerExecutable(), ["-m", "MedShiftSlicer.background_job", jobDir])
 
     def cancelBackgroundTranslation(self) -> None:
         """Stop the running translation (kills the child); no node is added."""
@@ -573,10 +540,11 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         job["buffer"] += bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
         *lines, job["buffer"] = job["buffer"].split("\n")
         for line in lines:
-            kind, value = slicer_nodes.parse_worker_line(line)
+            kind, value = background_job.parse_worker_line(line)
             if kind == "progress" and job["onProgress"]:
                 done, total = value
-                eta = slicer_nodes.format_eta(slicer_nodes.eta_seconds(time.monotonic() - job["started"], done, total))
+                eta = background_job.format_eta(
+                    background_job.eta_seconds(time.monotonic() - job["started"], done, total))
                 job["onProgress"](done, total, f"step {done}/{total} on {job['device'] or 'device'}  {eta}".strip())
             elif kind == "device":
                 job["device"] = value
@@ -594,21 +562,22 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             if job["cancelled"]:
                 error = self.CANCELLED_MESSAGE
             elif exitCode == 0 and exitStatus == qt.QProcess.NormalExit:
-                translated = slicer_nodes.read_translation_result(job["dir"], job["frames"])
+                translated = background_job.read_translation_result(job["dir"], job["frames"])
                 node = job["input"]
-                outputNode = slicer_nodes.add_translated_volume(
-                    node.GetScene(), translated, slicer_nodes.output_geometry(node, job["frames"], job["frame"]),
-                    slicer_nodes.output_name(node.GetName(), job["settings"], job["frame"]), job["output"], like=node)
+                outputNode = volume_nodes.add_translated_volume(
+                    node.GetScene(), translated, volume_nodes.output_geometry(node, job["frames"], job["frame"]),
+                    node_translation.output_name(node.GetName(), job["settings"], job["frame"]), job["output"],
+                    like=node)
             elif not error:
-                error = _("The translation process stopped unexpectedly (exit code {code}); see the Python console.").format(
-                    code=exitCode)
+                error = _("The translation process stopped unexpectedly (exit code {code}); see the Python "
+                          "console.").format(code=exitCode)
         except MedShiftError as exc:
             error = str(exc)
         finally:
             shutil.rmtree(job["dir"], ignore_errors=True)
             process.deleteLater()
         if job["onFinished"]:
-            job["onFinished"](outputNode, error, exitCode == slicer_nodes.EXIT_OUT_OF_MEMORY)
+            job["onFinished"](outputNode, error, exitCode == background_job.EXIT_OUT_OF_MEMORY)
 
     # ---- display ---------------------------------------------------------------------------------------
 
@@ -677,7 +646,8 @@ class MedShiftTest(ScriptedLoadableModuleTest):
         source, target = ("sim-low", "clinical-normal") if {"sim-low", "clinical-normal"} <= set(domains) \
             else (domains[0], domains[-1])
         steps = []
-        outputNode = logic.translateVolume(inputNode, source, target, tau=0.6, steps=2, device="cpu",
+        outputNode = logic.translateVolume(inputNode, TranslationSettings(source, target, tau=0.6, steps=2),
+                                           device="cpu",
                                            progressCallback=lambda done, total: steps.append((done, total)))
         after = slicer.util.arrayFromVolume(outputNode)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputNode), before)
@@ -705,8 +675,8 @@ class MedShiftTest(ScriptedLoadableModuleTest):
 
         self.assertTrue(MedShiftLogic().setupPythonRequirements(askConfirmation=False))
         logic = MedShiftLogic()
-        volume = slicer.util.addVolumeFromArray(np.random.default_rng(0).integers(0, 1000, (8, 32, 32)).astype(np.int16),
-                                                name="volume")
+        stack = np.random.default_rng(0).integers(0, 1000, (8, 32, 32)).astype(np.int16)
+        volume = slicer.util.addVolumeFromArray(stack, name="volume")
         radiograph = slicer.util.addVolumeFromArray(np.arange(32 * 32, dtype=np.uint16).reshape(1, 32, 32),
                                                     name="radiograph")
         colour = slicer.util.addVolumeFromArray(np.zeros((1, 8, 8, 3), np.uint8), name="colour",
@@ -714,10 +684,10 @@ class MedShiftTest(ScriptedLoadableModuleTest):
         count = slicer.mrmlScene.GetNumberOfNodes()
         domains = logic.modelDomains()
         with self.assertRaisesRegex(InputImageError, "8 slices"):
-            logic.translateVolume(volume, domains[0], domains[-1], device="cpu")
+            logic.translateVolume(volume, TranslationSettings(domains[0], domains[-1]), device="cpu")
         with self.assertRaisesRegex(DomainError, "this model knows"):
-            logic.translateVolume(radiograph, "no-such-domain", domains[-1], device="cpu")
+            logic.translateVolume(radiograph, TranslationSettings("no-such-domain", domains[-1]), device="cpu")
         with self.assertRaisesRegex(InputImageError, "Vector to Scalar Volume"):
-            logic.translateVolume(colour, domains[0], domains[-1], device="cpu")
+            logic.translateVolume(colour, TranslationSettings(domains[0], domains[-1]), device="cpu")
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
         self.delayDisplay("Error test passed")

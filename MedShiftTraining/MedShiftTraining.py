@@ -46,15 +46,16 @@ MedShift follows Caetano, Viviers et al., ICCV 2025 workshops (arXiv 2508.21435)
 
 
 class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
-    """Builds a TrainingConfig and calls MedShiftLib.trainer.train (the code `medshift train` runs)."""
+    """Builds a TrainingConfig and calls MedShiftLib.training.run.train (the code `medshift train` runs)."""
 
     def train(self, dataDir, outDir, progress=True, **options):
         """Train (or resume, resume=True) on dataDir into outDir; returns the path of the best checkpoint.
 
         options are TrainingConfig fields: resolution, preset, batch_size, steps, learning_rate, coupling,
-        device, seed, ... (see MedShiftLib.trainer.TrainingConfig)."""
+        device, seed, ... (see MedShiftLib.training.config.TrainingConfig)."""
         _ensureMedShiftLibImportable()
-        from MedShiftLib.trainer import TrainingConfig, train
+        from MedShiftLib.training.config import TrainingConfig
+        from MedShiftLib.training.run import train
         return train(TrainingConfig(data_dir=str(dataDir), out_dir=str(outDir), **options), progress=progress)
 
     @staticmethod
@@ -82,7 +83,8 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
 
         _ensureMedShiftLibImportable()
         from MedShiftLib.errors import MedShiftError
-        from MedShiftLib.trainer import add_training_arguments, train_from_arguments
+        from MedShiftLib.training.config import add_training_arguments
+        from MedShiftLib.training.run import train_from_arguments
 
         parser = argparse.ArgumentParser(
             prog="MedShiftTraining.py", description="Train a MedShift checkpoint (same options as `medshift train`; "

@@ -7,8 +7,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from MedShiftLib.checkpoint import CheckpointInfo, save_checkpoint
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+from MedShiftLib.engine.checkpoint import CheckpointInfo, save_checkpoint
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset
 
 
 def write_tiny_checkpoint(path: Path, domains=("a", "b", "c"), resolution: int = 32, seed: int = 0) -> Path:

@@ -1,12 +1,16 @@
 """The bundled model: present, small enough to ship, honest about its data, and a working translator."""
 import numpy as np
 
-from MedShiftLib.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, read_checkpoint_info
-from MedShiftLib.domain_rendering import SIMULATOR_DOMAINS, to_uint16
-from MedShiftLib.image_quality import flat_patch_corners, model_range, noise_power_spectrum, ssim
-from MedShiftLib.radiograph import RadiographImage
-from MedShiftLib.simulation import simulate_view
-from MedShiftLib.translation import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings, translate_image
+from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, read_checkpoint_info
+from MedShiftLib.engine.domain_statistics import statistics_path
+from MedShiftLib.evaluation.image_quality import model_range, ssim
+from MedShiftLib.io.radiograph import RadiographImage
+from MedShiftLib.pipeline.image_translation import translate_image
+from MedShiftLib.postprocess.noise_power import flat_patch_corners, noise_power_spectrum
+from MedShiftLib.settings import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings
+from MedShiftLib.simulator.domain_rendering import to_uint16
+from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
+from MedShiftLib.simulator.simulation import simulate_view
 
 PATH = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
 
@@ -20,6 +24,14 @@ def test_bundled_model_is_shipped_with_its_provenance():
     assert provenance["trained_on"] == "simulated data"
     assert "medshift simulate" in provenance["data_command"] and "medshift train" in provenance["train_command"]
     assert provenance["steps"] > 0 and provenance["metrics"]["validation_loss"] > 0
+
+
+def test_bundled_model_ships_its_domain_statistics_beside_the_weights():
+    assert statistics_path(PATH).is_file(), "the bundled model's statistics file is missing"
+    info = read_checkpoint_info(PATH)
+    assert info.statistics is not None and info.statistics.noise_power is not None
+    assert info.statistics_provenance["images_per_domain"] == 200
+    assert set(info.statistics.quantiles) == set(info.domains)
 
 
 def test_bundled_model_moves_sim_low_towards_the_clinical_rendering_of_the_same_view():
@@ -63,7 +75,7 @@ def test_contrast_transfer_brings_the_bundled_models_translation_closer_to_the_c
     unseen view comes closer to the noise-free clinical rendering than at the default settings (0.854 vs
     0.756 measured), because the flow alone keeps the simulator's contrast at the 2-16 px scales."""
     model, info = load_checkpoint(PATH)
-    assert info.contrast is not None
+    assert info.statistics is not None
     view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     target = model_range(view.clean_images["clinical-normal"])

@@ -6,10 +6,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from MedShiftLib.checkpoint import (CHECKPOINT_FORMAT, CheckpointInfo, load_checkpoint, read_checkpoint_info,
-                                    save_checkpoint)
+from MedShiftLib.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointInfo,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset
 from MedShiftLib.errors import CheckpointError, DomainError
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
 
 DOMAINS = ("sim-low", "clinical-normal")
 
@@ -121,3 +126,67 @@ def test_saving_refuses_mismatched_domain_count():
     info.domains = ("only-one",)
     with pytest.raises(ValueError):
         save_checkpoint("/nonexistent/x.safetensors", model.state_dict(), info)
+
+
+def _statistics(domains=DOMAINS, level=0.0):
+    from MedShiftLib.engine.domain_statistics import NPS_BINS, QUANTILE_COUNT, DomainStatistics
+
+    quantiles = {d: tuple(level + k / QUANTILE_COUNT for k in range(QUANTILE_COUNT)) for d in domains}
+    band_rms = {s: {t: (0.1, 0.2) for t in domains} for s in domains}
+    return DomainStatistics((1.0, 2.0), quantiles, band_rms, {d: (0.01,) * (NPS_BINS - 1) for d in domains})
+
+
+def test_domain_statistics_live_beside_the_weights_and_rewriting_them_leaves_the_weights_alone(tmp_path):
+    from MedShiftLib.engine.domain_statistics import read_statistics, statistics_path, write_statistics
+
+    model, info = _model_and_info()
+    info.statistics = _statistics()
+    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), info)
+    sidecar = tmp_path / "m.stats.json"
+    assert statistics_path(path) == sidecar and sidecar.is_file()
+    assert "domain_contrast" not in json.loads(json.loads(_header(path))["__metadata__"]["medshift"])
+    assert read_checkpoint_info(path).statistics == info.statistics
+    weights = path.read_bytes()
+    write_statistics(sidecar, _statistics(level=0.5), DOMAINS, {"data_dir": "elsewhere"})
+    assert path.read_bytes() == weights
+    assert read_checkpoint_info(path).statistics == _statistics(level=0.5)
+    assert read_statistics(sidecar, DOMAINS)[1] == {"data_dir": "elsewhere"}
+    info.statistics = None  # a checkpoint without statistics takes away a stale statistics file
+    save_checkpoint(path, model.state_dict(), info)
+    assert not sidecar.exists() and read_checkpoint_info(path).statistics is None
+
+
+def test_single_file_checkpoints_with_statistics_in_the_metadata_are_still_read(tmp_path):
+    from MedShiftLib.engine.checkpoint import save_safetensors_atomically
+
+    model, info = _model_and_info()
+    legacy = json.loads(info.to_json()) | {"domain_contrast": _statistics().to_dict()}
+    path = tmp_path / "old.safetensors"
+    save_safetensors_atomically({k: v.contiguous() for k, v in model.state_dict().items()},
+                                {"format": CHECKPOINT_FORMAT, "medshift": json.dumps(legacy)}, path)
+    assert read_checkpoint_info(path).statistics == _statistics()
+    _, loaded = load_checkpoint(path)
+    assert loaded.statistics == _statistics()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "unreadable domain statistics"),
+    (json.dumps({"format": "something-else"}), "not a MedShift domain statistics file"),
+    (json.dumps({"format": "medshift-domain-statistics", "format_version": 9}), "format version 9"),
+    (json.dumps({"format": "medshift-domain-statistics", "format_version": 1, "domains": ["x", "y"],
+                 "statistics": {}}), "measure them again for this model"),
+    (json.dumps({"format": "medshift-domain-statistics", "format_version": 1, "domains": list(DOMAINS),
+                 "statistics": {"band_sigmas_px": 3}}), "band_sigmas_px must be a non-empty list"),
+])
+def test_a_corrupt_or_foreign_statistics_file_is_refused_with_the_reason(tmp_path, content, message):
+    model, info = _model_and_info()
+    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), info)
+    (tmp_path / "m.stats.json").write_text(content)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint_info(path)
+
+
+def _header(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return f.read(n)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from helpers import write_png_domains, write_tiny_checkpoint
+
 from MedShiftLib.cli import main
 
 
@@ -161,11 +161,12 @@ def test_demo_writes_input_translation_reference_and_picture(tmp_path, capsys):
 
 def test_demo_adds_matched_contrast_and_noise_panels_when_the_model_records_its_statistics(tmp_path):
     from PIL import Image
-    from MedShiftLib.checkpoint import load_checkpoint, save_checkpoint
-    from MedShiftLib.contrast_transfer import measure_domain_contrast
+
+    from MedShiftLib.engine.checkpoint import load_checkpoint, save_checkpoint
+    from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics
     plain = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim-low", "clinical-normal"), resolution=32)
     model, info = load_checkpoint(plain)
-    info.contrast = measure_domain_contrast({"sim-low": torch.randn(2, 1, 32, 32),
+    info.statistics = measure_domain_statistics({"sim-low": torch.randn(2, 1, 32, 32),
                                              "clinical-normal": 2 * torch.randn(2, 1, 32, 32)})
     save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path / "c.safetensors")]) == 0

@@ -5,17 +5,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import write_png_domains, write_tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
-from helpers import write_png_domains, write_tiny_checkpoint
-from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from MedShiftLib.cli import main
-from MedShiftLib.contrast_transfer import (BAND_SIGMAS_PX, QUANTILE_COUNT, DomainContrast, band_rms, detail_bands,
-                                           gaussian_blur, map_grey_levels, measure_domain_contrast,
-                                           transfer_contrast)
-from MedShiftLib.domain_contrast import record_domain_contrast
+from MedShiftLib.engine.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from MedShiftLib.engine.domain_statistics import QUANTILE_COUNT, DomainStatistics, statistics_path
 from MedShiftLib.errors import CheckpointError, DataFolderError, MedShiftError
-from MedShiftLib.translation import TranslationSettings, translate_batch
+from MedShiftLib.pipeline.image_translation import translate_batch
+from MedShiftLib.postprocess.contrast_transfer import (
+    BAND_SIGMAS_PX,
+    band_gains,
+    band_rms,
+    detail_bands,
+    gaussian_blur,
+    map_grey_levels,
+    measure_domain_statistics,
+    transfer_contrast,
+)
+from MedShiftLib.settings import TranslationSettings
+from MedShiftLib.training.domain_statistics import record_domain_statistics
 
 GAINS = (1.0, 2.5, 2.0, 1.0, 1.0)  # the "vendor processing" of the synthetic target domain below
 
@@ -44,7 +53,8 @@ def test_blur_is_scipys_gaussian_with_edge_replication():
 def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differences_between_images():
     rng = np.random.default_rng(2)
     levels = np.linspace(0, 1, QUANTILE_COUNT)
-    source_q, target_q = np.quantile(rng.uniform(-1, 1, 100_000), levels), np.quantile(rng.normal(0.2, 0.3, 100_000), levels)
+    source_q = np.quantile(rng.uniform(-1, 1, 100_000), levels)
+    target_q = np.quantile(rng.normal(0.2, 0.3, 100_000), levels)
     typical = torch.from_numpy(rng.uniform(-1, 1, (1, 1, 64, 64))).float()
     darker = typical - 0.3
     out = map_grey_levels(torch.cat([typical, darker]), source_q, target_q)
@@ -59,11 +69,11 @@ def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differ
 
 def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
     source, target = smooth_fields(12, seed=2), processed(smooth_fields(12, seed=3))  # different images
-    contrast = measure_domain_contrast({"sim": source, "clinical": target})
-    gains = contrast.gains("sim", "clinical").numpy()
+    contrast = measure_domain_statistics({"sim": source, "clinical": target})
+    gains = band_gains(contrast, "sim", "clinical").numpy()
     assert gains[0] == 1.0  # the finest band is the flow's business
     assert min(gains[1], gains[2]) > 1.1 > max(gains[3], gains[4])  # boosted where the domain boosts
-    assert np.allclose(contrast.gains("clinical", "clinical").numpy(), 1.0)
+    assert np.allclose(band_gains(contrast, "clinical", "clinical").numpy(), 1.0)
     fresh = smooth_fields(4, seed=4)
     truth = processed(fresh)
     transferred = transfer_contrast(fresh, contrast, "sim", "clinical")
@@ -77,42 +87,44 @@ def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
 def test_statistics_round_trip_through_a_checkpoint_and_hostile_entries_are_refused(tmp_path):
     path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim", "clinical"))
     model, info = load_checkpoint(path)
-    info.contrast = measure_domain_contrast({"sim": smooth_fields(3, 5, 48), "clinical": smooth_fields(3, 6, 48)})
+    info.statistics = measure_domain_statistics({"sim": smooth_fields(3, 5, 48), "clinical": smooth_fields(3, 6, 48)})
     save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
-    assert read_checkpoint_info(tmp_path / "c.safetensors").contrast == info.contrast
-    good = info.contrast.to_dict()
+    assert read_checkpoint_info(tmp_path / "c.safetensors").statistics == info.statistics
+    good = info.statistics.to_dict()
     bad_entries = {
         "NaN quantile": good | {"quantiles": good["quantiles"] | {"sim": [float("nan")] * QUANTILE_COUNT}},
         "short quantiles": good | {"quantiles": good["quantiles"] | {"sim": [0.0, 1.0]}},
-        "falling quantiles": good | {"quantiles": good["quantiles"] | {"sim": list(np.linspace(1, -1, QUANTILE_COUNT))}},
+        "falling quantiles": good | {"quantiles": good["quantiles"]
+                                     | {"sim": list(np.linspace(1, -1, QUANTILE_COUNT))}},
         "missing domain": good | {"band_rms": {"sim": good["band_rms"]["sim"]}},
         "negative sigma": good | {"band_sigmas_px": [-1.0, 2.0, 4.0, 8.0, 16.0]},
         "not an object": [1, 2, 3],
     }
-    for name, entry in bad_entries.items():
-        with pytest.raises(CheckpointError, match="domain_contrast"):
-            DomainContrast.from_dict(json.loads(json.dumps(entry)), ("sim", "clinical"))
+    for _name, entry in bad_entries.items():
+        with pytest.raises(CheckpointError, match="domain statistics"):
+            DomainStatistics.from_dict(json.loads(json.dumps(entry)), ("sim", "clinical"))
 
 
 def test_translation_with_contrast_transfer_translates_the_transferred_image(tmp_path):
     path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim", "clinical"))
     model, info = load_checkpoint(path)
-    contrast = measure_domain_contrast({"sim": smooth_fields(3, 7, 32), "clinical": processed(smooth_fields(3, 8, 32))})
+    contrast = measure_domain_statistics({"sim": smooth_fields(3, 7, 32),
+                                          "clinical": processed(smooth_fields(3, 8, 32))})
     x = smooth_fields(2, 9, 32)
     labels = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
     on = TranslationSettings("sim", "clinical", steps=2, contrast_transfer=True)
     off = TranslationSettings("sim", "clinical", steps=2)
-    with_transfer = translate_batch(model, x, *labels, on, contrast=contrast)
+    with_transfer = translate_batch(model, x, *labels, on, statistics=contrast)
     expected = translate_batch(model, transfer_contrast(x, contrast, "sim", "clinical"), *labels, off)
     assert torch.allclose(with_transfer, expected)
     assert not torch.allclose(with_transfer, translate_batch(model, x, *labels, off), atol=1e-3)
     with pytest.raises(MedShiftError, match="domain-contrast"):
-        on.validated(info)  # this checkpoint records no statistics
+        info.validate(on)  # this checkpoint records no statistics
     with pytest.raises(MedShiftError, match="statistics"):
         translate_batch(model, x, *labels, on)
 
 
-def test_domain_contrast_command_writes_a_new_checkpoint_and_never_the_input(tmp_path, capsys):
+def test_domain_contrast_command_writes_statistics_and_never_the_weights(tmp_path, capsys):
     data = write_png_domains(tmp_path / "data", domains=("a", "b"), subjects=3, views=1, size=48)
     model_path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("a", "b"))
     before = model_path.read_bytes()
@@ -122,12 +134,22 @@ def test_domain_contrast_command_writes_a_new_checkpoint_and_never_the_input(tmp
     model, info = load_checkpoint(out)
     original, _ = load_checkpoint(model_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
-    assert info.contrast is not None and info.provenance["domain_contrast"]["images_per_domain"] == 200
-    assert main(["info", str(out)]) == 0 and "recorded" in capsys.readouterr().out
+    assert info.statistics is not None and info.statistics_provenance["images_per_domain"] == 200
+    assert out.read_bytes() == before  # a byte-for-byte copy of the weights; the statistics sit beside it
+    assert main(["info", str(out)]) == 0 and "with_contrast.stats.json" in capsys.readouterr().out
+    # without --out the model's own statistics file is written, once; --overwrite measures again
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data)]) == 0
+    assert model_path.read_bytes() == before and read_checkpoint_info(model_path).statistics == info.statistics
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--overwrite",
+                 "--images-per-domain", "1"]) == 0
+    assert read_checkpoint_info(model_path).statistics != info.statistics
+    statistics_path(model_path).unlink()
     assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--out", str(model_path)]) == 2
     assert "another file" in capsys.readouterr().err
     with pytest.raises(DataFolderError, match="no images for domain"):
-        record_domain_contrast(write_tiny_checkpoint(tmp_path / "abc.safetensors", domains=("a", "b", "c")), data,
+        record_domain_statistics(write_tiny_checkpoint(tmp_path / "abc.safetensors", domains=("a", "b", "c")), data,
                                tmp_path / "x.safetensors")
     image = tmp_path / "data" / "a" / "s0_v0.png"
     assert main(["translate", str(image), "--out", str(tmp_path / "o1"), "--model", str(model_path), "--source", "a",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from MedShiftLib.couplings import (
+from MedShiftLib.engine.couplings import (
     COUPLINGS,
     FlowSample,
     IndependentCoupling,
@@ -186,6 +186,7 @@ def test_drawn_partners_follow_the_plan_columns():
     assert (draws[:, 0] != 2).all()  # zero-probability partner is never drawn
 
 
+@pytest.mark.slow
 def test_bridge_coupling_samples_partners_from_the_entropic_plan():
     x1 = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]).view(3, 1, 1, 2)
     coupling = SchrodingerBridgeCoupling(sigma=0.6)

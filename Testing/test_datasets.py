@@ -1,4 +1,4 @@
-"""Training-data loader: folder scanning, subject split, items, reproducible crops, multi-worker loading."""
+"""Data folders and the training data set: folder scanning, subject split, items, reproducible crops and loading."""
 from __future__ import annotations
 
 import csv
@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import DataLoader
 
-from MedShiftLib.datasets import (
-    RadiographDomainDataset,
-    class_balanced_weights,
-    make_data_loader,
-    scan_data_folder,
-    split_by_subject,
-    subject_from_file_name,
-)
 from MedShiftLib.errors import DataFolderError, DomainError
+from MedShiftLib.io.data_folder import ImageRecord, scan_data_folder, split_by_subject, subject_from_file_name
+from MedShiftLib.training.dataset import RadiographDomainDataset
+from MedShiftLib.training.sampling import EpochPermutationSampler
 
 
 def write_png(path, seed, shape=(40, 56)):
@@ -133,8 +128,6 @@ def test_validation_is_the_centre_square(tmp_path):
     pixels = np.zeros((20, 40), np.uint8)
     pixels[:, 10:30] = np.arange(20, dtype=np.uint8)[:, None] * 10  # centre 20x20: a vertical ramp
     sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / "a_1.png"))
-    from MedShiftLib.datasets import ImageRecord
-
     dataset = RadiographDomainDataset([ImageRecord(tmp_path / "a_1.png", "x", "a")], ["x", "y"], 20, train=False)
     image = dataset[0][0][0].numpy()
     assert np.all(np.diff(image[:, 10]) > 0)  # ramp kept, and no black side band got into the crop
@@ -159,10 +152,17 @@ def test_loader_with_workers_is_reproducible_and_matches_single_process(data_roo
     train, _ = split_by_subject(folder, 0.2, seed=0)
 
     def epochs(num_workers, seed):
+        """Two epochs as the trainer loads them: its sampler, the dataset's epoch set before each."""
         dataset = RadiographDomainDataset(train, folder.domains, 16, train=True, seed=seed)
-        loader = make_data_loader(dataset, batch_size=4, shuffle=True, num_workers=num_workers, seed=seed,
-                                  drop_last=True)
-        return [torch.cat([x for x, _ in loader]) for _ in range(2)], [torch.cat([y for _, y in loader])]
+        images, labels = [], []
+        for epoch in range(2):
+            dataset.set_epoch(epoch)
+            loader = DataLoader(dataset, batch_size=4, sampler=EpochPermutationSampler(len(dataset), seed, epoch),
+                                drop_last=True, num_workers=num_workers)
+            batches = list(loader)
+            images.append(torch.cat([x for x, _ in batches]))
+            labels.append(torch.cat([y for _, y in batches]))
+        return images, labels
 
     (first, second), labels = epochs(2, seed=11)
     assert first.shape == (len(train) // 4 * 4, 1, 16, 16) and labels[0].dtype == torch.int64
@@ -172,18 +172,3 @@ def test_loader_with_workers_is_reproducible_and_matches_single_process(data_roo
     torch.testing.assert_close(second, again_second)
     (single_first, _), _ = epochs(0, seed=11)
     torch.testing.assert_close(first, single_first)
-
-
-def test_class_balanced_sampler_draws_domains_evenly(data_root):
-    folder = scan_data_folder(data_root)
-    unbalanced = [r for r in folder.records if r.domain != "clinical" or r.subject == "s0000"]
-    weights = class_balanced_weights(unbalanced, folder.domains)
-    sums = {d: float(sum(w for w, r in zip(weights, unbalanced) if r.domain == d)) for d in folder.domains}
-    assert all(abs(s - 1.0) < 1e-9 for s in sums.values())
-    dataset = RadiographDomainDataset(unbalanced, folder.domains, 8, train=True)
-    sampler = WeightedRandomSampler(weights, num_samples=600, replacement=True)
-    loader = make_data_loader(dataset, batch_size=50, shuffle=False, num_workers=0, seed=3, drop_last=False,
-                              sampler=sampler)
-    labels = torch.cat([y for _, y in loader])
-    counts = torch.bincount(labels, minlength=3).float() / len(labels)
-    assert torch.all((counts - 1 / 3).abs() < 0.08)

@@ -5,13 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
-from helpers import write_tiny_checkpoint
-from MedShiftLib.ddib import load_ddib_models, parse_ddib_models, translate_ddib
+from MedShiftLib.engine.ode_solvers import IntegrationStats, integrate
+from MedShiftLib.engine.translation import guided_velocity
 from MedShiftLib.errors import MedShiftError
-from MedShiftLib.ode_solvers import IntegrationStats, integrate
-from MedShiftLib.translation import TranslationSettings, guided_velocity
+from MedShiftLib.evaluation.ddib import load_ddib_models, parse_ddib_models, translate_ddib
+from MedShiftLib.settings import TranslationSettings
 
 DOMAINS = ("a", "b", "c")
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import write_png_domains
-from MedShiftLib.checkpoint import load_checkpoint
-from MedShiftLib.distributed import REPLICA_DIGEST_ENV, ProcessPlace, replica_digest
-from MedShiftLib.trainer import EpochPermutationSampler, _step_generator
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+
+from MedShiftLib.engine.checkpoint import load_checkpoint
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset
+from MedShiftLib.training.distributed import REPLICA_DIGEST_ENV, ProcessPlace, replica_digest
+from MedShiftLib.training.sampling import EpochPermutationSampler, step_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,9 +42,9 @@ def test_a_global_batch_that_the_processes_cannot_share_is_refused():
 
 
 def test_every_process_draws_its_own_noise_and_rank_0_draws_the_single_process_noise():
-    draws = [torch.randn(4, generator=_step_generator(5, 12, rank)) for rank in range(3)]
+    draws = [torch.randn(4, generator=step_generator(5, 12, rank)) for rank in range(3)]
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
-    assert torch.equal(draws[0], torch.randn(4, generator=_step_generator(5, 12)))
+    assert torch.equal(draws[0], torch.randn(4, generator=step_generator(5, 12)))
 
 
 def test_a_process_not_started_by_torchrun_is_a_group_of_one(monkeypatch):
@@ -65,6 +65,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_end_with_identical_weights_and_one_writer(tmp_path):
     data = write_png_domains(tmp_path / "data", domains=("a", "b"), subjects=4, views=2, size=48)
     run, digests = tmp_path / "run", tmp_path / "digests"
@@ -92,5 +93,5 @@ def test_two_processes_under_torchrun_end_with_identical_weights_and_one_writer(
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, steps + 1))
     assert {p.name for p in run.iterdir()} == {"latest.safetensors", "best.safetensors", "training_state.safetensors",
-                                               "log.jsonl", "loss_curve.png", "samples_step2.png",
-                                               "samples_step4.png"}
+                                               "latest.stats.json", "best.stats.json", "log.jsonl", "loss_curve.png",
+                                               "samples_step2.png", "samples_step4.png"}

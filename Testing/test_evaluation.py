@@ -6,25 +6,41 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import write_tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
-from helpers import write_tiny_checkpoint
-from MedShiftLib.baselines import (contrast_noise_baseline, domain_statistics, histogram_noise_baseline,
-                                  sdedit_batch)
-from MedShiftLib.noise_matching import image_nps, shaped_noise
-from MedShiftLib.contrast_transfer import measure_domain_contrast
-from MedShiftLib.checkpoint import load_checkpoint
 from MedShiftLib.cli import main
-from MedShiftLib.ddib import load_ddib_models
-from MedShiftLib.domain_contrast import record_domain_contrast
-from MedShiftLib.domain_classifier import (ClassifierTraining, accuracy, classify, load_domain_classifier,
-                                           save_domain_classifier, train_domain_classifier)
+from MedShiftLib.engine.checkpoint import load_checkpoint
 from MedShiftLib.errors import CheckpointError, DataFolderError, MedShiftError
-from MedShiftLib.evaluation import EvaluationSettings, average_ranks, MethodResult, run_evaluation
-from MedShiftLib.image_quality import (coverage, flat_patch_corners, kernel_inception_distance,
-                                      noise_power_spectrum, nps_relative_error, structure_scores)
-from MedShiftLib.simulation import simulate_dataset
-from MedShiftLib.translation import TranslationSettings
+from MedShiftLib.evaluation.baselines import (
+    baseline_domain,
+    contrast_noise_baseline,
+    histogram_noise_baseline,
+    sdedit_batch,
+)
+from MedShiftLib.evaluation.ddib import load_ddib_models
+from MedShiftLib.evaluation.domain_classifier import (
+    ClassifierTraining,
+    accuracy,
+    classify,
+    load_domain_classifier,
+    save_domain_classifier,
+    train_domain_classifier,
+)
+from MedShiftLib.evaluation.image_quality import (
+    coverage,
+    kernel_inception_distance,
+    nps_relative_error,
+    structure_scores,
+)
+from MedShiftLib.evaluation.protocol import EvaluationSettings, run_evaluation
+from MedShiftLib.evaluation.results import MethodResult, average_ranks
+from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics
+from MedShiftLib.postprocess.noise_matching import shaped_noise
+from MedShiftLib.postprocess.noise_power import flat_patch_corners, image_nps, noise_power_spectrum
+from MedShiftLib.settings import TranslationSettings
+from MedShiftLib.simulator.simulation import simulate_dataset
+from MedShiftLib.training.domain_statistics import record_domain_statistics
 
 RNG = np.random.default_rng(0)
 
@@ -120,12 +136,12 @@ def test_histogram_noise_baseline_takes_target_grey_levels_and_noise():
     yy, xx = np.mgrid[:96, :96] / 96
     smooth = np.clip(1.6 * np.exp(-((yy - .5) ** 2 + (xx - .5) ** 2) / 0.08) - 0.8, -1, 1)
     targets = [np.tanh(2 * smooth) * 0.7 + RNG.normal(0, 0.08, smooth.shape) for _ in range(6)]
-    statistics = domain_statistics(targets)
+    statistics = baseline_domain(targets)
     out = histogram_noise_baseline(smooth, statistics, np.random.default_rng(0))
     assert np.abs(np.percentile(out, [10, 50, 90]) - np.percentile(targets[0], [10, 50, 90])).max() < 0.1
     assert nps_relative_error(image_nps([out]), statistics.nps) < 0.5 < nps_relative_error(image_nps([smooth]),
                                                                                          statistics.nps)
-    contrast = measure_domain_contrast({"smooth": torch.from_numpy(np.stack([smooth] * 2)[:, None]).float(),
+    contrast = measure_domain_statistics({"smooth": torch.from_numpy(np.stack([smooth] * 2)[:, None]).float(),
                                         "target": torch.from_numpy(np.stack(targets)[:, None]).float()})
     out = contrast_noise_baseline(smooth, "smooth", "target", contrast, statistics, np.random.default_rng(0))
     assert np.abs(np.percentile(out, [10, 50, 90]) - np.percentile(targets[0], [10, 50, 90])).max() < 0.1
@@ -165,10 +181,11 @@ def simulated(tmp_path_factory):
                             progress=False)
     domains = ("sim-low", "sim-high", "clinical-low", "clinical-normal", "clinical-exposure")
     plain = write_tiny_checkpoint(root / "plain.safetensors", domains=domains, resolution=64)
-    checkpoint = record_domain_contrast(plain, train, root / "model.safetensors", per_domain=3)
+    checkpoint = record_domain_statistics(plain, train, root / "model.safetensors", per_domain=3)
     return root, train, test, checkpoint
 
 
+@pytest.mark.slow
 def test_evaluate_scores_methods_against_the_right_references(simulated):
     root, train, test, checkpoint = simulated
     model, info = load_checkpoint(checkpoint)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from MedShiftLib.engine.intensity import denormalize, fit_intensity_window, normalize
 from MedShiftLib.errors import InputImageError
-from MedShiftLib.intensity import denormalize, fit_intensity_window, normalize
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64])

@@ -1,11 +1,15 @@
-"""MedShift.ui against MedShift.py: widget names, parameter-node bindings, and choices kept in sync."""
+"""MedShift.ui against MedShift.py: widget names, parameter-node bindings, and the panel's settings."""
 import ast
 import os
 import re
+import typing
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from MedShiftSlicer.parameters import PARAMETER_OF_SETTING, PRESET_BUTTONS, apply_preset, settings_from_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "MedShift" / "Resources" / "UI" / "MedShift.ui"
@@ -35,6 +39,30 @@ def wrapper_fields() -> dict[str, ast.expr]:
                 getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
             return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
     raise AssertionError("no @parameterNodeWrapper class in MedShift.py")
+
+
+def evaluated_wrapper_fields() -> dict[str, dict]:
+    """The wrapper's fields as Slicer would see them: {name: {"default": value, "choices": list or None}}.
+
+    The class body is executed with MedShift.py's own MedShiftLib imports and stand-ins for Slicer's
+    Choice and WithinRange markers, so values the panel derives from MedShiftLib.settings are evaluated.
+    """
+    tree = ast.parse(MODULE_FILE.read_text())
+    namespace = {"Annotated": typing.Annotated, "vtkMRMLScalarVolumeNode": object,
+                 "Choice": lambda choices: ("choices", list(choices)), "WithinRange": lambda *limits: ("range", limits)}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("MedShiftLib"):
+            exec(compile(ast.Module([node], []), str(MODULE_FILE), "exec"), namespace)
+    wrapper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and any(
+        getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list))
+    wrapper.decorator_list = []
+    exec(compile(ast.Module([wrapper], []), str(MODULE_FILE), "exec"), namespace)
+    cls = namespace[wrapper.name]
+    fields = {}
+    for name, annotation in cls.__annotations__.items():
+        markers = dict(getattr(annotation, "__metadata__", ()))
+        fields[name] = {"default": getattr(cls, name, None), "choices": markers.get("choices")}
+    return fields
 
 
 def annotation_kind(annotation: ast.expr) -> tuple[str, set[str]]:
@@ -100,46 +128,38 @@ def test_every_bound_widget_names_a_wrapper_field_of_a_type_it_can_show():
 
 def test_fields_set_in_code_but_not_bound_are_the_dynamic_ones():
     bound = {parameter_name(w) for w in ui_widgets().values()} - {None}
-    unbound = set(wrapper_fields()) - bound
     # the model path (ctkPathLineEdit, "" = bundled) and the domain lists (filled from the model) are wired in code
-    assert unbound == {"modelPath", "sourceDomain", "targetDomain"}
-    text = MODULE_FILE.read_text()
-    for field in unbound:
-        assert f"_parameterNode.{field} =" in text
+    assert set(wrapper_fields()) - bound == {"modelPath", "sourceDomain", "targetDomain"}
 
 
-def test_choices_match_the_engine():
-    from MedShiftLib.devices import DEVICE_CHOICES
-    from MedShiftLib.domain_rendering import SIMULATOR_DOMAINS
-    from MedShiftLib.ode_solvers import SCHEDULES, SOLVERS
-    from MedShiftLib.translation import DEFAULT_SCHEDULE, DEFAULT_STEPS, DEFAULT_TAU, DEFAULT_TILE_SIZE
+def test_panel_fields_take_their_choices_and_defaults_from_the_settings_module():
+    from MedShiftLib.settings import DEFAULTS, DEVICE_CHOICES, SCHEDULES, SOLVERS
+    from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 
-    assert tuple(module_constant("SIMULATOR_DOMAINS")) == SIMULATOR_DOMAINS
-    text = MODULE_FILE.read_text()
-    assert f'Choice({list(SOLVERS)!r})'.replace("'", '"') in text
-    assert f'Choice({list(DEVICE_CHOICES)!r})'.replace("'", '"') in text
-    assert f"WithinRange(0.0, 0.95)] = {DEFAULT_TAU}" in text
-    assert f"WithinRange(1, 200)] = {DEFAULT_STEPS}" in text
-    assert f"WithinRange(64, 8192)] = {DEFAULT_TILE_SIZE}" in text
-    assert f'Choice({list(SCHEDULES)!r})'.replace("'", '"') + f'] = "{DEFAULT_SCHEDULE}"' in text
+    fields = evaluated_wrapper_fields()
+    for setting, parameter in PARAMETER_OF_SETTING.items():
+        assert parameter in fields, f"{parameter} (for {setting}) is not a field of MedShiftParameterNode"
+        if setting in DEFAULTS:
+            assert fields[parameter]["default"] == DEFAULTS[setting], parameter
+    assert fields["solver"]["choices"] == list(SOLVERS)
+    assert fields["schedule"]["choices"] == list(SCHEDULES)
+    assert fields["device"]["choices"] == list(DEVICE_CHOICES)
+    assert fields["projectionDomain"]["choices"] == list(SIMULATOR_DOMAINS)
 
 
-def test_panel_presets_are_the_engine_defaults_noise_synthesis_and_matched_contrast_settings():
-    from MedShiftLib.translation import (MATCHED_CONTRAST, MATCHED_CONTRAST_AND_NOISE, NOISE_SYNTHESIS,
-                                         TranslationSettings)
+def test_panel_defaults_and_presets_give_the_engine_settings():
+    from MedShiftLib.settings import PRESETS, TranslationSettings
 
-    presets = module_constant("TRANSLATION_PRESETS")
-    engine_names = {"noiseRenewal": "noise_renewal", "schedule": "schedule", "steps": "steps",
-                    "guidanceScale": "guidance_scale", "contrastTransfer": "contrast_transfer",
-                    "noiseMatching": "noise_matching"}
-    as_engine = {name: {engine_names[k]: v for k, v in values.items()} for name, values in presets.items()}
-    assert as_engine["synthesiseNoise"] == NOISE_SYNTHESIS
-    assert as_engine["matchedContrast"] == MATCHED_CONTRAST
-    assert as_engine["matchedContrastAndNoise"] == MATCHED_CONTRAST_AND_NOISE
-    defaults = TranslationSettings("a", "b")
-    assert as_engine["deterministic"] == {k: getattr(defaults, k) for k in as_engine["deterministic"]}
-    text = MODULE_FILE.read_text()
-    assert all(f'_applyPreset("{name}")' in text for name in presets)
+    defaults = SimpleNamespace(**{name: f["default"] for name, f in evaluated_wrapper_fields().items()})
+    panel = settings_from_parameters(defaults)
+    assert panel == TranslationSettings(defaults.sourceDomain, defaults.targetDomain)
+    for name in PRESETS:
+        parameters = SimpleNamespace(**vars(defaults))
+        apply_preset(parameters, name)
+        assert settings_from_parameters(parameters) == panel.with_preset(name), name
+    assert sorted(PRESET_BUTTONS.values()) == sorted(PRESETS)  # one button per preset
+    missing = sorted(set(PRESET_BUTTONS) - set(ui_widgets()))
+    assert not missing, f"preset buttons missing from MedShift.ui: {missing}"
 
 
 def test_first_use_installs_the_pinned_versions_of_pyproject():

@@ -5,16 +5,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import write_png_domains, write_tiny_checkpoint
 from scipy.ndimage import gaussian_filter
 
-from helpers import write_png_domains, write_tiny_checkpoint
-from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from MedShiftLib.cli import main
-from MedShiftLib.contrast_transfer import DomainContrast, measure_domain_contrast
+from MedShiftLib.engine.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from MedShiftLib.engine.domain_statistics import NPS_BINS, DomainStatistics
 from MedShiftLib.errors import CheckpointError, MedShiftError
-from MedShiftLib.image_quality import NPS_BINS, nps_relative_error
-from MedShiftLib.noise_matching import image_nps, match_noise, match_noise_batch, remove_noise_power
-from MedShiftLib.translation import MATCHED_CONTRAST_AND_NOISE, TranslationSettings, describe, translate_batch
+from MedShiftLib.evaluation.image_quality import nps_relative_error
+from MedShiftLib.pipeline.image_translation import translate_batch
+from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics
+from MedShiftLib.postprocess.noise_matching import match_noise, match_noise_batch, remove_noise_power
+from MedShiftLib.postprocess.noise_power import image_nps
+from MedShiftLib.settings import MATCHED_CONTRAST_AND_NOISE, TranslationSettings
 
 SIZE = 128
 
@@ -101,44 +104,46 @@ def test_noise_power_is_recorded_checked_and_optional_in_checkpoints(tmp_path):
     model, info = load_checkpoint(path)
     as_tensor = {name: torch.from_numpy(np.stack(ims)[:, None]).float()
                  for name, ims in (("noisy", NOISY_DOMAIN), ("quiet", QUIET_DOMAIN))}
-    info.contrast = measure_domain_contrast(as_tensor)
-    noisy, quiet = (np.array(info.contrast.noise_power_of(d)) for d in ("noisy", "quiet"))
+    info.statistics = measure_domain_statistics(as_tensor)
+    noisy, quiet = (np.array(info.statistics.noise_power_of(d)) for d in ("noisy", "quiet"))
     assert noisy.shape == (NPS_BINS - 1,) and noisy[2:].sum() > 20 * quiet[2:].sum()  # low rings: anatomy too
     save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), info)
-    assert read_checkpoint_info(tmp_path / "c.safetensors").contrast == info.contrast
-    good = info.contrast.to_dict()
+    assert read_checkpoint_info(tmp_path / "c.safetensors").statistics == info.statistics
+    good = info.statistics.to_dict()
     older = {k: v for k, v in good.items() if k != "noise_power"}
-    assert DomainContrast.from_dict(older, ("noisy", "quiet")).noise_power is None
+    assert DomainStatistics.from_dict(older, ("noisy", "quiet")).noise_power is None
     with pytest.raises(MedShiftError, match="domain-contrast"):
-        DomainContrast.from_dict(older, ("noisy", "quiet")).noise_power_of("noisy")
+        DomainStatistics.from_dict(older, ("noisy", "quiet")).noise_power_of("noisy")
     bad_entries = {"NaN": good | {"noise_power": {"noisy": [float("nan")] * 7, "quiet": list(quiet)}},
                    "negative": good | {"noise_power": {"noisy": [-1.0] * 7, "quiet": list(quiet)}},
                    "short": good | {"noise_power": {"noisy": [1.0], "quiet": list(quiet)}},
                    "missing domain": good | {"noise_power": {"noisy": list(noisy)}},
                    "not an object": good | {"noise_power": [1, 2]}}
-    for name, entry in bad_entries.items():
+    for _name, entry in bad_entries.items():
         with pytest.raises(CheckpointError, match="noise_power"):
-            DomainContrast.from_dict(json.loads(json.dumps(entry)), ("noisy", "quiet"))
-    assert measure_domain_contrast({"a": torch.zeros(2, 1, 16, 16), "b": torch.ones(2, 1, 16, 16)}).noise_power is None
+            DomainStatistics.from_dict(json.loads(json.dumps(entry)), ("noisy", "quiet"))
+    flat = {"a": torch.zeros(2, 1, 16, 16), "b": torch.ones(2, 1, 16, 16)}
+    assert measure_domain_statistics(flat).noise_power is None
 
 
 def test_translation_with_noise_matching_matches_the_translation_s_noise(tmp_path):
     path = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("noisy", "quiet"), resolution=SIZE)
     model, info = load_checkpoint(path)
-    contrast = measure_domain_contrast({"noisy": torch.from_numpy(np.stack(NOISY_DOMAIN)[:, None]).float(),
+    contrast = measure_domain_statistics({"noisy": torch.from_numpy(np.stack(NOISY_DOMAIN)[:, None]).float(),
                                         "quiet": torch.from_numpy(np.stack(QUIET_DOMAIN)[:, None]).float()})
     x = torch.from_numpy(np.stack([anatomy(3), anatomy(4)])[:, None]).float()
     labels = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
     on = TranslationSettings("quiet", "noisy", steps=2, noise_matching=True, seed=9)
     off = TranslationSettings("quiet", "noisy", steps=2)
     expected = match_noise_batch(translate_batch(model, x, *labels, off), contrast.noise_power_of("noisy"), 9)
-    assert torch.allclose(translate_batch(model, x, *labels, on, contrast=contrast), expected)
-    assert describe(on) == "quiet->noisy tau0.6 matched-noise seed9"
+    assert torch.allclose(translate_batch(model, x, *labels, on, statistics=contrast), expected)
+    assert on.description() == "quiet->noisy tau0.6 matched-noise seed9"
     with pytest.raises(MedShiftError, match="domain-contrast"):
-        on.validated(info)  # this checkpoint records no statistics
-    info.contrast = DomainContrast(contrast.band_sigmas_px, contrast.quantiles, contrast.band_rms)  # older statistics
+        info.validate(on)  # this checkpoint records no statistics
+    # statistics measured before noise matching existed
+    info.statistics = DomainStatistics(contrast.band_sigmas_px, contrast.quantiles, contrast.band_rms)
     with pytest.raises(MedShiftError, match="noise power"):
-        on.validated(info)
+        info.validate(on)
     with pytest.raises(MedShiftError, match="statistics"):
         translate_batch(model, x, *labels, on)
     assert MATCHED_CONTRAST_AND_NOISE["noise_matching"] and MATCHED_CONTRAST_AND_NOISE["contrast_transfer"]

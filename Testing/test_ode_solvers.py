@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
+from MedShiftLib.engine.ode_solvers import CancelToken, IntegrationStats, fixed_step_nfe, integrate, time_grid
 from MedShiftLib.errors import TranslationCancelled
-from MedShiftLib.ode_solvers import (SCHEDULES, SOLVERS, CancelToken, IntegrationStats, fixed_step_nfe,
-                                     integrate, time_grid)
+from MedShiftLib.settings import SCHEDULES, SOLVERS
 
 FIXED = ("euler", "heun", "rk4")
 ORDER = {"euler": 1, "heun": 2, "rk4": 4}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from MedShiftLib.cone_beam_projector import CArmGeometry, ConeBeamProjector, MaterialVolume, check_angles
+from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector, MaterialVolume, check_angles
 
 ANGLES = [(0.0, 0.0), (25.0, -10.0), (-40.0, 30.0), (40.0, 40.0), (-15.0, -40.0)]
 

@@ -18,8 +18,8 @@ from pydicom.uid import (
 )
 
 from MedShiftLib.errors import InputImageError, MedShiftError
-from MedShiftLib.radiograph import RadiographImage
-from MedShiftLib.radiograph_io import (
+from MedShiftLib.io.radiograph import RadiographImage
+from MedShiftLib.io.radiograph_files import (
     SUPPORTED_EXTENSIONS,
     count_frames,
     has_supported_extension,
@@ -80,7 +80,8 @@ def make_dicom(path, pixels, *, photometric="MONOCHROME2", slope=None, intercept
         ds.PixelSpacing = list(pixel_spacing)
     if window:
         ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.tobytes() if transfer_syntax != JPEGLossless else pydicom.encaps.encapsulate([b"\xff\xd8junk\xff\xd9"])
+    junk_jpeg = pydicom.encaps.encapsulate([b"\xff\xd8junk\xff\xd9"])
+    ds.PixelData = pixels.tobytes() if transfer_syntax != JPEGLossless else junk_jpeg
     ds.save_as(str(path), implicit_vr=transfer_syntax == ImplicitVRLittleEndian, little_endian=True,
                enforce_file_format=True)
     return ds

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from MedShiftLib.cone_beam_projector import CArmGeometry, ConeBeamProjector
-from MedShiftLib.ct_volume import CTVolumeError, hounsfield_to_density, read_ct_volume
-from MedShiftLib.domain_rendering import (SIMULATOR_DOMAINS, draw_domain_settings, render_domain)
 from MedShiftLib.errors import DomainError, MedShiftError
-from MedShiftLib.head_phantom import make_head_phantom
-from MedShiftLib.simulation import image_name, render_view, simulate_dataset
-from MedShiftLib.xray_physics import MATERIALS, detector_response, polychromatic_transmission, tube_spectrum
+from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
+from MedShiftLib.simulator.ct_volume import CTVolumeError, hounsfield_to_density, read_ct_volume
+from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain
+from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
+from MedShiftLib.simulator.head_phantom import make_head_phantom
+from MedShiftLib.simulator.simulation import image_name, render_view, simulate_dataset
+from MedShiftLib.simulator.xray_physics import MATERIALS, detector_response, polychromatic_transmission, tube_spectrum
 
 SIZE = 96
 

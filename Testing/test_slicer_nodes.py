@@ -15,14 +15,14 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 import torch  # noqa: E402
 
-from MedShiftLib import slicer_nodes  # noqa: E402
-from MedShiftLib.checkpoint import CheckpointInfo, save_checkpoint  # noqa: E402
-from MedShiftLib.contrast_transfer import measure_domain_contrast  # noqa: E402
-from MedShiftLib.errors import (CheckpointError, DomainError, InputImageError, MedShiftError,  # noqa: E402
-                                TranslationCancelled)
-from MedShiftLib.ode_solvers import CancelToken  # noqa: E402
-from MedShiftLib.translation import TranslationSettings  # noqa: E402
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.engine.checkpoint import CheckpointInfo, save_checkpoint  # noqa: E402
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.engine.ode_solvers import CancelToken  # noqa: E402
+from MedShiftLib.errors import CheckpointError, DomainError, InputImageError, MedShiftError, TranslationCancelled  # noqa: E402
+from MedShiftLib.io.radiograph import RadiographImage  # noqa: E402
+from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics  # noqa: E402
+from MedShiftLib.settings import TranslationSettings  # noqa: E402
+from MedShiftSlicer import background_job, ct_projection, node_geometry, node_translation, volume_nodes  # noqa: E402
 
 MEDSHIFT_DIR = Path(__file__).resolve().parents[1] / "MedShift"
 SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
@@ -43,7 +43,8 @@ def model_path(tmp_path_factory):
             p.add_(0.05 * torch.randn_like(p))
     info = CheckpointInfo(config=model.config, domains=("a", "b", "c"), resolution=32)
     fields = torch.randn(9, 1, 32, 32)
-    info.contrast = measure_domain_contrast({d: fields[3 * k:3 * k + 3] * (k + 1) for k, d in enumerate(info.domains)})
+    info.statistics = measure_domain_statistics({d: fields[3 * k:3 * k + 3] * (k + 1)
+                                                 for k, d in enumerate(info.domains)})
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors", model.state_dict(), info)
 
 
@@ -72,24 +73,24 @@ def _volume_count(scene):
 
 
 def test_frame_geometry_is_lps_and_inverts_to_ijk_to_ras():
-    g = slicer_nodes.frame_geometry(IJK_TO_RAS, frame=2)
+    g = node_geometry.frame_geometry(IJK_TO_RAS, frame=2)
     assert g["spacing"] == pytest.approx((0.3, 0.4, 2.5))
     origin_ras = IJK_TO_RAS[:3, 3] + 2 * IJK_TO_RAS[:3, 2]
     assert g["origin"] == pytest.approx((-origin_ras[0], -origin_ras[1], origin_ras[2]))
-    image = slicer_nodes.RadiographImage(np.zeros((4, 5)), **g)
+    image = RadiographImage(np.zeros((4, 5)), **g)
     expected = IJK_TO_RAS.copy()
     expected[:3, 3] = origin_ras
-    assert np.allclose(slicer_nodes.ijk_to_ras_of_image(image), expected)
+    assert np.allclose(node_geometry.ijk_to_ras_of_image(image), expected)
 
 
 def test_translate_node_makes_a_new_node_on_the_input_grid(scene, model_path):
     pixels = _pixels()
     node = _add_volume("CT_head", pixels)
     before = _volume_count(scene)
-    out = slicer_nodes.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu")
+    out = node_translation.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu")
     assert _volume_count(scene) == before + 1
     assert out is not node and out.GetName() == "CT_head a->c tau0.5"
-    assert np.allclose(slicer_nodes.ijk_to_ras_of_node(out), IJK_TO_RAS)
+    assert np.allclose(node_geometry.ijk_to_ras_of_node(out), IJK_TO_RAS)
     assert out.GetSpacing() == pytest.approx(node.GetSpacing())
     assert out.GetOrigin() == pytest.approx(node.GetOrigin())
     result = slicer.util.arrayFromVolume(out)
@@ -103,28 +104,29 @@ def test_output_node_is_reused_and_gets_the_input_window(scene, model_path):
     node.GetDisplayNode().SetAutoWindowLevel(False)
     node.GetDisplayNode().SetWindowLevel(800, 1400)
     target = _add_volume("target", np.zeros((1, 3, 3), np.int16), np.eye(4))
-    out = slicer_nodes.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu", output_node=target)
+    out = node_translation.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu",
+                                                 output_node=target)
     assert out is target and out.GetName() == "target"
     assert slicer.util.arrayFromVolume(out).shape == (1, 40, 48)
-    assert np.allclose(slicer_nodes.ijk_to_ras_of_node(out), IJK_TO_RAS)
+    assert np.allclose(node_geometry.ijk_to_ras_of_node(out), IJK_TO_RAS)
     assert (out.GetDisplayNode().GetWindow(), out.GetDisplayNode().GetLevel()) == pytest.approx((800, 1400))
     with pytest.raises(MedShiftError, match="never overwrites"):
-        slicer_nodes.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu", output_node=node)
+        node_translation.translate_volume_node(node, SETTINGS, model_path=model_path, device="cpu", output_node=node)
 
 
 def test_every_frame_of_a_cine_is_translated_like_a_single_frame(scene, model_path):
     pixels = _pixels(frames=3)
     cine = _add_volume("cine", pixels)
-    every = slicer_nodes.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all")
+    every = node_translation.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all")
     result = slicer.util.arrayFromVolume(every)
     assert result.shape == pixels.shape
-    assert np.allclose(slicer_nodes.ijk_to_ras_of_node(every), IJK_TO_RAS)
-    one = slicer_nodes.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame=1)
+    assert np.allclose(node_geometry.ijk_to_ras_of_node(every), IJK_TO_RAS)
+    one = node_translation.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame=1)
     assert one.GetName() == "cine a->c tau0.5 frame1"
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(one)[0], result[1])
     shifted = IJK_TO_RAS.copy()
     shifted[:3, 3] += IJK_TO_RAS[:3, 2]  # the slice's own position
-    assert np.allclose(slicer_nodes.ijk_to_ras_of_node(one), shifted)
+    assert np.allclose(node_geometry.ijk_to_ras_of_node(one), shifted)
     assert not np.array_equal(result[0], result[2])
 
 
@@ -139,7 +141,7 @@ def test_cancel_mid_run_leaves_no_node(scene, model_path):
 
     before = _volume_count(scene), scene.GetNumberOfNodes()
     with pytest.raises(TranslationCancelled):
-        slicer_nodes.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all",
+        node_translation.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all",
                                            progress=progress, cancel=token)
     assert (_volume_count(scene), scene.GetNumberOfNodes()) == before
     assert seen[-1] == (3, 12)  # 3 frames x 2 legs x 2 steps; stopped right after the cancel
@@ -166,28 +168,28 @@ def test_wrong_inputs_give_their_errors_and_no_node(scene, model_path, tmp_path,
         kwargs["model_path"] = tmp_path / "missing.safetensors"
     before = scene.GetNumberOfNodes()
     with pytest.raises(error, match=match):
-        slicer_nodes.translate_volume_node(node, settings, **kwargs)
+        node_translation.translate_volume_node(node, settings, **kwargs)
     assert scene.GetNumberOfNodes() == before
 
 
 def test_spacing_is_unknown_for_nodes_read_from_png(scene):
     node = _add_volume("png", _pixels())
-    assert slicer_nodes.spacing_is_known(node)
+    assert volume_nodes.spacing_is_known(node)
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
     storage.SetFileName("/data/xray.PNG")
     node.SetAndObserveStorageNodeID(storage.GetID())
-    assert not slicer_nodes.spacing_is_known(node)
-    assert slicer_nodes.volume_frames(node)[0].metadata["spacing_known"] is False
+    assert not volume_nodes.spacing_is_known(node)
+    assert volume_nodes.volume_frames(node)[0].metadata["spacing_known"] is False
 
 
 def test_frames_of_a_cine_get_their_own_noise(model_path):
-    from MedShiftLib.checkpoint import load_checkpoint
+    from MedShiftLib.engine.checkpoint import load_checkpoint
     model, info = load_checkpoint(model_path)
-    frame = slicer_nodes.RadiographImage(_pixels()[0])
+    frame = RadiographImage(_pixels()[0])
     noisy = replace(SETTINGS, noise_renewal=1.0)
-    first, second = slicer_nodes.translate_frames([frame, frame], model, info, noisy)
+    first, second = node_translation.translate_frames([frame, frame], model, info, noisy)
     assert not np.array_equal(first.pixels, second.pixels)
-    plain = slicer_nodes.translate_frames([frame, frame], model, info, SETTINGS)
+    plain = node_translation.translate_frames([frame, frame], model, info, SETTINGS)
     np.testing.assert_array_equal(plain[0].pixels, plain[1].pixels)
 
 
@@ -196,44 +198,44 @@ def test_frames_of_a_cine_get_their_own_noise(model_path):
                                       replace(SETTINGS, contrast_transfer=True, noise_matching=True, seed=3)])
 def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
     cine = _add_volume("cine", _pixels(frames=2))
-    frames = slicer_nodes.volume_frames(cine, "all")
-    job = slicer_nodes.write_translation_job(tmp_path / "job", frames, settings, model_path, "cpu")
-    assert slicer_nodes.read_translation_job(job)[1] == settings
+    frames = volume_nodes.volume_frames(cine, "all")
+    job = background_job.write_translation_job(tmp_path / "job", frames, settings, model_path, "cpu")
+    assert background_job.read_translation_job(job)[1] == settings
     log = io.StringIO()
-    assert slicer_nodes.run_translation_job(job, out=log) == 0
-    messages = [slicer_nodes.parse_worker_line(line) for line in log.getvalue().splitlines()]
-    assert messages[0] == ("device", "CPU (%d threads)" % torch.get_num_threads())
+    assert background_job.run_translation_job(job, out=log) == 0
+    messages = [background_job.parse_worker_line(line) for line in log.getvalue().splitlines()]
+    assert messages[0] == ("device", f"CPU ({torch.get_num_threads()} threads)")
     progress = [value for kind, value in messages if kind == "progress"]
     assert progress == [(k, 8) for k in range(1, 9)]
-    result = slicer_nodes.read_translation_result(job, frames)
-    blocking = slicer_nodes.translate_volume_node(cine, settings, model_path=model_path, device="cpu", frame="all")
+    result = background_job.read_translation_result(job, frames)
+    blocking = node_translation.translate_volume_node(cine, settings, model_path=model_path, device="cpu", frame="all")
     np.testing.assert_array_equal(np.stack([r.pixels for r in result]), slicer.util.arrayFromVolume(blocking))
     assert result[1].origin == frames[1].origin
 
 
 def test_worker_process_reports_errors_on_one_line(tmp_path, model_path):
-    frames = [slicer_nodes.RadiographImage(_pixels()[0])]
-    job = slicer_nodes.write_translation_job(tmp_path / "job", frames, TranslationSettings("a", "nope"),
+    frames = [RadiographImage(_pixels()[0])]
+    job = background_job.write_translation_job(tmp_path / "job", frames, TranslationSettings("a", "nope"),
                                              model_path, "cpu")
-    proc = subprocess.run([sys.executable, "-m", "MedShiftLib.slicer_nodes", str(job)], cwd=MEDSHIFT_DIR,
+    proc = subprocess.run([sys.executable, "-m", "MedShiftSlicer.background_job", str(job)], cwd=MEDSHIFT_DIR,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": ""})
-    assert proc.returncode == slicer_nodes.EXIT_USER_ERROR
-    assert slicer_nodes.parse_worker_line(proc.stdout.splitlines()[-1]) == (
+    assert proc.returncode == background_job.EXIT_USER_ERROR
+    assert background_job.parse_worker_line(proc.stdout.splitlines()[-1]) == (
         "error", "unknown domain 'nope'; this model knows: a, b, c")
-    assert not (job / slicer_nodes.OUTPUT_FILE).exists()
+    assert not (job / background_job.OUTPUT_FILE).exists()
     with pytest.raises(MedShiftError, match="without writing"):
-        slicer_nodes.read_translation_result(job, frames)
+        background_job.read_translation_result(job, frames)
 
 
 def test_worker_lines_and_eta():
-    assert slicer_nodes.parse_worker_line("PROGRESS 3/10\n") == ("progress", (3, 10))
-    assert slicer_nodes.parse_worker_line("PROGRESS x/10") == ("log", "PROGRESS x/10")
-    assert slicer_nodes.parse_worker_line("some warning") == ("log", "some warning")
-    assert slicer_nodes.eta_seconds(10.0, 0, 8) is None
-    assert slicer_nodes.eta_seconds(10.0, 2, 8) == pytest.approx(30.0)
-    assert slicer_nodes.format_eta(65.4) == "ETA 1:05"
-    assert slicer_nodes.format_eta(None) == ""
+    assert background_job.parse_worker_line("PROGRESS 3/10\n") == ("progress", (3, 10))
+    assert background_job.parse_worker_line("PROGRESS x/10") == ("log", "PROGRESS x/10")
+    assert background_job.parse_worker_line("some warning") == ("log", "some warning")
+    assert background_job.eta_seconds(10.0, 0, 8) is None
+    assert background_job.eta_seconds(10.0, 2, 8) == pytest.approx(30.0)
+    assert background_job.format_eta(65.4) == "ETA 1:05"
+    assert background_job.format_eta(None) == ""
 
 
 def test_ct_projection_makes_a_radiograph_node(scene):
@@ -243,7 +245,7 @@ def test_ct_projection_makes_a_radiograph_node(scene):
     hu[(np.abs(xx) < 3) & (np.abs(yy) < 3)] = 1500.0  # a bone rod along the head-foot axis
     ct = _add_volume("phantom", hu.astype(np.int16), np.diag([-3.0, -3.0, 3.0, 1.0]))
     before = _volume_count(scene)
-    node = slicer_nodes.project_ct_node(ct, lao_rao_deg=0, cranial_caudal_deg=0, detector_pixels=64,
+    node = ct_projection.project_ct_node(ct, lao_rao_deg=0, cranial_caudal_deg=0, detector_pixels=64,
                                         domain="sim-high", grid_size=48)
     assert _volume_count(scene) == before + 1
     assert node.GetName() == "phantom sim-high LAO+0 CRA+0"
@@ -253,13 +255,13 @@ def test_ct_projection_makes_a_radiograph_node(scene):
     assert centre_row[30:34].mean() > centre_row[20:24].mean() > centre_row[2:6].mean()  # bone > water > air
     assert node.GetSpacing()[0] == pytest.approx(320.0 / 64)
     with pytest.raises(InputImageError, match="outside"):
-        slicer_nodes.project_ct_node(ct, lao_rao_deg=60, detector_pixels=64)
+        ct_projection.project_ct_node(ct, lao_rao_deg=60, detector_pixels=64)
     with pytest.raises(InputImageError, match="single slice"):
-        slicer_nodes.project_ct_node(_add_volume("xr", _pixels()), detector_pixels=64)
+        ct_projection.project_ct_node(_add_volume("xr", _pixels()), detector_pixels=64)
 
 
 def test_translate_button_reasons(scene):
-    problem = slicer_nodes.translation_input_problem
+    problem = node_translation.translation_input_problem
     radiograph = _add_volume("xr", _pixels())
     cine = _add_volume("cine", _pixels(frames=3))
     assert problem(None, None, "a", "b").startswith("no input volume")

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from MedShiftLib.tiled_velocity import blend_window, tile_starts, tiled
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset
+from MedShiftLib.engine.tiling import blend_window, tile_starts, tiled
 
 
 @pytest.mark.parametrize("length, tile, overlap", [(100, 32, 8), (64, 64, 16), (65, 32, 8), (300, 128, 32)])

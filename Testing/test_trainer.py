@@ -3,11 +3,12 @@ import json
 
 import pytest
 import torch
-
 from helpers import write_png_domains
-from MedShiftLib.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+
+from MedShiftLib.engine.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from MedShiftLib.errors import DataFolderError, MedShiftError
-from MedShiftLib.trainer import TrainingConfig, train
+from MedShiftLib.training.config import TrainingConfig
+from MedShiftLib.training.run import train
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def test_a_run_writes_checkpoints_state_and_log(data, tmp_path):
     model, info = load_checkpoint(best)
     assert info.domains == ("b", "a") and info.resolution == 32
     assert info.provenance["config"]["coupling"] == "ot"
-    assert info.contrast is not None and set(info.contrast.quantiles) == {"a", "b"}  # contrast transfer works with it
+    # contrast transfer works with it
+    assert info.statistics is not None and set(info.statistics.quantiles) == {"a", "b"}
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert all(r["loss"] > 0 and r["images_per_s"] > 0 for r in log)
@@ -43,13 +45,13 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path,
     train(_config(data, tmp_path / "split"), progress=False, stop_after=3)
     log = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["step"] == 3
-    measured = read_checkpoint_info(tmp_path / "split" / "latest.safetensors").contrast
+    measured = read_checkpoint_info(tmp_path / "split" / "latest.safetensors").statistics
 
     def must_not_measure(*args, **kwargs):
         raise AssertionError("a resumed run measured its domain statistics again")
-    monkeypatch.setattr("MedShiftLib.domain_contrast.contrast_of_records", must_not_measure)
+    monkeypatch.setattr("MedShiftLib.training.domain_statistics.statistics_of_records", must_not_measure)
     resumed = train(_config(data, tmp_path / "split", resume=True), progress=False)
-    assert read_checkpoint_info(tmp_path / "split" / "latest.safetensors").contrast == measured
+    assert read_checkpoint_info(tmp_path / "split" / "latest.safetensors").statistics == measured
     a = load_checkpoint(tmp_path / "straight" / "latest.safetensors")[0].state_dict()
     b = load_checkpoint(tmp_path / "split" / "latest.safetensors")[0].state_dict()
     for k in a:
@@ -59,20 +61,21 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path,
 
 def test_a_resumed_run_measures_statistics_its_checkpoint_lacks_or_cannot_give(data, tmp_path):
     from dataclasses import replace
-    from MedShiftLib.datasets import scan_data_folder
-    from MedShiftLib.domain_contrast import contrast_for_run
+
+    from MedShiftLib.io.data_folder import scan_data_folder
+    from MedShiftLib.training.domain_statistics import statistics_for_run
     train(_config(data, tmp_path / "run", steps=3), progress=False)
     latest = tmp_path / "run" / "latest.safetensors"
     records = scan_data_folder(data, ["b", "a"]).records
     model, info = load_checkpoint(latest)
-    assert contrast_for_run(latest, True, records, ["b", "a"], 32) == info.contrast
+    assert statistics_for_run(latest, True, records, ["b", "a"], 32) == info.statistics
     older = tmp_path / "older.safetensors"
-    save_checkpoint(older, model.state_dict(), replace(info, contrast=replace(info.contrast, noise_power=None)))
-    assert contrast_for_run(older, True, records, ["b", "a"], 32).noise_power is not None
+    save_checkpoint(older, model.state_dict(), replace(info, statistics=replace(info.statistics, noise_power=None)))
+    assert statistics_for_run(older, True, records, ["b", "a"], 32).noise_power is not None
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    assert contrast_for_run(broken, True, records, ["b", "a"], 32).noise_power is not None
-    assert contrast_for_run(tmp_path / "missing.safetensors", True, records, ["b", "a"], 32) == info.contrast
+    assert statistics_for_run(broken, True, records, ["b", "a"], 32).noise_power is not None
+    assert statistics_for_run(tmp_path / "missing.safetensors", True, records, ["b", "a"], 32) == info.statistics
 
 
 def test_resume_refuses_other_options_and_fresh_runs_refuse_old_folders(data, tmp_path):
@@ -107,7 +110,7 @@ def test_one_domain_folder_is_refused_unless_that_domain_is_named(tmp_path):
     best = train(_config(tmp_path / "one", tmp_path / "single", domains=["only"], steps=3), progress=False)
     model, info = load_checkpoint(best)  # a single-domain model, one half of a DDIB pair
     assert info.domains == ("only",) and model.config.num_domains == 1
-    assert set(info.contrast.quantiles) == {"only"}
+    assert set(info.statistics.quantiles) == {"only"}
 
 
 def test_run_folder_gets_a_loss_curve_and_sample_grids_at_the_sample_interval(data, tmp_path):
@@ -130,8 +133,8 @@ def test_sample_grid_shows_the_models_translations(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from MedShiftLib.training_report import save_sample_grid, translate_to_every_domain
-    from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+    from MedShiftLib.engine.network import VelocityUNet, config_from_preset
+    from MedShiftLib.training.report import save_sample_grid, translate_to_every_domain
 
     torch.manual_seed(0)
     model = VelocityUNet(config_from_preset("tiny", 2))  # zero-initialised head: zero velocity, identity map
@@ -168,6 +171,7 @@ def test_bf16_on_the_cpu_and_a_batch_not_divisible_by_the_processes_are_refused(
     assert not dist.is_initialized() and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_training_killed_with_sigkill_resumes_to_the_end_without_gaps(data, tmp_path):
     import os
     import signal
@@ -176,7 +180,7 @@ def test_a_training_killed_with_sigkill_resumes_to_the_end_without_gaps(data, tm
     import time
     from pathlib import Path
 
-    from MedShiftLib.training_state import read_training_state
+    from MedShiftLib.training.state import read_training_state
 
     run = tmp_path / "run"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "MedShift"), "OMP_NUM_THREADS": "1"}
@@ -215,7 +219,7 @@ def test_a_training_killed_with_sigkill_resumes_to_the_end_without_gaps(data, tm
 def test_ema_warm_up_forgets_the_initial_weights():
     """Weights that jump away from their initial value are followed within a few hundred updates, not
     the ~thousands a fixed 0.999 decay would need (22 % of step 0 would remain after 1,500 updates)."""
-    from MedShiftLib.training import ema_decay_at, make_ema
+    from MedShiftLib.training.optimisation import ema_decay_at, make_ema
 
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)

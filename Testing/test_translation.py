@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from MedShiftLib.checkpoint import CheckpointInfo
+from MedShiftLib.engine.checkpoint import CheckpointInfo
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset
+from MedShiftLib.engine.ode_solvers import CancelToken, IntegrationStats
+from MedShiftLib.engine.translation import guided_velocity, renew_noise
 from MedShiftLib.errors import DomainError, MedShiftError, TranslationCancelled
-from MedShiftLib.ode_solvers import CancelToken
-from MedShiftLib.radiograph import RadiographImage
-from MedShiftLib.ode_solvers import IntegrationStats
-from MedShiftLib.translation import (TranslationSettings, describe, guided_velocity, renew_noise, translate_batch,
-                                    translate_image)
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset
+from MedShiftLib.io.radiograph import RadiographImage
+from MedShiftLib.pipeline.image_translation import translate_batch, translate_image
+from MedShiftLib.settings import TranslationSettings
 
 DOMAINS = ("a", "b", "c")
 
@@ -183,7 +183,7 @@ def test_noise_renewal_is_seeded_costs_one_evaluation_and_off_by_default(model):
     other_seed = translate_batch(model, x, a, b, TranslationSettings("a", "b", steps=3, noise_renewal=1.0, seed=6))
     assert (first - other_seed).abs().mean() > 1e-3 and (first - deterministic).abs().mean() > 1e-3
     assert torch.equal(deterministic, translate_batch(model, x, a, b, TranslationSettings("a", "b", steps=3, seed=6)))
-    assert describe(noisy) == "a->b tau0.6 noise1 seed5" and describe(plain) == "a->b tau0.6"
+    assert noisy.description() == "a->b tau0.6 noise1 seed5" and plain.description() == "a->b tau0.6"
 
 
 def test_quadratic_schedule_changes_the_grid_of_both_legs(model):

@@ -2,9 +2,15 @@
 import pytest
 import torch
 
-from MedShiftLib.translation import DEFAULT_STEPS
-from MedShiftLib.velocity_unet import (MODEL_PRESETS, UNetConfig, VelocityUNet, config_from_preset,
-                                       count_parameters, sinusoidal_embedding)
+from MedShiftLib.engine.network import (
+    MODEL_PRESETS,
+    UNetConfig,
+    VelocityUNet,
+    config_from_preset,
+    count_parameters,
+    sinusoidal_embedding,
+)
+from MedShiftLib.settings import DEFAULTS
 
 
 def _perturbed(model: VelocityUNet, seed: int = 0) -> VelocityUNet:
@@ -65,8 +71,8 @@ def test_default_model_fits_the_budget():
     assert count_parameters(model) < 20e6
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 1, 512, 512), torch.tensor([0.5]), torch.tensor([0]))
-    # the default translation (DEFAULT_STEPS per leg, two legs, guidance 1) must stay within ~30 GFLOP at 512x512
-    assert 2 * DEFAULT_STEPS * counter.get_total_flops() <= 30e9
+    # the default translation (DEFAULTS["steps"] per leg, two legs, guidance 1) must stay within ~30 GFLOP at 512x512
+    assert 2 * DEFAULTS["steps"] * counter.get_total_flops() <= 30e9
 
 
 def test_default_model_rebuilds_every_pixel_from_as_many_features():

@@ -22,11 +22,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.ode_solvers import IntegrationStats  # noqa: E402
-from MedShiftLib.contrast_transfer import measure_domain_contrast  # noqa: E402
-from MedShiftLib.translation import (DEFAULT_STEPS, MATCHED_CONTRAST, MATCHED_CONTRAST_AND_NOISE,  # noqa: E402
-                                     NOISE_SYNTHESIS, TranslationSettings, translate_batch)
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
+from MedShiftLib.engine.ode_solvers import IntegrationStats  # noqa: E402
+from MedShiftLib.pipeline.image_translation import translate_batch  # noqa: E402
+from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics  # noqa: E402
+from MedShiftLib.settings import (  # noqa: E402
+    DEFAULTS,
+    MATCHED_CONTRAST,
+    MATCHED_CONTRAST_AND_NOISE,
+    NOISE_SYNTHESIS,
+    TranslationSettings,
+)
 
 SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
                 ("dopri5", 0)]
@@ -70,9 +76,15 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n**3 / best_time(run, 5) / 1e9
 
 
+def forward_inputs(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One random image of size x size, a time and a label, on `device`."""
+    return (torch.randn(1, 1, size, size, device=device), torch.tensor([0.5], device=device),
+            torch.tensor([0], device=device))
+
+
 def forward_gflop(model: VelocityUNet, size: int, device: torch.device) -> float:
     """GFLOPs of one forward pass at size x size (batch 1)."""
-    x, t, y = torch.randn(1, 1, size, size, device=device), torch.tensor([0.5], device=device), torch.tensor([0], device=device)
+    x, t, y = forward_inputs(size, device)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x, t, y)
     return counter.get_total_flops() / 1e9
@@ -81,10 +93,10 @@ def forward_gflop(model: VelocityUNet, size: int, device: torch.device) -> float
 def forward_table(model: VelocityUNet, sizes: list[int], device: torch.device) -> list[str]:
     rows = ["| size | parameters (M) | GFLOP / forward | forward (ms) | GFLOP/s |", "|---|---|---|---|---|"]
     for size in sizes:
-        x, t, y = torch.randn(1, 1, size, size, device=device), torch.tensor([0.5], device=device), torch.tensor([0], device=device)
+        x, t, y = forward_inputs(size, device)
         gflop = forward_gflop(model, size, device)
 
-        def run():
+        def run(x=x, t=t, y=y):
             with torch.inference_mode():
                 model(x, t, y)
             synchronize(device)
@@ -96,7 +108,7 @@ def forward_table(model: VelocityUNet, sizes: list[int], device: torch.device) -
 
 
 # Contrast statistics for the random model's domains "a" and "b": their values do not change the cost.
-CONTRAST = measure_domain_contrast({"a": torch.randn(4, 1, 128, 128), "b": 2 * torch.randn(4, 1, 128, 128)})
+CONTRAST = measure_domain_statistics({"a": torch.randn(4, 1, 128, 128), "b": 2 * torch.randn(4, 1, 128, 128)})
 
 
 def time_translation(model: VelocityUNet, x: torch.Tensor, settings: TranslationSettings, device: torch.device,
@@ -108,7 +120,7 @@ def time_translation(model: VelocityUNet, x: torch.Tensor, settings: Translation
         stats.__init__()
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             translate_batch(model, x, torch.zeros(batch, dtype=torch.long), torch.full((batch,), 2), settings,
-                            stats=stats, contrast=CONTRAST)
+                            stats=stats, statistics=CONTRAST)
         synchronize(device)
 
     return best_time(run, 2) / batch, stats.nfe
@@ -150,7 +162,7 @@ def tiled_memory(size: int, tile: int) -> dict:
     """Translate one size x size image with tiles in this process; report peak resident memory."""
     model = make_model("default")
     x = torch.randn(1, 1, size, size)
-    settings = TranslationSettings("a", "b", tile_size=tile, steps=DEFAULT_STEPS)
+    settings = TranslationSettings("a", "b", tile_size=tile, steps=DEFAULTS["steps"])
     start = time.perf_counter()
     translate_batch(model, x, torch.tensor([0]), torch.tensor([2]), settings)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -195,7 +207,8 @@ def main() -> None:
               "transfer's blurs and sorts and the noise matching's FFTs):\n")
         print("\n".join(preset_table(model, preset, args.sizes, device, batch, rate, autocast)) + "\n")
     if args.memory and device.type == "cpu":
-        print(f"| image | tile | seconds (euler, {DEFAULT_STEPS} steps per leg) | peak resident memory (MB) |\n|---|---|---|---|")
+        print(f"| image | tile | seconds (euler, {DEFAULTS['steps']} steps per leg) | peak resident memory (MB) |\n"
+              "|---|---|---|---|")
         for size, tile in ((2048, 512), (2048, 1024)):
             out = subprocess.run([sys.executable, __file__, "--child-memory", str(size), str(tile),
                                   "--threads", str(args.threads)], capture_output=True, text=True, check=True)

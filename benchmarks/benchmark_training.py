@@ -25,9 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.couplings import make_coupling  # noqa: E402
-from MedShiftLib.training import make_ema, train_step, warmup_cosine  # noqa: E402
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.engine.couplings import make_coupling  # noqa: E402
+from MedShiftLib.engine.loss import FlowMatchingLoss  # noqa: E402
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.training.optimisation import make_ema, train_step, warmup_cosine  # noqa: E402
 
 DOMAINS = 5
 
@@ -74,15 +75,14 @@ def time_training_steps(device: torch.device, preset: str, resolution: int, batc
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, 10_000, 100))
     net = torch.compile(model) if compile_model else model
-    coupling = make_coupling("ot")
+    loss_fn = FlowMatchingLoss(make_coupling("ot"), model.config.null_label, label_dropout=0.2)
     x1 = (torch.rand(batch_size, 1, resolution, resolution) * 2 - 1).to(device)
     labels = torch.randint(0, DOMAINS, (batch_size,)).to(device)
     autocast = torch.bfloat16 if precision == "bf16" else None
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        train_step(net, optimizer, coupling, x1, labels, model.config.null_label, 0.2, generator,
-                   ema=None, scheduler=scheduler, autocast_dtype=autocast)
+        train_step(net, optimizer, loss_fn, x1, labels, generator, scheduler=scheduler, autocast_dtype=autocast)
         ema.update_parameters(model)
 
     for _ in range(warmup):

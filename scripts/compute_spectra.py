@@ -3,7 +3,7 @@
     python -m venv /tmp/spekenv && /tmp/spekenv/bin/pip install spekpy==2.5.4
     /tmp/spekenv/bin/python scripts/compute_spectra.py
 
-Writes MedShift/MedShiftLib/data/tube_spectra.json: photon fluence per keV (1 keV bins, mid-bin
+Writes MedShift/MedShiftLib/simulator/data/tube_spectra.json: photon fluence per keV (1 keV bins, mid-bin
 energies) at 1 m per mAs for a tungsten anode (12 deg) with 2.5 mm Al plus 0, 0.1, 0.3 or 0.9 mm Cu,
 at 60, 70, 80 and 90 kVp, and for each spectrum the photons per mm^2 per uGy air kerma, the first HVL
 and the mean energy, all as spekpy reports them.
@@ -18,7 +18,7 @@ KVPS = (90, 80, 70, 60)
 COPPER_MM = (0.0, 0.1, 0.3, 0.9)
 ALUMINIUM_MM = 2.5
 ANODE_ANGLE_DEG = 12.0
-OUT = Path(__file__).resolve().parents[1] / "MedShift" / "MedShiftLib" / "data" / "tube_spectra.json"
+OUT = Path(__file__).resolve().parents[1] / "MedShift" / "MedShiftLib" / "simulator" / "data" / "tube_spectra.json"
 
 
 def main() -> None:

@@ -1,12 +1,14 @@
 """Writes MedShift/Resources/SampleData/*.nrrd with the simulator (run from the repository root)."""
 import sys
+
 import numpy as np
 import SimpleITK as sitk
+
 sys.path.insert(0, "MedShift")
-from MedShiftLib.cone_beam_projector import DEFAULT_DETECTOR_WIDTH_MM, CArmGeometry, ConeBeamProjector
-from MedShiftLib.domain_rendering import to_uint16
-from MedShiftLib.head_phantom import make_head_phantom
-from MedShiftLib.simulation import render_view
+from MedShiftLib.simulator.cone_beam_projector import DEFAULT_DETECTOR_WIDTH_MM, CArmGeometry, ConeBeamProjector
+from MedShiftLib.simulator.domain_rendering import to_uint16
+from MedShiftLib.simulator.head_phantom import make_head_phantom
+from MedShiftLib.simulator.simulation import render_view
 
 SEED, SUBJECT, VIEW = 2025, 0, 0
 out = "MedShift/Resources/SampleData/"

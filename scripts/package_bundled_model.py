@@ -13,8 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.checkpoint import (BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint,  # noqa: E402
-                                    save_checkpoint)
+from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, save_checkpoint  # noqa: E402
 
 MAX_BYTES = 50 * 1024 * 1024
 

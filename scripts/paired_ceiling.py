@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.evaluation import check_held_out, load_test_set  # noqa: E402
-from MedShiftLib.image_quality import structure_scores  # noqa: E402
-from MedShiftLib.velocity_unet import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
+from MedShiftLib.evaluation.image_quality import structure_scores  # noqa: E402
+from MedShiftLib.evaluation.test_set import check_held_out, load_test_set  # noqa: E402
 
 
 def mean_scores(images: np.ndarray, references: np.ndarray) -> tuple[float, float]:

@@ -24,11 +24,12 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.checkpoint import default_model_path, load_checkpoint  # noqa: E402
-from MedShiftLib.contrast_transfer import BAND_SIGMAS_PX, detail_bands  # noqa: E402
-from MedShiftLib.evaluation import load_test_set  # noqa: E402
-from MedShiftLib.image_quality import ssim  # noqa: E402
-from MedShiftLib.translation import TranslationSettings, translate_batch  # noqa: E402
+from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
+from MedShiftLib.evaluation.image_quality import ssim  # noqa: E402
+from MedShiftLib.evaluation.test_set import load_test_set  # noqa: E402
+from MedShiftLib.pipeline.image_translation import translate_batch  # noqa: E402
+from MedShiftLib.postprocess.contrast_transfer import BAND_SIGMAS_PX, detail_bands  # noqa: E402
+from MedShiftLib.settings import TranslationSettings  # noqa: E402
 
 SCALES_PX = (1, 2, 4, 8, 16, 32)
 
@@ -60,12 +61,13 @@ def main() -> None:
     model, info = load_checkpoint(args.model or default_model_path())
     test = load_test_set(args.data, list(info.domains), info.resolution)
     x = torch.from_numpy(test.images[args.source][:, None]).float()
-    settings = TranslationSettings(args.source, args.target, tau=args.tau).validated(info)
+    settings = info.validate(TranslationSettings(args.source, args.target, tau=args.tau))
     labels = [torch.full((len(x),), info.label_of(d)) for d in (args.source, args.target)]
     out = translate_batch(model, x, *labels, settings)[:, 0].double().numpy()
     clean = test.clean[args.target]
+    with_noise = out + test.images[args.target] - clean
     print(f"{args.source} -> {args.target}, tau {args.tau:g}, {len(x)} views; SSIM vs clean target "
-          f"{mean_ssim(out, clean):.3f}; with the target's own noise added {mean_ssim(out + test.images[args.target] - clean, clean):.3f}\n")
+          f"{mean_ssim(out, clean):.3f}; with the target's own noise added {mean_ssim(with_noise, clean):.3f}\n")
     source = test.images[args.source]
     fitted = np.stack([paired_band_fit(s, c) for s, c in zip(source, clean)])
     print(f"paired band fit (each source view fitted to its own clean target by grey levels and band gains): "

@@ -9,44 +9,47 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .errors import MedShiftError
-from .ode_solvers import SCHEDULES
-from .translation import (DEFAULT_GUIDANCE, DEFAULT_SCHEDULE, DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_TAU,
-                          DEFAULT_TILE_SIZE)
+from .settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, SCHEDULES, SOLVERS, TranslationSettings
 
-SOLVER_CHOICES = ("euler", "heun", "rk4", "dopri5")
-SCHEDULE_HELP = "time grid of euler/heun/rk4: uniform, or quadratic (finer towards t = 1, where noise texture forms)"
+SETTINGS_FIELDS = {f.name: f for f in fields(TranslationSettings)}
 
 
 def _add_translation_options(p: argparse.ArgumentParser) -> None:
+    """--model, --source, --target, --preset, --device and one option per TranslationSettings field."""
     p.add_argument("--model", help="checkpoint (.safetensors); default: the bundled model")
     p.add_argument("--source", required=True, help="domain of the input images (see `medshift info`)")
     p.add_argument("--target", required=True, help="domain to translate into")
-    p.add_argument("--tau", type=float, default=DEFAULT_TAU,
-                   help=f"structure (0.6) <-> realism (0.3) trade-off (default {DEFAULT_TAU})")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
-                   help=f"classifier-free guidance scale w; 1 = none, faster (default {DEFAULT_GUIDANCE})")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help=f"solver steps over [tau, 1], per direction (default {DEFAULT_STEPS})")
-    p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER, help="ODE solver")
-    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
-    p.add_argument("--noise-renewal", type=float, default=0.0,
-                   help="share of the inverted latent's noise replaced by fresh noise, 0-1 (default 0: deterministic); "
-                        "1 with --schedule quadratic --steps 8 synthesises the target's quantum noise")
-    p.add_argument("--seed", type=int, default=0, help="seed of the renewed or matched noise (default 0)")
-    p.add_argument("--contrast-transfer", action="store_true",
-                   help="first give the image the target domain's grey levels and multi-scale contrast (from the "
-                        "model's training statistics); keeps structure at tau 0.6 while matching the vendor look")
-    p.add_argument("--noise-matching", action="store_true",
-                   help="finally give the result the target domain's noise power spectrum (from the model's training "
-                        "statistics): excess noise filtered out, missing quantum noise added")
-    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                   help=f"largest side processed in one pass, in working pixels (default {DEFAULT_TILE_SIZE})")
-    p.add_argument("--resample", choices=("auto", "none"), default="auto",
-                   help="auto: bring the image to the model's pixel scale; none: use its own grid")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help="start from a named setting (the panel's buttons); options given as well override it: "
+                        + "; ".join(f"{name}: {_describe_preset(values)}" for name, values in PRESETS.items()))
+    for name in COMMAND_LINE_OPTIONS:
+        meta, default = SETTINGS_FIELDS[name].metadata, DEFAULTS[name]
+        help_text = f"{meta['help']} (default {default})"
+        # default None: an option not given leaves the preset's (or the settings') value
+        if isinstance(default, bool):
+            p.add_argument(meta["flag"], dest=name, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(meta["flag"], dest=name, type=type(default), choices=meta["choices"], default=None,
+                           help=help_text)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _describe_preset(values: dict) -> str:
+    return " ".join(f"{SETTINGS_FIELDS[k].metadata['flag']}{'' if v is True else f' {v}'}"
+                    for k, v in values.items() if v is not False)
+
+
+def settings_from_arguments(args: argparse.Namespace) -> TranslationSettings:
+    """TranslationSettings of `medshift translate` options: defaults, then --preset, then the options given."""
+    settings = TranslationSettings(args.source, args.target)
+    if args.preset:
+        settings = settings.with_preset(args.preset)
+    given = {name: getattr(args, name) for name in COMMAND_LINE_OPTIONS if getattr(args, name) is not None}
+    return replace(settings, **given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
     p = sub.add_parser("train", help="train a model on a data folder (one sub-folder per domain)")
-    from .trainer import add_training_arguments
+    from .training.config import add_training_arguments
     add_training_arguments(p)
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint; default: the bundled model")
     p.add_argument("--source", default="sim-low")
     p.add_argument("--target", default="clinical-normal")
-    p.add_argument("--tau", type=float, default=DEFAULT_TAU)
+    p.add_argument("--tau", type=float, default=DEFAULTS["tau"])
     p.add_argument("--seed", type=int, default=7)
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
@@ -108,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--taus", type=float, nargs="+", default=[0.3, 0.45, 0.6])
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="guidance scales to sweep")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="solver steps per leg")
-    p.add_argument("--solver", choices=SOLVER_CHOICES, default=DEFAULT_SOLVER)
-    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE, help=SCHEDULE_HELP)
+    p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="solver steps per leg")
+    p.add_argument("--solver", choices=SOLVERS, default=DEFAULTS["solver"])
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS["schedule"],
+                   help=SETTINGS_FIELDS["schedule"].metadata["help"])
     p.add_argument("--noise-renewal", type=float, nargs="+", default=[0.0],
                    help="noise-renewal shares to sweep for MedShift (default 0: deterministic)")
     p.add_argument("--contrast-transfer", nargs="+", choices=("off", "on"), default=["off"],
@@ -128,14 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     p = sub.add_parser("domain-contrast",
-                       help="add contrast-transfer and noise-matching statistics to a checkpoint (new file)",
+                       help="measure a checkpoint's domain statistics (for contrast transfer and noise matching)",
                        description=(
         "Measure each domain's grey levels, multi-scale contrast and noise power spectrum on the model's training "
-        "folder and write a copy of the checkpoint that records them, so --contrast-transfer and --noise-matching "
-        "work with it. Checkpoints from `medshift train` already have them."))
-    p.add_argument("--model", required=True, help="checkpoint (.safetensors) to read; never modified")
+        "folder and write them beside the checkpoint (MODEL.stats.json), so --contrast-transfer and "
+        "--noise-matching work with it; the weights are never rewritten. Checkpoints from `medshift train` "
+        "already have them."))
+    p.add_argument("--model", required=True, help="checkpoint (.safetensors) to measure; never modified")
     p.add_argument("--data", required=True, help="the model's training folder (one sub-folder or manifest per domain)")
-    p.add_argument("--out", required=True, help="the new checkpoint to write")
+    p.add_argument("--out", help="where to write: a .stats.json file, or a NEW.safetensors that gets a copy of the "
+                                 "checkpoint with its statistics (default: the checkpoint's own MODEL.stats.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint's existing statistics file")
     p.add_argument("--images-per-domain", type=int, default=200)
     return parser
 
@@ -149,13 +156,8 @@ def _progress_printer(prefix: str):
 
 def run_translate(args: argparse.Namespace) -> int:
     """`medshift translate`."""
-    from .batch_translation import collect_inputs, translate_files
-    from .translation import TranslationSettings
-    settings = TranslationSettings(args.source, args.target, tau=args.tau, guidance_scale=args.guidance,
-                                   solver=args.solver, steps=args.steps, tile_size=args.tile_size,
-                                   resample=args.resample, schedule=args.schedule, noise_renewal=args.noise_renewal,
-                                   seed=args.seed, contrast_transfer=args.contrast_transfer,
-                                   noise_matching=args.noise_matching)
+    from .pipeline.file_translation import collect_inputs, translate_files
+    settings = settings_from_arguments(args)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
@@ -168,8 +170,9 @@ def run_translate(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     """`medshift info`."""
-    from .checkpoint import default_model_path, read_checkpoint_info
-    from .velocity_unet import VelocityUNet, count_parameters
+    from .engine.checkpoint import default_model_path, read_checkpoint_info
+    from .engine.domain_statistics import statistics_path
+    from .engine.network import VelocityUNet, count_parameters
     path = Path(args.checkpoint) if args.checkpoint else default_model_path()
     info = read_checkpoint_info(path)
     if args.json:
@@ -184,9 +187,12 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"parameters        {count_parameters(VelocityUNet(info.config)) / 1e6:.2f} M")
     print(f"model config      {json.dumps(info.config.to_dict())}")
     print(f"intensity         {json.dumps(info.intensity)}")
-    contrast = "recorded (--contrast-transfer available)" if info.contrast else "not recorded (see domain-contrast)"
+    statistics_file = statistics_path(path)
+    where = f"in {statistics_file}" if statistics_file.is_file() else "in the checkpoint's metadata (older format)"
+    contrast = (f"recorded {where} (--contrast-transfer available)" if info.statistics
+                else "not recorded (see domain-contrast)")
     print(f"domain contrast   {contrast}")
-    noise = ("recorded (--noise-matching available)" if info.contrast and info.contrast.noise_power
+    noise = ("recorded (--noise-matching available)" if info.statistics and info.statistics.noise_power
              else "not recorded (see domain-contrast)")
     print(f"domain noise      {noise}")
     print(f"provenance        {json.dumps(info.provenance)}")
@@ -195,7 +201,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """`medshift simulate`."""
-    from .simulation import render_domain_strip, simulate_dataset
+    from .simulator.simulation import render_domain_strip, simulate_dataset
     if args.preview:
         try:
             print(render_domain_strip(args.preview, seed=args.seed, size=args.size, ct_path=args.ct,
@@ -214,8 +220,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`medshift train`."""
-    from .distributed import ProcessPlace
-    from .trainer import train_from_arguments
+    from .training.distributed import ProcessPlace
+    from .training.run import train_from_arguments
     best = train_from_arguments(args)
     if ProcessPlace.from_environment().rank == 0:  # under torchrun, one line from the writing process
         print(best)
@@ -245,12 +251,12 @@ def _parse_pairs(texts: list[str] | None) -> tuple[tuple[str, str], ...] | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """`medshift evaluate`."""
-    from .evaluation import EvaluationSettings, require_evaluation_packages, run_evaluation
-    from .domain_classifier import ClassifierTraining
+    from .engine.checkpoint import default_model_path, load_checkpoint
+    from .engine.devices import resolve_device
+    from .evaluation.ddib import load_ddib_models, parse_ddib_models
+    from .evaluation.domain_classifier import ClassifierTraining
+    from .evaluation.protocol import EvaluationSettings, require_evaluation_packages, run_evaluation
     require_evaluation_packages()
-    from .checkpoint import default_model_path, load_checkpoint
-    from .ddib import load_ddib_models, parse_ddib_models
-    from .devices import resolve_device
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.model or default_model_path(), device)
     ddib = load_ddib_models(parse_ddib_models(args.ddib_models), info.domains, info.resolution, device)
@@ -271,8 +277,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_domain_contrast(args: argparse.Namespace) -> int:
     """`medshift domain-contrast`."""
-    from .domain_contrast import record_domain_contrast
-    print(record_domain_contrast(args.model, args.data, args.out, args.images_per_domain))
+    from .training.domain_statistics import record_domain_statistics
+    print(record_domain_statistics(args.model, args.data, args.out, args.images_per_domain, args.overwrite))
     return 0
 
 

@@ -1,0 +1,241 @@
+"""MedShift checkpoints: one `.safetensors` file with the (EMA) weights and JSON metadata.
+
+Loading never unpickles Python objects: safetensors holds raw tensors plus a string->string header,
+and every field read from it is type-checked before use. The metadata key "medshift" holds JSON:
+
+    format_version   int, CHECKPOINT_FORMAT_VERSION
+    model_config     UNetConfig.to_dict()
+    domains          domain names in label order (label i = domains[i]; label len(domains) = null)
+    resolution       working resolution in pixels (the training crop size, and the default tile size)
+    pixel_spacing_mm detector pixel spacing the model was trained at, or null when unknown
+    intensity        how images were normalised (see intensity.py)
+    provenance       free-form: data, steps, coupling, seed, metrics, software versions
+
+Each domain's statistics (for contrast transfer and noise matching) sit beside the weights in
+`<stem>.stats.json` (domain_statistics.py), written and read with the checkpoint, so re-measuring them
+never rewrites the weights. Older checkpoints held them in the metadata as `domain_contrast`; that is
+still read when no statistics file is there.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError, DomainError, MedShiftError
+from ..io.atomic_files import atomic_target
+from ..settings import TranslationSettings
+from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
+from .intensity import DEFAULT_PERCENTILES
+from .network import UNetConfig, VelocityUNet
+
+CHECKPOINT_FORMAT = "medshift-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+DEFAULT_INTENSITY = {"mapping": "robust-percentile", "percentiles": list(DEFAULT_PERCENTILES), "range": [-1.0, 1.0],
+                     "convention": "MONOCHROME2"}
+REQUIRED_KEYS = ("format_version", "model_config", "domains", "resolution", "intensity", "provenance")
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything a checkpoint says about itself besides the weights."""
+
+    config: UNetConfig
+    domains: tuple[str, ...]
+    resolution: int
+    pixel_spacing_mm: float | None = None
+    intensity: dict = field(default_factory=lambda: dict(DEFAULT_INTENSITY))
+    provenance: dict = field(default_factory=dict)
+    format_version: int = CHECKPOINT_FORMAT_VERSION
+    statistics: DomainStatistics | None = None
+    statistics_provenance: dict = field(default_factory=dict)
+
+    def label_of(self, domain: str) -> int:
+        """Label index of a domain name; DomainError listing the valid names otherwise."""
+        if domain not in self.domains:
+            raise DomainError(f"unknown domain {domain!r}; this model knows: {', '.join(self.domains)}")
+        return self.domains.index(domain)
+
+    def validate(self, settings: TranslationSettings) -> TranslationSettings:
+        """`settings` checked against this model (domains, recorded statistics, tile size); MedShiftError otherwise."""
+        settings.validated()
+        self.label_of(settings.source_domain)
+        self.label_of(settings.target_domain)
+        if settings.contrast_transfer and self.statistics is None:
+            raise MedShiftError(
+                "this model records no domain statistics, which contrast transfer needs; add them with "
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without contrast transfer")
+        if settings.noise_matching and (self.statistics is None or self.statistics.noise_power is None):
+            raise MedShiftError(
+                "this model records no domain noise power spectra, which noise matching needs; add them with "
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without noise matching")
+        factor = self.config.downsampling_factor
+        if settings.tile_size < factor:
+            raise MedShiftError(f"tile size must be at least {factor} pixels, got {settings.tile_size}")
+        return settings
+
+    def to_json(self) -> str:
+        """The "medshift" metadata string (the statistics go to their own file)."""
+        return json.dumps({
+            "format_version": self.format_version,
+            "model_config": self.config.to_dict(),
+            "domains": list(self.domains),
+            "resolution": self.resolution,
+            "pixel_spacing_mm": self.pixel_spacing_mm,
+            "intensity": self.intensity,
+            "provenance": self.provenance,
+        })
+
+
+def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """Write a safetensors file through a temporary name and rename it into place."""
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: CheckpointInfo) -> Path:
+    """Write weights and metadata, and the domain statistics beside them, each atomically.
+
+    A checkpoint without statistics removes a statistics file left beside `path` by an earlier one.
+    """
+    if len(info.domains) != info.config.num_domains:
+        raise ValueError(f"{len(info.domains)} domain names for a model of {info.config.num_domains} domains")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    path = Path(path)
+    save_safetensors_atomically(tensors, {"format": CHECKPOINT_FORMAT, "medshift": info.to_json()}, path)
+    if info.statistics is not None:
+        write_statistics(statistics_path(path), info.statistics, info.domains, info.statistics_provenance)
+    else:
+        statistics_path(path).unlink(missing_ok=True)
+    return path
+
+
+def _read_header(path: Path) -> dict[str, str]:
+    """The safetensors string metadata, read without touching the tensor data."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass --model with a MedShift .safetensors file")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: file is too short to be a safetensors checkpoint (truncated?)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(
+                f"{path}: not a MedShift .safetensors checkpoint (bad header; truncated, or a PyTorch pickle, "
+                "which MedShift never loads for safety)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({exc})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or "medshift" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file, but not a MedShift checkpoint (no MedShift metadata)")
+    return meta
+
+
+def _parse_info(path: Path, text: str) -> CheckpointInfo:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: MedShift metadata is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: MedShift metadata must be a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
+    version = raw["format_version"]
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r}; this MedShift reads version "
+            f"{CHECKPOINT_FORMAT_VERSION} (update MedShift, or re-export the checkpoint)")
+    domains = raw["domains"]
+    if (not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d for d in domains)
+            or len(set(domains)) != len(domains)):
+        raise CheckpointError(f"{path}: 'domains' must be a list of distinct, non-empty names")
+    resolution = raw["resolution"]
+    if not isinstance(resolution, int) or resolution <= 0:
+        raise CheckpointError(f"{path}: 'resolution' must be a positive integer")
+    spacing = raw.get("pixel_spacing_mm")
+    if spacing is not None and (not isinstance(spacing, (int, float)) or spacing <= 0):
+        raise CheckpointError(f"{path}: 'pixel_spacing_mm' must be a positive number or null")
+    if not isinstance(raw["intensity"], dict) or not isinstance(raw["provenance"], dict):
+        raise CheckpointError(f"{path}: 'intensity' and 'provenance' must be JSON objects")
+    try:
+        config = UNetConfig.from_dict(raw["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model_config ({exc})") from None
+    if config.num_domains != len(domains):
+        raise CheckpointError(f"{path}: model has {config.num_domains} domain slots but {len(domains)} names")
+    statistics = None
+    if raw.get("domain_contrast") is not None:  # checkpoints written before the statistics file existed
+        try:
+            statistics = DomainStatistics.from_dict(raw["domain_contrast"], domains)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    return CheckpointInfo(config=config, domains=tuple(domains), resolution=resolution,
+                          pixel_spacing_mm=None if spacing is None else float(spacing), intensity=raw["intensity"],
+                          provenance=raw["provenance"], format_version=version, statistics=statistics)
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """The metadata of a checkpoint and its domain statistics, validated, without loading its weights."""
+    path = Path(path)
+    info = _parse_info(path, _read_header(path)["medshift"])
+    beside = statistics_path(path)
+    if beside.is_file():
+        info.statistics, info.statistics_provenance = read_statistics(beside, info.domains)
+    return info
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VelocityUNet, CheckpointInfo]:
+    """A ready (eval-mode) network and its metadata; CheckpointError for anything wrong with the file."""
+    path = Path(path)
+    info = read_checkpoint_info(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from None
+    model = VelocityUNet(info.config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+                  if k in tensors and tensors[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected weights: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+    if mismatched:
+        problems.append(f"shape mismatch: {', '.join(mismatched[:5])}{' ...' if len(mismatched) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"{path}: weights do not match its model config ({'; '.join(problems)})")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the training diverged")
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), info
+
+
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+BUNDLED_MODEL_NAME = "medshift_default.safetensors"
+
+
+def default_model_path() -> Path:
+    """The model used when none is named: $MEDSHIFT_MODEL, else the bundled one."""
+    env = os.environ.get("MEDSHIFT_MODEL")
+    if env:
+        return Path(env)
+    path = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"no model given and no bundled model at {path}; pass --model CKPT (train one with "
+            "`medshift train`) or set MEDSHIFT_MODEL")
+    return path

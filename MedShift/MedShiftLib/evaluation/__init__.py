@@ -1,0 +1,2 @@
+"""`medshift evaluate`: translation quality against baselines on a held-out simulated test set.
+"""

@@ -1,0 +1,67 @@
+"""The in-memory radiograph: pixels plus the geometry and metadata needed to write it back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputImageError
+
+IDENTITY_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class RadiographImage:
+    """One 2-D grey radiograph.
+
+    pixels: (rows, cols) array of stored values after any modality rescale, dtype as read.
+    spacing/origin/direction: ITK (LPS) geometry of the pixel grid; spacing is (x=column, y=row, z),
+        direction a row-major 3x3 matrix, so a 2-D image is a single-slice 3-D volume.
+    photometric: "MONOCHROME2" (high value = bright) or "MONOCHROME1" (high value = dark).
+    file_format: the format the image was read from ("dicom", "nrrd", "nifti", "mha", "png", "tiff"),
+        or None for an image made in memory.
+    metadata: format-specific data a writer needs to keep (e.g. the source pydicom Dataset under
+        "dicom_dataset"); never required by the engine.
+    """
+
+    pixels: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY_DIRECTION
+    photometric: str = "MONOCHROME2"
+    file_format: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pixels.ndim != 2:
+            raise ValueError(f"RadiographImage needs a 2-D pixel array, got shape {self.pixels.shape}")
+        if self.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, got {self.photometric!r}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+        return self.pixels.shape  # type: ignore[return-value]
+
+    def with_pixels(self, pixels: np.ndarray) -> RadiographImage:
+        """A copy on the same grid and with the same metadata, holding other pixels."""
+        if pixels.shape != self.pixels.shape:
+            raise ValueError(f"new pixels {pixels.shape} do not match the grid {self.pixels.shape}")
+        return replace(self, pixels=pixels, metadata=dict(self.metadata))
+
+
+def check_finite_grey(pixels: np.ndarray, name: str = "image") -> None:
+    """Raise InputImageError unless `pixels` is a real-valued array with finite, non-constant values."""
+    if pixels.dtype.kind not in "biuf":
+        raise InputImageError(f"{name}: pixel type {pixels.dtype} is not a grey-level number type")
+    if pixels.size == 0:
+        raise InputImageError(f"{name}: the image is empty")
+    if pixels.dtype.kind == "f" and not np.all(np.isfinite(pixels)):
+        bad = int(np.count_nonzero(~np.isfinite(pixels)))
+        raise InputImageError(
+            f"{name}: {bad} pixel(s) are NaN or infinite; replace them (e.g. with the image minimum) first"
+        )
+    if pixels.min() == pixels.max():
+        raise InputImageError(f"{name}: every pixel has the value {pixels.min()}; a constant image cannot be "
+                              "translated")

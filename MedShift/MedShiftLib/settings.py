@@ -1,0 +1,139 @@
+"""How to translate: `TranslationSettings`, the named presets and the lists of valid choices.
+
+The one home of every translation option and its default. The `medshift` command builds its options
+from the fields below (flag and help text in each field's metadata), the Slicer panel takes its choice
+lists, defaults and preset buttons from here, and the module logic takes a `TranslationSettings`.
+Imports neither torch nor anything else of MedShiftLib but its errors, so the Slicer module can load
+it before torch is installed.
+
+Checks that need the model (domain names, recorded statistics, the network's size factor) are made by
+`engine.checkpoint.CheckpointInfo.validate`; `TranslationSettings.validated` makes the others.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import MedShiftError
+
+SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "dopri5")
+SCHEDULES: tuple[str, ...] = ("uniform", "quadratic")
+RESAMPLE_MODES: tuple[str, ...] = ("auto", "none")
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def _option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A settings field with its command-line flag, help text and choices in the metadata."""
+    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class TranslationSettings:
+    """How to translate an image from `source_domain` into `target_domain`; the defaults are the panel's and CLI's."""
+
+    source_domain: str
+    target_domain: str
+    tau: float = _option(0.6, "--tau", "structure (0.6) <-> realism (0.3) trade-off")
+    guidance_scale: float = _option(1.0, "--guidance", "classifier-free guidance scale w; 1 = none, faster")
+    solver: str = _option("euler", "--solver", "ODE solver", SOLVERS)
+    steps: int = _option(4, "--steps", "solver steps over [tau, 1], per direction")
+    schedule: str = _option("uniform", "--schedule", "time grid of euler/heun/rk4: uniform, or quadratic (finer "
+                            "towards t = 1, where noise texture forms)", SCHEDULES)
+    noise_renewal: float = _option(0.0, "--noise-renewal", "share of the inverted latent's noise replaced by fresh "
+                                   "noise, 0-1 (0: deterministic); 1 with --schedule quadratic --steps 8 synthesises "
+                                   "the target's quantum noise")
+    seed: int = _option(0, "--seed", "seed of the renewed or matched noise")
+    contrast_transfer: bool = _option(False, "--contrast-transfer", "first give the image the target domain's grey "
+                                      "levels and multi-scale contrast (from the model's domain statistics); keeps "
+                                      "structure at tau 0.6 while matching the vendor look")
+    noise_matching: bool = _option(False, "--noise-matching", "finally give the result the target domain's noise "
+                                   "power spectrum (from the model's domain statistics): excess noise filtered out, "
+                                   "missing quantum noise added")
+    tile_size: int = _option(1024, "--tile-size", "largest side processed in one pass, in working pixels")
+    resample: str = _option("auto", "--resample", "auto: bring the image to the model's pixel scale; none: use its "
+                            "own grid", RESAMPLE_MODES)
+    tile_overlap: int | None = None  # None: a quarter of the tile
+
+    def validated(self) -> TranslationSettings:
+        """Check every field that needs no model; raises MedShiftError saying what to change."""
+        if not 0.0 <= self.tau < 1.0:
+            raise MedShiftError(f"tau must be in [0, 1) (0.3 realism ... 0.6 structure), got {self.tau}")
+        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 0:
+            raise MedShiftError(f"guidance scale must be a number >= 0 (1 = no guidance), got {self.guidance_scale}")
+        if self.solver not in SOLVERS:
+            raise MedShiftError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
+        if self.steps < 1:
+            raise MedShiftError(f"steps must be at least 1, got {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise MedShiftError(f"unknown time schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.schedule != "uniform" and self.solver == "dopri5":
+            raise MedShiftError("dopri5 chooses its own steps: use the uniform schedule with it, or euler/heun/rk4")
+        if not 0.0 <= self.noise_renewal <= 1.0:
+            raise MedShiftError(f"noise renewal must be in [0, 1] (0 = deterministic), got {self.noise_renewal}")
+        if self.resample not in RESAMPLE_MODES:
+            raise MedShiftError(f"unknown resample mode {self.resample!r}; choose one of: {', '.join(RESAMPLE_MODES)}")
+        if self.tile_size < 1:
+            raise MedShiftError(f"tile size must be a positive number of pixels, got {self.tile_size}")
+        return self
+
+    def for_image(self, index: int) -> TranslationSettings:
+        """The settings for image `index` of a run over several images: its own noise seed (seed + index)."""
+        return replace(self, seed=self.seed + index)
+
+    def with_preset(self, name: str) -> TranslationSettings:
+        """These settings with the fields of preset `name` (one of PRESETS) replaced."""
+        if name not in PRESETS:
+            raise MedShiftError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return replace(self, **PRESETS[name])
+
+    def tiling(self, factor: int) -> tuple[int, int]:
+        """(tile, overlap) rounded to the network's downsampling factor."""
+        tile = max(factor, self.tile_size // factor * factor)
+        overlap = self.tile_overlap if self.tile_overlap is not None else tile // 4
+        overlap = min(max(factor, overlap // factor * factor), tile - factor) if tile > factor else 0
+        return tile, overlap
+
+    def description(self) -> str:
+        """Short human description, e.g. 'sim-low->clinical-normal tau0.6'."""
+        text = f"{self.source_domain}->{self.target_domain} tau{self.tau:g}"
+        if self.guidance_scale != 1.0:
+            text += f" w{self.guidance_scale:g}"
+        if self.contrast_transfer:
+            text += " contrast"
+        if self.noise_renewal > 0:
+            text += f" noise{self.noise_renewal:g}"
+        if self.noise_matching:
+            text += " matched-noise"
+        if self.noise_renewal > 0 or self.noise_matching:
+            text += f" seed{self.seed}"
+        return text
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TranslationSettings) if f.default is not MISSING}
+"""Every field's default value by name (source and target domain have none)."""
+
+COMMAND_LINE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(TranslationSettings) if "flag" in f.metadata)
+"""The fields the `medshift translate` command offers as options, in order."""
+
+# Renews the latent's noise so the model synthesises the target domain's quantum noise (docs/evaluation.md,
+# "Noise synthesis").
+NOISE_SYNTHESIS: dict[str, Any] = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0,
+                                   "contrast_transfer": False, "noise_matching": False}
+# Keeps the most structure at tau = 0.6 while giving the target domain's contrast (docs/evaluation.md,
+# "Contrast transfer").
+MATCHED_CONTRAST: dict[str, Any] = {"contrast_transfer": True, "noise_renewal": 0.0, "schedule": "quadratic",
+                                    "steps": 8, "guidance_scale": 2.0, "noise_matching": False}
+# MATCHED_CONTRAST plus the target domain's noise spectrum: realism for some structure (docs/evaluation.md,
+# "Noise matching").
+MATCHED_CONTRAST_AND_NOISE: dict[str, Any] = MATCHED_CONTRAST | {"noise_matching": True}
+DETERMINISTIC: dict[str, Any] = {name: DEFAULTS[name] for name in NOISE_SYNTHESIS}
+"""The published deterministic translation: the defaults of the fields the other presets change."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "deterministic": DETERMINISTIC,
+    "synthesise-noise": NOISE_SYNTHESIS,
+    "matched-contrast": MATCHED_CONTRAST,
+    "matched-contrast-and-noise": MATCHED_CONTRAST_AND_NOISE,
+}
+"""Named settings the panel offers as buttons and the CLI as --preset."""

@@ -1,0 +1,219 @@
+"""Render one projection (per-material line integrals) in the five simulator domains.
+
+Every domain starts from the same line integrals, so images of one subject and view are aligned
+across domains. Display convention everywhere: MONOCHROME2 in [0, 1], air dark, bone bright.
+
+- sim-low / sim-high: an interventional simulator's look: monochromatic attenuation at an
+  effective energy, a broad low-frequency veil (haze), smooth, low-contrast, linear display;
+  sim-low is rendered at half resolution with weak white noise, sim-high clean and full resolution.
+- clinical-low / clinical-normal / clinical-exposure: an angiography system: polychromatic
+  spectrum through an energy-integrating CsI detector (beam hardening), scatter, heel effect,
+  Poisson quantum noise at the detector air kerma of the mode, detector blur on signal and noise,
+  electronic noise, then log, multi-scale contrast equalisation with edge enhancement and a
+  sigmoid display LUT; the exposure mode has more dose and stronger detail enhancement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import DomainError
+from .domains import SIMULATOR_DOMAINS
+from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
+
+# Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
+# CsI pixels (the usual fluoroscopy read-out); see docs/simulator.md for why.
+QUANTUM_PIXEL_MM = 0.308
+
+
+@dataclass(frozen=True)
+class SimulatorStyle:
+    """Parameters of a simulator-style (synthetic) domain."""
+
+    effective_energy_keV: float
+    haze_strength: float  # weight of the veil relative to the primary
+    haze_sigma_mm: float
+    render_scale: float  # 0.5: rendered at half resolution and upsampled
+    blur_px: float
+    white_noise_std: float  # in display units, after the display mapping
+    display_range: tuple[float, float]  # display values of zero and of the reference attenuation
+
+
+@dataclass(frozen=True)
+class ClinicalStyle:
+    """Parameters of a clinical (angiography system) domain."""
+
+    kvp: float
+    cu_mm: float
+    dose_range_nGy: tuple[float, float]  # detector air kerma per frame behind the head (AEC)
+    detector_blur_px: float
+    scatter_to_primary: float
+    scatter_sigma_mm: float
+    electronic_noise_quanta: float
+    heel_range: tuple[float, float]  # relative intensity change across the field
+    band_gains: tuple[float, ...]  # gains of the detail bands at sigma = 1, 2, 4, 8, 16 px
+    base_gain: float  # gain of the residual low-pass (< 1 compresses the dynamic range)
+    lut_slope: float  # steepness of the sigmoid display LUT
+
+
+DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
+    "sim-low": SimulatorStyle(effective_energy_keV=55.0, haze_strength=0.6, haze_sigma_mm=45.0,
+                              render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
+                              display_range=(0.06, 0.78)),
+    "sim-high": SimulatorStyle(effective_energy_keV=55.0, haze_strength=0.45, haze_sigma_mm=45.0,
+                               render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
+                               display_range=(0.05, 0.82)),
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), detector_blur_px=1.0,
+                                  scatter_to_primary=0.4, scatter_sigma_mm=40.0,
+                                  electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
+                                  band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), detector_blur_px=1.0,
+                                     scatter_to_primary=0.4, scatter_sigma_mm=40.0,
+                                     electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
+                                     band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0),
+                                       detector_blur_px=0.8, scatter_to_primary=0.4, scatter_sigma_mm=40.0,
+                                       electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
+                                       band_gains=(1.8, 2.4, 2.2, 1.7, 1.3), base_gain=0.5, lut_slope=7.0),
+}
+
+
+def check_domain(domain: str) -> None:
+    """Raise DomainError for a name that is not one of the simulator domains."""
+    if domain not in DOMAIN_STYLES:
+        raise DomainError(f"unknown simulator domain {domain!r}; the simulator renders: "
+                          f"{', '.join(SIMULATOR_DOMAINS)}")
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    """The per-image random choices of a domain rendering (shared by its noisy and clean images)."""
+
+    domain: str
+    dose_nGy: float | None = None
+    heel: float = 0.0  # relative intensity change from the left to the right image edge
+    kvp: float | None = None
+    effective_energy_keV: float | None = None
+
+
+def draw_domain_settings(domain: str, rng: np.random.Generator) -> DomainSettings:
+    """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain."""
+    check_domain(domain)
+    style = DOMAIN_STYLES[domain]
+    if isinstance(style, SimulatorStyle):
+        return DomainSettings(domain=domain, effective_energy_keV=style.effective_energy_keV)
+    low, high = style.dose_range_nGy
+    dose = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    heel = float(rng.uniform(*style.heel_range) * rng.choice([-1.0, 1.0]))
+    spectrum = tube_spectrum(style.kvp, style.cu_mm)
+    return DomainSettings(domain=domain, dose_nGy=dose, heel=heel, kvp=style.kvp,
+                          effective_energy_keV=spectrum.mean_energy_keV)
+
+
+@dataclass
+class DomainRendering:
+    """One rendered image in [0, 1] (MONOCHROME2) and the settings that made it."""
+
+    image: np.ndarray
+    settings: DomainSettings
+    extras: dict = field(default_factory=dict)
+
+
+def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,
+                  noise_rng: np.random.Generator | None) -> DomainRendering:
+    """Render line integrals (rows, cols, materials; g/cm^2) in a domain; noise_rng=None: noise-free."""
+    check_domain(settings.domain)
+    style = DOMAIN_STYLES[settings.domain]
+    if isinstance(style, SimulatorStyle):
+        image = _render_simulator(line_integrals, style, pixel_spacing_mm, noise_rng)
+    else:
+        image = _render_clinical(line_integrals, style, settings, pixel_spacing_mm, noise_rng)
+    return DomainRendering(image=image.astype(np.float32), settings=settings)
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """Quantise a [0, 1] display image to 16 bits."""
+    return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, noise_rng):
+    integrals = line_integrals
+    if style.render_scale != 1.0:  # coarser rendering: project on a grid half as fine
+        integrals = ndimage.zoom(line_integrals, (style.render_scale, style.render_scale, 1), order=1)
+    transmission = monochromatic_transmission(integrals, style.effective_energy_keV)
+    if style.render_scale != 1.0:
+        factors = (line_integrals.shape[0] / transmission.shape[0], line_integrals.shape[1] / transmission.shape[1])
+        transmission = ndimage.zoom(transmission, factors, order=1)
+        transmission = transmission[: line_integrals.shape[0], : line_integrals.shape[1]]
+    veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
+    hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
+    if style.blur_px > 0:
+        hazy = ndimage.gaussian_filter(hazy, style.blur_px, mode="nearest")
+    attenuation = -np.log(np.clip(hazy, 1e-6, None))
+    reference = max(float(np.percentile(attenuation, 99.5)), 1e-6)
+    low, high = style.display_range
+    image = low + (high - low) * attenuation / reference
+    image = image * np.clip(attenuation / 0.05, 0.0, 1.0)  # air outside the head stays black
+    if noise_rng is not None and style.white_noise_std > 0:
+        image = image + noise_rng.normal(0.0, style.white_noise_std, image.shape)
+    return np.clip(image, 0.0, 1.0)
+
+
+def _band_decomposition(image: np.ndarray, sigmas_px) -> tuple[list[np.ndarray], np.ndarray]:
+    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass."""
+    bands, previous = [], image
+    for sigma in sigmas_px:
+        smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+        bands.append(previous - smooth)
+        previous = smooth
+    return bands, previous
+
+
+def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSettings,
+                     pixel_spacing_mm, noise_rng):
+    response = detector_response(tube_spectrum(style.kvp, style.cu_mm))
+    primary = polychromatic_transmission(line_integrals, response)
+    rows, cols = primary.shape
+    heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
+    scatter = style.scatter_to_primary * ndimage.gaussian_filter(
+        primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
+    signal = (primary + scatter) * heel[None, :]  # relative to the open field
+    # automatic exposure control: the central half of the field receives the mode's air kerma
+    centre = signal[rows // 4: rows - rows // 4, cols // 4: cols - cols // 4]
+    spectrum = tube_spectrum(style.kvp, style.cu_mm)
+    photons_behind_head = settings.dose_nGy * 1e-3 * spectrum.photons_per_mm2_per_uGy * QUANTUM_PIXEL_MM ** 2
+    open_field_quanta = photons_behind_head * response.detected_fraction / max(float(centre.mean()), 1e-6)
+    quanta = open_field_quanta * signal
+    if noise_rng is not None:
+        quanta = noise_rng.poisson(quanta).astype(np.float64)
+    quanta = ndimage.gaussian_filter(quanta, style.detector_blur_px, mode="nearest")
+    if noise_rng is not None:
+        quanta = quanta + noise_rng.normal(0.0, style.electronic_noise_quanta, quanta.shape)
+    log_image = -np.log(np.clip(quanta, 0.5, None) / open_field_quanta)
+    # window from the noise-free image so noisy and clean share one display mapping
+    clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, style.detector_blur_px,
+                                                        mode="nearest"), 0.5, None) / open_field_quanta)
+    processed = _equalise(log_image, style)
+    processed_clean = processed if noise_rng is None else _equalise(clean_log, style)
+    low = float(np.percentile(processed_clean, 0.5))
+    high = float(np.percentile(processed_clean, 99.8))
+    x = (processed - low) / max(high - low, 1e-6)
+    return _sigmoid_lut(x, style.lut_slope)
+
+
+def _equalise(log_image: np.ndarray, style: ClinicalStyle) -> np.ndarray:
+    """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass."""
+    bands, residual = _band_decomposition(log_image, (1.0, 2.0, 4.0, 8.0, 16.0))
+    out = style.base_gain * residual
+    for gain, band in zip(style.band_gains, bands):
+        out = out + gain * band
+    return out
+
+
+def _sigmoid_lut(x: np.ndarray, slope: float, centre: float = 0.5) -> np.ndarray:
+    """Sigmoid display LUT mapping the window [0, 1] onto [0, 1] (0 and 1 kept fixed)."""
+    def s(v):
+        return 1.0 / (1.0 + np.exp(-slope * (v - centre)))
+    return np.clip((s(x) - s(0.0)) / (s(1.0) - s(0.0)), 0.0, 1.0)

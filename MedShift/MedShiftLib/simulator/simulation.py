@@ -1,0 +1,215 @@
+"""Write a simulated five-domain skull X-ray data folder, and a side-by-side preview of the domains.
+
+Layout: OUT_DIR/<domain>/sSSSS_vVV.png (16-bit PNG, MONOCHROME2, same name in every domain for the
+same subject and view), OUT_DIR/manifest.csv, and with clean=True OUT_DIR/clean/<domain>/<names>.
+Every random choice comes from numpy SeedSequence(seed, spawn_key=(subject, view, ...)), so an
+image depends only on the seed and its own indices, not on how many were asked for.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFolderError
+from ..io.atomic_files import write_bytes_atomically
+from .cone_beam_projector import (
+    ANGLE_LIMIT_DEG,
+    DEFAULT_DETECTOR_WIDTH_MM,
+    CArmGeometry,
+    ConeBeamProjector,
+    MaterialVolume,
+    check_angles,
+)
+from .domain_rendering import SIMULATOR_DOMAINS, DomainSettings, draw_domain_settings, render_domain, to_uint16
+from .head_phantom import make_head_phantom
+
+MANIFEST_COLUMNS = ("file", "domain", "subject", "view", "lao_rao_deg", "cranial_caudal_deg", "dose_nGy",
+                    "kvp", "seed", "cu_mm", "effective_energy_keV", "heel", "sid_mm", "sod_mm",
+                    "pixel_spacing_mm", "rows", "cols", "phantom", "clean_file")
+
+
+def image_name(subject: int, view: int) -> str:
+    """File name of one subject and view, the same in every domain folder."""
+    return f"s{subject:04d}_v{view:02d}.png"
+
+
+def default_phantom_grid(size: int) -> int:
+    """Phantom grid size (voxels along the longest side) that suits an image size."""
+    return int(min(224, max(64, round(size * 0.625))))
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
+
+
+def subject_volume(seed: int, subject: int, grid_size: int, ct_volume: MaterialVolume | None = None
+                   ) -> MaterialVolume:
+    """The material volume of one subject: its procedural phantom, or the given CT volume."""
+    if ct_volume is not None:
+        return ct_volume
+    return make_head_phantom(_rng(seed, subject), grid_size)
+
+
+def view_angles(seed: int, subject: int, view: int) -> tuple[float, float]:
+    """LAO/RAO and cranial/caudal angles (deg, 0.1-deg steps, within -40..40) of one view."""
+    rng = _rng(seed, subject, view, 0)
+    lao, cran = np.round(rng.uniform(-ANGLE_LIMIT_DEG, ANGLE_LIMIT_DEG, 2), 1)
+    return float(lao), float(cran)
+
+
+@dataclass
+class RenderedView:
+    """One subject and view in every domain: noisy images, clean images and their settings."""
+
+    geometry: CArmGeometry
+    images: dict[str, np.ndarray]
+    clean_images: dict[str, np.ndarray]
+    settings: dict[str, DomainSettings]
+
+
+def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int, subject: int, view: int,
+                domains: tuple[str, ...] = SIMULATOR_DOMAINS, clean: bool = True) -> RenderedView:
+    """Project one view once and render it in every domain (and noise-free when clean=True)."""
+    line_integrals = projector.project(geometry)
+    images, clean_images, settings = {}, {}, {}
+    for domain in domains:
+        d = SIMULATOR_DOMAINS.index(domain)
+        setting = draw_domain_settings(domain, _rng(seed, subject, view, 1, d))
+        settings[domain] = setting
+        images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm,
+                                       _rng(seed, subject, view, 2, d)).image
+        if clean:
+            clean_images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm, None).image
+    return RenderedView(geometry=geometry, images=images, clean_images=clean_images, settings=settings)
+
+
+def _write_png_atomically(path: Path, image_uint16: np.ndarray) -> None:
+    """Write a 16-bit greyscale PNG through a temporary file and os.replace."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image_uint16).save(buffer, format="PNG")
+    write_bytes_atomically(path, buffer.getvalue())
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int, size: int, seed: int,
+                     ct_path: str | None = None, clean: bool = False, pixel_spacing_mm: float | None = None,
+                     progress: bool = True, device: str = "cpu", phantom_grid: int | None = None) -> Path:
+    """Simulate `subjects` x `views_per_subject` skull views in the five domains; returns out_dir."""
+    if subjects < 1 or views_per_subject < 1:
+        raise DataFolderError(f"need at least one subject and one view (got {subjects} subjects, "
+                              f"{views_per_subject} views)")
+    if size < 16:
+        raise DataFolderError(f"image size {size} px is too small; use at least 16 (e.g. 256)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spacing = pixel_spacing_mm if pixel_spacing_mm is not None else DEFAULT_DETECTOR_WIDTH_MM / size
+    grid = phantom_grid or default_phantom_grid(size)
+    ct_volume, phantom_name = None, "procedural"
+    if ct_path is not None:
+        from .ct_volume import read_ct_volume
+
+        ct_volume, phantom_name = read_ct_volume(ct_path, grid_size=max(grid, 128)), Path(ct_path).name
+
+    from tqdm import tqdm
+
+    rows_out = []
+    bar = tqdm(total=subjects * views_per_subject, desc="simulating views", unit="view", disable=not progress)
+    for subject in range(subjects):
+        projector = ConeBeamProjector(subject_volume(seed, subject, grid, ct_volume), device=device)
+        for view in range(views_per_subject):
+            lao, cran = view_angles(seed, subject, view)
+            check_angles(lao, cran)
+            geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=size, cols=size,
+                                    pixel_spacing_mm=spacing)
+            rendered = render_view(projector, geometry, seed, subject, view, clean=clean)
+            name = image_name(subject, view)
+            for domain in SIMULATOR_DOMAINS:
+                _write_png_atomically(out / domain / name, to_uint16(rendered.images[domain]))
+                clean_file = ""
+                if clean:
+                    clean_file = f"clean/{domain}/{name}"
+                    _write_png_atomically(out / clean_file, to_uint16(rendered.clean_images[domain]))
+                s = rendered.settings[domain]
+                rows_out.append({
+                    "file": f"{domain}/{name}", "domain": domain, "subject": f"s{subject:04d}",
+                    "view": view, "lao_rao_deg": lao, "cranial_caudal_deg": cran, "dose_nGy": s.dose_nGy,
+                    "kvp": s.kvp, "seed": seed,
+                    "cu_mm": None if s.kvp is None else _clinical_cu(domain),
+                    "effective_energy_keV": s.effective_energy_keV, "heel": s.heel if s.kvp else None,
+                    "sid_mm": geometry.sid_mm, "sod_mm": geometry.sod_mm, "pixel_spacing_mm": spacing,
+                    "rows": size, "cols": size, "phantom": phantom_name, "clean_file": clean_file})
+            bar.update(1)
+    bar.close()
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows_out:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    write_bytes_atomically(out / "manifest.csv", text.getvalue().encode())
+    return out
+
+
+def _clinical_cu(domain: str) -> float:
+    from .domain_rendering import DOMAIN_STYLES
+
+    return DOMAIN_STYLES[domain].cu_mm
+
+
+def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 256, ct_path: str | None = None,
+                  lao_rao_deg: float | None = None, cranial_caudal_deg: float | None = None, device: str = "cpu",
+                  clean: bool = True) -> RenderedView:
+    """One subject and view of the simulated data set, in memory, in all five domains."""
+    grid = default_phantom_grid(size)
+    ct_volume = None
+    if ct_path is not None:
+        from .ct_volume import read_ct_volume
+
+        ct_volume = read_ct_volume(ct_path, grid_size=max(grid, 128))
+    lao, cran = view_angles(seed, subject, view)
+    lao = lao if lao_rao_deg is None else float(lao_rao_deg)
+    cran = cran if cranial_caudal_deg is None else float(cranial_caudal_deg)
+    check_angles(lao, cran)
+    geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=size, cols=size,
+                            pixel_spacing_mm=DEFAULT_DETECTOR_WIDTH_MM / size)
+    projector = ConeBeamProjector(subject_volume(seed, subject, grid, ct_volume), device=device)
+    return render_view(projector, geometry, seed, subject, view, clean=clean)
+
+
+def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, view: int = 0, size: int = 256,
+                        ct_path: str | None = None, lao_rao_deg: float | None = None,
+                        cranial_caudal_deg: float | None = None, device: str = "cpu") -> Path:
+    """Write a PNG showing one subject and view in all five domains side by side, with labels."""
+    from PIL import Image, ImageDraw
+
+    rendered = simulate_view(seed, subject, view, size, ct_path, lao_rao_deg, cranial_caudal_deg, device,
+                             clean=False)
+    lao, cran = rendered.geometry.lao_rao_deg, rendered.geometry.cranial_caudal_deg
+    label_height, gap = 22, 4
+    strip = Image.new("L", (len(SIMULATOR_DOMAINS) * (size + gap) - gap, size + label_height), 255)
+    draw = ImageDraw.Draw(strip)
+    for i, domain in enumerate(SIMULATOR_DOMAINS):
+        tile = Image.fromarray((np.clip(rendered.images[domain], 0, 1) * 255 + 0.5).astype(np.uint8))
+        x = i * (size + gap)
+        strip.paste(tile, (x, label_height))
+        s = rendered.settings[domain]
+        label = domain if s.dose_nGy is None else f"{domain} {s.dose_nGy:.0f} nGy {s.kvp:g} kVp"
+        draw.text((x + 4, 5), label, fill=0)
+    draw.text((4, size + label_height - 14), f"LAO/RAO {lao:+.1f}  cran/caud {cran:+.1f}", fill=255)
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG")
+    out = Path(out_png)
+    write_bytes_atomically(out, buffer.getvalue())
+    return out

@@ -1,0 +1,111 @@
+"""The options of a training run: `TrainingConfig`, and the `medshift train` options that fill it."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from ..engine.couplings import COUPLINGS
+from ..engine.network import MODEL_PRESETS
+from ..errors import MedShiftError
+
+PRECISIONS = ("fp32", "bf16")
+RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every",
+                     "best_validation_loss", "precision", "compile", "sample_every")
+"""Options that may differ between a run and its --resume (the others must match)."""
+
+
+@dataclass
+class TrainingConfig:
+    """Every option of a training run (stored in the checkpoint's provenance)."""
+
+    data_dir: str
+    out_dir: str
+    resolution: int = 256
+    preset: str = "default"
+    batch_size: int = 16
+    steps: int = 2000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    coupling: str = "ot"
+    bridge_sigma: float = 0.1
+    label_dropout: float = 0.2
+    validation_fraction: float = 0.1
+    checkpoint_every: int = 250
+    log_every: int = 25
+    num_workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    domains: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    compile: bool = False
+    sample_every: int | None = None
+
+    @property
+    def sample_interval(self) -> int:
+        """Steps between sample grids: `sample_every`, or the checkpoint interval when unset; 0 = never."""
+        return self.checkpoint_every if self.sample_every is None else self.sample_every
+
+    def check(self) -> None:
+        """Raise MedShiftError for options that cannot work, before any work is done."""
+        if self.preset not in MODEL_PRESETS:
+            raise MedShiftError(f"unknown model preset {self.preset!r}; choose one of: {', '.join(MODEL_PRESETS)}")
+        if self.coupling not in COUPLINGS:
+            raise MedShiftError(f"unknown coupling {self.coupling!r}; choose one of: {', '.join(COUPLINGS)}")
+        for name in ("resolution", "batch_size", "steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise MedShiftError(f"{name.replace('_', '-')} must be at least 1")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise MedShiftError("label dropout must be in [0, 1)")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise MedShiftError("validation fraction must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise MedShiftError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        if self.sample_every is not None and self.sample_every < 0:
+            raise MedShiftError("sample-every must be 0 (no samples) or more")
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `medshift train` (and the MedShiftTraining module)."""
+    d = TrainingConfig(data_dir="", out_dir="")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per domain")
+    p.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    p.add_argument("--resolution", type=int, default=d.resolution, help="working resolution in pixels")
+    p.add_argument("--preset", choices=tuple(MODEL_PRESETS), default=d.preset, help="model size")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in all")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up, then cosine decay")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--coupling", choices=COUPLINGS, default=d.coupling)
+    p.add_argument("--bridge-sigma", type=float, default=d.bridge_sigma, help="noise of the Schrodinger bridge")
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout)
+    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction, help="of subjects")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--workers", type=int, default=min(d.num_workers, os.cpu_count() or 1), help="loader processes")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--domains", nargs="+", help="domain sub-folders to use, in label order (default: all, sorted)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last save")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="fp32, or bf16 autocast (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
+    p.add_argument("--sample-every", type=int, default=None,
+                   help="steps between samples_step{N}.png grids (default: --checkpoint-every; 0: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
+    """TrainingConfig from parsed `medshift train` options."""
+    return TrainingConfig(
+        data_dir=args.data_dir, out_dir=args.out, resolution=args.resolution, preset=args.preset,
+        batch_size=args.batch_size, steps=args.steps, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, coupling=args.coupling, bridge_sigma=args.bridge_sigma,
+        label_dropout=args.label_dropout, validation_fraction=args.validation_fraction,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, num_workers=args.workers,
+        device=args.device, seed=args.seed, resume=args.resume, domains=args.domains or [],
+        precision=args.precision, compile=args.compile, sample_every=args.sample_every)

@@ -1,0 +1,82 @@
+"""One optimisation step of the velocity network, its exponential moving average, and the learning rate.
+
+`train_step` evaluates the flow-matching loss (engine/loss.py), clips the gradient and steps AdamW and
+the scheduler; the trainer then updates the EMA (`make_ema`) once per step with the raw model's weights,
+so every torchrun process keeps the same average.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..engine.loss import FlowMatchingLoss
+
+
+def ema_decay_at(num_averaged: int, decay: float) -> float:
+    """The EMA decay after `num_averaged` updates: min(decay, (1 + n) / (10 + n)).
+
+    The warm-up keeps early weights (the zero-initialised head, an untrained patch skip) from
+    lingering in the average: with a fixed 0.999, 22 % of the step-0 weights are still there after
+    1,500 steps, and the averaged network leaves noise in its samples that the trained one removes.
+    """
+    return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    """Exponential moving average of `model`'s weights (torch.optim.swa_utils), with decay warm-up."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
+        weight = 1.0 - ema_decay_at(int(num_averaged), decay)
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers: copy
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_factor: float = 0.05) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to `min_factor`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class StepResult:
+    """What one optimisation step reports."""
+
+    loss: float
+    grad_norm: float
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: FlowMatchingLoss,
+    x1: Tensor,
+    labels: Tensor,
+    generator: torch.Generator | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = 1.0,
+    autocast_dtype: torch.dtype | None = None,
+) -> StepResult:
+    """One flow-matching step on a batch x1 (B, 1, H, W) with domain labels (B,)."""
+    model.train()
+    loss = loss_fn(model, x1, labels, generator, autocast_dtype=autocast_dtype)
+    if not torch.isfinite(loss):
+        raise FloatingPointError("training loss is NaN or infinite; lower the learning rate or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip else float("inf"))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return StepResult(loss=float(loss.detach()), grad_norm=float(grad_norm))

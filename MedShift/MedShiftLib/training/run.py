@@ -1,0 +1,311 @@
+"""Training a MedShift checkpoint from a data folder (one sub-folder per domain).
+
+Shared by `medshift train` and the MedShiftTraining Slicer module. Each run folder gets:
+    latest.safetensors       EMA weights + metadata, rewritten every `checkpoint_every` steps
+    best.safetensors         the EMA weights with the lowest validation flow-matching loss so far
+    *.stats.json             each checkpoint's domain statistics (engine/domain_statistics.py)
+    training_state.safetensors  raw weights, EMA, optimizer and scheduler, for --resume
+    log.jsonl                one JSON line per logged step (loss, lr, images/s, validation loss)
+    loss_curve.png           training and validation loss against the step, redrawn at every checkpoint
+    samples_step{N}.png      validation images translated into every domain, every `sample_every` steps
+Data order, crops and noise derive from (seed, step) (sampling.py), so a resumed run continues as the
+original would.
+
+A `TrainingRun` is set up (data, network, EMA, optimiser, loss), resumed or started, then stepped; at
+every checkpoint interval it logs, validates and saves. Started by torchrun (`torchrun --nproc_per_node N
+-m MedShiftLib.cli train ...`), every process trains a DistributedDataParallel replica on its share of
+each global batch (`batch_size` stays the global batch); only rank 0 writes files (distributed.py,
+docs/training.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..engine.checkpoint import CheckpointInfo, save_checkpoint
+from ..engine.couplings import make_coupling
+from ..engine.devices import resolve_device
+from ..engine.loss import FlowMatchingLoss
+from ..engine.network import VelocityUNet, config_from_preset
+from ..errors import DataFolderError, MedShiftError
+from ..io.data_folder import ImageRecord, scan_data_folder, split_by_subject
+from .config import RESUMABLE_CHANGES, TrainingConfig, config_from_arguments
+from .dataset import RadiographDomainDataset
+from .distributed import (
+    ProcessPlace,
+    barrier,
+    data_parallel,
+    mean_across_processes,
+    process_device,
+    process_group,
+    write_replica_digest,
+)
+from .domain_statistics import IMAGES_PER_DOMAIN, statistics_for_run
+from .optimisation import StepResult, make_ema, train_step, warmup_cosine
+from .report import SAMPLE_IMAGES, save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
+from .sampling import EpochPermutationSampler, step_generator
+from .state import read_training_state, restore_training_state, save_training_state
+
+
+def working_pixel_spacing(records: list[ImageRecord], resolution: int) -> float | None:
+    """Pixel spacing (mm) of the working grid when every image's manifest gives the same spacing and size.
+
+    A whole image's short side maps to `resolution` pixels (as the validation crop does), so one
+    working pixel covers spacing * short_side / resolution millimetres; None when unknown or mixed."""
+    values = {(r.extra.get("pixel_spacing_mm"), r.extra.get("rows"), r.extra.get("cols")) for r in records}
+    if len(values) != 1:
+        return None
+    spacing, rows, cols = values.pop()
+    try:
+        return float(spacing) * min(int(rows), int(cols)) / resolution
+    except (TypeError, ValueError):
+        return None
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, loss_fn: FlowMatchingLoss, loader: DataLoader, device: torch.device,
+                    seed: int) -> float:
+    """Mean flow-matching loss on the validation images with fixed noise and times, labels kept."""
+    model.eval()
+    total, count = 0.0, 0
+    for i, (x1, labels) in enumerate(loader):
+        x1 = x1.to(device)
+        total += float(loss_fn(model, x1, labels.to(device), step_generator(seed, -1 - i), drop=False)) * len(x1)
+        count += len(x1)
+    return total / max(count, 1)
+
+
+def training_device(config: TrainingConfig, place: ProcessPlace) -> torch.device:
+    """The device this process trains on; MedShiftError for a device or precision that cannot work."""
+    device = process_device(resolve_device(config.device), place)
+    if config.precision == "bf16" and device.type != "cuda":
+        raise MedShiftError("--precision bf16 needs a CUDA GPU (bfloat16 autocast on the CPU is slower than fp32 "
+                            "on most processors); use --precision fp32 or --device cuda")
+    return device
+
+
+def train(config: TrainingConfig, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Run (or resume) training; returns the path of the best checkpoint.
+
+    Under torchrun, every process calls this; the process group is opened here and always closed again.
+    `stop_after` ends the run after that many steps in this call (to test resuming)."""
+    config.check()
+    place = ProcessPlace.from_environment()
+    if config.batch_size % place.world_size:
+        raise MedShiftError(f"--batch-size {config.batch_size} is the global batch and must be a multiple of the "
+                            f"{place.world_size} training processes; use e.g. "
+                            f"{max(1, config.batch_size // place.world_size) * place.world_size}")
+    device = training_device(config, place)
+    with process_group(place, device):
+        run = TrainingRun(config, place, device)
+        run.resume_or_start()
+        return run.run(progress, stop_after)
+
+
+def train_from_arguments(args: argparse.Namespace) -> Path:
+    """Entry point of `medshift train`."""
+    return train(config_from_arguments(args), progress=not args.quiet)
+
+
+class TrainingRun:
+    """One run: its data, network, EMA, optimiser and loss, its step counter and its run folder."""
+
+    def __init__(self, config: TrainingConfig, place: ProcessPlace, device: torch.device) -> None:
+        """Set up: scan and split the data, build the network, EMA, optimiser, scheduler and loss."""
+        self.config, self.place, self.device = config, place, device
+        # Naming exactly one domain asks for a single-domain model (one half of a DDIB pair, evaluation/ddib.py).
+        self.folder = scan_data_folder(config.data_dir, domains=config.domains or None,
+                                       min_domains=1 if len(config.domains) == 1 else 2)
+        train_records, val_records = split_by_subject(self.folder, config.validation_fraction, config.seed)
+        if len(train_records) < config.batch_size:
+            raise DataFolderError(f"{config.data_dir}: {len(train_records)} training images, fewer than the batch "
+                                  f"size {config.batch_size}; lower --batch-size or add images")
+        self.domains = list(self.folder.domains)
+        self.train_set = RadiographDomainDataset(train_records, self.domains, config.resolution, train=True,
+                                                 seed=config.seed)
+        self.val_set = RadiographDomainDataset(val_records, self.domains, config.resolution, train=False,
+                                               seed=config.seed)
+        torch.manual_seed(config.seed)
+        self.model_config = config_from_preset(config.preset, len(self.domains))
+        if config.resolution % self.model_config.downsampling_factor:
+            raise MedShiftError(f"resolution {config.resolution} must be a multiple of "
+                                f"{self.model_config.downsampling_factor} for the {config.preset!r} model")
+        self.model = VelocityUNet(self.model_config).to(device)
+        self.ema = make_ema(self.model, config.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay, betas=(0.9, 0.99))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps))
+        coupling_kwargs = {"sigma": config.bridge_sigma} if config.coupling == "schrodinger-bridge" else {}
+        self.loss_fn = FlowMatchingLoss(make_coupling(config.coupling, **coupling_kwargs),
+                                        self.model_config.null_label, config.label_dropout)
+        self.out = Path(config.out_dir)
+        self.state_path = self.out / "training_state.safetensors"
+        self.log_path = self.out / "log.jsonl"
+        self.step, self.best = 0, float("inf")
+        self.log_records: list[dict] = []
+
+    def resume_or_start(self) -> None:
+        """With --resume, restore the saved state (same options required); otherwise refuse an existing run.
+
+        Then the run folder is made and the log cut back to the restored step; the network is wrapped for
+        torchrun and the remaining pieces (loaders, sample images, domain statistics) are prepared.
+        """
+        config = self.config
+        if config.resume:
+            meta, tensors = read_training_state(self.state_path)
+            saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
+            now = {k: v for k, v in asdict(config).items() if k in saved}
+            if saved != now:
+                changed = sorted(k for k in saved if saved[k] != now.get(k))
+                raise MedShiftError(f"--resume: {self.state_path} was made with other options ({', '.join(changed)}); "
+                                    "use the original options or a new --out")
+            self.step = restore_training_state(meta, tensors, model=self.model, ema=self.ema,
+                                               optimizer=self.optimizer, scheduler=self.scheduler)
+            self.best = float(meta["config"].get("best_validation_loss", float("inf")))
+        elif self.state_path.exists():
+            raise MedShiftError(f"{self.out} already holds a training run; pass --resume to continue it or choose "
+                                "a new --out")
+        barrier(self.place, self.device)  # every process has passed its checks before rank 0 writes anything
+        if self.place.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            # steps logged after the last save (by a killed run) are trained again: drop their old lines
+            self.log_records = truncate_training_log(self.log_path, self.step)
+        self.net = data_parallel(self.model, self.place, self.device)
+        if config.compile:
+            self.net = torch.compile(self.net)
+        self.autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
+        self.val_loader = DataLoader(self.val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
+        self.sample_images = (self._sample_batch() if self.place.is_main and config.sample_interval else None)
+        self.statistics = (statistics_for_run(self.out / "latest.safetensors", config.resume, self.folder.records,
+                                              self.domains, config.resolution, seed=config.seed)
+                           if self.place.is_main else None)
+
+    def train_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
+        """One optimisation step on this process's share of a batch, then the EMA update."""
+        result = train_step(self.net, self.optimizer, self.loss_fn, x1.to(self.device), labels.to(self.device),
+                            step_generator(self.config.seed, self.step, self.place.rank), scheduler=self.scheduler,
+                            autocast_dtype=self.autocast_dtype)
+        self.ema.update_parameters(self.model)  # the same update on every process: the replicas hold equal weights
+        self.step += 1
+        return result
+
+    def checkpoint_info(self, metrics: dict) -> CheckpointInfo:
+        """The metadata of a checkpoint at the current step with `metrics`."""
+        config = self.config
+        provenance = {"data_dir": str(Path(config.data_dir).resolve()), "train_images": len(self.train_set),
+                      "validation_images": len(self.val_set), "steps": self.step, "medshift": __version__,
+                      "torch": torch.__version__, "python": platform.python_version(),
+                      "processes": self.place.world_size,
+                      "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(config), "metrics": metrics}
+        return CheckpointInfo(config=self.model_config, domains=tuple(self.domains), resolution=config.resolution,
+                              pixel_spacing_mm=working_pixel_spacing(self.folder.records, config.resolution),
+                              provenance=provenance, statistics=self.statistics,
+                              statistics_provenance={"data_dir": str(Path(config.data_dir).resolve()),
+                                                     "images_per_domain": IMAGES_PER_DOMAIN})
+
+    def save_checkpoint(self, metrics: dict) -> None:
+        """Write latest (and best, when the validation loss improved) and the state --resume needs."""
+        ema_state = self.ema.module.state_dict()
+        save_checkpoint(self.out / "latest.safetensors", ema_state, self.checkpoint_info(metrics))
+        val = metrics.get("validation_loss")
+        if val is not None and val < self.best:
+            self.best = val
+            save_checkpoint(self.out / "best.safetensors", ema_state, self.checkpoint_info(metrics))
+        cfg = asdict(self.config) | {"best_validation_loss": self.best}
+        save_training_state(self.state_path, step=self.step, model=self.model, ema=self.ema,
+                            optimizer=self.optimizer, scheduler=self.scheduler, config=cfg)
+
+    def log(self, record: dict, checkpoint_now: bool) -> None:
+        """Rank 0: validate at checkpoints, append the log line, save, redraw the loss curve."""
+        if checkpoint_now and len(self.val_set):
+            record["validation_loss"] = validation_loss(self.ema.module, self.loss_fn, self.val_loader, self.device,
+                                                        self.config.seed)
+        # the log line goes first: a run killed before the save below redoes (and relogs) the step
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.log_records.append(record)
+        if checkpoint_now:
+            self.save_checkpoint({k: v for k, v in record.items() if k != "lr"})
+            save_loss_curve(self.log_records, self.out / "loss_curve.png")
+
+    def write_samples(self) -> None:
+        """samples_step{N}.png: the fixed sample images translated by the EMA network into every domain."""
+        images, labels = self.sample_images
+        translations = translate_to_every_domain(self.ema.module, images, torch.tensor(labels))
+        save_sample_grid(images, [self.domains[i] for i in labels], translations, self.domains,
+                         self.out / f"samples_step{self.step}.png")
+
+    def run(self, progress: bool = True, stop_after: int | None = None) -> Path:
+        """Train up to config.steps (or `stop_after` steps in this call); returns the best checkpoint's path."""
+        from tqdm import tqdm
+
+        config, place = self.config, self.place
+        batches_per_epoch = len(self.train_set) // config.batch_size
+        local_batch = config.batch_size // place.world_size
+        bar = tqdm(total=config.steps, initial=self.step, disable=not (progress and place.is_main), desc="training",
+                   unit="step")
+        last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
+        while self.step < config.steps and (stop_after is None or steps_this_call < stop_after):
+            epoch, start = divmod(self.step, batches_per_epoch)
+            sampler = EpochPermutationSampler(len(self.train_set), config.seed, epoch, start * config.batch_size,
+                                              rank=place.rank, world_size=place.world_size,
+                                              batch_size=config.batch_size)
+            self.train_set.set_epoch(epoch)
+            loader = DataLoader(self.train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
+                                num_workers=config.num_workers, persistent_workers=False)
+            for x1, labels in loader:
+                result = self.train_step(x1, labels)
+                steps_this_call += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{result.loss:.4f}")
+                step_finished = time.perf_counter()
+                done = self.step >= config.steps or (stop_after is not None and steps_this_call >= stop_after)
+                checkpoint_now = self.step % config.checkpoint_every == 0 or done
+                if self.step % config.log_every == 0 or checkpoint_now:
+                    loss = mean_across_processes(result.loss, place, self.device)
+                    seconds = max(step_finished - last_time, 1e-9)
+                    record = {"step": self.step, "loss": loss, "grad_norm": result.grad_norm,
+                              "lr": self.optimizer.param_groups[0]["lr"],
+                              "images_per_s": (self.step - last_step) * config.batch_size / seconds}
+                    last_time, last_step = step_finished, self.step
+                    if place.is_main:
+                        self.log(record, checkpoint_now)
+                sample_now = bool(config.sample_interval) and (self.step % config.sample_interval == 0
+                                                               or self.step == config.steps)
+                if checkpoint_now or sample_now:
+                    if place.is_main and sample_now:
+                        self.write_samples()
+                    barrier(place, self.device)
+                    last_time += time.perf_counter() - step_finished  # images/s counts training time only
+                if done:
+                    break
+        bar.close()
+        write_replica_digest(place, self.step, self.model, self.ema.module)
+        barrier(place, self.device)
+        best_path = self.out / "best.safetensors"
+        return best_path if best_path.exists() else self.out / "latest.safetensors"
+
+    def _sample_batch(self) -> tuple[torch.Tensor, list[int]]:
+        """Up to SAMPLE_IMAGES fixed images for the sample grids, spread over the domains (validation if any)."""
+        dataset = self.val_set if len(self.val_set) else RadiographDomainDataset(
+            self.train_set.records, self.train_set.domains, self.train_set.resolution, train=False)
+        by_domain: dict[int, list[int]] = {}
+        for index in range(len(dataset)):
+            by_domain.setdefault(dataset.label(index), []).append(index)
+        chosen: list[int] = []
+        while len(chosen) < min(SAMPLE_IMAGES, len(dataset)):
+            for indices in by_domain.values():
+                taken = [i for i in indices if i not in chosen]
+                if taken and len(chosen) < SAMPLE_IMAGES:
+                    chosen.append(taken[0])
+        items = [dataset[i] for i in chosen]
+        return torch.stack([x for x, _ in items]), [label for _, label in items]

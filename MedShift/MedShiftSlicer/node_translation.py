@@ -1,0 +1,81 @@
+"""Translating volume nodes: the model cache, frames through the engine, and the blocking node translation.
+
+The panel runs `translate_frames` in a child process instead (background_job.py); the console and the
+self-test call `translate_volume_node`, which blocks. The engine is imported inside the functions, so
+this module loads before torch is installed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from MedShiftLib.errors import InputImageError
+from MedShiftLib.io.radiograph import RadiographImage
+from MedShiftLib.settings import TranslationSettings
+
+from .model_cache import cached_model
+from .volume_nodes import (
+    FrameSelection,
+    add_translated_volume,
+    check_output_node,
+    check_volume_node,
+    output_geometry,
+    select_frames,
+    volume_frames,
+)
+
+ProgressCallback = Callable[[int, int], None]
+def translation_input_problem(node: Any, frame: FrameSelection, source_domain: str,
+                              target_domain: str) -> str | None:
+    """What keeps a translation from starting (for the panel's Translate tooltip), or None when ready."""
+    try:
+        check_volume_node(node)
+        dims = node.GetImageData().GetDimensions()
+        select_frames(node.GetName(), dims[2], dims[1], dims[0], frame)
+    except InputImageError as exc:
+        return str(exc)
+    if not source_domain or not target_domain:
+        return "choose the source and the target domain"
+    if source_domain == target_domain:
+        return f"source and target domain are both '{source_domain}'; choose another target"
+    return None
+
+
+def translate_frames(frames: Sequence[RadiographImage], model: Any, info: Any, settings: TranslationSettings,
+                     progress: ProgressCallback | None = None, cancel: Any = None) -> list[RadiographImage]:
+    """Translate frames one by one; progress counts solver steps over all frames."""
+    from MedShiftLib.pipeline.image_translation import translate_image
+
+    settings = info.validate(settings)
+    per_frame = 2 * settings.steps
+    total = per_frame * len(frames)
+    results = []
+    for index, image in enumerate(frames):
+        report = None
+        if progress is not None:
+            report = (lambda offset: lambda done, _total: progress(offset + done, total))(index * per_frame)
+        results.append(translate_image(image, model, info, settings.for_image(index), progress=report,
+                                       cancel=cancel))
+    return results
+
+
+def output_name(input_name: str, settings: TranslationSettings, frame: FrameSelection = None) -> str:
+    """Name of a translated node, e.g. 'CT_head sim-low->clinical-normal tau0.6'."""
+    suffix = f" frame{frame}" if isinstance(frame, int) and not isinstance(frame, bool) else ""
+    return f"{input_name} {settings.description()}{suffix}"
+
+
+def translate_volume_node(node: Any, settings: TranslationSettings, model_path: str | Path | None = None,
+                          device: str = "auto", frame: FrameSelection = None, output_node: Any = None,
+                          progress: ProgressCallback | None = None, cancel: Any = None) -> Any:
+    """Translate a volume node (one frame, a chosen frame, or every frame) into a node on the input's grid.
+
+    Blocking; the input is never changed; on cancel (TranslationCancelled) or any error no node is added
+    or changed."""
+    check_output_node(node, output_node)
+    frames = volume_frames(node, frame)
+    model, info = cached_model(model_path, device)
+    translated = translate_frames(frames, model, info, settings, progress=progress, cancel=cancel)
+    return add_translated_volume(node.GetScene(), translated, output_geometry(node, frames, frame),
+                                 output_name(node.GetName(), settings, frame), output_node, like=node)
