@@ -1,11 +1,14 @@
 """The `medshift` command's contract: outputs, formats, one-line errors, exit codes."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 from helpers import write_png_domains, write_tiny_checkpoint
 
-from MedShiftLib.cli import main
+from MedShiftLib.cli import build_parser, main, settings_from_arguments
+from MedShiftLib.settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, TranslationSettings
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +180,28 @@ def test_demo_adds_matched_contrast_and_noise_panels_when_the_model_records_its_
                                        "translated_sim-low_to_clinical-normal_matched_contrast_noise.png"))
     assert with_noise.shape == matched.shape and not np.array_equal(with_noise, matched)
     assert Image.open(tmp_path / "demo" / "comparison.png").size[0] > 6 * 32
+
+
+def _translate_settings(*options):
+    return settings_from_arguments(build_parser().parse_args(["translate", "x.png", "--out", "o", "--source", "a",
+                                                              "--target", "b", *options]))
+
+
+def test_translate_options_are_the_settings_fields_with_their_defaults(capsys):
+    assert _translate_settings() == TranslationSettings("a", "b")
+    with pytest.raises(SystemExit):
+        main(["translate", "--help"])
+    text = capsys.readouterr().out
+    for name in COMMAND_LINE_OPTIONS:  # every option is offered, with its default in the help
+        assert f"(default {DEFAULTS[name]})" in " ".join(text.split()), name
+    assert _translate_settings("--guidance", "2.5", "--contrast-transfer", "--tile-size", "512") == TranslationSettings(
+        "a", "b", guidance_scale=2.5, contrast_transfer=True, tile_size=512)
+
+
+def test_a_preset_gives_the_panels_settings_and_options_given_beside_it_win():
+    for name in PRESETS:
+        assert _translate_settings("--preset", name) == TranslationSettings("a", "b").with_preset(name)
+    mixed = _translate_settings("--preset", "matched-contrast-and-noise", "--guidance", "1.5", "--seed", "4")
+    preset = TranslationSettings("a", "b").with_preset("matched-contrast-and-noise")
+    assert mixed == replace(preset, guidance_scale=1.5, seed=4)
+    assert mixed.noise_matching and mixed.contrast_transfer and mixed.steps == 8

@@ -30,6 +30,7 @@ from MedShiftLib.evaluation.domain_classifier import (
 from MedShiftLib.evaluation.image_quality import (
     coverage,
     kernel_inception_distance,
+    model_range,
     nps_relative_error,
     structure_scores,
 )
@@ -86,6 +87,12 @@ def test_kid_and_coverage_distinguish_distributions():
     assert coverage(real, real) == 1.0
     assert coverage(real, shifted + 10) == 0.0
     assert kernel_inception_distance(real, same, seed=3) == kernel_inception_distance(real, same, seed=3)
+
+
+def test_model_range_shows_monochrome1_images_as_the_model_sees_them():
+    pixels = np.random.default_rng(0).integers(0, 4000, (32, 32)).astype(np.uint16)
+    assert np.allclose(model_range(pixels, "MONOCHROME1"), -model_range(pixels))
+    assert model_range(pixels).max() > 0.9 and model_range(pixels).min() < -0.9
 
 
 def test_structure_scores_fall_with_noise():

@@ -150,6 +150,9 @@ def test_sizes_that_are_not_multiples_of_the_factor_are_padded_and_cropped(model
     (dict(noise_renewal=1.5), MedShiftError, "noise renewal must be in"),
     (dict(schedule="cosine"), MedShiftError, "uniform, quadratic"),
     (dict(solver="dopri5", schedule="quadratic"), MedShiftError, "dopri5 chooses its own steps"),
+    (dict(resample="nearest"), MedShiftError, "auto, none"),
+    (dict(tile_size=4), MedShiftError, "tile size must be at least 8"),
+    (dict(tile_size=0), MedShiftError, "tile size must be a positive"),
 ])
 def test_bad_settings_are_refused(model, info, change, error, message):
     settings = TranslationSettings(**({"source_domain": "a", "target_domain": "b"} | change))

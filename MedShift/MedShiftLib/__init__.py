@@ -1,6 +1,8 @@
 """MedShiftLib: the MedShift engine (flow-matching domain translation of radiographs).
 
-Imports neither Slicer nor Qt, so the Slicer modules, the `medshift` command and the tests share it.
+One sub-package per concern, each importing only those below it (docs/engine.md has the map):
+errors, settings < io < engine < postprocess < simulator, pipeline, training < evaluation < cli, demo.
+Imports neither Slicer, Qt nor VTK, so the Slicer modules, the `medshift` command and the tests share it.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Translating volume nodes: the model cache, frames through the engine, and the blocking node translation.
+"""Translating volume nodes: frames through the engine, the output's name, and the blocking node translation.
 
 The panel runs `translate_frames` in a child process instead (background_job.py); the console and the
 self-test call `translate_volume_node`, which blocks. The engine is imported inside the functions, so
@@ -26,6 +26,8 @@ from .volume_nodes import (
 )
 
 ProgressCallback = Callable[[int, int], None]
+
+
 def translation_input_problem(node: Any, frame: FrameSelection, source_domain: str,
                               target_domain: str) -> str | None:
     """What keeps a translation from starting (for the panel's Translate tooltip), or None when ready."""

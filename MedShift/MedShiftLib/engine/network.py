@@ -11,20 +11,16 @@ Layout (read top to bottom like the forward pass):
     patch skip      a linear map from each input patch to its output patch, mixed from `patch_skip`
                     learned maps by gates that depend on t and the label (zero-initialised).
 
-The stem must keep at least patch_size**2 channels (channels[0] >= patch_size**2): the velocity target
-u = x1 - x0 holds full-resolution noise, and a head that rebuilds a patch of patch_size**2 pixels from
-fewer features cannot represent it. An earlier default (patch 8, 32 stem channels) stalled at loss 0.58,
-could not denoise, and left translations in the source domain (docs/engine.md). Even at full width,
-the U-Net's features do not carry the input noise through to the head (a linear probe on them
-explains none of it), while a linear map of the input patch alone does: near t = 1 most of the
-velocity is such a map (the noise to remove is x_t minus a smooth image). The patch skip gives the
-network that map directly, per time and domain, for 0.07 GFLOP at 512 x 512.
+The stem keeps at least patch_size**2 channels (channels[0] >= patch_size**2): the velocity target
+u = x1 - x0 holds full-resolution noise, which a head rebuilding a patch of patch_size**2 pixels from
+fewer features cannot represent. Near t = 1 most of the velocity is a linear map of the input patch
+(the noise to remove is x_t minus a smooth image); the patch skip gives the network that map directly,
+per time and domain. docs/engine.md tells what was measured to come to both.
 
 Normalisation: "pixel" (default) normalises over the channels at each position, like ConvNeXt/DiT;
 "group" is torch's GroupNorm over channel groups and all positions (as in ADM). Pixel norm has no
-statistics across space, so a tile is processed as the same pixels inside the whole image (tiled
-translation then matches one pass 3-10x more closely than with GroupNorm, and in our tests it also
-learned the target texture better; see docs/engine.md).
+statistics across space, so a tile is processed as the same pixels inside the whole image and tiled
+translation agrees with one pass (docs/engine.md).
 
 Conditioning: a sinusoidal embedding of t plus a learned embedding of the domain label, whose last slot
 (index `num_domains`) is the "null" label used for classifier-free guidance. The sum drives a
@@ -101,9 +97,8 @@ class UNetConfig:
         return cls(**d)
 
 
-# Sizes measured at 512x512 on the 2-core CPU (benchmarks/benchmark_engine.py; docs/benchmarks.md):
-# "default" costs about 3.5 GFLOP per forward, so the default 8 evaluations (4 steps per leg) stay under
-# 30 GFLOP.
+# Model sizes; "default" costs about 3.5 GFLOP per forward at 512 x 512, so the default translation's
+# 8 evaluations stay under 30 GFLOP (Testing/test_velocity_unet.py; docs/benchmarks.md).
 MODEL_PRESETS: dict[str, dict] = {
     "tiny": dict(patch_size=4, channels=(16, 32), blocks_per_level=1, embedding_dim=64, norm_groups=8),
     "small": dict(patch_size=4, channels=(16, 32, 64, 128), blocks_per_level=1, embedding_dim=128, norm_groups=16),

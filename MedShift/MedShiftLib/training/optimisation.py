@@ -20,8 +20,8 @@ def ema_decay_at(num_averaged: int, decay: float) -> float:
     """The EMA decay after `num_averaged` updates: min(decay, (1 + n) / (10 + n)).
 
     The warm-up keeps early weights (the zero-initialised head, an untrained patch skip) from
-    lingering in the average: with a fixed 0.999, 22 % of the step-0 weights are still there after
-    1,500 steps, and the averaged network leaves noise in its samples that the trained one removes.
+    lingering in the average: with a fixed 0.999, 0.999^1500 = 22 % of the step-0 weights are still
+    there after 1,500 steps (docs/training.md).
     """
     return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
 
