@@ -305,7 +305,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.translateButton.text = _("Translate")
         problem = node_translation.translation_input_problem(p.inputVolume, frameSelection(p), p.sourceDomain,
-                                                         p.targetDomain)
+                                                             p.targetDomain)
         node = p.inputVolume
         if node is not None and node.GetImageData() is not None:
             count = volume_nodes.frame_count(node)

@@ -137,6 +137,8 @@ def test_domain_contrast_command_writes_statistics_and_never_the_weights(tmp_pat
     assert info.statistics is not None and info.statistics_provenance["images_per_domain"] == 200
     assert out.read_bytes() == before  # a byte-for-byte copy of the weights; the statistics sit beside it
     assert main(["info", str(out)]) == 0 and "with_contrast.stats.json" in capsys.readouterr().out
+    assert main(["domain-contrast", "--model", str(model_path), "--data", str(data), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err  # an earlier result is not replaced unasked
     # without --out the model's own statistics file is written, once; --overwrite measures again
     assert main(["domain-contrast", "--model", str(model_path), "--data", str(data)]) == 0
     assert model_path.read_bytes() == before and read_checkpoint_info(model_path).statistics == info.statistics

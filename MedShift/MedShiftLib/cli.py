@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the model's training folder (one sub-folder or manifest per domain)")
     p.add_argument("--out", help="where to write: a .stats.json file, or a NEW.safetensors that gets a copy of the "
                                  "checkpoint with its statistics (default: the checkpoint's own MODEL.stats.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint's existing statistics file")
+    p.add_argument("--overwrite", action="store_true", help="replace files that already exist (the statistics file, "
+                                                                  "or the --out checkpoint)")
     p.add_argument("--images-per-domain", type=int, default=200)
     return parser
 

@@ -50,10 +50,10 @@ def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_p
                              per_domain: int = IMAGES_PER_DOMAIN, overwrite: bool = False) -> Path:
     """Measure a checkpoint's domain statistics on its training folder and write them.
 
-    Without `out_path` they go into the checkpoint's own statistics file (`overwrite` to replace one).
-    An `out_path` ending in .safetensors gets a byte-for-byte copy of the checkpoint with the statistics
-    beside it; any other `out_path` is the statistics file itself. The checkpoint is never modified.
-    Returns the new checkpoint when one was written, else the statistics file.
+    Without `out_path` they go into the checkpoint's own statistics file. An `out_path` ending in
+    .safetensors gets a byte-for-byte copy of the checkpoint with the statistics beside it; any other
+    `out_path` is the statistics file itself. The checkpoint is never modified, and no existing file is
+    replaced unless `overwrite`. Returns the new checkpoint when one was written, else the statistics file.
     """
     model_path = Path(model_path)
     if per_domain < 1:
@@ -62,9 +62,10 @@ def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_p
     if copy_to is not None and copy_to.resolve() == model_path.resolve():
         raise MedShiftError(f"--out {copy_to} is the input checkpoint; write the new checkpoint to another file")
     target = statistics_path(copy_to or model_path) if out_path is None or copy_to else Path(out_path)
-    if out_path is None and target.exists() and not overwrite:
-        raise MedShiftError(f"{target} already holds this model's domain statistics; pass --overwrite to measure "
-                            "them again, or --out to write them elsewhere")
+    existing = [path for path in (copy_to, target) if path is not None and path.exists()]
+    if existing and not overwrite:
+        raise MedShiftError(f"{existing[0]} already exists; pass --overwrite to replace it (the statistics are "
+                            "measured again), or --out to write elsewhere")
     info = read_checkpoint_info(model_path)
     folder = scan_data_folder(data_dir, domains=list(info.domains))
     statistics = statistics_of_records(folder.records, info.domains, info.resolution, per_domain)
