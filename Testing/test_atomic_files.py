@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from MedShiftLib.io.atomic_files import atomic_target, write_bytes_atomically
+from MedShiftLib.atomic_files import atomic_target, write_bytes_atomically
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic_files import atomic_target
 from ..errors import CheckpointError, DomainError, MedShiftError
-from ..io.atomic_files import atomic_target
 from ..settings import TranslationSettings
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES

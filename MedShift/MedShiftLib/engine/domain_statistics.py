@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic_files import write_bytes_atomically
 from ..errors import CheckpointError, MedShiftError
-from ..io.atomic_files import write_bytes_atomically
 
 QUANTILE_COUNT = 257
 NPS_PATCH = 32

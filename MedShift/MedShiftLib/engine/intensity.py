@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..io.radiograph import check_finite_grey
+from ..errors import InputImageError
 
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
@@ -31,6 +31,22 @@ class IntensityWindow:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return asdict(self)
+
+
+def check_finite_grey(pixels: np.ndarray, name: str = "image") -> None:
+    """Raise InputImageError unless `pixels` is a real-valued array with finite, non-constant values."""
+    if pixels.dtype.kind not in "biuf":
+        raise InputImageError(f"{name}: pixel type {pixels.dtype} is not a grey-level number type")
+    if pixels.size == 0:
+        raise InputImageError(f"{name}: the image is empty")
+    if pixels.dtype.kind == "f" and not np.all(np.isfinite(pixels)):
+        bad = int(np.count_nonzero(~np.isfinite(pixels)))
+        raise InputImageError(
+            f"{name}: {bad} pixel(s) are NaN or infinite; replace them (e.g. with the image minimum) first"
+        )
+    if pixels.min() == pixels.max():
+        raise InputImageError(f"{name}: every pixel has the value {pixels.min()}; a constant image cannot be "
+                              "translated")
 
 
 def fit_intensity_window(

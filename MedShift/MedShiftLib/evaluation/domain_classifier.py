@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..atomic_files import atomic_target
 from ..errors import CheckpointError
-from ..io.atomic_files import atomic_target
 
 CLASSIFIER_FORMAT = "medshift-domain-classifier"
 FEATURE_CHANNELS = (16, 32, 64, 128)

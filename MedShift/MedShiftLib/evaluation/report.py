@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic_files import write_bytes_atomically
+from ..atomic_files import write_bytes_atomically
 from ..io.comparison_figure import display_window
 from .results import RANKED_METRICS, MethodResult, average_ranks
 from .test_set import TestSet

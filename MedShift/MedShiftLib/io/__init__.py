@@ -1,4 +1,4 @@
-"""Radiograph files and folders: the in-memory image, DICOM and ITK formats, data folders, atomic writes.
+"""Radiograph files and folders: the in-memory image, DICOM and ITK formats, data folders, comparison figures.
 
-No torch here; nothing in it knows about models.
+No torch here; it takes from the engine only the check that pixels are usable grey values.
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import write_bytes_atomically
+from ..atomic_files import write_bytes_atomically
 
 
 def display_window(pixels: np.ndarray, photometric: str = "MONOCHROME2",

@@ -6,8 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputImageError
-
 IDENTITY_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
@@ -49,19 +47,3 @@ class RadiographImage:
         if pixels.shape != self.pixels.shape:
             raise ValueError(f"new pixels {pixels.shape} do not match the grid {self.pixels.shape}")
         return replace(self, pixels=pixels, metadata=dict(self.metadata))
-
-
-def check_finite_grey(pixels: np.ndarray, name: str = "image") -> None:
-    """Raise InputImageError unless `pixels` is a real-valued array with finite, non-constant values."""
-    if pixels.dtype.kind not in "biuf":
-        raise InputImageError(f"{name}: pixel type {pixels.dtype} is not a grey-level number type")
-    if pixels.size == 0:
-        raise InputImageError(f"{name}: the image is empty")
-    if pixels.dtype.kind == "f" and not np.all(np.isfinite(pixels)):
-        bad = int(np.count_nonzero(~np.isfinite(pixels)))
-        raise InputImageError(
-            f"{name}: {bad} pixel(s) are NaN or infinite; replace them (e.g. with the image minimum) first"
-        )
-    if pixels.min() == pixels.max():
-        raise InputImageError(f"{name}: every pixel has the value {pixels.min()}; a constant image cannot be "
-                              "translated")

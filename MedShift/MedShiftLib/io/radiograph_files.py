@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
 from . import dicom
-from .radiograph import RadiographImage, check_finite_grey
+from .radiograph import RadiographImage
 
 _FORMAT_OF_EXTENSION: dict[str, str] = {
     ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
-from ..io.atomic_files import write_bytes_atomically
 from .cone_beam_projector import (
     ANGLE_LIMIT_DEG,
     DEFAULT_DETECTOR_WIDTH_MM,

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..atomic_files import write_bytes_atomically
 from ..errors import MedShiftError
-from ..io.atomic_files import write_bytes_atomically
 
 REPLICA_DIGEST_ENV = "MEDSHIFT_REPLICA_DIGEST_DIR"
 """When set, every process writes `rank{R}.json` there at the end of training: digests of its weights."""

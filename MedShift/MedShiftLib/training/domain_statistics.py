@@ -10,10 +10,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..atomic_files import atomic_target
 from ..engine.checkpoint import read_checkpoint_info
 from ..engine.domain_statistics import DomainStatistics, statistics_path, write_statistics
 from ..errors import MedShiftError
-from ..io.atomic_files import atomic_target
 from ..io.data_folder import ImageRecord, scan_data_folder
 from ..postprocess.contrast_transfer import measure_domain_statistics
 from .dataset import sample_domain_images

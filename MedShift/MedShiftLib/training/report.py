@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic_files import write_bytes_atomically
 from ..engine.network import VelocityUNet
 from ..engine.translation import invert_and_regenerate
-from ..io.atomic_files import write_bytes_atomically
 from ..settings import TranslationSettings
 
 logger = logging.getLogger(__name__)

@@ -189,7 +189,7 @@ class TrainingRun:
                                               self.domains, config.resolution, seed=config.seed)
                            if self.place.is_main else None)
 
-    def train_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
+    def optimisation_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
         """One optimisation step on this process's share of a batch, then the EMA update."""
         result = train_step(self.net, self.optimizer, self.loss_fn, x1.to(self.device), labels.to(self.device),
                             step_generator(self.config.seed, self.step, self.place.rank), scheduler=self.scheduler,
@@ -263,7 +263,7 @@ class TrainingRun:
             loader = DataLoader(self.train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
                                 num_workers=config.num_workers, persistent_workers=False)
             for x1, labels in loader:
-                result = self.train_step(x1, labels)
+                result = self.optimisation_step(x1, labels)
                 steps_this_call += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{result.loss:.4f}")
