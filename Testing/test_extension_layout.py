@@ -72,17 +72,38 @@ def test_self_test_is_registered_with_ctest():
     assert re.search(r"slicer_add_python_unittest\(SCRIPT .*\$\{MODULE_NAME\}\.py\)", text)
     assert "add_subdirectory(Python)" in (ROOT / "MedShift" / "Testing" / "CMakeLists.txt").read_text()
     assert "add_subdirectory(Testing)" in (ROOT / "MedShift" / "CMakeLists.txt").read_text()
-    assert "class MedShiftTest(ScriptedLoadableModuleTest)" in (ROOT / "MedShift" / "MedShift.py").read_text()
+    bases = {node.name: [getattr(b, "id", None) for b in node.bases] for node in classes_of("MedShift/MedShift.py")}
+    assert bases.get("MedShiftTest") == ["ScriptedLoadableModuleTest"]
+
+
+def classes_of(module: str) -> list[ast.ClassDef]:
+    return [node for node in ast.parse((ROOT / module).read_text()).body if isinstance(node, ast.ClassDef)]
+
+
+def parent_settings(module_class: ast.ClassDef) -> dict[str, object]:
+    """The literal values a module class assigns to self.parent.<name> in its __init__."""
+    settings = {}
+    for node in ast.walk(module_class):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute)
+                    and target.value.attr == "parent"):
+                try:
+                    settings[target.attr] = ast.literal_eval(node.value)
+                except ValueError:
+                    settings[target.attr] = None  # not a literal (a translated string)
+    return settings
 
 
 def test_training_module_is_hidden_and_depends_on_medshift():
-    tree = ast.parse((ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text())
-    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    classes = {node.name: node for node in classes_of("MedShiftTraining/MedShiftTraining.py")}
     assert "MedShiftTraining" in classes and "MedShiftTrainingLogic" in classes
     assert "MedShiftTrainingWidget" not in classes  # no panel
-    text = (ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text()
-    assert 'self.parent.dependencies = ["MedShift"]' in text and "self.parent.hidden = True" in text
-    assert "slicer.util.exit(" in text
+    settings = parent_settings(classes["MedShiftTraining"])
+    assert settings["dependencies"] == ["MedShift"] and settings["hidden"] is True
+    tree = ast.parse((ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text())
+    calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert "slicer.util.exit" in calls  # --python-script does not quit Slicer by itself
 
 
 @pytest.mark.parametrize("icon", ["MedShift/Resources/Icons/MedShift.png", "Resources/Icons/MedShift.png",
