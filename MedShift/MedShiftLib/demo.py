@@ -20,13 +20,14 @@ from .io.comparison_figure import save_side_by_side
 from .io.radiograph import RadiographImage
 from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
-from .settings import TranslationSettings
+from .settings import DEFAULTS, TranslationSettings
 from .simulator.domain_rendering import to_uint16
 from .simulator.simulation import simulate_view
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
-             target: str = "clinical-normal", tau: float = 0.6, seed: int = 7, device: str = "auto") -> list[Path]:
+             target: str = "clinical-normal", tau: float = DEFAULTS["tau"], seed: int = 7,
+             device: str = "auto") -> list[Path]:
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths."""
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
     settings = info.validate(TranslationSettings(source, target, tau=tau))
