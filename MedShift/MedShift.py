@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Annotated
 
@@ -200,8 +199,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onModelPathChanged(self._parameterNode.modelPath)
 
     def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        self.logic.cancelBackgroundTranslation()
+        """Called when the application closes and the module widget is destroyed: no worker may outlive Slicer."""
+        self.logic.cancelBackgroundTranslation(killNow=True)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -216,8 +215,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed."""
-        self.logic.cancelBackgroundTranslation()
+        """Called just before the scene is closed: the running translation's input goes, so it stops now."""
+        self.logic.cancelBackgroundTranslation(killNow=True)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -395,12 +394,13 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
     """Console API and the panel's background run. Takes nodes, TranslationSettings and plain values, never widgets.
 
     Blocking (console): translateVolume, translateVolumes, translateFiles, projectCT, modelDomains.
-    Background (panel): startBackgroundTranslation runs the same engine function in a child
-    PythonSlicer process (python -m MedShiftSlicer.background_job JOB_DIR), reads its PROGRESS lines, and
-    adds the output node only when the whole result is there; cancelBackgroundTranslation kills it.
+    Background (panel): startBackgroundTranslation runs the same translation as the project's command
+    (`PythonSlicer -m MedShiftLib.cli translate ... --machine-progress`) on the node's frames written to a
+    temporary folder, reads its PROGRESS lines, and adds the output node only when the whole result is
+    there; cancelBackgroundTranslation asks it to stop and kills it (with its launcher) if it does not.
     """
 
-    CANCELLED_MESSAGE = "Translation cancelled; nothing was added to the scene."
+    CANCELLED_MESSAGE = background_job.CANCELLED_MESSAGE
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -507,77 +507,99 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def startBackgroundTranslation(self, inputNode, settings: TranslationSettings, device="auto", modelPath=None,
                                    frame=None, outputNode=None, onProgress=None, onFinished=None) -> None:
-        """Run translateVolume's engine step in a child PythonSlicer process without blocking Slicer.
+        """Run translateVolume's translation as `medshift translate` in a PythonSlicer process, without blocking.
 
         onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
-        outOfMemory) runs once at the end (outputNode None on error or cancel)."""
+        outOfMemory) runs exactly once at the end (outputNode None on error or cancel), also when the process
+        cannot start."""
         if self.isRunning:
             raise MedShiftError("a translation is already running; wait for it or cancel it")
         volume_nodes.check_output_node(inputNode, outputNode)
         frames = volume_nodes.volume_frames(inputNode, frame)
         model_cache.read_model_info(modelPath).validate(settings)  # domain and option errors before starting
-        jobDir = tempfile.mkdtemp(prefix="MedShift-", dir=slicer.app.temporaryPath)
-        background_job.write_translation_job(jobDir, frames, settings, modelPath, device)
-        self._job = dict(dir=jobDir, frames=frames, input=inputNode, output=outputNode, frame=frame, settings=settings,
-                         onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), error="",
-                         cancelled=False, buffer="", device="")
+        executable = pythonSlicerExecutable()
+        job = background_job.BackgroundTranslation.in_temporary_folder(slicer.app.temporaryPath, frames, settings,
+                                                                       modelPath, device)
+        self._job = dict(job=job, input=inputNode, output=outputNode, frame=frame, onProgress=onProgress,
+                         onFinished=onFinished, started=time.monotonic())
         process = qt.QProcess()
-        process.setWorkingDirectory(os.path.dirname(__file__))  # so `-m MedShiftSlicer...` finds the worker
+        process.setWorkingDirectory(job.working_directory)
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
         process.connect("readyReadStandardOutput()", self._onProcessOutput)
         process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
+        process.connect("errorOccurred(QProcess::ProcessError)", self._onProcessError)
         self._process = process
-        process.start(pythonSlicerExecutable(), ["-m", "MedShiftSlicer.background_job", jobDir])
+        process.start(executable, job.arguments())
 
-    def cancelBackgroundTranslation(self) -> None:
-        """Stop the running translation (kills the child); no node is added."""
-        if self._process is not None and self._job is not None:
-            self._job["cancelled"] = True
-            self._process.kill()
+    def cancelBackgroundTranslation(self, killNow=False) -> None:
+        """Ask the running translation to stop (it stops within one solver step); no node is added.
+
+        A worker still running after background_job.KILL_AFTER_SECONDS (or at once with killNow, when the
+        scene or Slicer closes) is killed together with its launcher."""
+        if self._process is None or self._job is None:
+            return
+        job, process = self._job["job"], self._process
+        job.request_cancel()
+        if killNow:
+            job.kill(int(process.processId()) or None)
+        else:
+            qt.QTimer.singleShot(int(background_job.KILL_AFTER_SECONDS * 1000),
+                                 lambda: self._killIfStillRunning(process))
+
+    def _killIfStillRunning(self, process) -> None:
+        if self._process is process and self._job is not None:
+            self._job["job"].kill(int(process.processId()) or None)
 
     def _onProcessOutput(self) -> None:
-        job = self._job
-        job["buffer"] += bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
-        *lines, job["buffer"] = job["buffer"].split("\n")
-        for line in lines:
-            kind, value = background_job.parse_worker_line(line)
-            if kind == "progress" and job["onProgress"]:
+        if self._process is None or self._job is None:
+            return
+        state = self._job
+        text = bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
+        for kind, value in state["job"].read(text):
+            if kind == "progress" and state["onProgress"]:
                 done, total = value
                 eta = background_job.format_eta(
-                    background_job.eta_seconds(time.monotonic() - job["started"], done, total))
-                job["onProgress"](done, total, f"step {done}/{total} on {job['device'] or 'device'}  {eta}".strip())
-            elif kind == "device":
-                job["device"] = value
-            elif kind == "error":
-                job["error"] = value
-            elif line.strip():
-                logging.info(f"MedShift worker: {line}")
+                    background_job.eta_seconds(time.monotonic() - state["started"], done, total))
+                device = state["job"].device_description or "device"
+                state["onProgress"](done, total, f"step {done}/{total} on {device}  {eta}".strip())
+            elif kind == "log":
+                logging.info(f"MedShift worker: {value}")
+
+    def _onProcessError(self, error) -> None:
+        # A process that cannot start emits errorOccurred and never finished: end the run here.
+        if error == qt.QProcess.FailedToStart and self._process is not None:
+            message = _("The translation process could not start ({reason}): {program}").format(
+                reason=self._process.errorString(), program=self._process.program())
+            self._endBackgroundRun(None, message, outOfMemory=False)
 
     def _onProcessFinished(self, exitCode, exitStatus) -> None:
-        job, process = self._job, self._process
+        if self._process is None or self._job is None:
+            return
         self._onProcessOutput()
-        self._process, self._job = None, None
-        outputNode, error = None, job["error"]
+        state, outputNode, error = self._job, None, ""
+        job = state["job"]
         try:
-            if job["cancelled"]:
-                error = self.CANCELLED_MESSAGE
-            elif exitCode == 0 and exitStatus == qt.QProcess.NormalExit:
-                translated = background_job.read_translation_result(job["dir"], job["frames"])
-                node = job["input"]
-                outputNode = volume_nodes.add_translated_volume(
-                    node.GetScene(), translated, volume_nodes.output_geometry(node, job["frames"], job["frame"]),
-                    node_translation.output_name(node.GetName(), job["settings"], job["frame"]), job["output"],
-                    like=node)
-            elif not error:
-                error = _("The translation process stopped unexpectedly (exit code {code}); see the Python "
-                          "console.").format(code=exitCode)
+            translated = job.result(exitCode, crashed=exitStatus == qt.QProcess.CrashExit)
+            outputNode = node_translation.add_translation_result(state["input"], job.frames, translated,
+                                                                 state["frame"], job.settings, state["output"])
         except MedShiftError as exc:
             error = str(exc)
-        finally:
-            shutil.rmtree(job["dir"], ignore_errors=True)
+        except Exception as exc:  # anything else must still end the run and say what happened
+            logging.exception("MedShift: adding the translation failed")
+            error = _("The translation could not be added to the scene: {error}").format(error=exc)
+        self._endBackgroundRun(outputNode, error, outOfMemory=job.out_of_memory(exitCode))
+
+    def _endBackgroundRun(self, outputNode, error: str, outOfMemory: bool) -> None:
+        """Forget the process, delete the job folder and tell the panel, once per run."""
+        state, process = self._job, self._process
+        self._process, self._job = None, None
+        if state is None:
+            return
+        state["job"].remove()
+        if process is not None:
             process.deleteLater()
-        if job["onFinished"]:
-            job["onFinished"](outputNode, error, exitCode == background_job.EXIT_OUT_OF_MEMORY)
+        if state["onFinished"]:
+            state["onFinished"](outputNode, error, outOfMemory)
 
     # ---- display ---------------------------------------------------------------------------------------
 
@@ -605,12 +627,21 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
 
 def pythonSlicerExecutable() -> str:
-    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker."""
+    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker.
+
+    MedShiftError when it cannot be found: Slicer's own executable is no Python, so there is no fallback."""
+    name = "PythonSlicer" + (".exe" if os.name == "nt" else "")
+    candidates = [os.path.join(os.path.dirname(sys.executable), name)]
+    home = getattr(slicer.app, "slicerHome", "") if getattr(slicer, "app", None) is not None else ""
+    if home:
+        candidates.append(os.path.join(home, "bin", name))
     found = shutil.which("PythonSlicer")
-    if found:
-        return found
-    candidate = os.path.join(os.path.dirname(sys.executable), "PythonSlicer" + (".exe" if os.name == "nt" else ""))
-    return candidate if os.path.isfile(candidate) else sys.executable
+    for candidate in ([found] if found else []) + candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise MedShiftError(
+        f"MedShift cannot find PythonSlicer (looked in: {', '.join(candidates)}), which runs the translation in the "
+        "background; translate from the Python console with slicer.util.getModuleLogic('MedShift').translateVolume")
 
 
 #

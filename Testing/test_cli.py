@@ -7,7 +7,7 @@ import SimpleITK as sitk
 import torch
 from helpers import write_png_domains, write_tiny_checkpoint
 
-from MedShiftLib.cli import build_parser, main, settings_from_arguments
+from MedShiftLib.cli import build_parser, main, settings_from_arguments, translation_arguments
 from MedShiftLib.settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, TranslationSettings
 
 
@@ -205,3 +205,14 @@ def test_a_preset_gives_the_panels_settings_and_options_given_beside_it_win():
     preset = TranslationSettings("a", "b").with_preset("matched-contrast-and-noise")
     assert mixed == replace(preset, guidance_scale=1.5, seed=4)
     assert mixed.noise_matching and mixed.contrast_transfer and mixed.steps == 8
+
+
+@pytest.mark.parametrize("settings", [
+    TranslationSettings("a", "b"),
+    TranslationSettings("sim-low", "clinical-normal", tau=0.45, guidance_scale=1.5, steps=8, seed=3,
+                        noise_renewal=0.25, resample="none", tile_size=512).with_preset("matched-contrast"),
+    TranslationSettings("a", "b", tau=1 / 3, solver="dopri5"),
+])
+def test_settings_written_as_options_parse_back_to_the_same_settings(settings):
+    args = build_parser().parse_args(["translate", "x.png", "--out", "o", *translation_arguments(settings)])
+    assert settings_from_arguments(args) == settings

@@ -144,6 +144,21 @@ def test_png_tiff_keep_pixels_and_spacing_but_not_origin(tmp_path, extension, dt
     assert back.origin == (0.0, 0.0, 0.0)  # neither format stores an origin
 
 
+@pytest.mark.parametrize("extension", [".nrrd", ".mha"])
+def test_an_unknown_pixel_spacing_stays_unknown_through_nrrd_and_mha(tmp_path, extension):
+    from MedShiftLib.pipeline.image_translation import image_spacing_mm
+
+    png = write_radiograph(RadiographImage(ramp(dtype=np.uint16)), tmp_path / "picture.png")
+    from_png = read_radiograph(png)
+    assert image_spacing_mm(from_png) is None  # a PNG's spacing is no physical size
+    again = read_radiograph(write_radiograph(from_png, tmp_path / f"picture{extension}"))
+    assert image_spacing_mm(again) is None
+    node_frame = RadiographImage(ramp(), spacing=(0.5, 0.5, 1.0), metadata={"spacing_known": False})
+    assert image_spacing_mm(read_radiograph(write_radiograph(node_frame, tmp_path / f"frame{extension}"))) is None
+    measured = RadiographImage(ramp(), spacing=(0.5, 0.5, 1.0))
+    assert image_spacing_mm(read_radiograph(write_radiograph(measured, tmp_path / f"mm{extension}"))) == 0.5
+
+
 def test_png_stores_whole_float_values_as_16_bit_and_refuses_fractions(tmp_path):
     whole = ramp(dtype=np.float32)
     back = read_radiograph(write_radiograph(RadiographImage(whole), tmp_path / "whole.png"))

@@ -1,5 +1,4 @@
 """Node-level translation on a real MRML scene (PyPI slicer-core), with a tiny random checkpoint."""
-import io
 import os
 import subprocess
 import sys
@@ -193,49 +192,34 @@ def test_frames_of_a_cine_get_their_own_noise(model_path):
     np.testing.assert_array_equal(plain[0].pixels, plain[1].pixels)
 
 
-@pytest.mark.parametrize("settings", [SETTINGS, replace(SETTINGS, noise_renewal=1.0, schedule="quadratic", seed=4),
-                                      replace(SETTINGS, contrast_transfer=True),
-                                      replace(SETTINGS, contrast_transfer=True, noise_matching=True, seed=3)])
-def test_background_job_matches_the_blocking_translation(scene, model_path, tmp_path, settings):
+def test_the_panels_background_job_adds_what_the_blocking_translation_adds(scene, model_path, tmp_path):
     cine = _add_volume("cine", _pixels(frames=2))
     frames = volume_nodes.volume_frames(cine, "all")
-    job = background_job.write_translation_job(tmp_path / "job", frames, settings, model_path, "cpu")
-    assert background_job.read_translation_job(job)[1] == settings
-    log = io.StringIO()
-    assert background_job.run_translation_job(job, out=log) == 0
-    messages = [background_job.parse_worker_line(line) for line in log.getvalue().splitlines()]
-    assert messages[0] == ("device", f"CPU ({torch.get_num_threads()} threads)")
-    progress = [value for kind, value in messages if kind == "progress"]
-    assert progress == [(k, 8) for k in range(1, 9)]
-    result = background_job.read_translation_result(job, frames)
-    blocking = node_translation.translate_volume_node(cine, settings, model_path=model_path, device="cpu", frame="all")
-    np.testing.assert_array_equal(np.stack([r.pixels for r in result]), slicer.util.arrayFromVolume(blocking))
-    assert result[1].origin == frames[1].origin
+    job = background_job.BackgroundTranslation(frames, SETTINGS, model_path, "cpu", tmp_path / "job")
+    proc = subprocess.run([sys.executable, *job.arguments()], cwd=job.working_directory, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+    job.read(proc.stdout)
+    added = node_translation.add_translation_result(cine, frames, job.result(proc.returncode, crashed=False), "all",
+                                                    SETTINGS)
+    blocking = node_translation.translate_volume_node(cine, SETTINGS, model_path=model_path, device="cpu", frame="all")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(added), slicer.util.arrayFromVolume(blocking))
+    assert added.GetName() == blocking.GetName() == "cine a->c tau0.5"
+    np.testing.assert_allclose(node_geometry.ijk_to_ras_of_node(added), IJK_TO_RAS)
 
 
-def test_worker_process_reports_errors_on_one_line(tmp_path, model_path):
-    frames = [RadiographImage(_pixels()[0])]
-    job = background_job.write_translation_job(tmp_path / "job", frames, TranslationSettings("a", "nope"),
-                                             model_path, "cpu")
-    proc = subprocess.run([sys.executable, "-m", "MedShiftSlicer.background_job", str(job)], cwd=MEDSHIFT_DIR,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": ""})
-    assert proc.returncode == background_job.EXIT_USER_ERROR
-    assert background_job.parse_worker_line(proc.stdout.splitlines()[-1]) == (
-        "error", "unknown domain 'nope'; this model knows: a, b, c")
-    assert not (job / background_job.OUTPUT_FILE).exists()
-    with pytest.raises(MedShiftError, match="without writing"):
-        background_job.read_translation_result(job, frames)
-
-
-def test_worker_lines_and_eta():
-    assert background_job.parse_worker_line("PROGRESS 3/10\n") == ("progress", (3, 10))
-    assert background_job.parse_worker_line("PROGRESS x/10") == ("log", "PROGRESS x/10")
-    assert background_job.parse_worker_line("some warning") == ("log", "some warning")
-    assert background_job.eta_seconds(10.0, 0, 8) is None
-    assert background_job.eta_seconds(10.0, 2, 8) == pytest.approx(30.0)
-    assert background_job.format_eta(65.4) == "ETA 1:05"
-    assert background_job.format_eta(None) == ""
+def test_a_result_for_an_input_deleted_meanwhile_is_refused_and_adds_nothing(scene, model_path):
+    node = _add_volume("xr", _pixels())
+    frames = volume_nodes.volume_frames(node)
+    scene.RemoveNode(node)
+    count = _volume_count(scene)
+    with pytest.raises(MedShiftError, match="removed from the scene"):
+        node_translation.add_translation_result(node, frames, frames, None, SETTINGS)
+    other = _add_volume("xr2", _pixels())
+    target = _add_volume("target", np.zeros((1, 3, 3), np.int16))
+    scene.RemoveNode(target)
+    with pytest.raises(MedShiftError, match="'target' was removed"):
+        node_translation.add_translation_result(other, frames, frames, None, SETTINGS, output_node=target)
+    assert _volume_count(scene) == count + 1  # only xr2
 
 
 def test_ct_projection_makes_a_radiograph_node(scene):

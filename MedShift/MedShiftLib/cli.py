@@ -1,21 +1,24 @@
 """The `medshift` command: translate, info, train, simulate, demo, evaluate, domain-contrast.
 
 Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
-the traceback instead. Exit status 130 means the run was interrupted.
+the traceback instead. Exit status 3 means the GPU ran out of memory, 130 that the run was interrupted
+or cancelled (`--cancel-file`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .errors import MedShiftError
+from .errors import MedShiftError, TranslationCancelled
 from .settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, SCHEDULES, SOLVERS, TranslationSettings
 
 SETTINGS_FIELDS = {f.name: f for f in fields(TranslationSettings)}
+EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def _add_translation_options(p: argparse.ArgumentParser) -> None:
@@ -52,6 +55,20 @@ def settings_from_arguments(args: argparse.Namespace) -> TranslationSettings:
     return replace(settings, **given)
 
 
+def translation_arguments(settings: TranslationSettings) -> list[str]:
+    """The `medshift translate` options that give `settings` (inverse of settings_from_arguments)."""
+    if settings.tile_overlap is not None:
+        raise ValueError("the command line has no option for tile_overlap; leave it at None")
+    options = ["--source", settings.source_domain, "--target", settings.target_domain]
+    for name in COMMAND_LINE_OPTIONS:
+        flag, value = SETTINGS_FIELDS[name].metadata["flag"], getattr(settings, name)
+        if isinstance(value, bool):
+            options += [flag] if value else []
+        else:
+            options += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="medshift", description=(
@@ -67,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
     p.add_argument("--frame", type=int, default=None, help="frame of a multi-frame (cine) DICOM to translate")
     _add_translation_options(p)
+    p.add_argument("--machine-progress", action="store_true",
+                   help="for programs running this command: print 'PID n', 'DEVICE text', 'PROGRESS done/total' "
+                        "(solver steps over all inputs) and 'OUTPUT path' lines on standard output, errors as "
+                        "'ERROR message'")
+    p.add_argument("--cancel-file", metavar="PATH",
+                   help="stop within one solver step once this file exists (exit status 130, nothing more written)")
 
     p = sub.add_parser("info", help="show what a checkpoint holds")
     p.add_argument("checkpoint", nargs="?", help="checkpoint (.safetensors); default: the bundled model")
@@ -155,16 +178,31 @@ def _progress_printer(prefix: str):
     return report
 
 
+def _emit(kind: str, value: object) -> None:
+    """One machine-readable line (`--machine-progress`)."""
+    print(f"{kind} {value}", flush=True)
+
+
 def run_translate(args: argparse.Namespace) -> int:
     """`medshift translate`."""
+    from .engine.ode_solvers import CancelToken
     from .pipeline.file_translation import collect_inputs, translate_files
+    machine = args.machine_progress
+    if machine:
+        _emit("PID", os.getpid())
     settings = settings_from_arguments(args)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
-                              frame=args.frame, progress_factory=_progress_printer)
+                              frame=args.frame, progress_factory=None if machine else _progress_printer,
+                              cancel=CancelToken(args.cancel_file),
+                              progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
+                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None)
     for path in written:
-        print(path)
+        if machine:
+            _emit("OUTPUT", path)
+        else:
+            print(path)
     print(f"translated {len(written)} image(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
@@ -290,16 +328,30 @@ COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "s
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `medshift` command."""
     args = build_parser().parse_args(argv)
+    machine = getattr(args, "machine_progress", False)
     try:
         return COMMANDS[args.command](args)
+    except TranslationCancelled:
+        print("medshift: cancelled; nothing more was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except MedShiftError as exc:
         if args.debug:
             raise
+        if machine:
+            _emit("ERROR", " ".join(str(exc).split()))
         print(f"medshift: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("medshift: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError" or args.debug:  # torch.cuda.OutOfMemoryError
+            raise
+        message = "out of GPU memory; use --device cpu, or a smaller --tile-size"
+        if machine:
+            _emit("ERROR", message)
+        print(f"medshift: error: {message}", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
 
 
 if __name__ == "__main__":

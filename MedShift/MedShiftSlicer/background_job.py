@@ -1,123 +1,169 @@
-"""The panel's background translation: a job folder, a worker process, and the protocol between them.
+"""The panel's background translation: the project's own `medshift translate` command run in a worker.
 
-The panel writes the frames and settings into a job folder (`write_translation_job`) and starts
-`PythonSlicer -m MedShiftSlicer.background_job JOB_DIR`; the worker translates them with the engine,
-prints DEVICE / PROGRESS k/N / ERROR lines (`parse_worker_line`) and writes output.npy atomically; the
-panel adds the node only when the whole result is there (`read_translation_result`). Killing the
-worker cancels. Runs without a scene: nothing here imports slicer.
+The frames of the input node are written as NRRD files into a job folder; the worker runs
+
+    PythonSlicer -m MedShiftLib.cli translate JOB/in --out JOB/out ... --machine-progress --cancel-file JOB/cancel
+
+and prints `PID n`, `DEVICE text`, `PROGRESS done/total`, `OUTPUT path` and `ERROR message` lines
+(`parse_worker_line`). Cancel is cooperative: `request_cancel` creates the cancel file and the worker
+stops within one solver step (exit status 130); `kill` ends the worker and its launcher when it does not
+(PythonSlicer is CTK's launcher: it starts python-real as its own child and forwards no signal, so killing
+the launcher alone leaves the worker running). Only when the worker has finished are its files read back
+onto the input's grids (`result`). Nothing here imports slicer or Qt: MedShift.py drives a QProcess with it.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from MedShiftLib.cli import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, translation_arguments
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.settings import TranslationSettings
 
-JOB_FILE, INPUT_FILE, OUTPUT_FILE = "job.json", "input.npy", "output.npy"
-EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY = 2, 3
+MODULE_DIR = Path(__file__).resolve().parents[1]
+"""MedShift/, the worker's working directory: `-m MedShiftLib.cli` is found there."""
+KILL_AFTER_SECONDS = 5.0
+"""How long a cancelled worker may take to stop by itself before it is killed."""
+CANCELLED_MESSAGE = "Translation cancelled; nothing was added to the scene."
 
 
-def write_translation_job(job_dir: str | Path, frames: Sequence[RadiographImage], settings: TranslationSettings,
-                          model_path: str | Path | None, device: str) -> Path:
-    """Write frames and settings into `job_dir` for `python -m MedShiftSlicer.background_job JOB_DIR`."""
-    job_dir = Path(job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    np.save(job_dir / INPUT_FILE, np.stack([f.pixels for f in frames]))
-    job = {
-        "settings": asdict(settings),
-        "model_path": str(model_path) if model_path else None,
-        "device": device,
-        "frames": [{"spacing": f.spacing, "origin": f.origin, "direction": f.direction, "photometric": f.photometric,
-                    "spacing_known": bool(f.metadata.get("spacing_known", True))} for f in frames],
-    }
-    (job_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
-    return job_dir
+class BackgroundTranslation:
+    """One translation in a worker process: its job folder, command, the lines it printed, cancel and result."""
 
+    def __init__(self, frames: Sequence[RadiographImage], settings: TranslationSettings,
+                 model_path: str | Path | None, device: str, job_dir: str | Path) -> None:
+        """Write `frames` into `job_dir` (created) for the worker; nothing is started here."""
+        from MedShiftLib.io.radiograph_files import write_radiograph
 
-def read_translation_job(job_dir: str | Path) -> tuple[list[RadiographImage], TranslationSettings, str | None, str]:
-    """(frames, settings, model_path, device) of a job written by `write_translation_job`."""
-    job_dir = Path(job_dir)
-    job = json.loads((job_dir / JOB_FILE).read_text())
-    pixels = np.load(job_dir / INPUT_FILE, allow_pickle=False)
-    frames = [RadiographImage(np.ascontiguousarray(p), spacing=tuple(g["spacing"]), origin=tuple(g["origin"]),
-                              direction=tuple(g["direction"]), photometric=g["photometric"],
-                              metadata={"spacing_known": g["spacing_known"]})
-              for p, g in zip(pixels, job["frames"])]
-    return frames, TranslationSettings(**job["settings"]), job["model_path"], job["device"]
+        self.frames, self.settings = list(frames), settings
+        self.model_path, self.device = model_path, device
+        self.job_dir = Path(job_dir)
+        self.in_dir, self.out_dir = self.job_dir / "in", self.job_dir / "out"
+        self.cancel_file = self.job_dir / "cancel"
+        self.in_dir.mkdir(parents=True, exist_ok=True)
+        self.names = [f"frame{k:04d}.nrrd" for k in range(len(self.frames))]
+        for frame, name in zip(self.frames, self.names):
+            write_radiograph(frame, self.in_dir / name)
+        self.worker_pid: int | None = None
+        self.device_description = ""
+        self.error = ""
+        self.cancel_requested = False
+        self._buffer = ""
 
+    @classmethod
+    def in_temporary_folder(cls, parent: str | Path, frames: Sequence[RadiographImage], settings: TranslationSettings,
+                            model_path: str | Path | None, device: str) -> BackgroundTranslation:
+        """A job in a new folder below `parent` (Slicer's temporary folder)."""
+        return cls(frames, settings, model_path, device, tempfile.mkdtemp(prefix="MedShift-", dir=parent))
 
-def run_translation_job(job_dir: str | Path, out=None) -> int:
-    """Run a job (in the child process): prints DEVICE/PROGRESS/ERROR lines, writes output.npy; exit code."""
-    out = out if out is not None else sys.stdout
+    def arguments(self) -> list[str]:
+        """The worker's arguments after the Python executable."""
+        args = ["-m", "MedShiftLib.cli", "translate", str(self.in_dir), "--out", str(self.out_dir),
+                *translation_arguments(self.settings), "--device", self.device, "--machine-progress",
+                "--cancel-file", str(self.cancel_file)]
+        return args + (["--model", str(self.model_path)] if self.model_path else [])
 
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
+    @property
+    def working_directory(self) -> str:
+        """Where the worker runs (so `python -m MedShiftLib.cli` finds the engine)."""
+        return str(MODULE_DIR)
 
-    job_dir = Path(job_dir)
-    try:
-        import torch
-    except ImportError:
-        say("ERROR PyTorch is not installed in this Python; install it with the PyTorch extension (PyTorch Utils)")
-        return EXIT_USER_ERROR
-    from MedShiftLib.engine.devices import describe_device
+    def read(self, text: str) -> list[tuple[str, Any]]:
+        """Parse what the worker printed since the last call; returns its complete lines as (kind, value)."""
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        events = [parse_worker_line(line) for line in lines if line.strip()]
+        for kind, value in events:
+            if kind == "pid":
+                self.worker_pid = value
+            elif kind == "device":
+                self.device_description = value
+            elif kind == "error":
+                self.error = value
+        return events
 
-    from .model_cache import cached_model
-    from .node_translation import translate_frames
+    def request_cancel(self) -> None:
+        """Ask the worker to stop at its next solver step (it checks the cancel file)."""
+        self.cancel_requested = True
+        self.cancel_file.touch()
 
-    try:
-        frames, settings, model_path, device = read_translation_job(job_dir)
-        model, info = cached_model(model_path, device)
-        say(f"DEVICE {describe_device(next(model.parameters()).device)}")
-        results = translate_frames(frames, model, info, settings,
-                                   progress=lambda done, total: say(f"PROGRESS {done}/{total}"))
-        fd, tmp = tempfile.mkstemp(prefix=".output.", suffix=".npy", dir=job_dir)
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.stack([r.pixels for r in results]))
-        os.replace(tmp, job_dir / OUTPUT_FILE)
-    except MedShiftError as exc:
-        say(f"ERROR {exc}")
-        return EXIT_USER_ERROR
-    except torch.cuda.OutOfMemoryError:
-        say("ERROR out of GPU memory: choose device 'cpu', or a smaller tile size under Advanced")
-        return EXIT_OUT_OF_MEMORY
-    return 0
+    def kill(self, launcher_pid: int | None) -> None:
+        """End the worker and its launcher now (when a cancelled worker did not stop by itself)."""
+        self.cancel_requested = True
+        for pid in (self.worker_pid, launcher_pid):
+            if pid:
+                kill_process(pid)
 
+    def result(self, exit_code: int, crashed: bool) -> list[RadiographImage]:
+        """The translated frames on the input's grids; MedShiftError saying why there are none."""
+        from MedShiftLib.io.radiograph_files import read_radiograph
 
-def read_translation_result(job_dir: str | Path, frames: Sequence[RadiographImage]) -> list[RadiographImage]:
-    """The translated frames a finished job wrote, on the grids of `frames`."""
-    path = Path(job_dir) / OUTPUT_FILE
-    if not path.is_file():
-        raise MedShiftError(f"the translation process ended without writing {path}; see the Python console log")
-    pixels = np.load(path, allow_pickle=False)
-    if pixels.shape[0] != len(frames):
-        raise MedShiftError(f"the translation process returned {pixels.shape[0]} frames for {len(frames)} inputs")
-    return [f.with_pixels(p) for f, p in zip(frames, pixels)]
+        if self.cancel_requested or exit_code == EXIT_INTERRUPTED:
+            raise MedShiftError(CANCELLED_MESSAGE)
+        if crashed or exit_code != 0:
+            if self.error:
+                raise MedShiftError(self.error)
+            raise MedShiftError(f"the translation process stopped unexpectedly (exit code {exit_code}); see the "
+                                "Python console")
+        results = []
+        for frame, name in zip(self.frames, self.names):
+            path = self.out_dir / name
+            if not path.is_file():
+                raise MedShiftError(f"the translation process ended without writing {path}; see the Python console")
+            pixels = read_radiograph(path).pixels
+            if pixels.shape != frame.pixels.shape:
+                raise MedShiftError(f"{path}: the translation has {pixels.shape} pixels for a frame of "
+                                    f"{frame.pixels.shape}")
+            results.append(frame.with_pixels(pixels.astype(frame.pixels.dtype, copy=False)))
+        return results
+
+    def out_of_memory(self, exit_code: int) -> bool:
+        """True when the worker stopped because the GPU ran out of memory."""
+        return exit_code == EXIT_OUT_OF_MEMORY
+
+    def remove(self) -> None:
+        """Delete the job folder."""
+        shutil.rmtree(self.job_dir, ignore_errors=True)
 
 
 def parse_worker_line(line: str) -> tuple[str, Any]:
-    """('progress', (done, total)), ('device', text), ('error', message) or ('log', line) for a worker line."""
+    """('progress', (done, total)), ('pid', n), ('device', text), ('output', path), ('error', message) or
+    ('log', line) for one line the worker printed."""
     line = line.rstrip("\r\n")
     kind, _, rest = line.partition(" ")
     if kind == "PROGRESS":
         done, _, total = rest.partition("/")
         if done.isdigit() and total.isdigit():
             return "progress", (int(done), int(total))
+    if kind == "PID" and rest.isdigit():
+        return "pid", int(rest)
     if kind == "DEVICE":
         return "device", rest
+    if kind == "OUTPUT":
+        return "output", rest
     if kind == "ERROR":
         return "error", rest
     return "log", line
+
+
+def kill_process(pid: int) -> None:
+    """Kill one process by id; nothing happens when it has already ended."""
+    try:
+        if sys.platform == "win32":
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True, check=False)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def eta_seconds(elapsed_s: float, done: int, total: int) -> float | None:
@@ -134,15 +180,3 @@ def format_eta(seconds: float | None) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"ETA {minutes}:{secs:02d}"
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m MedShiftSlicer.background_job JOB_DIR`: the panel's background translation worker."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m MedShiftSlicer.background_job JOB_DIR", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return run_translation_job(argv[0])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
-"""Translating volume nodes: frames through the engine, the output's name, and the blocking node translation.
+"""Translating volume nodes: frames through the engine, the result node, and the blocking node translation.
 
-The panel runs `translate_frames` in a child process instead (background_job.py); the console and the
-self-test call `translate_volume_node`, which blocks. The engine is imported inside the functions, so
-this module loads before torch is installed.
+The console and the self-test call `translate_volume_node`, which blocks; the panel runs the same
+translation in a worker process (background_job.py) and adds its result with `add_translation_result`.
+The engine is imported inside the functions, so this module loads before torch is installed.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from MedShiftLib.errors import InputImageError
+from MedShiftLib.errors import InputImageError, MedShiftError
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.settings import TranslationSettings
 
@@ -68,6 +68,23 @@ def output_name(input_name: str, settings: TranslationSettings, frame: FrameSele
     return f"{input_name} {settings.description()}{suffix}"
 
 
+def add_translation_result(node: Any, frames: Sequence[RadiographImage], translated: Sequence[RadiographImage],
+                           frame: FrameSelection, settings: TranslationSettings, output_node: Any = None) -> Any:
+    """Put the translated frames of `node` into `output_node` or a new node beside it; returns that node.
+
+    MedShiftError when the input, or the chosen output, has left the scene since the translation started
+    (a scene close, or the user deleted it): nothing is added then.
+    """
+    scene = node.GetScene() if node is not None else None
+    if scene is None or scene.GetNodeByID(node.GetID()) is not node:
+        raise MedShiftError("the input volume was removed from the scene while it was translated; nothing was added")
+    if output_node is not None and output_node.GetScene() is not scene:
+        raise MedShiftError(f"the output volume '{output_node.GetName()}' was removed from the scene while the "
+                            "translation ran; nothing was added")
+    return add_translated_volume(scene, translated, output_geometry(node, frames, frame),
+                                 output_name(node.GetName(), settings, frame), output_node, like=node)
+
+
 def translate_volume_node(node: Any, settings: TranslationSettings, model_path: str | Path | None = None,
                           device: str = "auto", frame: FrameSelection = None, output_node: Any = None,
                           progress: ProgressCallback | None = None, cancel: Any = None) -> Any:
@@ -79,5 +96,4 @@ def translate_volume_node(node: Any, settings: TranslationSettings, model_path: 
     frames = volume_frames(node, frame)
     model, info = cached_model(model_path, device)
     translated = translate_frames(frames, model, info, settings, progress=progress, cancel=cancel)
-    return add_translated_volume(node.GetScene(), translated, output_geometry(node, frames, frame),
-                                 output_name(node.GetName(), settings, frame), output_node, like=node)
+    return add_translation_result(node, frames, translated, frame, settings, output_node)

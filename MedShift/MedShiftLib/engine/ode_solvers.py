@@ -28,6 +28,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -42,10 +43,12 @@ ProgressCallback = Callable[[int, int], None]
 
 
 class CancelToken:
-    """A thread-safe flag another thread (a Cancel button) sets to stop a running integration."""
+    """A flag that stops a running integration: set by another thread (a Cancel button), or by another
+    process creating `cancel_file` (the Slicer panel asking its background worker to stop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel_file: str | Path | None = None) -> None:
         self._event = threading.Event()
+        self.cancel_file = Path(cancel_file) if cancel_file is not None else None
 
     def cancel(self) -> None:
         """Ask the running integration to stop before its next velocity evaluation."""
@@ -53,12 +56,14 @@ class CancelToken:
 
     @property
     def cancelled(self) -> bool:
-        """True once `cancel()` has been called."""
+        """True once `cancel()` has been called or the cancel file exists."""
+        if not self._event.is_set() and self.cancel_file is not None and self.cancel_file.exists():
+            self._event.set()
         return self._event.is_set()
 
     def raise_if_cancelled(self) -> None:
         """Raise TranslationCancelled when cancellation was asked for."""
-        if self._event.is_set():
+        if self.cancelled:
             raise TranslationCancelled("translation cancelled by the user")
 
 

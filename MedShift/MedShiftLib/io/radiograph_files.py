@@ -16,6 +16,11 @@ that is lossless: uint8 pixels as 8-bit, other pixels whose values are all whole
 as 16-bit. Anything else (fractional, negative or larger values) is refused with InputImageError that
 suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of stored values.
 
+An image whose pixel spacing is not a physical size (read from PNG or TIFF, or a Slicer node loaded from
+one: metadata["spacing_known"] False) is written to NRRD or MHA with the key `medshift_spacing` =
+`unknown`, and read back with spacing_known False, so the translation still treats its spacing as unknown
+(NIfTI has no room for the key).
+
 Colour inputs are converted to grey with the ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded
 back to the input's integer type), with a warning and metadata["converted_from_rgb"] = True.
 """
@@ -44,6 +49,7 @@ _FORMAT_OF_EXTENSION: dict[str, str] = {
     ".tif": "tiff", ".tiff": "tiff",
 }
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_FORMAT_OF_EXTENSION)
+SPACING_KEY, UNKNOWN_SPACING = "medshift_spacing", "unknown"
 BT601_LUMA: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
@@ -223,6 +229,8 @@ def _itk_images(path: Path, fmt: str, frames: list[int] | None, count: int) -> l
         )
         metadata = {"source_path": str(path.resolve()), "dimension": dim, "frame": k, "number_of_frames": count,
                     "itk_metadata": dict(keys)}
+        if keys.get(SPACING_KEY) == UNKNOWN_SPACING:
+            metadata["spacing_known"] = False
         result.append(_finish(
             array[k], path, spacing=tuple(float(s) for s in spacing), origin=slice_origin,
             direction=tuple(float(v) for v in direction), photometric="MONOCHROME2", file_format=fmt,
@@ -354,8 +362,11 @@ def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, sourc
         pixels = _png_tiff_pixels(image.pixels, final_path, fmt)
         sitk.WriteImage(_itk_image(image, pixels, two_d=True), str(target))
         return
-    sitk.WriteImage(_itk_image(image, image.pixels, two_d=_is_planar(image)), str(target),
-                    useCompression=fmt in ("nrrd", "mha"))
+    out = _itk_image(image, image.pixels, two_d=_is_planar(image))
+    if image.metadata.get("spacing_known") is False or (image.metadata.get("spacing_known") is None
+                                                        and image.file_format in ("png", "tiff")):
+        out.SetMetaData(SPACING_KEY, UNKNOWN_SPACING)
+    sitk.WriteImage(out, str(target), useCompression=fmt in ("nrrd", "mha"))
 
 
 def write_radiograph(

@@ -5,8 +5,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..engine.checkpoint import default_model_path, load_checkpoint
-from ..engine.devices import resolve_device
+from ..engine.devices import describe_device, resolve_device
 from ..engine.ode_solvers import CancelToken
+from ..engine.translation import ProgressCallback
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, read_radiograph, write_radiograph
 from ..settings import TranslationSettings
@@ -42,8 +43,14 @@ def translate_files(
     frame: int | None = None,
     progress_factory: ProgressFactory | None = None,
     cancel: CancelToken | None = None,
+    progress: ProgressCallback | None = None,
+    on_device: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Translate each file into `out_dir` under the same name and format; returns the written paths."""
+    """Translate each file into `out_dir` under the same name and format; returns the written paths.
+
+    `progress_factory(name)` gives a per-file progress callback; `progress(done, total)` counts solver
+    steps over all files; `on_device` hears which device the model runs on once it is loaded.
+    """
     out_dir = Path(out_dir)
     names = [f.name for f in files]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -54,15 +61,37 @@ def translate_files(
         if f.resolve().parent == out_dir.resolve():
             raise MedShiftError(f"output folder {out_dir} holds the input {f.name}; choose another --out so no input "
                                 "is overwritten")
-    model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
+    torch_device = resolve_device(device)
+    model, info = load_checkpoint(model_path or default_model_path(), torch_device)
     settings = info.validate(settings)
+    if on_device is not None:
+        on_device(describe_device(torch_device))
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    per_file, written = 2 * settings.steps, []
     for index, f in enumerate(files):
         image = read_radiograph(f, frame=frame)
-        progress = progress_factory(f.name) if progress_factory else None
+        reports = [progress_factory(f.name)] if progress_factory else []
+        if progress is not None:
+            reports.append(_offset_progress(progress, index * per_file, per_file * len(files)))
         image_settings = settings.for_image(index)
-        result = translate_image(image, model, info, image_settings, progress=progress, cancel=cancel)
+        result = translate_image(image, model, info, image_settings, cancel=cancel, progress=_fan_out(reports))
         written.append(write_radiograph(result, out_dir / f.name, source=image,
                                         series_description=f"MedShift {image_settings.description()}"))
     return written
+
+
+def _offset_progress(progress: ProgressCallback, offset: int, total: int) -> ProgressCallback:
+    """A per-image progress callback reporting into a count over all images."""
+    return lambda done, _total: progress(offset + done, total)
+
+
+def _fan_out(callbacks: list[ProgressCallback]) -> ProgressCallback | None:
+    """One progress callback calling each of `callbacks` (None when there are none)."""
+    if not callbacks:
+        return None
+
+    def report(done: int, total: int) -> None:
+        for callback in callbacks:
+            callback(done, total)
+
+    return report
