@@ -55,11 +55,10 @@ PYTHON_REQUIREMENTS = {
     "PIL": "pillow==12.0.0",
 }
 SAMPLE_DATA = [
-    # (sample name, file in Resources/SampleData, node name, description)
-    ("MedShiftRadiograph", "MedShiftSkullSimLow.nrrd", "MedShiftSkullSimLow",
-     "Simulated skull radiograph (sim-low)"),
-    ("MedShiftHeadPhantomCT", "MedShiftHeadPhantomCT.nrrd", "MedShiftHeadPhantomCT",
-     "Head phantom CT (for CT projection)"),
+    # (sample name, file in Resources/SampleData, node name): a simulated sim-low skull radiograph, and the
+    # head phantom CT for CT projection
+    ("MedShiftRadiograph", "MedShiftSkullSimLow.nrrd", "MedShiftSkullSimLow"),
+    ("MedShiftHeadPhantomCT", "MedShiftHeadPhantomCT.nrrd", "MedShiftHeadPhantomCT"),
 ]
 
 
@@ -97,15 +96,15 @@ def registerSampleData():
 
     moduleDir = os.path.dirname(__file__)
     iconPath = os.path.join(moduleDir, "Resources", "Icons", "MedShift.png")
-    for sampleName, fileName, nodeName, description in SAMPLE_DATA:
+    for sampleName, fileName, nodeName in SAMPLE_DATA:
         path = os.path.join(moduleDir, "Resources", "SampleData", fileName)
         if not os.path.isfile(path):
             logging.warning(f"MedShift sample data {path} is missing; not registered")
             continue
+        # Only the parameters registerCustomSampleDataSource has (Slicer 5.10-5.13): no description.
         SampleData.SampleDataLogic.registerCustomSampleDataSource(
             category="MedShift",
             sampleName=sampleName,
-            sampleDescription=description,
             thumbnailFileName=iconPath,
             uris=qt.QUrl.fromLocalFile(path).toString(),
             fileNames=fileName,

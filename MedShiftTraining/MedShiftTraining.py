@@ -5,11 +5,19 @@ No panel: run it headless with the same options as `medshift train` (DATA_DIR is
     Slicer --no-splash --no-main-window --python-script MedShiftTraining/MedShiftTraining.py -- \\
         --data DATA_DIR --out RUN_DIR [--resolution 256 --preset default --steps 2000 --coupling ot ...]
 
-or from the Python console: slicer.util.getModuleLogic("MedShiftTraining").train("DATA_DIR", "RUN_DIR", steps=500).
+or from the Python console (the module has no panel, so slicer.util.getModuleLogic cannot reach its logic;
+create it directly):
+
+    import MedShiftTraining
+    MedShiftTraining.MedShiftTrainingLogic().train("DATA_DIR", "RUN_DIR", steps=500)
+
+Run as a script it always ends Slicer with an exit code (0 done, 2 a usage or data problem, 130
+interrupted, 1 anything unexpected, with its traceback): `--python-script` alone never quits Slicer.
 """
 import logging
 import os
 import sys
+import traceback
 
 import slicer
 from slicer.i18n import tr as _
@@ -43,6 +51,9 @@ Slicer --no-main-window --python-script MedShiftTraining.py -- --data DATA_DIR -
 MedShift follows Caetano, Viviers et al., ICCV 2025 workshops (arXiv 2508.21435).
 """)
         self.parent.hidden = True
+        # No widget: Slicer creates no panel, and slicer.util.getModuleLogic cannot reach the logic (create
+        # MedShiftTrainingLogic directly).
+        self.parent.widgetRepresentationCreationEnabled = False
 
 
 class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
@@ -107,9 +118,14 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
 
 
 def main(argv=None) -> int:
-    """Entry point of `Slicer --python-script MedShiftTraining.py -- ...`."""
+    """Entry point of `Slicer --python-script MedShiftTraining.py -- ...`; every failure becomes an exit code."""
     logging.getLogger().setLevel(logging.INFO)
-    return MedShiftTrainingLogic().trainFromArguments(sys.argv[1:] if argv is None else argv)
+    try:
+        return MedShiftTrainingLogic().trainFromArguments(sys.argv[1:] if argv is None else argv)
+    except Exception:  # e.g. torch or POT missing: report it and still end Slicer
+        traceback.print_exc()
+        print("MedShiftTraining: error: training stopped by an unexpected error (traceback above)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -120,6 +120,6 @@ def test_registered_sample_data_is_shipped_and_small():
     samples = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                    and any(getattr(t, "id", None) == "SAMPLE_DATA" for t in n.targets))
     assert len(samples) == 2
-    for _sample, file_name, _node, _description in samples:
+    for _sample, file_name, _node in samples:
         path = ROOT / "MedShift" / "Resources" / "SampleData" / file_name
         assert path.is_file() and path.stat().st_size < 1_000_000, path

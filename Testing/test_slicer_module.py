@@ -1,0 +1,242 @@
+"""MedShift.py and MedShiftTraining.py themselves, imported with stand-ins for what only a running Slicer has.
+
+The scene is slicer-core's real MRML scene; Qt's QProcess and QTimer, slicer.app, the scripted-module base
+classes and SampleData are stand-ins (slicer_stand_ins.py) whose interfaces follow Slicer's source.
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core's MRML scene is not available", allow_module_level=True)
+
+from helpers import write_tiny_checkpoint  # noqa: E402
+from slicer_stand_ins import FakeProcess, FakeTimer, load_module  # noqa: E402
+
+from MedShiftLib.errors import MedShiftError  # noqa: E402
+from MedShiftLib.settings import TranslationSettings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
+
+
+@pytest.fixture
+def medshift(monkeypatch, tmp_path):
+    return load_module(ROOT / "MedShift" / "MedShift.py", monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def python_slicer(tmp_path):
+    """A PythonSlicer where the stand-in slicer.app's home says it is."""
+    path = tmp_path / "slicer_home" / "bin" / "PythonSlicer"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture
+def scene():
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    yield scene
+    scene.Clear(1)
+
+
+def _radiograph(name="xr"):
+    rng = np.random.default_rng(2)
+    pixels = (1000 + 400 * rng.random((1, 40, 48))).astype(np.uint16)
+    return slicer.util.addVolumeFromArray(pixels, name=name)
+
+
+def _volume_count(scene):
+    return scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+
+
+class Run:
+    """What a background run told the panel."""
+
+    def __init__(self):
+        self.progress, self.finished = [], []
+
+    def on_progress(self, done, total, message):
+        self.progress.append((done, total, message))
+
+    def on_finished(self, node, error, out_of_memory):
+        self.finished.append((node, error, out_of_memory))
+
+
+def _start(medshift, node, model_path, settings=SETTINGS):
+    logic, run = medshift.MedShiftLogic(), Run()
+    logic.startBackgroundTranslation(node, settings, device="cpu", modelPath=str(model_path),
+                                     onProgress=run.on_progress, onFinished=run.on_finished)
+    return logic, run, FakeProcess.instances[-1]
+
+
+def _work(process):
+    """Run the worker the panel asked for, as the launcher would, and hand its output to the process stand-in."""
+    proc = subprocess.run([sys.executable, *process.arguments], cwd=process.cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": ""})
+    process.output(proc.stdout)
+    return proc.returncode
+
+
+def _job_folders(tmp_path):
+    return list((tmp_path / "slicer_temp").glob("MedShift-*"))
+
+
+def test_the_panel_runs_the_projects_command_in_pythonslicer(medshift, scene, model_path, python_slicer, tmp_path):
+    node = _radiograph()
+    logic, run, process = _start(medshift, node, model_path)
+    assert logic.isRunning and process.program() == str(python_slicer)
+    assert process.arguments[:3] == ["-m", "MedShiftLib.cli", "translate"]
+    assert "--machine-progress" in process.arguments and "--cancel-file" in process.arguments
+    code = _work(process)
+    process.finish(code, FakeProcess.NormalExit)
+    (added, error, out_of_memory), = run.finished
+    assert error == "" and not out_of_memory and not logic.isRunning
+    assert added.GetName() == "xr a->c tau0.5"
+    assert slicer.util.arrayFromVolume(added).shape == (1, 40, 48)
+    assert [p[:2] for p in run.progress] == [(k, 4) for k in range(1, 5)] and "CPU" in run.progress[-1][2]
+    assert process.deleted and not _job_folders(tmp_path)
+
+
+def test_a_process_that_cannot_start_ends_the_run_with_a_message(medshift, scene, model_path, python_slicer,
+                                                                  tmp_path):
+    count = _volume_count(scene)
+    logic, run, process = _start(medshift, _radiograph(), model_path)
+    process.fail_to_start()  # Qt emits errorOccurred(FailedToStart) and no finished()
+    (node, error, _), = run.finished
+    assert node is None and "could not start" in error and str(python_slicer) in error
+    assert not logic.isRunning and not _job_folders(tmp_path)
+    assert _volume_count(scene) == count + 1  # the input only
+
+
+@pytest.mark.parametrize("case", ["crash", "error", "deleted input"])
+def test_every_other_end_of_a_run_gives_one_message_and_no_node(medshift, scene, model_path, python_slicer, tmp_path,
+                                                                case):
+    node = _radiograph()
+    settings = TranslationSettings("a", "nope") if case == "error" else SETTINGS
+    if case == "error":  # the model check before starting catches this one; a worker can still meet it
+        logic, run, process = _start(medshift, node, model_path, SETTINGS)
+        process.arguments[process.arguments.index("--target") + 1] = settings.target_domain
+    else:
+        logic, run, process = _start(medshift, node, model_path)
+    count = _volume_count(scene)
+    if case == "crash":
+        process.finish(-11, FakeProcess.CrashExit)
+    else:
+        code = _work(process)
+        if case == "deleted input":
+            scene.RemoveNode(node)
+        process.finish(code, FakeProcess.NormalExit)
+    (added, error, _), = run.finished
+    assert added is None and not logic.isRunning and not _job_folders(tmp_path)
+    expected = {"crash": "stopped unexpectedly", "error": "unknown domain 'nope'",
+                "deleted input": "removed from the scene"}[case]
+    assert expected in error
+    assert _volume_count(scene) == count - (case == "deleted input")
+
+
+def test_cancel_asks_the_worker_first_and_kills_it_with_its_launcher_when_it_goes_on(medshift, scene, model_path,
+                                                                                    python_slicer, monkeypatch):
+    killed = []
+    monkeypatch.setattr(medshift.background_job, "kill_process", killed.append)
+    logic, run, process = _start(medshift, _radiograph(), model_path)
+    process.pid = 4100
+    process.output("PID 4242\n")
+    job = logic._job["job"]
+    logic.cancelBackgroundTranslation()
+    assert job.cancel_file.exists() and killed == []  # asked, not killed
+    (delay, kill_later), = FakeTimer.shots
+    assert delay == medshift.background_job.KILL_AFTER_SECONDS * 1000
+    kill_later()
+    assert killed == [4242, 4100]  # the worker (python-real) and the launcher
+    process.finish(9, FakeProcess.CrashExit)
+    (added, error, _), = run.finished
+    assert added is None and error == medshift.MedShiftLogic.CANCELLED_MESSAGE
+    kill_later()  # a late timer for a finished run does nothing
+    assert killed == [4242, 4100]
+
+
+def test_closing_the_scene_kills_the_worker_at_once(medshift, scene, model_path, python_slicer, monkeypatch):
+    killed = []
+    monkeypatch.setattr(medshift.background_job, "kill_process", killed.append)
+    logic, _, process = _start(medshift, _radiograph(), model_path)
+    process.pid = 4100
+    process.output("PID 4242\n")
+    logic.cancelBackgroundTranslation(killNow=True)
+    assert killed == [4242, 4100] and FakeTimer.shots == []
+
+
+def test_without_pythonslicer_nothing_starts_and_the_message_says_why(medshift, scene, model_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    logic = medshift.MedShiftLogic()
+    with pytest.raises(MedShiftError, match="cannot find PythonSlicer"):
+        logic.startBackgroundTranslation(_radiograph(), SETTINGS, device="cpu", modelPath=str(model_path))
+    assert not logic.isRunning and FakeProcess.instances == []
+
+
+def test_sample_data_is_registered_with_the_parameters_slicer_has(medshift, monkeypatch):
+    registered = []
+
+    # Slicer 5.10-5.13 Modules/Scripted/SampleData/SampleData.py, SampleDataLogic (a static method):
+    def registerCustomSampleDataSource(category="Custom", sampleName=None, uris=None, fileNames=None, nodeNames=None,
+                                       customDownloader=None, thumbnailFileName=None, loadFileTypes=None,
+                                       loadFiles=None, loadFileProperties={}, checksums=None,  # noqa: B006
+                                       loadFileType=None):
+        registered.append(dict(category=category, sampleName=sampleName, uris=uris, fileNames=fileNames,
+                               nodeNames=nodeNames, checksums=checksums))
+
+    sample_data = types.ModuleType("SampleData")
+    sample_data.SampleDataLogic = types.SimpleNamespace(registerCustomSampleDataSource=registerCustomSampleDataSource)
+    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
+    medshift.registerSampleData()
+    assert [r["sampleName"] for r in registered] == ["MedShiftRadiograph", "MedShiftHeadPhantomCT"]
+    for record in registered:
+        assert record["category"] == "MedShift" and record["uris"].startswith("file://")
+        assert record["checksums"].startswith("SHA256:") and len(record["checksums"]) == 7 + 64
+    parent = types.SimpleNamespace()
+    medshift.MedShift(parent)
+    assert ("startupCompleted()", medshift.registerSampleData) in slicer.app.connections
+
+
+def test_the_training_module_has_no_panel_and_its_logic_is_created_directly(monkeypatch, tmp_path):
+    training = load_module(ROOT / "MedShiftTraining" / "MedShiftTraining.py", monkeypatch, tmp_path)
+    parent = types.SimpleNamespace()
+    training.MedShiftTraining(parent)
+    assert parent.widgetRepresentationCreationEnabled is False and parent.hidden is True
+    assert parent.dependencies == ["MedShift"]
+    assert callable(training.MedShiftTrainingLogic().train)
+
+
+def test_headless_training_ends_slicer_with_a_failure_code_on_an_unexpected_error(monkeypatch, tmp_path, capsys):
+    path = ROOT / "MedShiftTraining" / "MedShiftTraining.py"
+    training = load_module(path, monkeypatch, tmp_path)
+
+    def broken(args):
+        raise ModuleNotFoundError("No module named 'ot'")
+
+    monkeypatch.setattr("MedShiftLib.training.run.train_from_arguments", broken)
+    assert training.main(["--data", "d", "--out", "o"]) == 1
+    assert "No module named 'ot'" in capsys.readouterr().err
+    exits = []
+    monkeypatch.setattr(slicer.util, "exit", exits.append)
+    monkeypatch.setattr(sys, "argv", [str(path), "--", "--data", "d", "--out", "o"])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(path), run_name="__main__")  # what `Slicer --python-script` runs
+    assert exits == [1] and stopped.value.code == 1
