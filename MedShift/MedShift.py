@@ -10,7 +10,8 @@ every panel action also runs from the Python console:
 
 The Slicer-side helpers (nodes <-> radiographs, the background job, CT projection, the panel's
 parameters) live in the MedShiftSlicer package beside this file; the engine in MedShiftLib. Nothing
-here imports torch at module import time (Slicer's generic tests import every module headless).
+here imports torch at module import time (Slicer's generic tests import every module headless). In a
+Slicer older than 5.10 the import stops with a message saying so (MedShiftSlicer/__init__.py).
 """
 import importlib.util
 import logging

@@ -151,15 +151,20 @@ class FakeApp:
         self.connections.append((signal, slot))
 
 
-def load_module(path: Path, monkeypatch, tmp_path: Path, name: str | None = None) -> types.ModuleType:
-    """Import a Slicer module file with the stand-ins installed (undone after the test by monkeypatch)."""
+def load_module(path: Path, monkeypatch, tmp_path: Path, name: str | None = None,
+                keep_app: bool = False) -> types.ModuleType:
+    """Import a Slicer module file with the stand-ins installed (undone after the test by monkeypatch).
+
+    `keep_app`: leave the slicer.app the test set (e.g. one of another version) instead of the stand-in."""
     monkeypatch.setitem(sys.modules, "qt", _qt_module())
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", _scripted_module_base())
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", _parameter_wrapper_module())
     monkeypatch.setitem(sys.modules, "slicer.i18n", _i18n_module())
     (tmp_path / "slicer_temp").mkdir(exist_ok=True)
     (tmp_path / "slicer_home" / "bin").mkdir(parents=True, exist_ok=True)
-    monkeypatch.setattr(slicer, "app", FakeApp(tmp_path / "slicer_temp", tmp_path / "slicer_home"), raising=False)
+    if not keep_app:
+        monkeypatch.setattr(slicer, "app", FakeApp(tmp_path / "slicer_temp", tmp_path / "slicer_home"),
+                            raising=False)
     FakeProcess.instances.clear()
     FakeTimer.shots.clear()
     spec = importlib.util.spec_from_file_location(name or path.stem, path)

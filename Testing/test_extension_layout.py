@@ -37,6 +37,12 @@ def test_every_engine_file_is_listed_in_the_module_cmake_and_every_listed_file_e
     assert len(scripts) == len(set(scripts))
 
 
+def test_globbed_resources_are_found_again_when_files_change():
+    text = (ROOT / "MedShift" / "CMakeLists.txt").read_text()
+    globs = re.findall(r"file\(GLOB (\w+)([^)]*)\)", text)
+    assert globs and all(options.split()[0] == "CONFIGURE_DEPENDS" for _, options in globs), globs
+
+
 def test_training_module_cmake_lists_its_files():
     cmake = ROOT / "MedShiftTraining" / "CMakeLists.txt"
     items = cmake_set(cmake, "MODULE_PYTHON_SCRIPTS") + cmake_set(cmake, "MODULE_PYTHON_RESOURCES")
@@ -55,23 +61,29 @@ def test_module_folder_holds_no_python_file_but_its_module(module):
 def test_top_level_cmake_names_both_modules_and_the_pytorch_dependency():
     text = (ROOT / "CMakeLists.txt").read_text()
     assert re.search(r"^project\(MedShift\)", text, re.M)
+    assert re.search(r"^cmake_minimum_required\(VERSION 3\.20\.6\.\.\.3\.28\.0 FATAL_ERROR\)", text, re.M)
+    assert re.search(r"^find_package\(Slicer 5\.10 REQUIRED\)", text, re.M)  # the oldest Slicer MedShift runs in
     for module in MODULES:
         assert re.search(rf"^add_subdirectory\({module}\)", text, re.M), module
     depends = re.search(r'set\(EXTENSION_DEPENDS\s+"?([^")]*)"?\)', text).group(1).split()
     assert "PyTorch" in depends
     for key in ("HOMEPAGE", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert re.search(rf'set\(EXTENSION_{key}\s+"[^"]+"\)', text), key
-    order = [text.index(s) for s in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+    order = [text.index(s) for s in ("find_package(Slicer 5.10 REQUIRED)", "include(${Slicer_USE_FILE})",
                                       "add_subdirectory(MedShift)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
                                       "include(${Slicer_EXTENSION_CPACK})")]
     assert order == sorted(order)
 
 
-def test_self_test_is_registered_with_ctest():
-    text = (ROOT / "MedShift" / "Testing" / "Python" / "CMakeLists.txt").read_text()
-    assert re.search(r"slicer_add_python_unittest\(SCRIPT .*\$\{MODULE_NAME\}\.py\)", text)
+def test_self_test_is_registered_with_ctest_as_the_template_does():
+    text = (ROOT / "MedShift" / "CMakeLists.txt").read_text()
+    testing = re.search(r"if\(BUILD_TESTING\)(.*?)endif\(\)", text, re.S).group(1)
+    assert re.search(r"^\s*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", testing, re.M)
+    assert "add_subdirectory(Testing)" in testing
     assert "add_subdirectory(Python)" in (ROOT / "MedShift" / "Testing" / "CMakeLists.txt").read_text()
-    assert "add_subdirectory(Testing)" in (ROOT / "MedShift" / "CMakeLists.txt").read_text()
+    uncommented = [line.split("#")[0] for line in
+                   (ROOT / "MedShift" / "Testing" / "Python" / "CMakeLists.txt").read_text().splitlines()]
+    assert "slicer_add_python_unittest" not in "".join(uncommented)  # registered once, not by a relative path
     bases = {node.name: [getattr(b, "id", None) for b in node.bases] for node in classes_of("MedShift/MedShift.py")}
     assert bases.get("MedShiftTest") == ["ScriptedLoadableModuleTest"]
 

@@ -240,3 +240,22 @@ def test_headless_training_ends_slicer_with_a_failure_code_on_an_unexpected_erro
     with pytest.raises(SystemExit) as stopped:
         runpy.run_path(str(path), run_name="__main__")  # what `Slicer --python-script` runs
     assert exits == [1] and stopped.value.code == 1
+
+
+def test_an_old_slicer_is_told_which_slicer_medshift_needs(monkeypatch, tmp_path):
+    for name in [n for n in sys.modules if n == "MedShiftSlicer" or n.startswith("MedShiftSlicer.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(majorVersion=5, minorVersion=8,
+                                                             connect=lambda *a: None), raising=False)
+    with pytest.raises(ImportError, match=r"needs 3D Slicer 5\.10 or newer .* this is Slicer 5\.8"):
+        load_module(ROOT / "MedShift" / "MedShift.py", monkeypatch, tmp_path, keep_app=True)
+
+
+def test_what_an_old_slicer_reads_before_the_version_check_is_python_3_9():
+    """Slicer 5.8 and older run Python 3.9: the files read before the check must not be a syntax error there."""
+    import ast
+
+    for path in ["MedShift/MedShift.py", "MedShift/MedShiftSlicer/__init__.py", "MedShift/MedShiftLib/__init__.py",
+                 "MedShift/MedShiftLib/errors.py", "MedShift/MedShiftLib/settings.py",
+                 "MedShift/MedShiftLib/simulator/__init__.py", "MedShift/MedShiftLib/simulator/domains.py"]:
+        ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
