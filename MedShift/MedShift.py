@@ -167,6 +167,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._showingModel = False
 
     def setup(self) -> None:
         """Load the .ui, create the logic, connect signals."""
@@ -196,7 +197,6 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.hide()
 
         self.initializeParameterNode()
-        self.onModelPathChanged(self._parameterNode.modelPath)
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed: no worker may outlive Slicer."""
@@ -242,6 +242,9 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # Widgets with a SlicerParameterName property in the .ui are bound here.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            # The model path and the domain lists are filled from the model, so they cannot be bound (the
+            # wrapper binds a combo box only to a fixed Choice): show this node's model and domains by hand.
+            self.onModelPathChanged(self._parameterNode.modelPath)
             self._checkCanApply()
 
     def _setTau(self, value: float) -> None:
@@ -286,16 +289,37 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def updateDeviceInfo(self, index: int = 0) -> None:
-        """Name the device 'auto' resolves to (GPU name or CPU threads) when torch is present."""
+        """Name the device the combo box shows (GPU name or CPU threads) when torch is present.
+
+        Read from the combo box itself: this handler may run before the parameter-node connector has stored
+        the new choice (PythonQt calls a signal's handlers in the order they were connected)."""
         if self._parameterNode is None:
             return
-        self.ui.deviceInfoLabel.text = self.logic.deviceDescription(self._parameterNode.device)
+        self.ui.deviceInfoLabel.text = self.logic.deviceDescription(self.ui.deviceComboBox.currentText)
+
+    def _showDomains(self) -> None:
+        """Select the parameter node's source and target in the domain lists (after a scene load, a console change)."""
+        p = self._parameterNode
+        if self.ui.modelPathLineEdit.currentPath != p.modelPath and not self._showingModel:
+            self._showingModel = True  # onModelPathChanged modifies the node, which calls back here
+            try:
+                self.onModelPathChanged(p.modelPath)
+            finally:
+                self._showingModel = False
+            return
+        for comboBox, value in ((self.ui.sourceDomainComboBox, p.sourceDomain),
+                                (self.ui.targetDomainComboBox, p.targetDomain)):
+            if comboBox.currentText != value:
+                wasBlocked = comboBox.blockSignals(True)
+                comboBox.currentIndex = comboBox.findText(value)
+                comboBox.blockSignals(wasBlocked)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         """Enable Translate only when the inputs are complete; the tooltip says what is missing."""
         if self._parameterNode is None:
             return
         p = self._parameterNode
+        self._showDomains()
         self.ui.frameIndexSpinBox.enabled = p.frames == "one"
         if self.logic.isRunning:
             self.ui.translateButton.text = _("Cancel")
@@ -618,7 +642,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             compositeNode.SetBackgroundVolumeID(node.GetID())
             compositeNode.SetForegroundVolumeID(None)
             compositeNode.SetLinkedControl(True)
-            sliceWidget.mrmlSliceNode().SetOrientation("Axial")
+            sliceWidget.mrmlSliceNode().RotateToVolumePlane(node)  # the radiograph's own plane, whatever it is
             sliceWidget.sliceLogic().FitSliceToAll()
         inputDisplay, outputDisplay = inputNode.GetDisplayNode(), outputNode.GetDisplayNode()
         if inputDisplay and outputDisplay:

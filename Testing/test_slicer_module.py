@@ -259,3 +259,115 @@ def test_what_an_old_slicer_reads_before_the_version_check_is_python_3_9():
                  "MedShift/MedShiftLib/errors.py", "MedShift/MedShiftLib/settings.py",
                  "MedShift/MedShiftLib/simulator/__init__.py", "MedShift/MedShiftLib/simulator/domains.py"]:
         ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
+
+
+class Combo:
+    """A QComboBox stand-in (the calls MedShift.py makes)."""
+
+    def __init__(self, items=(), text=""):
+        self.items, self.currentIndex, self.blocked = list(items), -1, False
+        if text in self.items:
+            self.currentIndex = self.items.index(text)
+
+    @property
+    def currentText(self):
+        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
+
+    def findText(self, text):
+        return self.items.index(text) if text in self.items else -1
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def addItems(self, items):
+        self.items += list(items)
+
+    def blockSignals(self, block):
+        previous, self.blocked = self.blocked, block
+        return previous
+
+
+class ParameterNode(types.SimpleNamespace):
+    """What the widget asks of the wrapped parameter node."""
+
+    def connectGui(self, ui):
+        return "tag"
+
+    def disconnectGui(self, tag):
+        pass
+
+    def StartModify(self):
+        return 0
+
+    def EndModify(self, previous):
+        return 0
+
+
+def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low", "clinical-normal")):
+    widget = medshift.MedShiftWidget()
+    monkeypatch.setattr(widget, "addObserver", lambda *a: None, raising=False)
+    monkeypatch.setattr(widget, "removeObserver", lambda *a: None, raising=False)
+    label = lambda: types.SimpleNamespace(text="", toolTip="", enabled=True)  # noqa: E731
+    widget.ui = types.SimpleNamespace(
+        sourceDomainComboBox=Combo(), targetDomainComboBox=Combo(), modelPathLineEdit=types.SimpleNamespace(
+            currentPath=""), modelInfoLabel=label(), deviceComboBox=Combo(["auto", "cpu", "cuda"], "auto"),
+        deviceInfoLabel=label(), frameIndexSpinBox=label(), translateButton=label(), inputInfoLabel=label())
+    widget.logic = types.SimpleNamespace(isRunning=False, modelDomains=lambda path: list(domains),
+                                         deviceDescription=lambda device: f"device {device}")
+    return widget
+
+
+def _parameters(**values):
+    defaults = dict(modelPath="", sourceDomain="sim-low", targetDomain="clinical-normal", device="auto",
+                    frames="single", frameIndex=0, inputVolume=None, tau=0.6)
+    return ParameterNode(**(defaults | values))
+
+
+def test_the_domain_lists_show_the_parameter_node_they_are_given(medshift, monkeypatch):
+    widget = _widget(medshift, monkeypatch)
+    widget.setParameterNode(_parameters())
+    assert (widget.ui.sourceDomainComboBox.currentText, widget.ui.targetDomainComboBox.currentText) == (
+        "sim-low", "clinical-normal")
+    saved = _parameters(sourceDomain="clinical-low", targetDomain="sim-high")  # a scene loaded with other choices
+    widget.setParameterNode(saved)
+    assert (widget.ui.sourceDomainComboBox.currentText, widget.ui.targetDomainComboBox.currentText) == (
+        "clinical-low", "sim-high")
+    assert (saved.sourceDomain, saved.targetDomain) == ("clinical-low", "sim-high")  # what Translate uses
+    saved.targetDomain = "sim-low"  # changed from the console: the node's Modified event reaches _checkCanApply
+    widget._checkCanApply()
+    assert widget.ui.targetDomainComboBox.currentText == "sim-low"
+
+
+def test_the_device_label_names_the_device_just_chosen(medshift, monkeypatch):
+    widget = _widget(medshift, monkeypatch)
+    widget.setParameterNode(_parameters())
+    widget.ui.deviceComboBox.currentIndex = 1  # the user picks "cpu"; the connector has not stored it yet
+    widget.updateDeviceInfo(1)
+    assert widget.ui.deviceInfoLabel.text == "device cpu"
+
+
+def test_side_by_side_turns_each_view_to_its_volumes_plane(medshift, monkeypatch, scene):
+    calls = []
+
+    class SliceWidget:
+        def __init__(self, view):
+            self.view = view
+
+        def mrmlSliceCompositeNode(self):
+            return types.SimpleNamespace(SetBackgroundVolumeID=lambda i: calls.append((self.view, "volume", i)),
+                                         SetForegroundVolumeID=lambda i: None, SetLinkedControl=lambda on: None)
+
+        def mrmlSliceNode(self):
+            return types.SimpleNamespace(
+                RotateToVolumePlane=lambda node: calls.append((self.view, "plane", node.GetName())),
+                SetOrientation=lambda name: calls.append((self.view, "orientation", name)))
+
+        def sliceLogic(self):
+            return types.SimpleNamespace(FitSliceToAll=lambda: None)
+
+    layout = types.SimpleNamespace(setLayout=lambda value: None, sliceWidget=SliceWidget)
+    monkeypatch.setattr(slicer.app, "layoutManager", lambda: layout, raising=False)
+    source, result = _radiograph("in"), _radiograph("out")
+    medshift.MedShiftLogic().showSideBySide(source, result)
+    assert ("Red", "plane", "in") in calls and ("Yellow", "plane", "out") in calls
+    assert not [c for c in calls if c[1] == "orientation"]
