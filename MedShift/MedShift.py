@@ -39,22 +39,10 @@ from slicer.util import VTKObservationMixin
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.settings import DEFAULTS, DEVICE_CHOICES, SCHEDULES, SOLVERS, TranslationSettings
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
-from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, volume_nodes
+from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, requirements, volume_nodes
 from MedShiftSlicer.parameters import PRESET_BUTTONS, apply_preset, settings_from_parameters
 
 README_URL = "https://github.com/medshift/SlicerMedShift#readme"
-# Pure-Python packages the engine needs besides torch (import name -> pinned requirement, as in pyproject.toml).
-# numpy and SimpleITK come with Slicer.
-PYTHON_REQUIREMENTS = {
-    "torchdiffeq": "torchdiffeq==0.2.5",
-    "ot": "pot==0.9.7.post1",
-    "safetensors": "safetensors==0.8.0",
-    "pydicom": "pydicom==3.0.2",
-    "tqdm": "tqdm==4.70.1",
-    "xraydb": "xraydb==4.5.8",
-    "scipy": "scipy==1.17.1",
-    "PIL": "pillow==12.0.0",
-}
 SAMPLE_DATA = [
     # (sample name, file in Resources/SampleData, node name): a simulated sim-low skull radiograph, and the
     # head phantom CT for CT projection
@@ -263,9 +251,11 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             domains = self.logic.modelDomains(self._parameterNode.modelPath or None)
             self.ui.modelInfoLabel.text = _("Domains: {domains}").format(domains=", ".join(domains))
-        except ImportError:
+        except ImportError as exc:  # a package the engine needs is not installed yet
             domains = SIMULATOR_DOMAINS
-            self.ui.modelInfoLabel.text = _("PyTorch is not installed yet; it is installed at the first Translate.")
+            self.ui.modelInfoLabel.text = _(
+                "The Python package '{package}' is not installed yet; it is installed at the first Translate.").format(
+                package=getattr(exc, "name", None) or str(exc))
         except MedShiftError as exc:
             domains = []
             self.ui.modelInfoLabel.text = str(exc)
@@ -350,6 +340,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("MedShift could not start the translation."), waitCursor=True):
             if not self.logic.setupPythonRequirements():
                 return
+            self.onModelPathChanged(p.modelPath)  # what needed torch (domains, device) can be shown now
             self.ui.statusLabel.text = _("Starting...")
             self.ui.progressBar.value = 0
             self.ui.progressBar.show()
@@ -439,12 +430,22 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def missingPythonRequirements() -> list:
-        """Pinned requirements of the packages the engine needs that this Python lacks (torch aside)."""
-        return [req for module, req in PYTHON_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+        """The requirements of Resources/requirements.txt (torch included) not installed, or installed too old."""
+        return requirements.unmet(requirements.read_requirements())
 
     def setupPythonRequirements(self, askConfirmation: bool = True) -> bool:
-        """Install torch (through the PyTorch extension) and missing packages, after asking; False if declined."""
-        if importlib.util.find_spec("torch") is None:
+        """Install what Resources/requirements.txt asks for and this Slicer lacks, after one confirmation.
+
+        torch comes through the PyTorch extension (the build that fits the GPU driver) without a dialog of
+        its own, the others through pip. Returns False when the user declines; MedShiftError when the
+        PyTorch extension is missing, or when an upgraded package was already loaded and Slicer must restart.
+        """
+        torchRequirement, others = requirements.split_torch(requirements.read_requirements())
+        torchMissing = requirements.unmet([torchRequirement]) if torchRequirement is not None else []
+        packages = requirements.unmet(others)
+        if not torchMissing and not packages:
+            return True
+        if torchMissing:
             try:
                 import PyTorchUtils
             except ModuleNotFoundError:
@@ -452,18 +453,22 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                     "MedShift needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart "
                     "Slicer and click Translate again: MedShift then installs torch through it (CPU or the CUDA "
                     "build that fits your GPU driver).") from None
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                torch = torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=">=2.1")
-                if torch is None:
-                    return False
-        missing = self.missingPythonRequirements()
-        if missing:
-            question = _("MedShift needs these Python packages: {packages}. Install them now (a few MB from PyPI)?")
-            if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                    question.format(packages=", ".join(missing)), _("MedShift")):
-                return False
-            slicer.util.pip_install(missing)
+        wanted = [f"{torchMissing[0]} (through the PyTorch extension)"] if torchMissing else []
+        question = _("MedShift needs these Python packages: {packages}. Install them now?")
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                question.format(packages=", ".join(wanted + packages)), _("MedShift")):
+            return False
+        if torchMissing:
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=str(torchRequirement.specifier))
+            if torch is None:
+                raise MedShiftError("PyTorch could not be installed; see the Python console for what went wrong")
+        if packages:
+            slicer.util.pip_install(packages)
+            loaded = requirements.already_loaded(packages)
+            if loaded:
+                raise MedShiftError(f"installed {', '.join(loaded)}; an older version of it was already loaded, so "
+                                    "restart Slicer and click Translate again")
         return True
 
     # ---- models --------------------------------------------------------------------------------------

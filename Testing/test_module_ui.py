@@ -162,13 +162,20 @@ def test_panel_defaults_and_presets_give_the_engine_settings():
     assert not missing, f"preset buttons missing from MedShift.ui: {missing}"
 
 
-def test_first_use_installs_the_pinned_versions_of_pyproject():
+def test_slicers_requirements_are_ranges_that_the_tested_pins_satisfy():
+    from packaging.specifiers import SpecifierSet
+
+    from MedShiftSlicer.requirements import read_requirements
+
     pyproject = (ROOT / "pyproject.toml").read_text()
-    pins = dict(re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', pyproject))
-    pins = {k.lower(): v for k, v in pins.items()}
-    for requirement in module_constant("PYTHON_REQUIREMENTS").values():
-        package, version = requirement.split("==")
-        assert pins.get(package.lower()) == version, f"{requirement} differs from pyproject.toml"
+    pins = {k.lower(): v for k, v in re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', pyproject)}
+    required = read_requirements()
+    assert {r.name.lower() for r in required} >= {"torch", "pydicom", "pot", "safetensors", "torchdiffeq"}
+    for requirement in required:
+        assert all(s.operator == ">=" for s in requirement.specifier), f"{requirement}: minimums only, no pins"
+        assert requirement.specifier.contains(pins[requirement.name.lower()]), f"{requirement} refuses the tested pin"
+    assert "3.0" in SpecifierSet(str(next(r.specifier for r in required if r.name == "pydicom")))
+    assert not SpecifierSet(str(next(r.specifier for r in required if r.name == "pydicom"))).contains("2.4.4")
 
 
 def test_ui_loads_headless_with_names_and_bindings_kept():

@@ -371,3 +371,62 @@ def test_side_by_side_turns_each_view_to_its_volumes_plane(medshift, monkeypatch
     medshift.MedShiftLogic().showSideBySide(source, result)
     assert ("Red", "plane", "in") in calls and ("Yellow", "plane", "out") in calls
     assert not [c for c in calls if c[1] == "orientation"]
+
+
+def test_one_confirmation_installs_torch_through_its_extension_and_the_rest_through_pip(medshift, monkeypatch):
+    from MedShiftSlicer import requirements
+
+    versions = {"torch": None, "pydicom": "2.4.4"}  # no torch yet, Slicer 5.10's pydicom
+    monkeypatch.setattr(requirements, "installed_version", lambda name: versions.get(name, "99"))
+    asked, torch_installs, pip_installs = [], [], []
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: asked.append(text) or True)
+    monkeypatch.setattr(slicer.util, "pip_install", pip_installs.append)
+    torch_utils = types.ModuleType("PyTorchUtils")
+    torch_utils.PyTorchUtilsLogic = lambda: types.SimpleNamespace(
+        installTorch=lambda **options: torch_installs.append(options) or object())
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", torch_utils)
+    monkeypatch.delitem(sys.modules, "pydicom", raising=False)  # not loaded yet: no restart needed
+    logic = medshift.MedShiftLogic()
+    assert logic.missingPythonRequirements() == ["torch>=2.1", "pydicom>=3.0"]
+    assert logic.setupPythonRequirements() is True
+    assert len(asked) == 1 and "torch>=2.1 (through the PyTorch extension)" in asked[0] and "pydicom>=3.0" in asked[0]
+    assert torch_installs == [{"askConfirmation": False, "torchVersionRequirement": ">=2.1"}]
+    assert pip_installs == [["pydicom>=3.0"]]
+
+
+def test_declining_installs_nothing_and_a_loaded_old_package_asks_for_a_restart(medshift, monkeypatch):
+    from MedShiftSlicer import requirements
+
+    monkeypatch.setattr(requirements, "installed_version", lambda name: {"pydicom": "2.4.4"}.get(name, "99"))
+    pip_installs = []
+    monkeypatch.setattr(slicer.util, "pip_install", pip_installs.append)
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: False)
+    assert medshift.MedShiftLogic().setupPythonRequirements() is False and pip_installs == []
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: True)
+    monkeypatch.setitem(sys.modules, "pydicom", types.ModuleType("pydicom"))  # Slicer's DICOM module loaded it
+    with pytest.raises(MedShiftError, match="restart Slicer"):
+        medshift.MedShiftLogic().setupPythonRequirements()
+    assert pip_installs == [["pydicom>=3.0"]]
+
+
+def test_a_missing_package_is_named_where_the_model_info_is_shown(medshift, monkeypatch):
+    widget = _widget(medshift, monkeypatch)
+
+    def no_safetensors(path):
+        raise ModuleNotFoundError("No module named 'safetensors'", name="safetensors")
+
+    widget.logic.modelDomains = no_safetensors
+    widget.setParameterNode(_parameters())
+    assert "'safetensors'" in widget.ui.modelInfoLabel.text and "PyTorch" not in widget.ui.modelInfoLabel.text
+
+
+def test_requirements_are_checked_by_version_not_by_presence():
+    from packaging.requirements import Requirement
+
+    from MedShiftSlicer.requirements import already_loaded, import_name, unmet
+
+    wanted = [Requirement("pydicom>=3.0"), Requirement("pot>=0.9.0"), Requirement("tqdm>=4.60")]
+    installed = {"pydicom": "2.4.4", "pot": "0.9.7.post1"}.get
+    assert unmet(wanted, installed) == ["pydicom>=3.0", "tqdm>=4.60"]  # too old, and missing
+    assert import_name("pot") == "ot" and import_name("pillow") == "PIL"
+    assert already_loaded(["pot>=0.9.0", "tqdm>=4.60"], {"ot": object()}) == ["pot>=0.9.0"]
