@@ -96,6 +96,7 @@ class FakeTimer:
 def _qt_module() -> types.ModuleType:
     qt = types.ModuleType("qt")
     qt.QProcess, qt.QTimer = FakeProcess, FakeTimer
+    qt.Qt = types.SimpleNamespace(WaitCursor=3)
     qt.QUrl = types.SimpleNamespace(fromLocalFile=lambda path: types.SimpleNamespace(toString=lambda: f"file://{path}"))
     return qt
 
@@ -149,6 +150,15 @@ class FakeApp:
 
     def connect(self, signal: str, slot) -> None:
         self.connections.append((signal, slot))
+
+    def setOverrideCursor(self, cursor) -> None:
+        pass
+
+    def restoreOverrideCursor(self) -> None:
+        pass
+
+    def testingEnabled(self) -> bool:
+        return True  # slicer.util.tryWithErrorDisplay then re-raises instead of opening a dialog
 
 
 def load_module(path: Path, monkeypatch, tmp_path: Path, name: str | None = None,

@@ -318,8 +318,12 @@ def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low
 
 
 def _parameters(**values):
-    defaults = dict(modelPath="", sourceDomain="sim-low", targetDomain="clinical-normal", device="auto",
-                    frames="single", frameIndex=0, inputVolume=None, tau=0.6)
+    from MedShiftLib.settings import DEFAULTS
+    from MedShiftSlicer.parameters import PARAMETER_OF_SETTING
+
+    defaults = {parameter: DEFAULTS[name] for name, parameter in PARAMETER_OF_SETTING.items() if name in DEFAULTS}
+    defaults |= dict(modelPath="", sourceDomain="sim-low", targetDomain="clinical-normal", device="auto",
+                     frames="single", frameIndex=0, inputVolume=None, outputVolume=None)
     return ParameterNode(**(defaults | values))
 
 
@@ -430,3 +434,23 @@ def test_requirements_are_checked_by_version_not_by_presence():
     assert unmet(wanted, installed) == ["pydicom>=3.0", "tqdm>=4.60"]  # too old, and missing
     assert import_name("pot") == "ot" and import_name("pillow") == "PIL"
     assert already_loaded(["pot>=0.9.0", "tqdm>=4.60"], {"ot": object()}) == ["pot>=0.9.0"]
+
+
+def test_after_installing_at_translate_the_model_info_is_shown_again(medshift, monkeypatch):
+    widget = _widget(medshift, monkeypatch)
+    installed = []
+
+    def domains(path):
+        if not installed:
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return ["sim-low", "clinical-normal"]
+
+    widget.logic.modelDomains = domains
+    widget.logic.setupPythonRequirements = lambda: installed.append(True) or True
+    widget.logic.startBackgroundTranslation = lambda *args, **kwargs: None
+    widget.ui.statusLabel = types.SimpleNamespace(text="")
+    widget.ui.progressBar = types.SimpleNamespace(value=0, show=lambda: None)
+    widget.setParameterNode(_parameters())
+    assert "'torch' is not installed" in widget.ui.modelInfoLabel.text
+    widget.onTranslateButton()
+    assert widget.ui.modelInfoLabel.text == "Domains: sim-low, clinical-normal"
