@@ -1,6 +1,19 @@
-"""Make MedShiftLib importable from the source tree even without `pip install -e .`."""
+"""Make MedShiftLib importable from the source tree even without `pip install -e .`; shared fixtures."""
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "MedShift"))
+
+
+@pytest.fixture
+def scene():
+    """An empty MRML scene (PyPI slicer-core) that is slicer.mrmlScene for the test."""
+    import slicer
+
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    yield scene
+    scene.Clear(1)

@@ -49,14 +49,6 @@ def model_path(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
-@pytest.fixture
-def scene():
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    yield scene
-    scene.Clear(1)
-
-
 def _radiograph(name="xr"):
     rng = np.random.default_rng(2)
     pixels = (1000 + 400 * rng.random((1, 40, 48))).astype(np.uint16)

@@ -47,14 +47,6 @@ def model_path(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors", model.state_dict(), info)
 
 
-@pytest.fixture
-def scene():
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    yield scene
-    scene.Clear(1)
-
-
 def _pixels(frames=1, rows=40, cols=48, seed=1):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:rows, :cols]
