@@ -112,9 +112,8 @@ def test_a_worker_error_is_one_message_and_no_result(tmp_path, model_path):
         job.result(code, crashed=False)
 
 
-def test_a_crash_without_a_message_is_named():
-    job = BackgroundTranslation.__new__(BackgroundTranslation)
-    job.cancel_requested, job.error = False, ""
+def test_a_crash_without_a_message_is_named(tmp_path, model_path):
+    job = BackgroundTranslation(_frames(1), SETTINGS, model_path, "cpu", tmp_path / "job")
     with pytest.raises(MedShiftError, match="stopped unexpectedly"):
         job.result(-11, crashed=True)
 
