@@ -5,7 +5,8 @@ Modality LUT) and never applies the VOI LUT: window centre/width are kept in the
 
 Geometry, decided once here:
 - spacing (x, y) comes from ImagerPixelSpacing when present (the detector pitch of CR/DX/XA/RF, what
-  SimpleITK and Slicer report), else from PixelSpacing, else it is 1 mm; metadata["spacing_source"]
+  SimpleITK and Slicer report), else from PixelSpacing, else (no tag, or `0\\0`) it is unknown: 1 mm
+  as a placeholder, with metadata["spacing_known"] False; metadata["spacing_source"]
   names the tag used ("ImagerPixelSpacing", "PixelSpacing" or "none"). Both tags list the row pitch
   (y) first, the column pitch (x) second.
 - origin/direction come from ImagePositionPatient/ImageOrientationPatient when present (rare for

@@ -159,6 +159,8 @@ def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
         "spacing_source": spacing_source,
         **dicom.dicom_display_metadata(ds, frame),
     }
+    if spacing_source == "none":  # no ImagerPixelSpacing/PixelSpacing, or 0\0: the 1 mm is a placeholder
+        metadata["spacing_known"] = False
     return _finish(
         pixels, path, spacing=spacing, origin=origin, direction=direction,
         photometric=photometric if photometric in ("MONOCHROME1", "MONOCHROME2") else "MONOCHROME2",

@@ -5,13 +5,19 @@
       -> contrast transfer (optional)                          postprocess/contrast_transfer.py
       -> invert to tau, regenerate (+ noise renewal)           engine/translation.py
       -> noise matching (optional)                             postprocess/noise_matching.py
-      -> back to the input's grid, window and dtype
+      -> the change, without the patch grid, added to the input
+         at its own resolution (fine detail carried)           postprocess/detail_transfer.py
+      -> the fine band's noise scaled to the target's level
+         (only with noise synthesis or noise matching)         postprocess/fine_noise.py
+      -> the input's window and dtype
 
 `translate_batch` runs the middle three on normalised tensors; `translate_image` the whole path.
 The same input, settings and seed give the same output; runs over several images draw image k's noise
 from seed + k (`TranslationSettings.for_image`), so no two images share a noise field.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,7 +32,15 @@ from ..engine.translation import ProgressCallback, invert_and_regenerate
 from ..engine.working_grid import SPACING_FORMATS, resample, working_shape
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph import RadiographImage
+from ..postprocess.body_region import body_mask
 from ..postprocess.contrast_transfer import transfer_contrast
+from ..postprocess.detail_transfer import (
+    add_change_at_full_resolution,
+    change_smoothing_px,
+    fine_band,
+    translation_change,
+)
+from ..postprocess.fine_noise import noise_amplitude_ratio, rescale_fine_noise, robust_noise_sigma
 from ..postprocess.noise_matching import match_noise_batch
 from ..settings import TranslationSettings
 
@@ -57,10 +71,26 @@ def translate_batch(
     return match_noise_batch(x, target_nps, settings.seed) if target_nps is not None else x
 
 
-def image_spacing_mm(image: RadiographImage) -> float | None:
-    """The image's pixel spacing in mm when its format records one (mean of x and y), else None."""
+OUTPUT_PITCH_NOISE_SCALE = 2.0
+"""From this upsampling on, noise synthesis and matching act at the output's pitch, not on the working grid."""
+MEASURABLE_NOISE_SIGMA = 1e-3
+"""Fine-band noise (model range) below which an input counts as noise-free: its noise comes from the working grid."""
+PLAUSIBLE_SPACING_MM = (0.02, 5.0)
+"""Pixel spacings a projection radiograph can have; outside them the recorded spacing is taken as unknown."""
+
+
+def recorded_spacing_mm(image: RadiographImage) -> float | None:
+    """The pixel spacing in mm the image's file records (mean of x and y), or None when it records none."""
     known = image.metadata.get("spacing_known", image.file_format in SPACING_FORMATS)
     return float(np.mean(image.spacing[:2])) if known else None
+
+
+def image_spacing_mm(image: RadiographImage) -> float | None:
+    """The image's pixel spacing in mm when it is recorded and plausible for a radiograph, else None (unknown)."""
+    spacing = recorded_spacing_mm(image)
+    if spacing is None or not PLAUSIBLE_SPACING_MM[0] <= spacing <= PLAUSIBLE_SPACING_MM[1]:
+        return None
+    return spacing
 
 
 def translate_image(
@@ -72,18 +102,57 @@ def translate_image(
     cancel: CancelToken | None = None,
     stats: IntegrationStats | None = None,
 ) -> RadiographImage:
-    """Translate one radiograph; the result lies on the input's grid with the input's value range and dtype."""
+    """Translate one radiograph; the result lies on the input's grid with the input's value range and dtype.
+
+    The model sees the image on its working grid; the input's detail finer than that grid is carried to
+    the output at the input's own resolution (postprocess/detail_transfer.py).
+    """
     settings = info.validate(settings)
     try:
         window = fit_intensity_window(image.pixels, image.photometric)
     except InputImageError as exc:
         raise InputImageError(f"{image.metadata.get('source_path', 'input image')}: {exc}") from None
     device = next(model.parameters()).device
-    x = torch.from_numpy(normalize(image.pixels, window))[None, None].to(device)
+    x = torch.from_numpy(normalize(image.pixels, window).astype(np.float32, copy=False))[None, None]
     shape = working_shape(image.shape, info.resolution, image_spacing_mm(image), info.pixel_spacing_mm,
                           settings.resample)
     source = torch.tensor([info.label_of(settings.source_domain)])
     target = torch.tensor([info.label_of(settings.target_domain)])
-    y = translate_batch(model, resample(x, shape), source, target, settings, progress, cancel, stats, info.statistics)
-    y = resample(y, image.shape).float().cpu().numpy()[0, 0]
+    coarse = resample(x, shape)
+    ratio = fine_noise_ratio(settings, info.statistics)
+    band = fine_band(x, shape)[0, 0].numpy() if ratio is not None and shape != tuple(image.shape) else None
+    mask = body_mask(x[0, 0].numpy()) if band is not None else None
+    noise_at_output_pitch = band is not None and upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and (
+        robust_noise_sigma(band, mask) > MEASURABLE_NOISE_SIGMA)
+    if noise_at_output_pitch:  # the noise is made at the output's pitch below, not on the coarse grid
+        settings = replace(settings, noise_renewal=0.0, noise_matching=False)
+    translated = translate_batch(model, coarse.to(device), source, target, settings, progress, cancel, stats,
+                                 info.statistics)
+    change = translation_change(coarse, translated.float().cpu(), info.config.patch_size,
+                                change_smoothing_px(image.shape, shape))
+    del coarse, translated
+    y = add_change_at_full_resolution(x, change)[0, 0].numpy()
+    if band is not None:
+        y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
+                               lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask)
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
+
+
+def upsampling(full_shape: tuple[int, int], working: tuple[int, int]) -> float:
+    """How many input pixels one working pixel spans (the larger of rows and columns)."""
+    return max(full_shape[0] / working[0], full_shape[1] / working[1])
+
+
+def fine_noise_ratio(settings: TranslationSettings, statistics: DomainStatistics | None) -> float | None:
+    """How much the fine band's noise is scaled (target/source noise amplitude), or None to keep it.
+
+    Only settings that change the noise (noise synthesis or noise matching) change it, and only with
+    the model's recorded noise spectra.
+    """
+    if not (settings.noise_renewal > 0 or settings.noise_matching) or statistics is None:
+        return None
+    if statistics.noise_power is None or not {settings.source_domain, settings.target_domain} <= set(
+            statistics.noise_power):
+        return None
+    return noise_amplitude_ratio(statistics.noise_power[settings.source_domain],
+                                 statistics.noise_power[settings.target_domain])

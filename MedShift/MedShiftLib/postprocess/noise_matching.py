@@ -7,7 +7,9 @@ the target domain's (measured the same way on its training images and recorded i
 statistics) ring by ring, then
 
 * removes the excess: a radial Wiener filter H = (P - E) / P, with P the image's radially averaged
-  power spectrum and E the excess noise power, so signal (where P >> E) is kept;
+  power spectrum and E the excess noise power, proposes what to remove, and a local Wiener split keeps
+  of that only what looks like noise locally, so anatomy (whose local variance is far above the
+  noise's) is never removed, only the noise around it;
 * adds the deficit: Gaussian noise shaped to the missing power.
 
 All in the model range on the working grid (NPS rings in cycles per pixel, noise_power.py).
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS
+from .fine_noise import noise_part, robust_noise_sigma
 from .noise_power import image_nps, noise_power_spectrum, own_flat_patches
 
 SPECTRUM_RINGS = 32  # rings of the image's own power spectrum in the Wiener filter
@@ -46,9 +49,12 @@ def shaped_noise(shape: tuple[int, int], nps_rings: np.ndarray, rng: np.random.G
 
 
 def remove_noise_power(image: np.ndarray, excess_rings: np.ndarray) -> np.ndarray:
-    """Radial Wiener filter taking about `excess_rings` of noise power out of an image (signal kept where strong).
+    """Take about `excess_rings` of noise power out of an image, never an edge.
 
-    The image is mirrored to twice its size first, so the FFT sees no jump between opposite borders.
+    A radial Wiener filter proposes what to remove (the image is mirrored to twice its size first, so
+    the FFT sees no jump between opposite borders); of that, only the part whose local variance is the
+    noise's own is removed (fine_noise.noise_part): where the proposal holds an edge, a rib or a
+    trabecula, its local variance is far above the noise's and it stays in the image.
     """
     if not np.any(excess_rings > 0):
         return image
@@ -63,7 +69,8 @@ def remove_noise_power(image: np.ndarray, excess_rings: np.ndarray) -> np.ndarra
     ring_power = (np.bincount(ring, power.ravel(), SPECTRUM_RINGS) / counts)[ring].reshape(mirrored.shape)
     excess = np.where(radius < 1.0 / NPS_BINS, 0.0, _ring_power(excess_rings, radius))  # ring 0 is anatomy
     gain = np.clip((ring_power - excess) / np.maximum(ring_power, 1e-20), 0.0, 1.0)
-    return np.real(np.fft.ifft2(spectrum * gain))[:rows, :cols] + mean
+    removed = image - mean - np.real(np.fft.ifft2(spectrum * gain))[:rows, :cols]
+    return image - noise_part(removed, robust_noise_sigma(removed))
 
 
 def match_noise(image: np.ndarray, target_nps: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""How much of a radiograph's fine detail a translation keeps, measured at the image's own resolution.
+
+The measure of the real-radiograph issue: the Pearson correlation of the input's and the output's
+band-pass (Gaussian sigma 1.5 px minus sigma 6 px, at the input's pixel grid) over the body, i.e.
+away from direct exposure and collimator shutters. 1 = every edge, trabecula and rib kept in place
+(with any gain); a blurred output or one whose anatomy was taken for noise scores lower. The
+band-pass is computed on the images mapped to [0, 1] by the input's own robust window, so a tone
+curve changes the score only where it changes local contrast unevenly.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ..postprocess.body_region import body_mask
+
+FINE_SIGMA_PX = 1.5
+COARSE_SIGMA_PX = 6.0
+
+
+def band_pass(pixels: np.ndarray, fine_sigma: float = FINE_SIGMA_PX,
+              coarse_sigma: float = COARSE_SIGMA_PX) -> np.ndarray:
+    """Gaussian(fine_sigma) minus Gaussian(coarse_sigma) of a 2-D image, in float64."""
+    image = np.asarray(pixels, dtype=np.float64)
+    return gaussian_filter(image, fine_sigma) - gaussian_filter(image, coarse_sigma)
+
+
+def detail_correlation(source: np.ndarray, output: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Correlation of the band-passes of `source` and `output` (same shape) over `mask` (default: the source's body)."""
+    source = np.asarray(source, dtype=np.float64)
+    output = np.asarray(output, dtype=np.float64)
+    if source.shape != output.shape:
+        raise ValueError(f"source {source.shape} and output {output.shape} differ in shape")
+    low, high = np.percentile(source, [0.5, 99.5])
+    scale = max(high - low, 1e-12)
+    mask = body_mask(source) if mask is None else mask
+    a = band_pass((source - low) / scale)[mask]
+    b = band_pass((output - low) / scale)[mask]
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0

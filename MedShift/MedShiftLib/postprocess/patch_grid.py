@@ -1,0 +1,61 @@
+"""Removing the patch stem's grid from a translation's change.
+
+The network sees the image in `patch_size` x `patch_size` patches, so its output can carry a faint
+pattern that repeats every patch: a crosshatch at the spatial frequencies (a/p, b/p) cycles per
+working pixel. Its amplitude follows the image content, so it is not one fixed tile. It is estimated
+locally: around each pixel, the smoothed mean of the pixels sharing its phase (row mod p, column mod p)
+minus the smoothed mean of all pixels; what is left after subtracting that is free of the grid (a
+notch at every multiple of 1/p whose width is set by the smoothing), and anything that does not
+repeat with the patch period passes almost unchanged (the notches take a few per cent of the bins).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SMOOTHING_PATCHES = 2.0  # Gaussian sigma of the local phase means, in patches
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of (B, 1, H, W) that weighs only pixels inside the image (normalised convolution)."""
+    return _local_mean(x, sigma)
+
+
+def _local_mean(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian-weighted local mean of (B, 1, H, W) over the pixels inside the image (normalised convolution)."""
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+
+    def blur(image: Tensor) -> Tensor:
+        image = F.conv2d(image, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        return F.conv2d(image, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+
+    return blur(x) / blur(torch.ones_like(x[:1]))
+
+
+def patch_grid_pattern(change: Tensor, period: int) -> Tensor:
+    """The part of (B, 1, H, W) `change` that repeats with `period` pixels in rows and columns (local estimate).
+
+    Each phase's pixels form a sub-image one patch apart; its local mean (that sub-image blurred by
+    SMOOTHING_PATCHES) minus the local mean of all pixels at the same positions is the pattern there.
+    """
+    rows, cols = change.shape[-2:]
+    if period < 2 or min(rows, cols) < 2 * period:
+        return torch.zeros_like(change)
+    pad_rows, pad_cols = -rows % period, -cols % period
+    padded = F.pad(change, (0, pad_cols, 0, pad_rows), mode="replicate") if pad_rows or pad_cols else change
+    overall = _local_mean(padded, SMOOTHING_PATCHES * period)
+    pattern = torch.empty_like(padded)
+    for a in range(period):
+        for b in range(period):
+            phase_mean = _local_mean(padded[..., a::period, b::period], SMOOTHING_PATCHES)
+            pattern[..., a::period, b::period] = phase_mean - overall[..., a::period, b::period]
+    return pattern[..., :rows, :cols]
+
+
+def remove_patch_grid(change: Tensor, period: int) -> Tensor:
+    """`change` (B, 1, H, W) without the pattern that repeats every `period` pixels (see module docstring)."""
+    return change - patch_grid_pattern(change, period)
