@@ -362,6 +362,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
         if outputNode is not None:
             self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
+            if self.logic.lastWarnings:
+                self.ui.statusLabel.text += "\n" + _("Warning: {text}").format(text="\n".join(self.logic.lastWarnings))
             self.logic.showSideBySide(self._parameterNode.inputVolume, outputNode)
         elif outOfMemory and self._parameterNode.device != "cpu":
             self.ui.statusLabel.text = errorMessage
@@ -421,6 +423,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._process = None
         self._job = None
+        self.lastWarnings: list[str] = []  # what the last background run said about its input
 
     def getParameterNode(self):
         """The module's parameter node, wrapped."""
@@ -591,6 +594,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                     background_job.eta_seconds(time.monotonic() - state["started"], done, total))
                 device = state["job"].device_description or "device"
                 state["onProgress"](done, total, f"step {done}/{total} on {device}  {eta}".strip())
+            elif kind == "warning":
+                logging.warning(f"MedShift: {value}")
             elif kind == "log":
                 logging.info(f"MedShift worker: {value}")
 
@@ -624,6 +629,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         self._process, self._job = None, None
         if state is None:
             return
+        self.lastWarnings = list(state["job"].warnings)
         state["job"].remove()
         if process is not None:
             process.deleteLater()

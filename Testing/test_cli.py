@@ -114,6 +114,7 @@ def test_info_lists_domains_in_label_order(model, capsys):
     assert main(["info", str(model)]) == 0
     out = capsys.readouterr().out
     assert "0:a, 1:b, 2:c" in out and "resolution        32 px" in out
+    assert max(len(line) for line in out.splitlines()) < 200 and "\nprovenance\n" in out
     assert main(["info", str(model), "--json"]) == 0
     assert '"domains": [\n    "a",' in capsys.readouterr().out
 
@@ -124,6 +125,14 @@ def test_every_command_has_help(command, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0 and option in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help_text():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    missing = [f"{name} {'/'.join(action.option_strings)}" for name, sub in commands.items()
+               for action in sub._actions if action.option_strings and action.dest != "help" and not action.help]
+    assert missing == []
 
 
 def test_unknown_solver_is_refused_with_choices(capsys):

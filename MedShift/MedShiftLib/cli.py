@@ -84,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
     p.add_argument("--frame", type=int, default=None, help="frame of a multi-frame (cine) DICOM to translate")
     _add_translation_options(p)
+    p.add_argument("--strict", action="store_true",
+                   help="refuse inputs outside what the model was made for (not a projection radiograph, colour, "
+                        "CT numbers, source = target, pixel size or field of view far from the model's) instead "
+                        "of warning and translating them")
     p.add_argument("--machine-progress", action="store_true",
                    help="for programs running this command: print 'PID n', 'DEVICE text', 'PROGRESS done/total' "
-                        "(solver steps over all inputs) and 'OUTPUT path' lines on standard output, errors as "
-                        "'ERROR message'")
+                        "(solver steps over all inputs), 'WARNING message' and 'OUTPUT path' lines on standard "
+                        "output, errors as 'ERROR message'")
     p.add_argument("--cancel-file", metavar="PATH",
                    help="stop within one solver step once this file exists (exit status 130, nothing more written)")
 
@@ -101,10 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
     p.add_argument("out_dir", metavar="OUT_DIR")
-    p.add_argument("--subjects", type=int, default=10)
-    p.add_argument("--views-per-subject", type=int, default=4)
+    p.add_argument("--subjects", type=int, default=10, help="number of subjects (phantoms or CT variants)")
+    p.add_argument("--views-per-subject", type=int, default=4, help="views rendered of each subject, each at "
+                   "its own angles, in all five domains")
     p.add_argument("--size", type=int, default=256, help="detector size in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the subjects, views and noise (same seed, same data)")
     p.add_argument("--ct", help="a head CT (NRRD/NIfTI/MHA file or DICOM series folder) instead of the phantom")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
@@ -117,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--model", help="checkpoint; default: the bundled model")
-    p.add_argument("--source", default="sim-low")
-    p.add_argument("--target", default="clinical-normal")
-    p.add_argument("--tau", type=float, default=DEFAULTS["tau"])
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--source", default="sim-low", help="domain the demo image is rendered in")
+    p.add_argument("--target", default="clinical-normal", help="domain to translate it into")
+    p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="structure (0.6) <-> realism (0.3) trade-off")
+    p.add_argument("--seed", type=int, default=7, help="seed of the rendered view (the model never saw seed 7)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(
@@ -132,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", required=True,
                    help="the model's training folder (trains the domain classifier and the histogram baseline)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--taus", type=float, nargs="+", default=[0.3, 0.45, 0.6])
+    p.add_argument("--taus", type=float, nargs="+", default=[0.3, 0.45, 0.6], help="tau values to evaluate")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="guidance scales to sweep")
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="solver steps per leg")
-    p.add_argument("--solver", choices=SOLVERS, default=DEFAULTS["solver"])
+    p.add_argument("--solver", choices=SOLVERS, default=DEFAULTS["solver"], help="ODE solver of the translations")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS["schedule"],
                    help=SETTINGS_FIELDS["schedule"].metadata["help"])
     p.add_argument("--noise-renewal", type=float, nargs="+", default=[0.0],
@@ -151,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", nargs="+", metavar="SOURCE:TARGET", help="domain pairs (default: every ordered pair)")
     p.add_argument("--max-views", type=int, help="use at most this many test views")
     p.add_argument("--classifier-steps", type=int, default=300, help="training steps of the domain classifier")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the baselines' and translations' noise")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     p = sub.add_parser("domain-contrast",
@@ -167,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "checkpoint with its statistics (default: the checkpoint's own MODEL.stats.json)")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist (the statistics file, "
                                                                   "or the --out checkpoint)")
-    p.add_argument("--images-per-domain", type=int, default=200)
+    p.add_argument("--images-per-domain", type=int, default=200, help="training images measured per domain")
     return parser
 
 
@@ -176,6 +181,11 @@ def _progress_printer(prefix: str):
         end = "\n" if done == total else ""
         print(f"\r{prefix} step {done}/{total}", end=end, file=sys.stderr, flush=True)
     return report
+
+
+def _print_warning(text: str) -> None:
+    """One warning line on stderr."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 def _emit(kind: str, value: object) -> None:
@@ -197,7 +207,9 @@ def run_translate(args: argparse.Namespace) -> int:
                               frame=args.frame, progress_factory=None if machine else _progress_printer,
                               cancel=CancelToken(args.cancel_file),
                               progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
-                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None)
+                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None,
+                              on_warning=(lambda text: _emit("WARNING", text)) if machine else _print_warning,
+                              strict=args.strict)
     for path in written:
         if machine:
             _emit("OUTPUT", path)
@@ -224,8 +236,8 @@ def run_info(args: argparse.Namespace) -> int:
     spacing = f"{info.pixel_spacing_mm:g} mm" if info.pixel_spacing_mm else "unknown (resampled by field of view)"
     print(f"pixel spacing     {spacing}")
     print(f"parameters        {count_parameters(VelocityUNet(info.config)) / 1e6:.2f} M")
-    print(f"model config      {json.dumps(info.config.to_dict())}")
-    print(f"intensity         {json.dumps(info.intensity)}")
+    print("model config      " + ", ".join(f"{k}={v}" for k, v in info.config.to_dict().items()))
+    print("intensity         " + ", ".join(f"{k}={v}" for k, v in info.intensity.items()))
     statistics_file = statistics_path(path)
     where = f"in {statistics_file}" if statistics_file.is_file() else "in the checkpoint's metadata (older format)"
     contrast = (f"recorded {where} (--contrast-transfer available)" if info.statistics
@@ -234,8 +246,28 @@ def run_info(args: argparse.Namespace) -> int:
     noise = ("recorded (--noise-matching available)" if info.statistics and info.statistics.noise_power
              else "not recorded (see domain-contrast)")
     print(f"domain noise      {noise}")
-    print(f"provenance        {json.dumps(info.provenance)}")
+    print("provenance")
+    for line in provenance_lines(info.provenance):
+        print(line)
     return 0
+
+
+def provenance_lines(provenance: dict, indent: str = "  ", depth: int = 2) -> list[str]:
+    """A checkpoint's provenance as 'key: value' lines, nested dicts indented up to `depth` levels."""
+    lines = []
+    for key, value in provenance.items():
+        if isinstance(value, dict) and depth > 0:
+            lines.append(f"{indent}{key}:")
+            lines.extend(provenance_lines(value, indent + "  ", depth - 1))
+        elif isinstance(value, dict):
+            lines.append(f"{indent}{key}: {len(value)} entries (medshift info --json shows them)")
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key}: {value:.4g}")
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key}: {', '.join(str(v) for v in value)}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ The frames of the input node are written as NRRD files into a job folder; the wo
 
     PythonSlicer -m MedShiftLib.cli translate JOB/in --out JOB/out ... --machine-progress --cancel-file JOB/cancel
 
-and prints `PID n`, `DEVICE text`, `PROGRESS done/total`, `OUTPUT path` and `ERROR message` lines
+and prints `PID n`, `DEVICE text`, `PROGRESS done/total`, `OUTPUT path`, `WARNING message` and `ERROR message` lines
 (`parse_worker_line`). Cancel is cooperative: `request_cancel` creates the cancel file and the worker
 stops within one solver step (exit status 130); `kill` ends the worker and its launcher when it does not
 (PythonSlicer is CTK's launcher: it starts python-real as its own child and forwards no signal, so killing
@@ -56,6 +56,7 @@ class BackgroundTranslation:
         self.worker_pid: int | None = None
         self.device_description = ""
         self.error = ""
+        self.warnings: list[str] = []
         self.cancel_requested = False
         self._buffer = ""
 
@@ -89,6 +90,8 @@ class BackgroundTranslation:
                 self.device_description = value
             elif kind == "error":
                 self.error = value
+            elif kind == "warning":
+                self.warnings.append(value)
         return events
 
     def request_cancel(self) -> None:
@@ -136,8 +139,8 @@ class BackgroundTranslation:
 
 
 def parse_worker_line(line: str) -> tuple[str, Any]:
-    """('progress', (done, total)), ('pid', n), ('device', text), ('output', path), ('error', message) or
-    ('log', line) for one line the worker printed."""
+    """('progress', (done, total)), ('pid', n), ('device', text), ('output', path), ('error', message),
+    ('warning', message) or ('log', line) for one line the worker printed."""
     line = line.rstrip("\r\n")
     kind, _, rest = line.partition(" ")
     if kind == "PROGRESS":
@@ -152,6 +155,8 @@ def parse_worker_line(line: str) -> tuple[str, Any]:
         return "output", rest
     if kind == "ERROR":
         return "error", rest
+    if kind == "WARNING":
+        return "warning", rest
     return "log", line
 
 

@@ -6,6 +6,7 @@ The engine is imported inside the functions, so this module loads before torch i
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,17 @@ def translation_input_problem(node: Any, frame: FrameSelection, source_domain: s
 
 def translate_frames(frames: Sequence[RadiographImage], model: Any, info: Any, settings: TranslationSettings,
                      progress: ProgressCallback | None = None, cancel: Any = None) -> list[RadiographImage]:
-    """Translate frames one by one; progress counts solver steps over all frames."""
+    """Translate frames one by one; progress counts solver steps over all frames.
+
+    What input_checks finds about the first frame (not a radiograph, source = target, ...) is logged as
+    warnings; the translation runs all the same.
+    """
     from MedShiftLib.pipeline.image_translation import translate_image
+    from MedShiftLib.pipeline.input_checks import out_of_range_findings
 
     settings = info.validate(settings)
+    for finding in out_of_range_findings(frames[0], settings, info) if frames else []:
+        logging.warning(f"MedShift: {finding}")
     per_frame = 2 * settings.steps
     total = per_frame * len(frames)
     results = []

@@ -274,6 +274,28 @@ def _pixel_encoding(pixels: np.ndarray, reference: Dataset | None) -> tuple[np.n
     return stored, 16, 0, slope, low
 
 
+LONG_STRING_LIMIT = 64  # LO: SeriesDescription
+DERIVATION_DESCRIPTION_LIMIT = 1024  # ST
+DERIVED_SERIES_OFFSET = 1000  # the derived series' number: the source's plus this (a common convention)
+
+
+def fit_long_string(text: str) -> str:
+    """`text` within the 64 characters of a DICOM LO value (cut at a word boundary, with an ellipsis)."""
+    if len(text) <= LONG_STRING_LIMIT:
+        return text
+    cut = text[:LONG_STRING_LIMIT - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."
+
+
+def derived_series_number(reference: Dataset) -> int:
+    """A SeriesNumber for a series derived from `reference`: its number plus 1000, within IS's range."""
+    try:
+        number = int(reference.get("SeriesNumber") or 0)
+    except (TypeError, ValueError):
+        number = 0
+    return (number % 1000) + DERIVED_SERIES_OFFSET if number >= 0 else DERIVED_SERIES_OFFSET
+
+
 def _secondary_capture_dataset() -> Dataset:
     """A minimal Secondary Capture dataset with new study/series identity and empty patient identity."""
     ds = Dataset()
@@ -335,8 +357,10 @@ def build_derived_dataset(
         derivation += f": {series_description}"
         if not series_description.isascii() and str(ds.get("SpecificCharacterSet", "")) in ("", "ISO_IR 6"):
             ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SeriesDescription = series_description
-    ds.DerivationDescription = derivation[:1024]
+        ds.SeriesDescription = fit_long_string(series_description)
+    ds.DerivationDescription = derivation[:DERIVATION_DESCRIPTION_LIMIT]
+    if reference is not None:
+        ds.SeriesNumber = derived_series_number(reference)
     ds.SOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesDate = ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")

@@ -12,6 +12,7 @@ from ..errors import InputImageError, MedShiftError
 from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, read_radiograph, write_radiograph
 from ..settings import TranslationSettings
 from .image_translation import translate_image
+from .input_checks import out_of_range_findings, refuse_findings
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 
@@ -45,11 +46,14 @@ def translate_files(
     cancel: CancelToken | None = None,
     progress: ProgressCallback | None = None,
     on_device: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> list[Path]:
     """Translate each file into `out_dir` under the same name and format; returns the written paths.
 
     `progress_factory(name)` gives a per-file progress callback; `progress(done, total)` counts solver
-    steps over all files; `on_device` hears which device the model runs on once it is loaded.
+    steps over all files; `on_device` hears which device the model runs on once it is loaded;
+    `on_warning` hears each input_checks finding once (with `strict`, a finding is an InputImageError).
     """
     out_dir = Path(out_dir)
     names = [f.name for f in files]
@@ -67,9 +71,16 @@ def translate_files(
     if on_device is not None:
         on_device(describe_device(torch_device))
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_file, written = 2 * settings.steps, []
+    per_file, written, warned = 2 * settings.steps, [], set()
     for index, f in enumerate(files):
         image = read_radiograph(f, frame=frame)
+        findings = [text for text in out_of_range_findings(image, settings, info) if text not in warned]
+        if strict:
+            refuse_findings(findings)
+        for text in findings:
+            warned.add(text)
+            if on_warning is not None:
+                on_warning(text)
         reports = [progress_factory(f.name)] if progress_factory else []
         if progress is not None:
             reports.append(_offset_progress(progress, index * per_file, per_file * len(files)))

@@ -75,20 +75,24 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder for checkpoints and logs")
     p.add_argument("--resolution", type=int, default=d.resolution, help="working resolution in pixels")
     p.add_argument("--preset", choices=tuple(MODEL_PRESETS), default=d.preset, help="model size")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (over all processes)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in all")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (AdamW)")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up, then cosine decay")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--coupling", choices=COUPLINGS, default=d.coupling)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the weights' moving average, "
+                   "which is what checkpoints hold")
+    p.add_argument("--coupling", choices=COUPLINGS, default=d.coupling, help="pairing of noise and images: "
+                   "independent, minibatch optimal transport, or Schrodinger bridge (entropic OT)")
     p.add_argument("--bridge-sigma", type=float, default=d.bridge_sigma, help="noise of the Schrodinger bridge")
-    p.add_argument("--label-dropout", type=float, default=d.label_dropout)
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="share of steps' labels replaced "
+                   "by the null label (what classifier-free guidance needs)")
     p.add_argument("--validation-fraction", type=float, default=d.validation_fraction, help="of subjects")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between saves "
+                   "(what --resume continues from)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
     p.add_argument("--workers", type=int, default=min(d.num_workers, os.cpu_count() or 1), help="loader processes")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights, the split and the sampling")
     p.add_argument("--domains", nargs="+", help="domain sub-folders to use, in label order (default: all, sorted)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last save")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
