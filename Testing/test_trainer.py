@@ -231,3 +231,18 @@ def test_ema_warm_up_forgets_the_initial_weights():
         ema.update_parameters(model)
     assert ema.module.weight.item() > 0.95  # a fixed 0.999 would stand at 1 - 0.999**300 = 0.26
     assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(100_000, 0.999) == 0.999
+
+
+def test_init_from_starts_from_a_checkpoints_weights_and_refuses_other_domains(data, tmp_path):
+    first = train(_config(data, tmp_path / "first", steps=3, checkpoint_every=3), progress=False)
+    start, _ = load_checkpoint(first)
+    tuned = train(_config(data, tmp_path / "tuned", steps=1, checkpoint_every=1, learning_rate=1e-9,
+                          init_from=str(first)), progress=False)
+    fresh = train(_config(data, tmp_path / "fresh", steps=1, checkpoint_every=1, learning_rate=1e-9), progress=False)
+    weights = {name: load_checkpoint(path)[0].state_dict() for name, path in (("tuned", tuned), ("fresh", fresh))}
+    key = "head.weight" if "head.weight" in weights["tuned"] else next(iter(weights["tuned"]))
+    assert torch.allclose(weights["tuned"][key], start.state_dict()[key], atol=1e-6)
+    assert not torch.allclose(weights["fresh"][key], start.state_dict()[key], atol=1e-6)
+    assert read_checkpoint_info(tuned).provenance["config"]["init_from"] == str(first)
+    with pytest.raises(MedShiftError, match="differ from the data's"):
+        train(_config(data, tmp_path / "swapped", steps=1, domains=["a", "b"], init_from=str(first)), progress=False)

@@ -43,6 +43,7 @@ class TrainingConfig:
     precision: str = "fp32"
     compile: bool = False
     sample_every: int | None = None
+    init_from: str | None = None
 
     @property
     def sample_interval(self) -> int:
@@ -100,6 +101,8 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps)")
     p.add_argument("--sample-every", type=int, default=None,
                    help="steps between samples_step{N}.png grids (default: --checkpoint-every; 0: none)")
+    p.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights (fine-tuning, e.g. the "
+                   "bundled model): same model preset and the same domains in the same order")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -112,4 +115,5 @@ def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
         label_dropout=args.label_dropout, validation_fraction=args.validation_fraction,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, num_workers=args.workers,
         device=args.device, seed=args.seed, resume=args.resume, domains=args.domains or [],
-        precision=args.precision, compile=args.compile, sample_every=args.sample_every)
+        precision=args.precision, compile=args.compile, sample_every=args.sample_every,
+        init_from=getattr(args, "init_from", None))

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..engine.checkpoint import CheckpointInfo, save_checkpoint
+from ..engine.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from ..engine.couplings import make_coupling
 from ..engine.devices import resolve_device
 from ..engine.loss import FlowMatchingLoss
@@ -174,6 +174,8 @@ class TrainingRun:
         elif self.state_path.exists():
             raise MedShiftError(f"{self.out} already holds a training run; pass --resume to continue it or choose "
                                 "a new --out")
+        elif config.init_from:
+            self._start_from_weights(config.init_from)
         barrier(self.place, self.device)  # every process has passed its checks before rank 0 writes anything
         if self.place.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +190,18 @@ class TrainingRun:
         self.statistics = (statistics_for_run(self.out / "latest.safetensors", config.resume, self.folder.records,
                                               self.domains, config.resolution, seed=config.seed)
                            if self.place.is_main else None)
+
+    def _start_from_weights(self, path: str) -> None:
+        """Fine-tuning: the network and its EMA start from checkpoint `path` (same preset and domains)."""
+        model, info = load_checkpoint(path)
+        if list(info.domains) != self.domains:
+            raise MedShiftError(f"--init-from {path}: its domains ({', '.join(info.domains)}) differ from the data's "
+                                f"({', '.join(self.domains)}); name them in that order with --domains")
+        if info.config != self.model_config:
+            raise MedShiftError(f"--init-from {path}: its model differs from the {self.config.preset!r} preset; "
+                                "train with the preset it was made with")
+        self.model.load_state_dict(model.state_dict())
+        self.ema.module.load_state_dict(model.state_dict())
 
     def optimisation_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
         """One optimisation step on this process's share of a batch, then the EMA update."""
