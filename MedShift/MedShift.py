@@ -37,7 +37,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from MedShiftLib.errors import MedShiftError
-from MedShiftLib.settings import DEFAULTS, DEVICE_CHOICES, SCHEDULES, SOLVERS, TranslationSettings
+from MedShiftLib.settings import DEVICE_CHOICES, RECOMMENDED, SCHEDULES, SOLVERS, TranslationSettings
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, requirements, volume_nodes
 from MedShiftSlicer.parameters import PRESET_BUTTONS, apply_preset, settings_from_parameters
@@ -117,17 +117,17 @@ class MedShiftParameterNode:
     sourceDomain: str = "sim-low"
     targetDomain: str = "clinical-normal"
     # translation settings: choices and defaults from MedShiftLib.settings (MedShiftSlicer.parameters pairs the names)
-    tau: Annotated[float, WithinRange(0.0, 0.95)] = DEFAULTS["tau"]
-    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = DEFAULTS["guidance_scale"]
-    solver: Annotated[str, Choice(list(SOLVERS))] = DEFAULTS["solver"]
-    steps: Annotated[int, WithinRange(1, 200)] = DEFAULTS["steps"]
-    schedule: Annotated[str, Choice(list(SCHEDULES))] = DEFAULTS["schedule"]
-    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULTS["noise_renewal"]
-    contrastTransfer: bool = DEFAULTS["contrast_transfer"]
-    noiseMatching: bool = DEFAULTS["noise_matching"]
-    seed: Annotated[int, WithinRange(0, 2147483647)] = DEFAULTS["seed"]
+    tau: Annotated[float, WithinRange(0.0, 0.95)] = RECOMMENDED["tau"]
+    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = RECOMMENDED["guidance_scale"]
+    solver: Annotated[str, Choice(list(SOLVERS))] = RECOMMENDED["solver"]
+    steps: Annotated[int, WithinRange(1, 200)] = RECOMMENDED["steps"]
+    schedule: Annotated[str, Choice(list(SCHEDULES))] = RECOMMENDED["schedule"]
+    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = RECOMMENDED["noise_renewal"]
+    contrastTransfer: bool = RECOMMENDED["contrast_transfer"]
+    noiseMatching: bool = RECOMMENDED["noise_matching"]
+    seed: Annotated[int, WithinRange(0, 2147483647)] = RECOMMENDED["seed"]
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
-    tileSize: Annotated[int, WithinRange(64, 8192)] = DEFAULTS["tile_size"]
+    tileSize: Annotated[int, WithinRange(64, 8192)] = RECOMMENDED["tile_size"]
     outputVolume: vtkMRMLScalarVolumeNode
     ctVolume: vtkMRMLScalarVolumeNode
     primaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0

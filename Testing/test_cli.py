@@ -8,7 +8,7 @@ import torch
 from helpers import write_png_domains, write_tiny_checkpoint
 
 from MedShiftLib.cli import build_parser, main, settings_from_arguments, translation_arguments
-from MedShiftLib.settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, TranslationSettings
+from MedShiftLib.settings import COMMAND_LINE_OPTIONS, PRESETS, TranslationSettings
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,19 @@ def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
     assert rc == 2
     assert err.strip() == "medshift: error: unknown domain 'real'; this model knows: a, b, c"
     assert not (tmp_path / "o").exists()
+
+
+def test_default_preset_is_the_best_ranked_one_and_deterministic_for_a_model_without_statistics(model, capsys):
+    from MedShiftLib.cli import default_preset_for
+    from MedShiftLib.settings import DEFAULT_PRESET
+    assert DEFAULT_PRESET == "matched-contrast-and-noise"
+    assert default_preset_for(None) == DEFAULT_PRESET  # the bundled model records its statistics
+    assert default_preset_for(str(model)) == "deterministic"  # the tiny test model records none
+    args = build_parser().parse_args(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b"])
+    assert settings_from_arguments(args) == TranslationSettings("a", "b").with_preset(DEFAULT_PRESET)
+    args = build_parser().parse_args(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b",
+                                      "--no-noise-matching"])
+    assert settings_from_arguments(args).noise_matching is False and settings_from_arguments(args).contrast_transfer
 
 
 def test_debug_shows_the_traceback(tmp_path, model):
@@ -196,15 +209,17 @@ def _translate_settings(*options):
                                                               "--target", "b", *options]))
 
 
-def test_translate_options_are_the_settings_fields_with_their_defaults(capsys):
-    assert _translate_settings() == TranslationSettings("a", "b")
+def test_translate_options_are_the_settings_fields_with_the_recommended_defaults(capsys):
+    from MedShiftLib.settings import RECOMMENDED
+    assert _translate_settings() == TranslationSettings("a", "b", **{k: RECOMMENDED[k] for k in COMMAND_LINE_OPTIONS})
     with pytest.raises(SystemExit):
         main(["translate", "--help"])
     text = capsys.readouterr().out
     for name in COMMAND_LINE_OPTIONS:  # every option is offered, with its default in the help
-        assert f"(default {DEFAULTS[name]})" in " ".join(text.split()), name
-    assert _translate_settings("--guidance", "2.5", "--contrast-transfer", "--tile-size", "512") == TranslationSettings(
-        "a", "b", guidance_scale=2.5, contrast_transfer=True, tile_size=512)
+        assert f"(default {RECOMMENDED[name]})" in " ".join(text.split()), name
+    assert _translate_settings("--preset", "deterministic", "--guidance", "2.5", "--contrast-transfer",
+                               "--tile-size", "512") == TranslationSettings("a", "b", guidance_scale=2.5,
+                                                                            contrast_transfer=True, tile_size=512)
 
 
 def test_a_preset_gives_the_panels_settings_and_options_given_beside_it_win():

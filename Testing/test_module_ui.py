@@ -133,14 +133,14 @@ def test_fields_set_in_code_but_not_bound_are_the_dynamic_ones():
 
 
 def test_panel_fields_take_their_choices_and_defaults_from_the_settings_module():
-    from MedShiftLib.settings import DEFAULTS, DEVICE_CHOICES, SCHEDULES, SOLVERS
+    from MedShiftLib.settings import DEVICE_CHOICES, RECOMMENDED, SCHEDULES, SOLVERS
     from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 
     fields = evaluated_wrapper_fields()
     for setting, parameter in PARAMETER_OF_SETTING.items():
         assert parameter in fields, f"{parameter} (for {setting}) is not a field of MedShiftParameterNode"
-        if setting in DEFAULTS:
-            assert fields[parameter]["default"] == DEFAULTS[setting], parameter
+        if setting in RECOMMENDED:
+            assert fields[parameter]["default"] == RECOMMENDED[setting], parameter
     assert fields["solver"]["choices"] == list(SOLVERS)
     assert fields["schedule"]["choices"] == list(SCHEDULES)
     assert fields["device"]["choices"] == list(DEVICE_CHOICES)
@@ -148,11 +148,11 @@ def test_panel_fields_take_their_choices_and_defaults_from_the_settings_module()
 
 
 def test_panel_defaults_and_presets_give_the_engine_settings():
-    from MedShiftLib.settings import PRESETS, TranslationSettings
+    from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings
 
     defaults = SimpleNamespace(**{name: f["default"] for name, f in evaluated_wrapper_fields().items()})
     panel = settings_from_parameters(defaults)
-    assert panel == TranslationSettings(defaults.sourceDomain, defaults.targetDomain)
+    assert panel == TranslationSettings(defaults.sourceDomain, defaults.targetDomain).with_preset(DEFAULT_PRESET)
     for name in PRESETS:
         parameters = SimpleNamespace(**vars(defaults))
         apply_preset(parameters, name)

@@ -15,7 +15,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .errors import MedShiftError, TranslationCancelled
-from .settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, SCHEDULES, SOLVERS, TranslationSettings
+from .settings import (
+    COMMAND_LINE_OPTIONS,
+    DEFAULT_PRESET,
+    DEFAULTS,
+    PRESETS,
+    RECOMMENDED,
+    SCHEDULES,
+    SOLVERS,
+    TranslationSettings,
+)
 
 SETTINGS_FIELDS = {f.name: f for f in fields(TranslationSettings)}
 EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY, EXIT_INTERRUPTED = 2, 3, 130
@@ -27,14 +36,18 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, help="domain of the input images (see `medshift info`)")
     p.add_argument("--target", required=True, help="domain to translate into")
     p.add_argument("--preset", choices=tuple(PRESETS),
-                   help="start from a named setting (the panel's buttons); options given as well override it: "
-                        + "; ".join(f"{name}: {_describe_preset(values)}" for name, values in PRESETS.items()))
+                   help=f"start from a named setting (the panel's buttons; default {DEFAULT_PRESET}, the best average "
+                        "rank in docs/evaluation.md, or deterministic for a model without domain statistics; "
+                        "deterministic: the published setting); options given as well "
+                        "override it: " + "; ".join(f"{name}: {_describe_preset(values)}"
+                                                    for name, values in PRESETS.items()))
     for name in COMMAND_LINE_OPTIONS:
-        meta, default = SETTINGS_FIELDS[name].metadata, DEFAULTS[name]
+        meta, default = SETTINGS_FIELDS[name].metadata, RECOMMENDED[name]
         help_text = f"{meta['help']} (default {default})"
         # default None: an option not given leaves the preset's (or the settings') value
         if isinstance(default, bool):
-            p.add_argument(meta["flag"], dest=name, action="store_true", default=None, help=help_text)
+            p.add_argument(meta["flag"], dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
         else:
             p.add_argument(meta["flag"], dest=name, type=type(default), choices=meta["choices"], default=None,
                            help=help_text)
@@ -46,11 +59,10 @@ def _describe_preset(values: dict) -> str:
                     for k, v in values.items() if v is not False)
 
 
-def settings_from_arguments(args: argparse.Namespace) -> TranslationSettings:
-    """TranslationSettings of `medshift translate` options: defaults, then --preset, then the options given."""
-    settings = TranslationSettings(args.source, args.target)
-    if args.preset:
-        settings = settings.with_preset(args.preset)
+def settings_from_arguments(args: argparse.Namespace, default_preset: str = DEFAULT_PRESET) -> TranslationSettings:
+    """TranslationSettings of `medshift translate` options: defaults, then --preset (else `default_preset`), then
+    the options given."""
+    settings = TranslationSettings(args.source, args.target).with_preset(args.preset or default_preset)
     given = {name: getattr(args, name) for name in COMMAND_LINE_OPTIONS if getattr(args, name) is not None}
     return replace(settings, **given)
 
@@ -63,7 +75,7 @@ def translation_arguments(settings: TranslationSettings) -> list[str]:
     for name in COMMAND_LINE_OPTIONS:
         flag, value = SETTINGS_FIELDS[name].metadata["flag"], getattr(settings, name)
         if isinstance(value, bool):
-            options += [flag] if value else []
+            options += [flag if value else "--no-" + flag[2:]]
         else:
             options += [flag, repr(value) if isinstance(value, float) else str(value)]
     return options
@@ -193,6 +205,20 @@ def _emit(kind: str, value: object) -> None:
     print(f"{kind} {value}", flush=True)
 
 
+def default_preset_for(model_path: str | None) -> str:
+    """DEFAULT_PRESET, or "deterministic" for a model that records no domain noise statistics (which it needs).
+
+    A model that cannot be read gives DEFAULT_PRESET: loading it later says what is wrong with it.
+    """
+    from .engine.checkpoint import default_model_path, read_checkpoint_info
+    try:
+        info = read_checkpoint_info(Path(model_path) if model_path else default_model_path())
+    except MedShiftError:
+        return DEFAULT_PRESET
+    measured = info.statistics is not None and info.statistics.noise_power is not None
+    return DEFAULT_PRESET if measured else "deterministic"
+
+
 def run_translate(args: argparse.Namespace) -> int:
     """`medshift translate`."""
     from .engine.ode_solvers import CancelToken
@@ -200,7 +226,7 @@ def run_translate(args: argparse.Namespace) -> int:
     machine = args.machine_progress
     if machine:
         _emit("PID", os.getpid())
-    settings = settings_from_arguments(args)
+    settings = settings_from_arguments(args, default_preset_for(args.model))
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,

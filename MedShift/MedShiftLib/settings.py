@@ -137,3 +137,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "matched-contrast-and-noise": MATCHED_CONTRAST_AND_NOISE,
 }
 """Named settings the panel offers as buttons and the CLI as --preset."""
+
+DEFAULT_PRESET = "matched-contrast-and-noise"
+"""The setting the panel and `medshift translate` start from: the best average rank over all pairs
+(docs/evaluation.md); the published deterministic setting is the preset "deterministic"."""
+RECOMMENDED: dict[str, Any] = DEFAULTS | PRESETS[DEFAULT_PRESET]
+"""Every field's value in the panel's and the command line's default setting (DEFAULTS with DEFAULT_PRESET)."""

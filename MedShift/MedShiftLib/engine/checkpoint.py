@@ -70,11 +70,13 @@ class CheckpointInfo:
         if settings.contrast_transfer and self.statistics is None:
             raise MedShiftError(
                 "this model records no domain statistics, which contrast transfer needs; add them with "
-                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without contrast transfer")
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without contrast transfer "
+                "(--preset deterministic)")
         if settings.noise_matching and (self.statistics is None or self.statistics.noise_power is None):
             raise MedShiftError(
                 "this model records no domain noise power spectra, which noise matching needs; add them with "
-                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without noise matching")
+                "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without noise matching "
+                "(--preset deterministic)")
         factor = self.config.downsampling_factor
         if settings.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {settings.tile_size}")
