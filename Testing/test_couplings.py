@@ -233,7 +233,7 @@ def test_given_times_must_match_the_batch():
         IndependentCoupling().sample(images(batch=4), generator=gen(18), t=torch.rand(3))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", COUPLINGS)
 def test_batch_on_the_gpu_gives_the_cpu_sample(name):
     x1 = images()

@@ -209,3 +209,21 @@ def test_for_image_gives_each_image_its_own_seed_and_nothing_else():
     settings = TranslationSettings("a", "b", noise_renewal=0.5, seed=10, steps=3)
     assert settings.for_image(0) == settings
     assert settings.for_image(2) == TranslationSettings("a", "b", noise_renewal=0.5, seed=12, steps=3)
+
+
+@pytest.mark.cuda
+def test_translation_on_the_gpu_gives_the_cpu_result(model):
+    import copy
+
+    from MedShiftLib.engine.devices import set_tf32
+    from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics
+
+    set_tf32(False)  # full IEEE fp32 on the GPU, so both devices agree to rounding
+    statistics = measure_domain_statistics({d: (i + 1) * torch.randn(4, 1, 32, 32) for i, d in enumerate(DOMAINS)})
+    settings = TranslationSettings("a", "c", contrast_transfer=True)
+    x, source, target = torch.rand(2, 1, 32, 32) * 2 - 1, torch.tensor([0, 0]), torch.tensor([2, 2])
+    on_cpu = translate_batch(model, x, source, target, settings, statistics=statistics)
+    on_gpu = translate_batch(copy.deepcopy(model).cuda(), x.cuda(), source, target, settings, statistics=statistics)
+    assert on_gpu.device.type == "cuda"
+    assert (on_cpu - x).abs().mean() > 0.01  # the translation does change the images
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)

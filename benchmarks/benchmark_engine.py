@@ -2,9 +2,12 @@
 
 Prints Markdown tables. Timings use a default-config network with random weights (cost does not
 depend on the weights). The FLOP floor of a translation is its GFLOPs over this machine's measured
-dense matmul rate (fp32 on the CPU; bf16 and fp32 on a GPU): the time it would take if every FLOP ran
-at matmul speed. On a GPU, times are per image in batches of --batch (default 16).
-Run:  .venv/bin/python benchmarks/benchmark_engine.py [--sizes 256 512] [--memory] [--device cuda]
+dense matmul rate in the precision of the run (fp32, or bf16 with --bf16): the time it would take if
+every FLOP ran at matmul speed. On a GPU, times are per image in batches of --batch (default 16); fp32
+matmuls and convolutions run in full IEEE fp32 unless --tf32 (set explicitly: PyTorch's own defaults are
+IEEE for matmuls but TF32 for cuDNN convolutions). The "Default setting" table is the translation the
+panel and `medshift translate` run when no option is given.
+Run:  .venv/bin/python benchmarks/benchmark_engine.py [--sizes 256 512] [--memory] [--device cuda [--bf16]]
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ import time
 from pathlib import Path
 
 import torch
+from device_rates import matmul_rate, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
+from MedShiftLib.engine.devices import describe_fp32_math, set_tf32  # noqa: E402
 from MedShiftLib.engine.network import VelocityUNet, config_from_preset, count_parameters  # noqa: E402
 from MedShiftLib.engine.ode_solvers import IntegrationStats  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_batch  # noqa: E402
@@ -34,6 +39,8 @@ from MedShiftLib.settings import (  # noqa: E402
     TranslationSettings,
 )
 
+DEFAULT_FIELDS = ("tau", "guidance_scale", "solver", "steps", "schedule", "noise_renewal", "contrast_transfer",
+                  "noise_matching")
 SOLVER_STEPS = [("euler", 3), ("euler", 4), ("euler", 5), ("euler", 10), ("heun", 3), ("heun", 5), ("rk4", 2),
                 ("dopri5", 0)]
 
@@ -57,23 +64,6 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
-    """Measured dense matmul rate (GFLOP/s) of square matrices on `device` in `dtype`."""
-    n = 2048 if device.type == "cpu" else 8192
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-
-    def run():
-        torch.mm(a, b)
-        synchronize(device)
-
-    return 2 * n**3 / best_time(run, 5) / 1e9
 
 
 def forward_inputs(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,6 +148,22 @@ def preset_table(model: VelocityUNet, preset: dict, sizes: list[int], device: to
     return rows
 
 
+def default_setting_table(model: VelocityUNet, sizes: list[int], device: torch.device, batch: int,
+                          rate_gflops: float, autocast: torch.dtype | None, precision: str) -> list[str]:
+    """Per-image milliseconds of the default translation (every TranslationSettings field at its default)."""
+    settings = TranslationSettings("a", "b")
+    passes = 1 if settings.guidance_scale == 1.0 else 2
+    rows = ["| size | batch | precision | NFE | GFLOP / image | floor (ms / image) | ms / image |",
+            "|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        x = torch.randn(batch, 1, size, size, device=device)
+        seconds, nfe = time_translation(model, x, settings, device, autocast)
+        gflop = nfe * passes * forward_gflop(model, size, device)
+        rows.append(f"| {size} | {batch} | {precision} | {nfe} | {gflop:.1f} | {1e3 * gflop / rate_gflops:.1f} | "
+                    f"{1e3 * seconds:.1f} |")
+    return rows
+
+
 def tiled_memory(size: int, tile: int) -> dict:
     """Translate one size x size image with tiles in this process; report peak resident memory."""
     model = make_model("default")
@@ -177,7 +183,10 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also measure a tiled 2048x2048 translation (CPU)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--batch", type=int, help="images per translation batch (default: 1 on CPU, 16 on GPU)")
-    parser.add_argument("--bf16", action="store_true", help="GPU: bfloat16 autocast, floor from the bf16 matmul rate")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, floor from the bf16 matmul rate")
+    parser.add_argument("--tf32", action="store_true", help="GPU: let fp32 matmuls and convolutions use TF32 "
+                        "(default: full IEEE fp32)")
+    parser.add_argument("--quick", action="store_true", help="only the forward and default-setting tables")
     parser.add_argument("--child-memory", nargs=2, type=int, metavar=("SIZE", "TILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -189,13 +198,25 @@ def main() -> None:
         sys.exit("benchmark_engine: --device cuda but no CUDA GPU is visible")
     batch = args.batch or (16 if device.type == "cuda" else 1)
     autocast = torch.bfloat16 if args.bf16 else None
+    set_tf32(args.tf32)
     model = make_model(args.preset).to(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    rate = matmul_gflops(device, autocast or torch.float32)
+    fp32_math = f"; fp32 math: {describe_fp32_math()}" if device.type == "cuda" else ""
+    rates = {"fp32": matmul_rate(device, torch.float32) / 1e9}
+    if device.type == "cuda" or autocast:
+        rates["bf16"] = matmul_rate(device, torch.bfloat16) / 1e9
+    rate = rates["bf16" if autocast else "fp32"]
+    precision = "bf16" if autocast else ("tf32" if args.tf32 and device.type == "cuda" else "fp32")
     print(f"# MedShift engine benchmark ({args.preset} preset; torch {torch.__version__}; {name}; "
-          f"{torch.get_num_threads()} CPU threads; batch {batch}{'; bf16 autocast' if autocast else ''})\n")
-    print(f"Measured matmul rate ({'bf16' if autocast else 'fp32'}): {rate:.0f} GFLOP/s\n")
+          f"{torch.get_num_threads()} CPU threads; batch {batch}{'; bf16 autocast' if autocast else ''}{fp32_math})\n")
+    print("Measured matmul rate: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items())
+          + f" (floors below use {'bf16' if autocast else 'fp32'})\n")
     print("\n".join(forward_table(model, args.sizes, device)) + "\n")
+    print("Default setting (" + ", ".join(f"{k} {DEFAULTS[k]}" for k in DEFAULT_FIELDS) + "), per image in "
+          f"batches of {batch}:\n")
+    print("\n".join(default_setting_table(model, args.sizes, device, batch, rate, autocast, precision)) + "\n")
+    if args.quick:
+        return
     for guidance in (1.0, 2.0):
         print(f"Translation at tau=0.6, guidance {guidance:g} (NFE = velocity evaluations; guidance != 1 "
               "evaluates conditional and null in one batch of two, so twice the FLOPs):\n")

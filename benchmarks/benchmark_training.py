@@ -4,12 +4,14 @@ Measures whole optimisation steps as `medshift train` runs them (coupling, forwa
 clipping, AdamW, learning-rate schedule, EMA) on synthetic batches (random tensors: the data loader is not
 measured). On the CPU: fp32. With CUDA: fp32, bf16 autocast, and bf16 + torch.compile.
 
-    MFU = 3 x forward FLOPs per image x images/s / measured matmul rate
+    MFU = 3 x forward FLOPs per image x images/s / peak rate of the row's precision
 
 (3 x forward = forward + backward, the usual estimate). Forward FLOPs come from
-torch.utils.flop_counter.FlopCounterMode on one image. The matmul rate is measured here with a loop of large
-torch.matmul calls: bf16 on the GPU (the rate MFU is usually quoted against), fp32 on the CPU (the precision
-CPU training runs in).
+torch.utils.flop_counter.FlopCounterMode on one image. The peak is the dense matmul rate measured here with a
+loop of large torch.matmul calls in the row's precision (fp32 or bf16); on a GPU whose datasheet peak is known
+(benchmarks/device_rates.py: H100, H200, A100) a second MFU column divides by that instead. fp32 on a GPU is
+full IEEE fp32 for matmuls and convolutions unless --tf32 (set explicitly; PyTorch's own defaults, which
+`medshift train` keeps, are IEEE matmuls and TF32 cuDNN convolutions).
 
     python benchmarks/benchmark_training.py                       # CPU and, when present, GPU
     python benchmarks/benchmark_training.py --device cpu --steps 2 --warmup 1
@@ -22,21 +24,18 @@ import time
 from pathlib import Path
 
 import torch
+from device_rates import datasheet_peak, matmul_rate, synchronize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.engine.couplings import make_coupling  # noqa: E402
+from MedShiftLib.engine.devices import describe_fp32_math, set_tf32  # noqa: E402
 from MedShiftLib.engine.loss import FlowMatchingLoss  # noqa: E402
 from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
 from MedShiftLib.training.optimisation import make_ema, train_step, warmup_cosine  # noqa: E402
 
 DOMAINS = 5
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work (no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+GPU_ROWS = {"fp32": ("cuda", "fp32", False), "bf16": ("cuda", "bf16", False), "bf16-compile": ("cuda", "bf16", True)}
 
 
 def forward_flops_per_image(preset: str, resolution: int) -> float:
@@ -48,22 +47,6 @@ def forward_flops_per_image(preset: str, resolution: int) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x, torch.full((1,), 0.5), torch.zeros(1, dtype=torch.long))
     return float(counter.get_total_flops())
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype, size: int, seconds: float = 1.0) -> float:
-    """Measured FLOP/s of size x size matrix products in `dtype` on `device`."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        torch.matmul(a, b)
-    synchronize(device)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(10 if device.type == "cuda" else 1):
-            torch.matmul(a, b)
-            count += 1
-        synchronize(device)
-    return 2.0 * size**3 * count / (time.perf_counter() - started)
 
 
 def time_training_steps(device: torch.device, preset: str, resolution: int, batch_size: int, precision: str,
@@ -104,31 +87,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolutions", type=int, nargs="+", default=[256, 512])
     p.add_argument("--steps", type=int, default=5, help="timed steps per row (CPU rows use at most 3)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile happens here)")
+    p.add_argument("--tf32", action="store_true", help="GPU fp32 rows: TF32 matmuls and convolutions (default IEEE)")
+    p.add_argument("--gpu-rows", nargs="+", choices=GPU_ROWS, default=list(GPU_ROWS), help="which GPU rows to measure")
     args = p.parse_args(argv)
 
     rows: list[tuple[str, str, bool]] = []
     if args.device in ("all", "cpu"):
         rows.append(("cpu", "fp32", False))
     if args.device in ("all", "cuda") and torch.cuda.is_available():
-        rows += [("cuda", "fp32", False), ("cuda", "bf16", False), ("cuda", "bf16", True)]
+        rows += [GPU_ROWS[name] for name in args.gpu_rows]
     elif args.device == "cuda":
         print("no CUDA GPU visible to this PyTorch", file=sys.stderr)
         return 1
+    set_tf32(args.tf32)
 
-    rates = {}
-    for kind in sorted({r[0] for r in rows}):
+    # peak FLOP/s per (device, precision): measured, and the datasheet's where the GPU is known
+    measured: dict[tuple[str, str], float] = {}
+    datasheet: dict[tuple[str, str], float | None] = {}
+    for kind, precision in sorted({r[:2] for r in rows}):
         device = torch.device(kind)
-        dtype, size = (torch.bfloat16, 8192) if kind == "cuda" else (torch.float32, 2048)
-        rates[kind] = (matmul_rate(device, dtype, size), "bf16" if kind == "cuda" else "fp32")
+        math = "tf32" if precision == "fp32" and args.tf32 and kind == "cuda" else precision
+        measured[kind, precision] = matmul_rate(device, torch.bfloat16 if precision == "bf16" else torch.float32)
         name = torch.cuda.get_device_name(device) if kind == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-        print(f"- {kind}: {name}; measured {rates[kind][1]} matmul rate {rates[kind][0] / 1e12:.3f} TFLOP/s "
-              f"({size}x{size})")
+        datasheet[kind, precision] = datasheet_peak(name, math) if kind == "cuda" else None
+        sheet = datasheet[kind, precision]
+        print(f"- {kind}: {name}; measured {math} matmul rate {measured[kind, precision] / 1e12:.3f} TFLOP/s"
+              + (f"; datasheet dense {math} peak {sheet / 1e12:.1f} TFLOP/s" if sheet else ""))
+    if any(kind == "cuda" for kind, _, _ in rows):
+        print(f"- GPU fp32 math: {describe_fp32_math()}")
     flops = {r: forward_flops_per_image(args.preset, r) for r in args.resolutions}
     print(f"- preset {args.preset!r}, batch {args.batch_size}, {DOMAINS} domains, OT coupling, AdamW + EMA; "
           f"torch {torch.__version__}")
     print()
-    print("| device | precision | compile | resolution | forward GFLOP/image | ms/step | images/s | MFU |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| device | precision | compile | resolution | forward GFLOP/image | ms/step | images/s "
+          "| MFU (measured peak) | MFU (datasheet peak) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind, precision, compiled in rows:
         for resolution in args.resolutions:
             steps = min(args.steps, 3) if kind == "cpu" else args.steps
@@ -136,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time_training_steps(torch.device(kind), args.preset, resolution, args.batch_size, precision,
                                           compiled, steps, warmup)
             images = args.batch_size / seconds
-            mfu = 3 * flops[resolution] * images / rates[kind][0]
+            achieved = 3 * flops[resolution] * images
+            sheet = datasheet[kind, precision]
             print(f"| {kind} | {precision} | {'yes' if compiled else 'no'} | {resolution} | "
-                  f"{flops[resolution] / 1e9:.2f} | {seconds * 1e3:.0f} | {images:.1f} | {100 * mfu:.1f} % |",
-                  flush=True)
+                  f"{flops[resolution] / 1e9:.2f} | {seconds * 1e3:.0f} | {images:.1f} | "
+                  f"{100 * achieved / measured[kind, precision]:.1f} % | "
+                  f"{f'{100 * achieved / sheet:.1f} %' if sheet else 'n/a'} |", flush=True)
     return 0
 
 

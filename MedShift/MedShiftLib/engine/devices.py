@@ -29,3 +29,26 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let float32 matmuls and cuDNN convolutions use TF32 tensor cores (True) or keep full IEEE fp32 (False).
+
+    PyTorch's defaults differ per operation (matmul IEEE fp32, cuDNN convolutions TF32), so code that
+    times or compares fp32 on a GPU sets both. Uses the `allow_tf32` flags: torch >= 2.9 also has
+    per-backend `fp32_precision` flags, but torch.compile in some releases reads the `allow_tf32` ones
+    and fails once the two APIs disagree; setting these keeps both readings consistent.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def describe_fp32_math() -> str:
+    """How float32 matmuls and convolutions run on a GPU now, e.g. 'matmul ieee, cuDNN conv tf32'."""
+    try:
+        matmul, conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    except RuntimeError:  # flags set through torch >= 2.9's fp32_precision API, which forbids the legacy reading
+        matmul = torch.backends.cuda.matmul.fp32_precision == "tf32"
+        conv = torch.backends.cudnn.conv.fp32_precision == "tf32"
+    return f"matmul {'tf32' if matmul else 'ieee'}, cuDNN conv {'tf32' if conv else 'ieee'}"
