@@ -26,6 +26,14 @@ from .xray_physics import detector_response, monochromatic_transmission, polychr
 # Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
 # CsI pixels (the usual fluoroscopy read-out); see docs/simulator.md for why.
 QUANTUM_PIXEL_MM = 0.308
+# Exposure recognition: the display window is taken over the anatomy, pixels attenuated by more than
+# 1 - exp(-0.1) (10 %) of the open field, from its 0.5th to its 99.7th percentile.
+ANATOMY_MIN_ATTENUATION = 0.1
+# Scales (Gaussian sigma at the detector, mm) of the contrast-equalisation bands: 1-16 pixels of the
+# default 1.25 mm pitch, fixed in mm as vendor processing is, so a finer pitch sees the same bands
+# (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
+BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
+WINDOW_PERCENTILES = (0.5, 99.7)
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,11 @@ class ClinicalStyle:
     scatter_sigma_mm: float
     electronic_noise_quanta: float
     heel_range: tuple[float, float]  # relative intensity change across the field
-    band_gains: tuple[float, ...]  # gains of the detail bands at sigma = 1, 2, 4, 8, 16 px
+    band_gains: tuple[float, ...]  # gains of the detail bands at sigma = BAND_SIGMAS_MM
     base_gain: float  # gain of the residual low-pass (< 1 compresses the dynamic range)
     lut_slope: float  # steepness of the sigmoid display LUT
+    band_exponent: float = 1.0  # p of the band non-linearity (1: linear bands)
+    band_knee: float = 0.05  # band amplitude (log units) that p < 1 leaves unchanged
 
 
 DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
@@ -68,15 +78,18 @@ DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), detector_blur_px=1.0,
                                   scatter_to_primary=0.4, scatter_sigma_mm=40.0,
                                   electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                  band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
+                                  band_gains=(1.0, 1.6, 1.9, 1.6, 1.2), base_gain=0.4, lut_slope=5.0,
+                                  band_exponent=0.7),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), detector_blur_px=1.0,
                                      scatter_to_primary=0.4, scatter_sigma_mm=40.0,
                                      electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                     band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
+                                     band_gains=(1.0, 1.6, 1.9, 1.6, 1.2), base_gain=0.4, lut_slope=5.0,
+                                     band_exponent=0.7),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0),
                                        detector_blur_px=0.8, scatter_to_primary=0.4, scatter_sigma_mm=40.0,
                                        electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                       band_gains=(1.8, 2.4, 2.2, 1.7, 1.3), base_gain=0.5, lut_slope=7.0),
+                                       band_gains=(1.8, 2.8, 2.6, 2.0, 1.45), base_gain=0.35, lut_slope=5.5,
+                                       band_exponent=0.7),
 }
 
 
@@ -177,8 +190,7 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     primary = polychromatic_transmission(line_integrals, response)
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
-    scatter = style.scatter_to_primary * ndimage.gaussian_filter(
-        primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
+    scatter = _scatter(primary, style, pixel_spacing_mm)
     signal = (primary + scatter) * heel[None, :]  # relative to the open field
     # automatic exposure control: the central half of the field receives the mode's air kerma
     centre = signal[rows // 4: rows - rows // 4, cols // 4: cols - cols // 4]
@@ -195,21 +207,57 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     # window from the noise-free image so noisy and clean share one display mapping
     clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, style.detector_blur_px,
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
-    processed = _equalise(log_image, style)
-    processed_clean = processed if noise_rng is None else _equalise(clean_log, style)
-    low = float(np.percentile(processed_clean, 0.5))
-    high = float(np.percentile(processed_clean, 99.8))
+    processed = _equalise(log_image, style, pixel_spacing_mm)
+    processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
+    low, high = _anatomy_window(processed_clean, clean_log)
     x = (processed - low) / max(high - low, 1e-6)
     return _sigmoid_lut(x, style.lut_slope)
 
 
-def _equalise(log_image: np.ndarray, style: ClinicalStyle) -> np.ndarray:
+def _scatter(primary: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
+    """Scatter reaching the detector: a Gaussian kernel over scatter sources P * ln(1/P) (none in air).
+
+    Single scatter leaves the object roughly in proportion to the primary and the path length through
+    it (Love & Kruger 1987, Med Phys 14:178: convolution scatter estimates weighted by the object's
+    thickness); the amount is set so that the median scatter-to-primary ratio over the anatomy is
+    the style's SPR (head with an anti-scatter grid: 0.2-0.6, PHYSICS.md).
+    """
+    depth = -np.log(np.clip(primary, 1e-9, None))
+    spread = ndimage.gaussian_filter(primary * depth, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
+    anatomy = depth > ANATOMY_MIN_ATTENUATION
+    if not anatomy.any():
+        return np.zeros_like(primary)
+    ratio = float(np.median(spread[anatomy] / np.clip(primary[anatomy], 1e-12, None)))
+    return style.scatter_to_primary / max(ratio, 1e-12) * spread
+
+
+def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple[float, float]:
+    """Display window from the anatomy only (exposure recognition): the direct-exposure field goes black."""
+    anatomy = clean_log > ANATOMY_MIN_ATTENUATION
+    if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
+        values = processed_clean.ravel()
+        return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
+    low = max(float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[0])),
+              float(np.percentile(processed_clean[~anatomy], 75.0)))  # direct exposure saturates black
+    high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
+    return low, max(high, low + 1e-6)
+
+
+def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
     """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass."""
-    bands, residual = _band_decomposition(log_image, (1.0, 2.0, 4.0, 8.0, 16.0))
+    scale_px = max(1.0 / pixel_spacing_mm, 1.0 / BAND_SIGMAS_MM[0])  # no finer than 1, 2, 4, 8, 16 pixels
+    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM])
     out = style.base_gain * residual
     for gain, band in zip(style.band_gains, bands):
-        out = out + gain * band
+        out = out + gain * _compress(band, style.band_exponent, style.band_knee)
     return out
+
+
+def _compress(band: np.ndarray, exponent: float, knee: float) -> np.ndarray:
+    """MUSICA's band non-linearity knee * sign(b) * (|b| / knee)^p: small details up, large edges down (p < 1)."""
+    if exponent == 1.0:
+        return band
+    return knee * np.sign(band) * (np.abs(band) / knee) ** exponent
 
 
 def _sigmoid_lut(x: np.ndarray, slope: float, centre: float = 0.5) -> np.ndarray:
