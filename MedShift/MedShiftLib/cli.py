@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="clinical-normal")
     p.add_argument("--tau", type=float, default=DEFAULTS["tau"])
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
+                                "else the procedural phantom)")
+    p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(
@@ -317,8 +320,10 @@ def run_train(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`medshift demo`."""
     from .demo import run_demo as demo
+    from .simulator.invesalius_ct import shipped_ct_path
+    ct = None if args.phantom else (args.ct or shipped_ct_path())
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
-                     seed=args.seed):
+                     seed=args.seed, ct_path=ct):
         print(path)
     return 0
 

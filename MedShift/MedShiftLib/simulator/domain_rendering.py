@@ -41,7 +41,7 @@ class SimulatorStyle:
     """Parameters of a simulator-style (synthetic) domain."""
 
     effective_energy_keV: float
-    haze_strength: float  # weight of the veil relative to the primary
+    haze_strength: float  # median veil-to-primary ratio over the anatomy
     haze_sigma_mm: float
     render_scale: float  # 0.5: rendered at half resolution and upsampled
     blur_px: float
@@ -160,8 +160,7 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
         factors = (line_integrals.shape[0] / transmission.shape[0], line_integrals.shape[1] / transmission.shape[1])
         transmission = ndimage.zoom(transmission, factors, order=1)
         transmission = transmission[: line_integrals.shape[0], : line_integrals.shape[1]]
-    veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
-    hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
+    hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm)
     if style.blur_px > 0:
         hazy = ndimage.gaussian_filter(hazy, style.blur_px, mode="nearest")
     attenuation = -np.log(np.clip(hazy, 1e-6, None))
@@ -190,7 +189,7 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     primary = polychromatic_transmission(line_integrals, response)
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
-    scatter = _scatter(primary, style, pixel_spacing_mm)
+    scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm)
     signal = (primary + scatter) * heel[None, :]  # relative to the open field
     # automatic exposure control: the central half of the field receives the mode's air kerma
     centre = signal[rows // 4: rows - rows // 4, cols // 4: cols - cols // 4]
@@ -214,21 +213,21 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     return _sigmoid_lut(x, style.lut_slope)
 
 
-def _scatter(primary: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
-    """Scatter reaching the detector: a Gaussian kernel over scatter sources P * ln(1/P) (none in air).
+def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float) -> np.ndarray:
+    """Scatter (or a simulator's veil) from the object: a Gaussian kernel over sources P * ln(1/P), none in air.
 
     Single scatter leaves the object roughly in proportion to the primary and the path length through
     it (Love & Kruger 1987, Med Phys 14:178: convolution scatter estimates weighted by the object's
-    thickness); the amount is set so that the median scatter-to-primary ratio over the anatomy is
-    the style's SPR (head with an anti-scatter grid: 0.2-0.6, PHYSICS.md).
+    thickness); the amount is set so that the median veil-to-primary ratio over the anatomy is `ratio`
+    (for scatter, the SPR: 0.2-0.6 for a head with an anti-scatter grid, PHYSICS.md).
     """
     depth = -np.log(np.clip(primary, 1e-9, None))
-    spread = ndimage.gaussian_filter(primary * depth, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
+    spread = ndimage.gaussian_filter(primary * depth, sigma_mm / pixel_spacing_mm, mode="nearest")
     anatomy = depth > ANATOMY_MIN_ATTENUATION
-    if not anatomy.any():
+    if not anatomy.any() or ratio == 0:
         return np.zeros_like(primary)
-    ratio = float(np.median(spread[anatomy] / np.clip(primary[anatomy], 1e-12, None)))
-    return style.scatter_to_primary / max(ratio, 1e-12) * spread
+    median = float(np.median(spread[anatomy] / np.clip(primary[anatomy], 1e-12, None)))
+    return ratio / max(median, 1e-12) * spread
 
 
 def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple[float, float]:

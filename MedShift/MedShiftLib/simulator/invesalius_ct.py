@@ -31,6 +31,8 @@ INV3_PATH = "usr/share/doc/invesalius-examples/examples/Cranium.inv3"
 # SHA-256 of Cranium.inv3's matrix.dat (invesalius-examples 3.1.99998-4, Debian bookworm)
 CRANIUM_MATRIX_SHA256 = "d87fd5e6aaf2c4fdf4f3fe28ee3335192fc2464ed8e9682fc78530cb837938da"
 OUTPUT_NAME = "cranium_ct.nrrd"
+# The body-only, downsampled copy that the repository ships (GPL-2, its own folder; scripts/make_shipped_ct.py)
+SHIPPED_CT = Path(__file__).resolve().parents[2] / "Resources" / "ThirdParty" / "Cranium" / "cranium_head_ct.nrrd"
 MANUAL_DOWNLOAD = (f"download {PACKAGE}_*_all.deb by hand from https://packages.debian.org/bookworm/all/{PACKAGE}/"
                    "download and run `medshift fetch-ct OUT_DIR --deb FILE`")
 
@@ -46,6 +48,11 @@ class InVesaliusVolume:
     hounsfield: np.ndarray
     spacing_mm: tuple[float, float, float]
     sha256: str
+
+
+def shipped_ct_path() -> Path | None:
+    """The shipped Cranium CT (MedShift/Resources/ThirdParty/Cranium), or None where it is not present."""
+    return SHIPPED_CT if SHIPPED_CT.is_file() else None
 
 
 def download_package(folder: Path, apt_get: str = "apt-get") -> Path:
