@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
     from .simulator.cone_beam_projector import DEFAULT_SID_MM, DEFAULT_SOD_MM
+    from .simulator.domain_styles import DEFAULT_LOOK, LOOKS
     from .simulator.views import VIEW_KINDS
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--subjects", type=int, default=10)
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"source-image distance (default {DEFAULT_SID_MM:g})")
     p.add_argument("--sod-mm", type=float, default=DEFAULT_SOD_MM,
                    help=f"source-object (isocentre) distance (default {DEFAULT_SOD_MM:g})")
+    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
+                   help="radiograph: the clinical domains processed like skull radiographs (default); legacy: the "
+                        "renderer the bundled model was trained on")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
     p.add_argument("--preview", metavar="PNG", help="also write subject 0, view 0 in all five domains side by side "
@@ -287,7 +291,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         try:
             print(render_domain_strip(args.preview, seed=args.seed, size=args.size, ct_path=args.ct,
                                       lao_rao_deg=args.lao_rao, cranial_caudal_deg=args.cranial_caudal,
-                                      device=args.device, views=views))
+                                      device=args.device, views=views, look=args.look))
         except ValueError as exc:  # view angles outside the C-arm range
             raise MedShiftError(str(exc)) from None
         if args.subjects == 0:
@@ -295,7 +299,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     out = simulate_dataset(args.out_dir, subjects=args.subjects, views_per_subject=args.views_per_subject,
                            size=args.size, seed=args.seed, ct_path=args.ct, clean=args.clean,
                            progress=not args.quiet, device=args.device, views=views,
-                           phantoms_fraction=args.phantoms_fraction, vary_anatomy=not args.no_anatomy_variation)
+                           phantoms_fraction=args.phantoms_fraction, vary_anatomy=not args.no_anatomy_variation,
+                           look=args.look)
     print(out)
     return 0
 

@@ -17,13 +17,15 @@ import numpy as np
 from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
 from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
-from .domain_rendering import SIMULATOR_DOMAINS, DomainSettings, draw_domain_settings, render_domain, to_uint16
+from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16
+from .domain_styles import DEFAULT_LOOK, check_look, domain_style
+from .domains import SIMULATOR_DOMAINS
 from .subjects import SubjectSource, ct_grid_size
 from .views import ViewOptions, angle_limit, draw_view, seeded_rng
 
 MANIFEST_COLUMNS = ("file", "domain", "subject", "view", "lao_rao_deg", "cranial_caudal_deg", "dose_nGy",
                     "kvp", "seed", "cu_mm", "effective_energy_keV", "heel", "sid_mm", "sod_mm",
-                    "pixel_spacing_mm", "rows", "cols", "phantom", "clean_file", "view_kind", "head_scale")
+                    "pixel_spacing_mm", "rows", "cols", "phantom", "clean_file", "view_kind", "head_scale", "look")
 
 
 def image_name(subject: int, view: int) -> str:
@@ -53,13 +55,14 @@ class RenderedView:
 
 
 def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int, subject: int, view: int,
-                domains: tuple[str, ...] = SIMULATOR_DOMAINS, clean: bool = True) -> RenderedView:
+                domains: tuple[str, ...] = SIMULATOR_DOMAINS, clean: bool = True,
+                look: str = DEFAULT_LOOK) -> RenderedView:
     """Project one view once and render it in every domain (and noise-free when clean=True)."""
     line_integrals = projector.project(geometry)
     images, clean_images, settings = {}, {}, {}
     for domain in domains:
         d = SIMULATOR_DOMAINS.index(domain)
-        setting = draw_domain_settings(domain, seeded_rng(seed, subject, view, 1, d))
+        setting = draw_domain_settings(domain, seeded_rng(seed, subject, view, 1, d), look)
         settings[domain] = setting
         images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm,
                                        seeded_rng(seed, subject, view, 2, d)).image
@@ -105,7 +108,7 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
                      ct_path=None, clean: bool = False, pixel_spacing_mm=None,
                      progress: bool = True, device: str = "cpu", phantom_grid: int | None = None,
                      views: ViewOptions | None = None, phantoms_fraction: float = 0.0,
-                     vary_anatomy: bool = True) -> Path:
+                     vary_anatomy: bool = True, look: str = DEFAULT_LOOK) -> Path:
     """Simulate `subjects` x `views_per_subject` skull views in the five domains; returns out_dir.
 
     `ct_path`: one CT or several (subjects cycle through them; `phantoms_fraction` of the subjects are
@@ -117,6 +120,7 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
                               f"{views_per_subject} views)")
     if size < 16:
         raise DataFolderError(f"image size {size} px is too small; use at least 16 (e.g. 256)")
+    check_look(look)
     views = views or ViewOptions()
     if pixel_spacing_mm is not None:
         views = replace(views, pixel_spacings_mm=tuple(float(v) for v in _as_tuple(pixel_spacing_mm)))
@@ -134,7 +138,7 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
         projector = ConeBeamProjector(person.volume, device=device)
         for view in range(views_per_subject):
             kind, geometry = views.geometry(seed, subject, view, size)
-            rendered = render_view(projector, geometry, seed, subject, view, clean=clean)
+            rendered = render_view(projector, geometry, seed, subject, view, clean=clean, look=look)
             name, spacing = image_name(subject, view), geometry.pixel_spacing_mm
             for domain in SIMULATOR_DOMAINS:
                 _write_png_atomically(out / domain / name, to_uint16(rendered.images[domain]), spacing)
@@ -148,12 +152,13 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
                     "view": view, "lao_rao_deg": geometry.lao_rao_deg,
                     "cranial_caudal_deg": geometry.cranial_caudal_deg, "dose_nGy": s.dose_nGy,
                     "kvp": s.kvp, "seed": seed,
-                    "cu_mm": None if s.kvp is None else _clinical_cu(domain),
+                    "cu_mm": None if s.kvp is None else _clinical_cu(domain, look),
                     "effective_energy_keV": s.effective_energy_keV, "heel": s.heel if s.kvp else None,
                     "sid_mm": geometry.sid_mm, "sod_mm": geometry.sod_mm, "pixel_spacing_mm": spacing,
                     "rows": size, "cols": size, "phantom": person.source, "clean_file": clean_file,
                     "view_kind": kind,
-                    "head_scale": None if person.variation is None else person.variation.head_scale})
+                    "head_scale": None if person.variation is None else person.variation.head_scale,
+                    "look": look})
             bar.update(1)
     bar.close()
     text = io.StringIO()
@@ -165,15 +170,14 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
     return out
 
 
-def _clinical_cu(domain: str) -> float:
-    from .domain_rendering import DOMAIN_STYLES
-
-    return DOMAIN_STYLES[domain].cu_mm
+def _clinical_cu(domain: str, look: str) -> float:
+    return domain_style(domain, look).cu_mm
 
 
 def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 256, ct_path=None,
                   lao_rao_deg: float | None = None, cranial_caudal_deg: float | None = None, device: str = "cpu",
-                  clean: bool = True, views: ViewOptions | None = None, vary_anatomy: bool = True) -> RenderedView:
+                  clean: bool = True, views: ViewOptions | None = None, vary_anatomy: bool = True,
+                  look: str = DEFAULT_LOOK) -> RenderedView:
     """One subject and view of the simulated data set, in memory, in all five domains."""
     views = views or ViewOptions()
     kind, geometry = views.geometry(seed, subject, view, size)
@@ -182,18 +186,19 @@ def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 25
     check_angles(lao, cran, angle_limit(kind))
     geometry = replace(geometry, lao_rao_deg=lao, cranial_caudal_deg=cran)
     person = subject_source(seed, size, views, ct_path, vary_anatomy=vary_anatomy, device=device).subject(subject)
-    return render_view(ConeBeamProjector(person.volume, device=device), geometry, seed, subject, view, clean=clean)
+    return render_view(ConeBeamProjector(person.volume, device=device), geometry, seed, subject, view, clean=clean,
+                       look=look)
 
 
 def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, view: int = 0, size: int = 256,
                         ct_path=None, lao_rao_deg: float | None = None,
                         cranial_caudal_deg: float | None = None, device: str = "cpu",
-                        views: ViewOptions | None = None) -> Path:
+                        views: ViewOptions | None = None, look: str = DEFAULT_LOOK) -> Path:
     """Write a PNG showing one subject and view in all five domains side by side, with labels."""
     from PIL import Image, ImageDraw
 
     rendered = simulate_view(seed, subject, view, size, ct_path, lao_rao_deg, cranial_caudal_deg, device,
-                             clean=False, views=views)
+                             clean=False, views=views, look=look)
     lao, cran = rendered.geometry.lao_rao_deg, rendered.geometry.cranial_caudal_deg
     label_height, gap = 22, 4
     strip = Image.new("L", (len(SIMULATOR_DOMAINS) * (size + gap) - gap, size + label_height), 255)
