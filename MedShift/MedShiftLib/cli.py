@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
                                 "else the procedural phantom)")
     p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
+    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
+                   help="simulator look of the input (legacy: the renderer the bundled model was trained on)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(
@@ -328,7 +330,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .simulator.invesalius_ct import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
-                     seed=args.seed, ct_path=ct):
+                     seed=args.seed, ct_path=ct, look=args.look):
         print(path)
     return 0
 

@@ -79,11 +79,12 @@ def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_sp
                   noise_rng: np.random.Generator | None) -> DomainRendering:
     """Render line integrals (rows, cols, materials; g/cm^2) in a domain; noise_rng=None: noise-free."""
     style = domain_style(settings.domain, settings.look)
+    extras: dict = {}
     if isinstance(style, SimulatorStyle):
         image = _render_simulator(line_integrals, style, pixel_spacing_mm, noise_rng)
     else:
-        image = _render_clinical(line_integrals, style, settings, pixel_spacing_mm, noise_rng)
-    return DomainRendering(image=image.astype(np.float32), settings=settings)
+        image = _render_clinical(line_integrals, style, settings, pixel_spacing_mm, noise_rng, extras)
+    return DomainRendering(image=image.astype(np.float32), settings=settings, extras=extras)
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
@@ -128,7 +129,7 @@ def _band_decomposition(image: np.ndarray, sigmas_px) -> tuple[list[np.ndarray],
 
 
 def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSettings,
-                     pixel_spacing_mm, noise_rng):
+                     pixel_spacing_mm, noise_rng, extras: dict):
     response = detector_response(tube_spectrum(style.kvp, style.cu_mm))
     primary = polychromatic_transmission(line_integrals, response)
     rows, cols = primary.shape
@@ -161,6 +162,8 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     else:
         low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
+    # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
+    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     return _sigmoid_lut(x, style.lut_slope)
 
 

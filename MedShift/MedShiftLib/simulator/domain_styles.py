@@ -67,7 +67,7 @@ DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), **_FLUORO, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), **_FLUORO, **_CLINICAL),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
-                                       band_gains=(1.8, 2.8, 2.6, 2.0, 1.45), base_gain=0.35, lut_slope=5.5,
+                                       band_gains=(1.8, 2.4, 2.2, 1.8, 1.4), base_gain=0.4, lut_slope=5.5,
                                        band_exponent=0.7, **_CLINICAL),
 }
 
