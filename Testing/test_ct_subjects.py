@@ -143,3 +143,17 @@ def test_simulate_command_geometry_options(tmp_path, capsys):
     assert main(["simulate", "x", "--subjects", "0", "--size", "16", "--preview", str(preview), "--views", "lateral",
                  "--lao-rao", "90"]) == 0 and preview.is_file()
     assert main(["simulate", "x", "--subjects", "0", "--size", "16", "--preview", str(preview), "--lao-rao", "90"]) == 2
+
+
+def test_demo_renders_the_shipped_head_ct_unless_told_otherwise(tmp_path):
+    from helpers import write_tiny_checkpoint
+    from PIL import Image
+    model = write_tiny_checkpoint(tmp_path / "m.safetensors", domains=("sim-low", "clinical-normal"), resolution=32)
+    inputs = {}
+    for name, extra in (("shipped", []), ("phantom", ["--phantom"]),
+                        ("other", ["--ct", str(_write_ct(tmp_path / "ct.nrrd", _head_ct()))])):
+        assert main(["demo", "--out", str(tmp_path / name), "--model", str(model), *extra]) == 0
+        inputs[name] = np.asarray(Image.open(tmp_path / name / "input_sim-low.png"), float)
+    assert len({inputs[k].tobytes() for k in inputs}) == 3
+    # the Cranium head fills the field more than the small synthetic head does
+    assert (inputs["shipped"] > 0.2 * 65535).mean() > (inputs["other"] > 0.2 * 65535).mean()
