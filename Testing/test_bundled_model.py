@@ -13,6 +13,8 @@ from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 from MedShiftLib.simulator.simulation import simulate_view
 
 PATH = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
+# The bundled model was trained on the simulator's "legacy" look; its tests render that look.
+LOOK = "legacy"
 
 
 def test_bundled_model_is_shipped_with_its_provenance():
@@ -39,7 +41,7 @@ def test_bundled_model_moves_sim_low_towards_the_clinical_rendering_of_the_same_
     the aligned noise-free clinical-normal rendering than the input is (as in docs/evaluation.md), and
     keeps the anatomy."""
     model, info = load_checkpoint(PATH)
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     translated = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))
     target = model_range(view.clean_images["clinical-normal"])
@@ -54,7 +56,7 @@ def test_noise_synthesis_gives_the_bundled_model_the_clinical_noise_power():
     """The deterministic translation of a smooth sim-low view keeps well under half of clinical-normal's noise
     power in flat regions (0.14 measured); with NOISE_SYNTHESIS it comes within 0.6-1.6x of it (1.22)."""
     model, info = load_checkpoint(PATH)
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     corners = [flat_patch_corners(model_range(view.clean_images["clinical-normal"]))]
 
@@ -76,7 +78,7 @@ def test_contrast_transfer_brings_the_bundled_models_translation_closer_to_the_c
     0.756 measured), because the flow alone keeps the simulator's contrast at the 2-16 px scales."""
     model, info = load_checkpoint(PATH)
     assert info.statistics is not None
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     target = model_range(view.clean_images["clinical-normal"])
     plain = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))

@@ -1,4 +1,4 @@
-"""The `medshift` command: translate, info, train, simulate, demo, evaluate, domain-contrast.
+"""The `medshift` command: translate, info, train, simulate, fetch-ct, demo, evaluate, domain-contrast.
 
 Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
 the traceback instead. Exit status 3 means the GPU ran out of memory, 130 that the run was interrupted
@@ -116,13 +116,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(p)
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
+    from .simulator.cone_beam_projector import DEFAULT_SID_MM, DEFAULT_SOD_MM
+    from .simulator.domain_styles import DEFAULT_LOOK, LOOKS
+    from .simulator.views import VIEW_KINDS
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--subjects", type=int, default=10, help="number of subjects (phantoms or CT variants)")
     p.add_argument("--views-per-subject", type=int, default=4, help="views rendered of each subject, each at "
                    "its own angles, in all five domains")
     p.add_argument("--size", type=int, default=256, help="detector size in pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of the subjects, views and noise (same seed, same data)")
-    p.add_argument("--ct", help="a head CT (NRRD/NIfTI/MHA file or DICOM series folder) instead of the phantom")
+    p.add_argument("--ct", action="append", metavar="CT",
+                   help="a head CT (NRRD/NIfTI/MHA file or DICOM series folder) instead of the phantom; repeat for "
+                        "several (subjects cycle through them, each varied in size, pose and shape)")
+    p.add_argument("--phantoms-fraction", type=float, default=0.0,
+                   help="with --ct: share of the subjects that are procedural phantoms instead (0..1, default 0)")
+    p.add_argument("--no-anatomy-variation", action="store_true",
+                   help="with --ct: every subject is the CT as it is (no size, pose or deformation changes)")
+    p.add_argument("--views", choices=VIEW_KINDS, default="c-arm",
+                   help="c-arm: LAO/RAO and cranial/caudal in -40..40 deg (default); pa, ap, lateral: standard "
+                        "skull projections (+-5 deg); mixed: a mix of all four")
+    geometry = p.add_mutually_exclusive_group()
+    geometry.add_argument("--pixel-pitch-mm", type=float, nargs="+", metavar="MM",
+                          help="detector pixel pitch; several values: one drawn per view (default: --fov-mm / --size)")
+    geometry.add_argument("--fov-mm", type=float,
+                          help="detector width in mm (default 320; the field at the isocentre is this / magnification)")
+    p.add_argument("--sid-mm", type=float, default=DEFAULT_SID_MM,
+                   help=f"source-image distance (default {DEFAULT_SID_MM:g})")
+    p.add_argument("--sod-mm", type=float, default=DEFAULT_SOD_MM,
+                   help=f"source-object (isocentre) distance (default {DEFAULT_SOD_MM:g})")
+    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
+                   help="radiograph: the clinical domains processed like skull radiographs (default); legacy: the "
+                        "renderer the bundled model was trained on")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
     p.add_argument("--preview", metavar="PNG", help="also write subject 0, view 0 in all five domains side by side "
@@ -131,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cranial-caudal", type=float, help="view angle of the --preview picture (default: the seed's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("fetch-ct", help="download and convert a real head CT (InVesalius' Cranium, GPL-2)",
+                       description=(
+        "Run `apt-get download invesalius-examples` (Debian/Ubuntu), check the example head CT 'Cranium' against "
+        "its recorded SHA-256 and write it as OUT_DIR/cranium_ct.nrrd (Hounsfield units, LPS) for "
+        "`medshift simulate --ct`. The CT is GPL-2 data (docs/simulator.md)."))
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--deb", metavar="FILE", help="an invesalius-examples .deb already downloaded (no apt-get needed)")
+
     p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--model", help="checkpoint; default: the bundled model")
@@ -138,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="clinical-normal", help="domain to translate it into")
     p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="structure (0.6) <-> realism (0.3) trade-off")
     p.add_argument("--seed", type=int, default=7, help="seed of the rendered view (the model never saw seed 7)")
+    p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
+                                "else the procedural phantom)")
+    p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
+    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
+                   help="simulator look of the input (legacy: the renderer the bundled model was trained on)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(
@@ -296,22 +333,42 @@ def provenance_lines(provenance: dict, indent: str = "  ", depth: int = 2) -> li
     return lines
 
 
+def _view_options(args: argparse.Namespace):
+    """ViewOptions of `medshift simulate`'s view and geometry options."""
+    from .simulator.views import ViewOptions
+    if args.fov_mm is not None and args.fov_mm <= 0:
+        raise MedShiftError(f"--fov-mm {args.fov_mm:g}: the detector width must be positive")
+    spacings = (args.fov_mm / args.size,) if args.fov_mm else args.pixel_pitch_mm
+    return ViewOptions(kind=args.views, pixel_spacings_mm=tuple(spacings) if spacings else None,
+                       sid_mm=args.sid_mm, sod_mm=args.sod_mm)
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     """`medshift simulate`."""
     from .simulator.simulation import render_domain_strip, simulate_dataset
+    views = _view_options(args)
     if args.preview:
         try:
             print(render_domain_strip(args.preview, seed=args.seed, size=args.size, ct_path=args.ct,
                                       lao_rao_deg=args.lao_rao, cranial_caudal_deg=args.cranial_caudal,
-                                      device=args.device))
+                                      device=args.device, views=views, look=args.look))
         except ValueError as exc:  # view angles outside the C-arm range
             raise MedShiftError(str(exc)) from None
         if args.subjects == 0:
             return 0
     out = simulate_dataset(args.out_dir, subjects=args.subjects, views_per_subject=args.views_per_subject,
                            size=args.size, seed=args.seed, ct_path=args.ct, clean=args.clean,
-                           progress=not args.quiet, device=args.device)
+                           progress=not args.quiet, device=args.device, views=views,
+                           phantoms_fraction=args.phantoms_fraction, vary_anatomy=not args.no_anatomy_variation,
+                           look=args.look)
     print(out)
+    return 0
+
+
+def run_fetch_ct(args: argparse.Namespace) -> int:
+    """`medshift fetch-ct`."""
+    from .simulator.invesalius_ct import fetch_cranium_ct
+    print(fetch_cranium_ct(args.out_dir, deb=args.deb))
     return 0
 
 
@@ -328,8 +385,10 @@ def run_train(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`medshift demo`."""
     from .demo import run_demo as demo
+    from .simulator.invesalius_ct import shipped_ct_path
+    ct = None if args.phantom else (args.ct or shipped_ct_path())
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
-                     seed=args.seed):
+                     seed=args.seed, ct_path=ct, look=args.look):
         print(path)
     return 0
 
@@ -380,7 +439,8 @@ def run_domain_contrast(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "simulate": run_simulate,
-            "demo": run_demo, "evaluate": run_evaluate, "domain-contrast": run_domain_contrast}
+            "fetch-ct": run_fetch_ct, "demo": run_demo, "evaluate": run_evaluate,
+            "domain-contrast": run_domain_contrast}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ records its domains' statistics, with "matched-contrast", which first gives the 
 contrast, and "matched-contrast-and-noise", which also gives the result the target's noise spectrum
 (settings.PRESETS).
 
-The view is rendered by the project's simulator with a seed the bundled model was not trained on,
+The view is rendered by the project's simulator from the real head CT shipped in
+MedShift/Resources/ThirdParty/Cranium (GPL-2 data; see its README) when it is present, or from any
+other CT given, else from a procedural head phantom, with a seed the bundled model was not trained on,
 so the translation can be set beside the simulator's own rendering of the same view in the target
 domain (the reference a perfect translation would resemble, up to its noise).
 """
@@ -22,18 +24,24 @@ from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
 from .settings import DEFAULTS, TranslationSettings
 from .simulator.domain_rendering import to_uint16
+from .simulator.domain_styles import DEFAULT_LOOK
 from .simulator.simulation import simulate_view
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
              target: str = "clinical-normal", tau: float = DEFAULTS["tau"], seed: int = 7,
-             device: str = "auto") -> list[Path]:
-    """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths."""
+             device: str = "auto", ct_path: str | Path | None = None, look: str = DEFAULT_LOOK) -> list[Path]:
+    """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths.
+
+    `ct_path`: the CT to render (None: the procedural phantom); the view is C-arm view 0 of `seed`, rendered in
+    the simulator's `look` (domain_styles.LOOKS).
+    """
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
     settings = info.validate(TranslationSettings(source, target, tau=tau))
     noisy = info.validate(TranslationSettings(source, target, tau=tau, seed=seed).with_preset("synthesise-noise"))
     size = info.resolution
-    view = simulate_view(seed=seed, subject=0, view=0, size=size, clean=False)
+    view = simulate_view(seed=seed, subject=0, view=0, size=size, clean=False, ct_path=ct_path, vary_anatomy=False,
+                         look=look)
     spacing = view.geometry.pixel_spacing_mm
     image = RadiographImage(to_uint16(view.images[source]), spacing=(spacing, spacing, 1.0),
                             metadata={"spacing_known": True})

@@ -83,11 +83,11 @@ class CArmGeometry:
         return self.sid_mm / self.sod_mm
 
 
-def check_angles(lao_rao_deg: float, cranial_caudal_deg: float) -> None:
-    """Raise ValueError when a C-arm angle is outside the simulator's -40..40 deg range."""
+def check_angles(lao_rao_deg: float, cranial_caudal_deg: float, limit_deg: float = ANGLE_LIMIT_DEG) -> None:
+    """Raise ValueError when an angle is outside -limit..limit deg (the C-arm's -40..40 by default)."""
     for name, value in (("LAO/RAO", lao_rao_deg), ("cranial/caudal", cranial_caudal_deg)):
-        if not -ANGLE_LIMIT_DEG <= value <= ANGLE_LIMIT_DEG:
-            raise ValueError(f"{name} angle {value} deg is outside -{ANGLE_LIMIT_DEG:g}..{ANGLE_LIMIT_DEG:g} deg")
+        if not -limit_deg <= value <= limit_deg:
+            raise ValueError(f"{name} angle {value} deg is outside -{limit_deg:g}..{limit_deg:g} deg")
 
 
 class ConeBeamProjector:

@@ -3,7 +3,8 @@
 HU -> mass density with DeepDRR's piecewise-linear fit (Unberath et al. 2018), and materials by
 HU thresholds: air <= -800 (left empty), soft tissue -800..350, bone > 350. The image is turned to
 LPS orientation (nearest axis-aligned), resampled so that its longest side has at most `grid_size`
-voxels (physical size kept), and centred on the C-arm isocentre.
+voxels (physical size kept), and centred on the C-arm isocentre. Objects that are not the patient
+(head holder, table) are removed first (`body_mask`).
 """
 from __future__ import annotations
 
@@ -77,13 +78,26 @@ def read_ct_image(path: str | Path):
     return image
 
 
-def read_ct_volume(path: str | Path, grid_size: int | None = 192) -> MaterialVolume:
+def read_ct_volume(path: str | Path, grid_size: int | None = 192, remove_objects: bool = True) -> MaterialVolume:
     """Read a CT in Hounsfield units and convert it to the simulator's material volume."""
-    return material_volume_from_ct(read_ct_image(path), grid_size, name=f"CT volume {path}")
+    return volume_from_hounsfield(*read_ct_hounsfield(path, grid_size, remove_objects))
 
 
-def material_volume_from_ct(image, grid_size: int | None = 192, name: str = "the CT volume") -> MaterialVolume:
+def read_ct_hounsfield(path: str | Path, grid_size: int | None = 192, remove_objects: bool = True
+                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A CT file's HU array [z, y, x] (LPS, at most `grid_size` voxels a side) and spacing (x, y, z) mm."""
+    return hounsfield_from_ct(read_ct_image(path), grid_size, name=f"CT volume {path}", remove_objects=remove_objects)
+
+
+def material_volume_from_ct(image, grid_size: int | None = 192, name: str = "the CT volume",
+                            remove_objects: bool = True) -> MaterialVolume:
     """The simulator's material volume from a 3-D SimpleITK image in Hounsfield units (any orientation)."""
+    return volume_from_hounsfield(*hounsfield_from_ct(image, grid_size, name, remove_objects))
+
+
+def hounsfield_from_ct(image, grid_size: int | None = 192, name: str = "the CT volume", remove_objects: bool = True
+                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """HU array [z, y, x] in LPS and spacing (x, y, z) of a SimpleITK CT; non-patient objects removed if asked."""
     import SimpleITK as sitk
 
     image = sitk.DICOMOrient(image, "LPS")
@@ -102,4 +116,9 @@ def material_volume_from_ct(image, grid_size: int | None = 192, name: str = "the
     if hu.min() >= 0 and hu.max() > 1500:
         raise CTVolumeError(f"{name} has no negative values (min {hu.min():g}): it does not look like "
                             "Hounsfield units; apply the rescale slope/intercept or give a HU volume")
-    return volume_from_hounsfield(hu, tuple(image.GetSpacing()))
+    spacing_xyz = tuple(float(s) for s in image.GetSpacing())
+    if remove_objects:
+        from .body_mask import remove_non_patient
+
+        hu = remove_non_patient(hu, spacing_xyz)
+    return hu, spacing_xyz

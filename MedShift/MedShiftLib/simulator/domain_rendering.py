@@ -19,72 +19,25 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ..errors import DomainError
-from .domains import SIMULATOR_DOMAINS
+from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
 
 # Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
 # CsI pixels (the usual fluoroscopy read-out); see docs/simulator.md for why.
 QUANTUM_PIXEL_MM = 0.308
-
-
-@dataclass(frozen=True)
-class SimulatorStyle:
-    """Parameters of a simulator-style (synthetic) domain."""
-
-    effective_energy_keV: float
-    haze_strength: float  # weight of the veil relative to the primary
-    haze_sigma_mm: float
-    render_scale: float  # 0.5: rendered at half resolution and upsampled
-    blur_px: float
-    white_noise_std: float  # in display units, after the display mapping
-    display_range: tuple[float, float]  # display values of zero and of the reference attenuation
-
-
-@dataclass(frozen=True)
-class ClinicalStyle:
-    """Parameters of a clinical (angiography system) domain."""
-
-    kvp: float
-    cu_mm: float
-    dose_range_nGy: tuple[float, float]  # detector air kerma per frame behind the head (AEC)
-    detector_blur_px: float
-    scatter_to_primary: float
-    scatter_sigma_mm: float
-    electronic_noise_quanta: float
-    heel_range: tuple[float, float]  # relative intensity change across the field
-    band_gains: tuple[float, ...]  # gains of the detail bands at sigma = 1, 2, 4, 8, 16 px
-    base_gain: float  # gain of the residual low-pass (< 1 compresses the dynamic range)
-    lut_slope: float  # steepness of the sigmoid display LUT
-
-
-DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
-    "sim-low": SimulatorStyle(effective_energy_keV=55.0, haze_strength=0.6, haze_sigma_mm=45.0,
-                              render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
-                              display_range=(0.06, 0.78)),
-    "sim-high": SimulatorStyle(effective_energy_keV=55.0, haze_strength=0.45, haze_sigma_mm=45.0,
-                               render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
-                               display_range=(0.05, 0.82)),
-    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), detector_blur_px=1.0,
-                                  scatter_to_primary=0.4, scatter_sigma_mm=40.0,
-                                  electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                  band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
-    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), detector_blur_px=1.0,
-                                     scatter_to_primary=0.4, scatter_sigma_mm=40.0,
-                                     electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                     band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0),
-                                       detector_blur_px=0.8, scatter_to_primary=0.4, scatter_sigma_mm=40.0,
-                                       electronic_noise_quanta=3.0, heel_range=(0.05, 0.15),
-                                       band_gains=(1.8, 2.4, 2.2, 1.7, 1.3), base_gain=0.5, lut_slope=7.0),
-}
+# Exposure recognition: the display window is taken over the anatomy, pixels attenuated by more than
+# 1 - exp(-0.1) (10 %) of the open field, from its 0.5th to its 99.7th percentile.
+ANATOMY_MIN_ATTENUATION = 0.1
+# Scales (Gaussian sigma at the detector, mm) of the contrast-equalisation bands: 1-16 pixels of the
+# default 1.25 mm pitch, fixed in mm as vendor processing is, so a finer pitch sees the same bands
+# (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
+BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
+WINDOW_PERCENTILES = (0.5, 99.7)
 
 
 def check_domain(domain: str) -> None:
     """Raise DomainError for a name that is not one of the simulator domains."""
-    if domain not in DOMAIN_STYLES:
-        raise DomainError(f"unknown simulator domain {domain!r}; the simulator renders: "
-                          f"{', '.join(SIMULATOR_DOMAINS)}")
+    domain_style(domain)
 
 
 @dataclass(frozen=True)
@@ -96,20 +49,21 @@ class DomainSettings:
     heel: float = 0.0  # relative intensity change from the left to the right image edge
     kvp: float | None = None
     effective_energy_keV: float | None = None
+    look: str = DEFAULT_LOOK  # which parameter set renders it (domain_styles.LOOKS)
 
 
-def draw_domain_settings(domain: str, rng: np.random.Generator) -> DomainSettings:
+def draw_domain_settings(domain: str, rng: np.random.Generator, look: str = DEFAULT_LOOK) -> DomainSettings:
     """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain."""
-    check_domain(domain)
-    style = DOMAIN_STYLES[domain]
+    check_look(look)
+    style = domain_style(domain, look)
     if isinstance(style, SimulatorStyle):
-        return DomainSettings(domain=domain, effective_energy_keV=style.effective_energy_keV)
+        return DomainSettings(domain=domain, effective_energy_keV=style.effective_energy_keV, look=look)
     low, high = style.dose_range_nGy
     dose = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     heel = float(rng.uniform(*style.heel_range) * rng.choice([-1.0, 1.0]))
     spectrum = tube_spectrum(style.kvp, style.cu_mm)
     return DomainSettings(domain=domain, dose_nGy=dose, heel=heel, kvp=style.kvp,
-                          effective_energy_keV=spectrum.mean_energy_keV)
+                          effective_energy_keV=spectrum.mean_energy_keV, look=look)
 
 
 @dataclass
@@ -124,13 +78,13 @@ class DomainRendering:
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,
                   noise_rng: np.random.Generator | None) -> DomainRendering:
     """Render line integrals (rows, cols, materials; g/cm^2) in a domain; noise_rng=None: noise-free."""
-    check_domain(settings.domain)
-    style = DOMAIN_STYLES[settings.domain]
+    style = domain_style(settings.domain, settings.look)
+    extras: dict = {}
     if isinstance(style, SimulatorStyle):
         image = _render_simulator(line_integrals, style, pixel_spacing_mm, noise_rng)
     else:
-        image = _render_clinical(line_integrals, style, settings, pixel_spacing_mm, noise_rng)
-    return DomainRendering(image=image.astype(np.float32), settings=settings)
+        image = _render_clinical(line_integrals, style, settings, pixel_spacing_mm, noise_rng, extras)
+    return DomainRendering(image=image.astype(np.float32), settings=settings, extras=extras)
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
@@ -147,8 +101,11 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
         factors = (line_integrals.shape[0] / transmission.shape[0], line_integrals.shape[1] / transmission.shape[1])
         transmission = ndimage.zoom(transmission, factors, order=1)
         transmission = transmission[: line_integrals.shape[0], : line_integrals.shape[1]]
-    veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
-    hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
+    if style.veil_from_object:
+        hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm)
+    else:
+        veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
+        hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
     if style.blur_px > 0:
         hazy = ndimage.gaussian_filter(hazy, style.blur_px, mode="nearest")
     attenuation = -np.log(np.clip(hazy, 1e-6, None))
@@ -172,13 +129,16 @@ def _band_decomposition(image: np.ndarray, sigmas_px) -> tuple[list[np.ndarray],
 
 
 def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSettings,
-                     pixel_spacing_mm, noise_rng):
+                     pixel_spacing_mm, noise_rng, extras: dict):
     response = detector_response(tube_spectrum(style.kvp, style.cu_mm))
     primary = polychromatic_transmission(line_integrals, response)
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
-    scatter = style.scatter_to_primary * ndimage.gaussian_filter(
-        primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
+    if style.scatter_from_object:
+        scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm)
+    else:
+        scatter = style.scatter_to_primary * ndimage.gaussian_filter(
+            primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
     signal = (primary + scatter) * heel[None, :]  # relative to the open field
     # automatic exposure control: the central half of the field receives the mode's air kerma
     centre = signal[rows // 4: rows - rows // 4, cols // 4: cols - cols // 4]
@@ -195,21 +155,64 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     # window from the noise-free image so noisy and clean share one display mapping
     clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, style.detector_blur_px,
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
-    processed = _equalise(log_image, style)
-    processed_clean = processed if noise_rng is None else _equalise(clean_log, style)
-    low = float(np.percentile(processed_clean, 0.5))
-    high = float(np.percentile(processed_clean, 99.8))
+    processed = _equalise(log_image, style, pixel_spacing_mm)
+    processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
+    if style.window_on_anatomy:
+        low, high = _anatomy_window(processed_clean, clean_log)
+    else:
+        low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
+    # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
+    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     return _sigmoid_lut(x, style.lut_slope)
 
 
-def _equalise(log_image: np.ndarray, style: ClinicalStyle) -> np.ndarray:
+def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float) -> np.ndarray:
+    """Scatter (or a simulator's veil) from the object: a Gaussian kernel over sources P * ln(1/P), none in air.
+
+    Single scatter leaves the object roughly in proportion to the primary and the path length through
+    it (Love & Kruger 1987, Med Phys 14:178: convolution scatter estimates weighted by the object's
+    thickness); the amount is set so that the median veil-to-primary ratio over the anatomy is `ratio`
+    (for scatter, the SPR: 0.2-0.6 for a head with an anti-scatter grid, PHYSICS.md).
+    """
+    depth = -np.log(np.clip(primary, 1e-9, None))
+    spread = ndimage.gaussian_filter(primary * depth, sigma_mm / pixel_spacing_mm, mode="nearest")
+    anatomy = depth > ANATOMY_MIN_ATTENUATION
+    if not anatomy.any() or ratio == 0:
+        return np.zeros_like(primary)
+    median = float(np.median(spread[anatomy] / np.clip(primary[anatomy], 1e-12, None)))
+    return ratio / max(median, 1e-12) * spread
+
+
+def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple[float, float]:
+    """Display window from the anatomy only (exposure recognition): the direct-exposure field goes black."""
+    anatomy = clean_log > ANATOMY_MIN_ATTENUATION
+    if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
+        values = processed_clean.ravel()
+        return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
+    low = max(float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[0])),
+              float(np.percentile(processed_clean[~anatomy], 75.0)))  # direct exposure saturates black
+    high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
+    return low, max(high, low + 1e-6)
+
+
+def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
     """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass."""
-    bands, residual = _band_decomposition(log_image, (1.0, 2.0, 4.0, 8.0, 16.0))
+    scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
+    if style.band_scales_in_mm:
+        scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
+    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM])
     out = style.base_gain * residual
     for gain, band in zip(style.band_gains, bands):
-        out = out + gain * band
+        out = out + gain * _compress(band, style.band_exponent, style.band_knee)
     return out
+
+
+def _compress(band: np.ndarray, exponent: float, knee: float) -> np.ndarray:
+    """MUSICA's band non-linearity knee * sign(b) * (|b| / knee)^p: small details up, large edges down (p < 1)."""
+    if exponent == 1.0:
+        return band
+    return knee * np.sign(band) * (np.abs(band) / knee) ** exponent
 
 
 def _sigmoid_lut(x: np.ndarray, slope: float, centre: float = 0.5) -> np.ndarray:

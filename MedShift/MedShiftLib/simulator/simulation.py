@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
-from .cone_beam_projector import (
-    ANGLE_LIMIT_DEG,
-    DEFAULT_DETECTOR_WIDTH_MM,
-    CArmGeometry,
-    ConeBeamProjector,
-    MaterialVolume,
-    check_angles,
-)
-from .domain_rendering import SIMULATOR_DOMAINS, DomainSettings, draw_domain_settings, render_domain, to_uint16
-from .head_phantom import make_head_phantom
+from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
+from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16
+from .domain_styles import DEFAULT_LOOK, check_look, domain_style
+from .domains import SIMULATOR_DOMAINS
+from .subjects import SubjectSource, ct_grid_size
+from .views import ViewOptions, angle_limit, draw_view, seeded_rng
 
 MANIFEST_COLUMNS = ("file", "domain", "subject", "view", "lao_rao_deg", "cranial_caudal_deg", "dose_nGy",
                     "kvp", "seed", "cu_mm", "effective_energy_keV", "heel", "sid_mm", "sod_mm",
-                    "pixel_spacing_mm", "rows", "cols", "phantom", "clean_file")
+                    "pixel_spacing_mm", "rows", "cols", "phantom", "clean_file", "view_kind", "head_scale", "look")
 
 
 def image_name(subject: int, view: int) -> str:
@@ -42,23 +38,10 @@ def default_phantom_grid(size: int) -> int:
     return int(min(224, max(64, round(size * 0.625))))
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
-
-
-def subject_volume(seed: int, subject: int, grid_size: int, ct_volume: MaterialVolume | None = None
-                   ) -> MaterialVolume:
-    """The material volume of one subject: its procedural phantom, or the given CT volume."""
-    if ct_volume is not None:
-        return ct_volume
-    return make_head_phantom(_rng(seed, subject), grid_size)
-
-
 def view_angles(seed: int, subject: int, view: int) -> tuple[float, float]:
-    """LAO/RAO and cranial/caudal angles (deg, 0.1-deg steps, within -40..40) of one view."""
-    rng = _rng(seed, subject, view, 0)
-    lao, cran = np.round(rng.uniform(-ANGLE_LIMIT_DEG, ANGLE_LIMIT_DEG, 2), 1)
-    return float(lao), float(cran)
+    """LAO/RAO and cranial/caudal angles (deg, 0.1-deg steps, within -40..40) of one C-arm view."""
+    _, lao, cran = draw_view(seed, subject, view, "c-arm")
+    return lao, cran
 
 
 @dataclass
@@ -72,27 +55,29 @@ class RenderedView:
 
 
 def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int, subject: int, view: int,
-                domains: tuple[str, ...] = SIMULATOR_DOMAINS, clean: bool = True) -> RenderedView:
+                domains: tuple[str, ...] = SIMULATOR_DOMAINS, clean: bool = True,
+                look: str = DEFAULT_LOOK) -> RenderedView:
     """Project one view once and render it in every domain (and noise-free when clean=True)."""
     line_integrals = projector.project(geometry)
     images, clean_images, settings = {}, {}, {}
     for domain in domains:
         d = SIMULATOR_DOMAINS.index(domain)
-        setting = draw_domain_settings(domain, _rng(seed, subject, view, 1, d))
+        setting = draw_domain_settings(domain, seeded_rng(seed, subject, view, 1, d), look)
         settings[domain] = setting
         images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm,
-                                       _rng(seed, subject, view, 2, d)).image
+                                       seeded_rng(seed, subject, view, 2, d)).image
         if clean:
             clean_images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm, None).image
     return RenderedView(geometry=geometry, images=images, clean_images=clean_images, settings=settings)
 
 
-def _write_png_atomically(path: Path, image_uint16: np.ndarray) -> None:
-    """Write a 16-bit greyscale PNG through a temporary file and os.replace."""
+def _write_png_atomically(path: Path, image_uint16: np.ndarray, pixel_spacing_mm: float | None = None) -> None:
+    """Write a 16-bit greyscale PNG (with its pixel size in the pHYs chunk) through a temporary file."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image_uint16).save(buffer, format="PNG")
+    options = {} if pixel_spacing_mm is None else {"dpi": (25.4 / pixel_spacing_mm,) * 2}
+    Image.fromarray(image_uint16).save(buffer, format="PNG", **options)
     write_bytes_atomically(path, buffer.getvalue())
 
 
@@ -104,53 +89,76 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _as_tuple(value) -> tuple:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, (str, Path, float, int)) else tuple(value)
+
+
+def subject_source(seed: int, size: int, views: ViewOptions, ct_paths=(), phantom_grid: int | None = None,
+                   phantoms_fraction: float = 0.0, vary_anatomy: bool = True, device: str = "cpu") -> SubjectSource:
+    """The subjects of a data set rendered at `size` px with `views` (CT grid fine enough for its pixels)."""
+    grid = phantom_grid or default_phantom_grid(size)
+    ct_grid = ct_grid_size(grid, views.smallest_spacing(size), views.sid_mm / views.sod_mm)
+    return SubjectSource(seed, grid, tuple(str(p) for p in _as_tuple(ct_paths)), ct_grid, phantoms_fraction,
+                         vary_anatomy, device)
+
+
 def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int, size: int, seed: int,
-                     ct_path: str | None = None, clean: bool = False, pixel_spacing_mm: float | None = None,
-                     progress: bool = True, device: str = "cpu", phantom_grid: int | None = None) -> Path:
-    """Simulate `subjects` x `views_per_subject` skull views in the five domains; returns out_dir."""
+                     ct_path=None, clean: bool = False, pixel_spacing_mm=None,
+                     progress: bool = True, device: str = "cpu", phantom_grid: int | None = None,
+                     views: ViewOptions | None = None, phantoms_fraction: float = 0.0,
+                     vary_anatomy: bool = True, look: str = DEFAULT_LOOK) -> Path:
+    """Simulate `subjects` x `views_per_subject` skull views in the five domains; returns out_dir.
+
+    `ct_path`: one CT or several (subjects cycle through them; `phantoms_fraction` of the subjects are
+    procedural phantoms instead); `pixel_spacing_mm`: one detector pitch or several (one drawn per view),
+    overriding `views.pixel_spacings_mm`.
+    """
     if subjects < 1 or views_per_subject < 1:
         raise DataFolderError(f"need at least one subject and one view (got {subjects} subjects, "
                               f"{views_per_subject} views)")
     if size < 16:
         raise DataFolderError(f"image size {size} px is too small; use at least 16 (e.g. 256)")
+    check_look(look)
+    views = views or ViewOptions()
+    if pixel_spacing_mm is not None:
+        views = replace(views, pixel_spacings_mm=tuple(float(v) for v in _as_tuple(pixel_spacing_mm)))
+    source = subject_source(seed, size, views, ct_path, phantom_grid, phantoms_fraction, vary_anatomy, device)
+    source.load_all()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spacing = pixel_spacing_mm if pixel_spacing_mm is not None else DEFAULT_DETECTOR_WIDTH_MM / size
-    grid = phantom_grid or default_phantom_grid(size)
-    ct_volume, phantom_name = None, "procedural"
-    if ct_path is not None:
-        from .ct_volume import read_ct_volume
-
-        ct_volume, phantom_name = read_ct_volume(ct_path, grid_size=max(grid, 128)), Path(ct_path).name
 
     from tqdm import tqdm
 
     rows_out = []
     bar = tqdm(total=subjects * views_per_subject, desc="simulating views", unit="view", disable=not progress)
     for subject in range(subjects):
-        projector = ConeBeamProjector(subject_volume(seed, subject, grid, ct_volume), device=device)
+        person = source.subject(subject)
+        projector = ConeBeamProjector(person.volume, device=device)
         for view in range(views_per_subject):
-            lao, cran = view_angles(seed, subject, view)
-            check_angles(lao, cran)
-            geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=size, cols=size,
-                                    pixel_spacing_mm=spacing)
-            rendered = render_view(projector, geometry, seed, subject, view, clean=clean)
-            name = image_name(subject, view)
+            kind, geometry = views.geometry(seed, subject, view, size)
+            rendered = render_view(projector, geometry, seed, subject, view, clean=clean, look=look)
+            name, spacing = image_name(subject, view), geometry.pixel_spacing_mm
             for domain in SIMULATOR_DOMAINS:
-                _write_png_atomically(out / domain / name, to_uint16(rendered.images[domain]))
+                _write_png_atomically(out / domain / name, to_uint16(rendered.images[domain]), spacing)
                 clean_file = ""
                 if clean:
                     clean_file = f"clean/{domain}/{name}"
-                    _write_png_atomically(out / clean_file, to_uint16(rendered.clean_images[domain]))
+                    _write_png_atomically(out / clean_file, to_uint16(rendered.clean_images[domain]), spacing)
                 s = rendered.settings[domain]
                 rows_out.append({
                     "file": f"{domain}/{name}", "domain": domain, "subject": f"s{subject:04d}",
-                    "view": view, "lao_rao_deg": lao, "cranial_caudal_deg": cran, "dose_nGy": s.dose_nGy,
+                    "view": view, "lao_rao_deg": geometry.lao_rao_deg,
+                    "cranial_caudal_deg": geometry.cranial_caudal_deg, "dose_nGy": s.dose_nGy,
                     "kvp": s.kvp, "seed": seed,
-                    "cu_mm": None if s.kvp is None else _clinical_cu(domain),
+                    "cu_mm": None if s.kvp is None else _clinical_cu(domain, look),
                     "effective_energy_keV": s.effective_energy_keV, "heel": s.heel if s.kvp else None,
                     "sid_mm": geometry.sid_mm, "sod_mm": geometry.sod_mm, "pixel_spacing_mm": spacing,
-                    "rows": size, "cols": size, "phantom": phantom_name, "clean_file": clean_file})
+                    "rows": size, "cols": size, "phantom": person.source, "clean_file": clean_file,
+                    "view_kind": kind,
+                    "head_scale": None if person.variation is None else person.variation.head_scale,
+                    "look": look})
             bar.update(1)
     bar.close()
     text = io.StringIO()
@@ -162,40 +170,35 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
     return out
 
 
-def _clinical_cu(domain: str) -> float:
-    from .domain_rendering import DOMAIN_STYLES
-
-    return DOMAIN_STYLES[domain].cu_mm
+def _clinical_cu(domain: str, look: str) -> float:
+    return domain_style(domain, look).cu_mm
 
 
-def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 256, ct_path: str | None = None,
+def simulate_view(seed: int = 0, subject: int = 0, view: int = 0, size: int = 256, ct_path=None,
                   lao_rao_deg: float | None = None, cranial_caudal_deg: float | None = None, device: str = "cpu",
-                  clean: bool = True) -> RenderedView:
+                  clean: bool = True, views: ViewOptions | None = None, vary_anatomy: bool = True,
+                  look: str = DEFAULT_LOOK) -> RenderedView:
     """One subject and view of the simulated data set, in memory, in all five domains."""
-    grid = default_phantom_grid(size)
-    ct_volume = None
-    if ct_path is not None:
-        from .ct_volume import read_ct_volume
-
-        ct_volume = read_ct_volume(ct_path, grid_size=max(grid, 128))
-    lao, cran = view_angles(seed, subject, view)
-    lao = lao if lao_rao_deg is None else float(lao_rao_deg)
-    cran = cran if cranial_caudal_deg is None else float(cranial_caudal_deg)
-    check_angles(lao, cran)
-    geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=size, cols=size,
-                            pixel_spacing_mm=DEFAULT_DETECTOR_WIDTH_MM / size)
-    projector = ConeBeamProjector(subject_volume(seed, subject, grid, ct_volume), device=device)
-    return render_view(projector, geometry, seed, subject, view, clean=clean)
+    views = views or ViewOptions()
+    kind, geometry = views.geometry(seed, subject, view, size)
+    lao = geometry.lao_rao_deg if lao_rao_deg is None else float(lao_rao_deg)
+    cran = geometry.cranial_caudal_deg if cranial_caudal_deg is None else float(cranial_caudal_deg)
+    check_angles(lao, cran, angle_limit(kind))
+    geometry = replace(geometry, lao_rao_deg=lao, cranial_caudal_deg=cran)
+    person = subject_source(seed, size, views, ct_path, vary_anatomy=vary_anatomy, device=device).subject(subject)
+    return render_view(ConeBeamProjector(person.volume, device=device), geometry, seed, subject, view, clean=clean,
+                       look=look)
 
 
 def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, view: int = 0, size: int = 256,
-                        ct_path: str | None = None, lao_rao_deg: float | None = None,
-                        cranial_caudal_deg: float | None = None, device: str = "cpu") -> Path:
+                        ct_path=None, lao_rao_deg: float | None = None,
+                        cranial_caudal_deg: float | None = None, device: str = "cpu",
+                        views: ViewOptions | None = None, look: str = DEFAULT_LOOK) -> Path:
     """Write a PNG showing one subject and view in all five domains side by side, with labels."""
     from PIL import Image, ImageDraw
 
     rendered = simulate_view(seed, subject, view, size, ct_path, lao_rao_deg, cranial_caudal_deg, device,
-                             clean=False)
+                             clean=False, views=views, look=look)
     lao, cran = rendered.geometry.lao_rao_deg, rendered.geometry.cranial_caudal_deg
     label_height, gap = 22, 4
     strip = Image.new("L", (len(SIMULATOR_DOMAINS) * (size + gap) - gap, size + label_height), 255)

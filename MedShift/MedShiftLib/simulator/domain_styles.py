@@ -1,0 +1,106 @@
+"""The parameters of each simulator domain, in two looks: "radiograph" (default) and "legacy".
+
+- radiograph: scatter (and the simulator domains' veil) comes from the object only, the display
+  window is set on the anatomy (direct exposure black), the detail bands are compressed as in
+  multi-scale contrast equalisation (MUSICA) and their scales are fixed in mm: real heads look like
+  skull radiographs (docs/simulator.md, "The look").
+- legacy: the renderer the bundled model was trained on (until it is retrained): a veil and scatter
+  that blur the open field into the head, the window over the whole image, linear bands in pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import DomainError
+from .domains import SIMULATOR_DOMAINS
+
+LOOKS = ("radiograph", "legacy")
+DEFAULT_LOOK = "radiograph"
+
+
+@dataclass(frozen=True)
+class SimulatorStyle:
+    """Parameters of a simulator-style (synthetic) domain."""
+
+    effective_energy_keV: float
+    haze_strength: float  # radiograph: median veil-to-primary ratio over the anatomy; legacy: veil weight
+    haze_sigma_mm: float
+    render_scale: float  # 0.5: rendered at half resolution and upsampled
+    blur_px: float
+    white_noise_std: float  # in display units, after the display mapping
+    display_range: tuple[float, float]  # display values of zero and of the reference attenuation
+    veil_from_object: bool = True  # False (legacy): the veil blurs the whole transmission, open field included
+
+
+@dataclass(frozen=True)
+class ClinicalStyle:
+    """Parameters of a clinical (angiography system) domain."""
+
+    kvp: float
+    cu_mm: float
+    dose_range_nGy: tuple[float, float]  # detector air kerma per frame behind the head (AEC)
+    detector_blur_px: float
+    scatter_to_primary: float
+    scatter_sigma_mm: float
+    electronic_noise_quanta: float
+    heel_range: tuple[float, float]  # relative intensity change across the field
+    band_gains: tuple[float, ...]  # gains of the detail bands (sigma BAND_SIGMAS_MM, or 1-16 px in legacy)
+    base_gain: float  # gain of the residual low-pass (< 1 compresses the dynamic range)
+    lut_slope: float  # steepness of the sigmoid display LUT
+    band_exponent: float = 1.0  # p of the band non-linearity (1: linear bands)
+    band_knee: float = 0.05  # band amplitude (log units) that p < 1 leaves unchanged
+    scatter_from_object: bool = True  # False (legacy): SPR times the blurred primary, open field included
+    window_on_anatomy: bool = True  # False (legacy): window over the whole image
+    band_scales_in_mm: bool = True  # False (legacy): bands at 1-16 px whatever the pixel size
+
+
+_SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
+_CLINICAL = dict(scatter_to_primary=0.4, scatter_sigma_mm=40.0, electronic_noise_quanta=3.0, heel_range=(0.05, 0.15))
+_FLUORO = dict(detector_blur_px=1.0, band_gains=(1.0, 1.6, 1.9, 1.6, 1.2), base_gain=0.4, lut_slope=5.0,
+               band_exponent=0.7)
+
+DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
+    "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
+                              display_range=(0.06, 0.78), **_SIM),
+    "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
+                               display_range=(0.05, 0.82), **_SIM),
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), **_FLUORO, **_CLINICAL),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), **_FLUORO, **_CLINICAL),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
+                                       band_gains=(1.8, 2.4, 2.2, 1.8, 1.4), base_gain=0.4, lut_slope=5.5,
+                                       band_exponent=0.7, **_CLINICAL),
+}
+
+_LEGACY_SIM = dict(veil_from_object=False, **_SIM)
+_LEGACY = dict(scatter_from_object=False, window_on_anatomy=False, band_scales_in_mm=False, **_CLINICAL)
+LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
+    "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
+                              display_range=(0.06, 0.78), **_LEGACY_SIM),
+    "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
+                               display_range=(0.05, 0.82), **_LEGACY_SIM),
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), detector_blur_px=1.0,
+                                  band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0, **_LEGACY),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), detector_blur_px=1.0,
+                                     band_gains=(1.0, 1.4, 1.6, 1.4, 1.15), base_gain=0.55, lut_slope=6.0,
+                                     **_LEGACY),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
+                                       band_gains=(1.8, 2.4, 2.2, 1.7, 1.3), base_gain=0.5, lut_slope=7.0,
+                                       **_LEGACY),
+}
+
+LOOK_STYLES = {"radiograph": DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
+
+
+def check_look(look: str) -> None:
+    """Raise DomainError for a look the simulator does not have."""
+    if look not in LOOK_STYLES:
+        raise DomainError(f"unknown simulator look {look!r}; use one of {', '.join(LOOKS)}")
+
+
+def domain_style(domain: str, look: str = DEFAULT_LOOK) -> SimulatorStyle | ClinicalStyle:
+    """The parameters of a domain in a look; DomainError for an unknown domain or look."""
+    check_look(look)
+    if domain not in DOMAIN_STYLES:
+        raise DomainError(f"unknown simulator domain {domain!r}; the simulator renders: "
+                          f"{', '.join(SIMULATOR_DOMAINS)}")
+    return LOOK_STYLES[look][domain]

@@ -1,0 +1,77 @@
+"""The subjects of a simulated data set: procedural phantoms, real CTs with anatomical variation, or a mix.
+
+Subject k is a phantom when no CT is given, or (with CTs and `phantoms_fraction` f > 0) when its own
+seeded draw falls below f; otherwise it is CT number k mod (number of CTs), varied by its own seeded
+size, proportions, pose and deformation (`anatomical_variation`). Each CT is read once (non-patient
+objects removed) and kept in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .anatomical_variation import NO_VARIATION, AnatomyVariation, draw_variation, vary_hounsfield
+from .cone_beam_projector import MaterialVolume
+from .head_phantom import make_head_phantom
+from .views import SimulationOptionError, seeded_rng
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject's material volume, where it came from and how it was varied."""
+
+    volume: MaterialVolume
+    source: str  # "procedural" or the CT's file name
+    variation: AnatomyVariation | None  # None for a phantom
+
+
+class SubjectSource:
+    """Makes subject k of a data set from phantoms and/or CTs (see the module docstring)."""
+
+    def __init__(self, seed: int, phantom_grid: int, ct_paths: tuple[str, ...] = (), ct_grid: int = 192,
+                 phantoms_fraction: float = 0.0, vary_anatomy: bool = True, device: str = "cpu") -> None:
+        if not 0.0 <= phantoms_fraction <= 1.0:
+            raise SimulationOptionError(f"phantoms fraction {phantoms_fraction:g} must be within 0..1")
+        self.seed, self.phantom_grid, self.ct_grid = seed, phantom_grid, ct_grid
+        self.ct_paths = tuple(str(p) for p in ct_paths)
+        self.phantoms_fraction = phantoms_fraction if self.ct_paths else 1.0
+        self.vary_anatomy, self.device = vary_anatomy, device
+        self._cts: dict[str, tuple[np.ndarray, tuple[float, float, float]]] = {}
+
+    def _hounsfield(self, path: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+        if path not in self._cts:
+            from .ct_volume import read_ct_hounsfield
+
+            self._cts[path] = read_ct_hounsfield(path, grid_size=self.ct_grid)
+        return self._cts[path]
+
+    def load_all(self) -> None:
+        """Read every CT now, so a bad file is reported before any image is written."""
+        for path in self.ct_paths:
+            self._hounsfield(path)
+
+    def is_phantom(self, subject: int) -> bool:
+        """Whether subject k is a procedural phantom."""
+        if self.phantoms_fraction >= 1.0:
+            return True
+        return self.phantoms_fraction > 0 and seeded_rng(self.seed, subject, 6).uniform() < self.phantoms_fraction
+
+    def subject(self, subject: int) -> Subject:
+        """Subject k's material volume."""
+        if self.is_phantom(subject):
+            return Subject(make_head_phantom(seeded_rng(self.seed, subject), self.phantom_grid), "procedural", None)
+        from .ct_volume import volume_from_hounsfield
+
+        path = self.ct_paths[subject % len(self.ct_paths)]
+        hu, spacing = self._hounsfield(path)
+        variation = draw_variation(seeded_rng(self.seed, subject, 7)) if self.vary_anatomy else NO_VARIATION
+        varied = hu if variation.is_identity else vary_hounsfield(hu, spacing, variation, self.device)
+        return Subject(volume_from_hounsfield(varied, spacing), Path(path).name, variation)
+
+
+def ct_grid_size(phantom_grid: int, smallest_pixel_mm: float, magnification: float) -> int:
+    """CT grid (voxels along the longest side, 128-256) fine enough for the pixel size at the isocentre."""
+    wanted = int(round(240.0 / max(smallest_pixel_mm / magnification, 1e-3)))  # a ~240 mm head field
+    return int(np.clip(wanted, max(phantom_grid, 128), 256))
