@@ -1,8 +1,9 @@
 """The `medshift` command: translate, info, train, simulate, demo, evaluate, domain-contrast.
 
 Errors a user can fix print one line (`medshift: error: ...`) and exit with status 2; `--debug` shows
-the traceback instead. Exit status 3 means the GPU ran out of memory, 130 that the run was interrupted
-or cancelled (`--cancel-file`).
+the traceback instead. Exit status 1 means some inputs of a batch were not translated (each named on
+its own line) or the system refused (disk full), 3 that the GPU ran out of memory, 130 that the run was
+interrupted or cancelled (`--cancel-file`), 143 that it was terminated; see cli_errors.py.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .errors import MedShiftError, TranslationCancelled
+from .cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, run_guarded
+from .errors import MedShiftError
+from .pipeline.output_plan import OUTPUT_FORMATS
 from .settings import COMMAND_LINE_OPTIONS, DEFAULTS, PRESETS, SCHEDULES, SOLVERS, TranslationSettings
 
 SETTINGS_FIELDS = {f.name: f for f in fields(TranslationSettings)}
-EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY, EXIT_INTERRUPTED = 2, 3, 130
+MIN_SIMULATED_SIZE, MAX_SIMULATED_SIZE = 16, 4096
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "main"]
 
 
 def _add_translation_options(p: argparse.ArgumentParser) -> None:
@@ -79,9 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate radiograph files", description=(
         "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF) from --source to --target; "
-        "one output per input in --out, same file name and format."))
+        "one output per input in --out, same file name and format. A bad input is reported and the others "
+        "are still translated; the exit status is then 1."))
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist already (default: skip them, and exit with status 1)")
+    p.add_argument("--format", dest="output_format", choices=tuple(OUTPUT_FORMATS),
+                   help="write every output in this format instead of its input's (e.g. nrrd for a float TIFF)")
     p.add_argument("--frame", type=int, default=None, help="frame of a multi-frame (cine) DICOM to translate")
     _add_translation_options(p)
     p.add_argument("--machine-progress", action="store_true",
@@ -98,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a data folder (one sub-folder per domain)")
     from .training.config import add_training_arguments
     add_training_arguments(p)
+    p.add_argument("--processes", type=int, default=1,
+                   help="train in this many processes on this machine (one per GPU with --device cuda), like "
+                        "`torchrun --standalone --nproc_per_node N`, with one-line errors")
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
     p.add_argument("out_dir", metavar="OUT_DIR")
@@ -184,27 +196,36 @@ def _emit(kind: str, value: object) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    """`medshift translate`."""
+    """`medshift translate`: each output's path is printed as it is written, each failure as one line naming
+    its input, then a summary; exit status 1 when an input was skipped or failed."""
     from .engine.ode_solvers import CancelToken
     from .pipeline.file_translation import collect_inputs, translate_files
     machine = args.machine_progress
     if machine:
         _emit("PID", os.getpid())
+
+    def on_outcome(kind: str, source: Path, detail: Path | str) -> None:
+        if kind == "written" and machine:
+            _emit("OUTPUT", detail)
+        elif kind == "written":
+            print(detail, flush=True)
+        else:
+            if machine:
+                _emit("ERROR", " ".join(str(detail).split()))
+            print(f"medshift: {'skipped' if kind == 'skipped' else 'error'}: {detail}", file=sys.stderr, flush=True)
+
     settings = settings_from_arguments(args)
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
-    written = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
-                              frame=args.frame, progress_factory=None if machine else _progress_printer,
-                              cancel=CancelToken(args.cancel_file),
-                              progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
-                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None)
-    for path in written:
-        if machine:
-            _emit("OUTPUT", path)
-        else:
-            print(path)
-    print(f"translated {len(written)} image(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
+    report = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
+                             frame=args.frame, progress_factory=None if machine else _progress_printer,
+                             cancel=CancelToken(args.cancel_file),
+                             progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
+                             on_device=(lambda text: _emit("DEVICE", text)) if machine else None,
+                             overwrite=args.overwrite, output_format=args.output_format, on_outcome=on_outcome)
+    print(f"medshift: {report.summary()} of {len(files)} input(s) in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return EXIT_FAILED if report.failed or report.skipped else 0
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -241,6 +262,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     """`medshift simulate`."""
     from .simulator.simulation import render_domain_strip, simulate_dataset
+    _check_simulate_options(args)
     if args.preview:
         try:
             print(render_domain_strip(args.preview, seed=args.seed, size=args.size, ct_path=args.ct,
@@ -257,9 +279,29 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """`medshift train`."""
-    from .training.distributed import ProcessPlace
+def _check_simulate_options(args: argparse.Namespace) -> None:
+    """MedShiftError for `medshift simulate` options that cannot work, before anything is rendered."""
+    from .atomic_files import check_writable_folder
+    from .engine.devices import resolve_device
+    if not MIN_SIMULATED_SIZE <= args.size <= MAX_SIMULATED_SIZE:
+        raise MedShiftError(f"--size {args.size}: the simulator renders {MIN_SIMULATED_SIZE}..{MAX_SIMULATED_SIZE} "
+                            "pixels a side (256 matches the bundled model)")
+    if args.subjects < 0 or args.views_per_subject < 1:
+        raise MedShiftError("--subjects must be 0 or more and --views-per-subject at least 1")
+    resolve_device(args.device)  # MedShiftError naming the fix when CUDA is asked for but absent
+    out = Path(args.out_dir)
+    if args.subjects and out.exists() and not out.is_dir():
+        raise MedShiftError(f"OUT_DIR {out} is a file, not a folder; give a folder for the data set")
+    if args.subjects:
+        check_writable_folder(out)
+
+
+def run_train(args: argparse.Namespace, argv: list[str]) -> int:
+    """`medshift train` (with --processes N, N processes started here, each running it without --processes)."""
+    from .training.distributed import ProcessPlace, launched_by_torchrun
+    if args.processes != 1 and not launched_by_torchrun():
+        from .training.launcher import launch_training_processes, without_processes_option
+        return launch_training_processes(without_processes_option(argv), args.processes)
     from .training.run import train_from_arguments
     best = train_from_arguments(args)
     if ProcessPlace.from_environment().rank == 0:  # under torchrun, one line from the writing process
@@ -290,12 +332,14 @@ def _parse_pairs(texts: list[str] | None) -> tuple[tuple[str, str], ...] | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """`medshift evaluate`."""
+    from .atomic_files import check_writable_folder
     from .engine.checkpoint import default_model_path, load_checkpoint
     from .engine.devices import resolve_device
     from .evaluation.ddib import load_ddib_models, parse_ddib_models
     from .evaluation.domain_classifier import ClassifierTraining
     from .evaluation.protocol import EvaluationSettings, require_evaluation_packages, run_evaluation
     require_evaluation_packages()
+    check_writable_folder(args.out)  # an unwritable --out fails now, not after the evaluation
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.model or default_model_path(), device)
     ddib = load_ddib_models(parse_ddib_models(args.ddib_models), info.domains, info.resolution, device)
@@ -321,7 +365,7 @@ def run_domain_contrast(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"translate": run_translate, "info": run_info, "train": run_train, "simulate": run_simulate,
+COMMANDS = {"translate": run_translate, "info": run_info, "simulate": run_simulate,
             "demo": run_demo, "evaluate": run_evaluate, "domain-contrast": run_domain_contrast}
 
 
@@ -329,29 +373,23 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `medshift` command."""
     args = build_parser().parse_args(argv)
     machine = getattr(args, "machine_progress", False)
-    try:
-        return COMMANDS[args.command](args)
-    except TranslationCancelled:
-        print("medshift: cancelled; nothing more was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except MedShiftError as exc:
-        if args.debug:
-            raise
-        if machine:
-            _emit("ERROR", " ".join(str(exc).split()))
-        print(f"medshift: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("medshift: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if type(exc).__name__ != "OutOfMemoryError" or args.debug:  # torch.cuda.OutOfMemoryError
-            raise
-        message = "out of GPU memory; use --device cpu, or a smaller --tile-size"
-        if machine:
-            _emit("ERROR", message)
-        print(f"medshift: error: {message}", file=sys.stderr)
-        return EXIT_OUT_OF_MEMORY
+    if args.command == "train":
+        argv = list(sys.argv[1:] if argv is None else argv)
+        return run_guarded(lambda: run_train(args, argv), args.debug, voice=_training_voice)
+    return run_guarded(lambda: COMMANDS[args.command](args), args.debug, machine)
+
+
+def _training_voice(exc: BaseException) -> str | None:
+    """Under torchrun rank 0 prints the errors every process meets in the common setup; after it, each process
+    prints its own (named), and none prints the echo of another's failure."""
+    from .cli_errors import is_peer_failure
+    from .training.distributed import setup_finished
+    rank = os.environ.get("RANK", "0")
+    if rank in ("", "0"):
+        return "medshift"
+    if is_peer_failure(exc) or not setup_finished():
+        return None
+    return f"medshift (process {rank})"
 
 
 if __name__ == "__main__":
