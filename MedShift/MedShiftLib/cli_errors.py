@@ -20,7 +20,8 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from .errors import MedShiftError, TranslationCancelled
 
@@ -59,20 +60,31 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def install_signal_handlers() -> None:
-    """Turn SIGTERM into the Terminated exception (main thread only; elsewhere nothing changes)."""
+@contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """Within the block SIGTERM raises Terminated (main thread only; elsewhere nothing changes)."""
     try:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread
-        pass
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def plain_warnings() -> None:
-    """Show warnings as `medshift: warning: text` lines, without the source file and line."""
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Within the block warnings show as `medshift: warning: text` lines, without the source file and line."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"medshift: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 
-    warnings.showwarning = show
+    previous, warnings.showwarning = warnings.showwarning, show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -117,10 +129,12 @@ def run_guarded(command: Callable[[], int], debug: bool, machine: bool = False, 
     """Run a sub-command and turn every error a user can meet into one line and an exit status.
 
     `voice(exc)` names this process in the line, or silences it (torchrun ranks other than 0, cli.py)."""
-    if not debug:
-        plain_warnings()
-    install_signal_handlers()
+    with terminate_as_exception(), plain_warnings() if not debug else nullcontext():
+        return _run(command, debug, machine, voice)
 
+
+def _run(command: Callable[[], int], debug: bool, machine: bool, voice: Voice | None) -> int:
+    """run_guarded's body, inside its signal handler and warning format."""
     def name(exc: BaseException) -> str | None:
         return "medshift" if voice is None else voice(exc)
 

@@ -300,6 +300,8 @@ def _png_tiff_pixels(pixels: np.ndarray, path: Path, fmt: str) -> np.ndarray:
     """Pixels as uint8/uint16 when that stores them exactly, else InputImageError (see the module docstring)."""
     if pixels.dtype == np.uint8 or pixels.dtype == np.bool_:
         return pixels.astype(np.uint8)
+    if pixels.dtype.kind in "iu" and pixels.size and pixels.min() >= 0 and pixels.max() <= 65535:
+        return pixels.astype(np.uint16, copy=False)  # whole numbers already: no float64 copy of a large image
     values = pixels.astype(np.float64)
     finite = bool(np.all(np.isfinite(values)))
     if finite and np.all(values == np.rint(values)) and values.min() >= 0 and values.max() <= 65535:
