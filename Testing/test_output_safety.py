@@ -195,3 +195,14 @@ def test_the_plan_refuses_an_out_that_is_a_file_and_outputs_landing_on_another_i
     with pytest.raises(OutputPlanError, match="no input is overwritten"):
         plan_outputs([_png(tmp_path / "in" / "b.png"), a], tmp_path / "out", output_format="png")  # fine
         plan_outputs([a, tmp_path / "in" / "b.png"], tmp_path / "in", output_format="png")
+
+
+def test_a_skipped_output_changes_no_other_images_noise(tmp_path, model):
+    inputs = [_png(tmp_path / "in" / "first.png"), _png(tmp_path / "in" / "second.png", seed=1)]
+    noisy = ["--noise-renewal", "1", "--seed", "3"]
+    assert _translate(model, *inputs, "--out", tmp_path / "all", *noisy) == 0
+    (tmp_path / "rerun").mkdir()
+    (tmp_path / "rerun" / "first.png").write_bytes(b"kept")
+    assert _translate(model, *inputs, "--out", tmp_path / "rerun", *noisy) == 1  # first skipped
+    assert np.array_equal(read_radiograph(tmp_path / "all" / "second.png").pixels,
+                          read_radiograph(tmp_path / "rerun" / "second.png").pixels)

@@ -101,8 +101,8 @@ def translate_files(
     to_translate = [plan for plan in plans if not plan.skip_reason]
     per_file = 2 * settings.steps
     for index, plan in enumerate(to_translate):
-        try:
-            output = _translate_one(plan, index, model, info, settings, frame, overwrite, cancel,
+        try:  # noise seeds follow the input's place in the whole run, so skipping outputs changes no other result
+            output = _translate_one(plan, plans.index(plan), model, info, settings, frame, overwrite, cancel,
                                     _file_progress(plan.input, index, per_file, len(to_translate), progress_factory,
                                                    progress))
         except (InputImageError, OutputPlanError) as exc:
@@ -115,7 +115,8 @@ def translate_files(
         except (MedShiftError, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS:
                 raise  # the disk is full or gone: every later file would fail the same way
-            tell("failed", plan.input, str(exc))
+            tell("failed", plan.input, str(exc) if isinstance(exc, MedShiftError)
+                 else f"{exc.filename or plan.input}: {exc.strerror or exc}")
         else:
             tell("written", plan.input, output)
     return report
