@@ -513,13 +513,21 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         return [self.translateVolume(node, settings, **kwargs) for node in inputNodes]
 
     def translateFiles(self, pathsOrFolder, outDir, settings: TranslationSettings, modelPath=None, device="auto",
-                       frame=None):
-        """Translate image files (or every image in folders) into outDir, same names and formats; returns paths."""
+                       frame=None, overwrite=False):
+        """Translate image files (or every image in folders) into outDir, same names and formats; returns paths.
+
+        Every input is tried; when some could not be translated (or their outputs exist and overwrite is
+        False) a MedShiftError lists them after the others were written."""
+        from MedShiftLib.errors import MedShiftError
         from MedShiftLib.pipeline.file_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
-        return translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath, device=device,
-                               frame=frame)
+        report = translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath,
+                                 device=device, frame=frame, overwrite=overwrite)
+        if report.failed or report.skipped:
+            problems = "; ".join(f"{path}: {why}" for path, why in report.skipped + report.failed)
+            raise MedShiftError(f"{report.summary()}: {problems}")
+        return report.written
 
     def projectCT(self, ctNode, primaryAngleDeg=0.0, secondaryAngleDeg=0.0, sourceDetectorDistanceMm=1200.0,
                   detectorPixels=256, domain="sim-low"):

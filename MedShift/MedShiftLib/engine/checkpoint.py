@@ -18,8 +18,11 @@ still read when no statistics file is there.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from ..errors import CheckpointError, DomainError, MedShiftError
 from ..settings import TranslationSettings
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES
-from .network import UNetConfig, VelocityUNet
+from .network import UNetConfig, VelocityUNet, count_parameters
 
 CHECKPOINT_FORMAT = "medshift-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -40,6 +43,7 @@ DEFAULT_INTENSITY = {"mapping": "robust-percentile", "percentiles": list(DEFAULT
                      "convention": "MONOCHROME2"}
 REQUIRED_KEYS = ("format_version", "model_config", "domains", "resolution", "intensity", "provenance")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 8192
 
 
 @dataclass
@@ -96,9 +100,14 @@ class CheckpointInfo:
 
 
 def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Write a safetensors file through a temporary name and rename it into place."""
+    """Write a safetensors file through a temporary name and rename it into place (OSError when the disk refuses)."""
     with atomic_target(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # e.g. "IoError(Os { code: 28, kind: StorageFull, ... })"
+            code = re.search(r"code: (\d+)", str(exc))
+            number = int(code.group(1)) if code else errno.EIO
+            raise OSError(number, os.strerror(number), str(path)) from exc
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: CheckpointInfo) -> Path:
@@ -120,6 +129,12 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
 
 def _read_header(path: Path) -> dict[str, str]:
     """The safetensors string metadata, read without touching the tensor data."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors") if p.name != "training_state.safetensors")
+        inside = (f"it holds {', '.join(found[:4])}{' ...' if len(found) > 4 else ''}" if found
+                  else "it holds no .safetensors file")
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file ({inside}); give the checkpoint "
+                              "file itself, e.g. RUN_DIR/best.safetensors")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass --model with a MedShift .safetensors file")
     size = path.stat().st_size
@@ -162,8 +177,9 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
             or len(set(domains)) != len(domains)):
         raise CheckpointError(f"{path}: 'domains' must be a list of distinct, non-empty names")
     resolution = raw["resolution"]
-    if not isinstance(resolution, int) or resolution <= 0:
-        raise CheckpointError(f"{path}: 'resolution' must be a positive integer")
+    if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise CheckpointError(f"{path}: 'resolution' {resolution!r} is not a whole number of pixels in "
+                              f"{MIN_RESOLUTION}..{MAX_RESOLUTION}; the file is corrupt or not a MedShift checkpoint")
     spacing = raw.get("pixel_spacing_mm")
     if spacing is not None and (not isinstance(spacing, (int, float)) or spacing <= 0):
         raise CheckpointError(f"{path}: 'pixel_spacing_mm' must be a positive number or null")
@@ -175,6 +191,7 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
         raise CheckpointError(f"{path}: invalid model_config ({exc})") from None
     if config.num_domains != len(domains):
         raise CheckpointError(f"{path}: model has {config.num_domains} domain slots but {len(domains)} names")
+    _check_network_fits_file(path, config)
     statistics = None
     if raw.get("domain_contrast") is not None:  # checkpoints written before the statistics file existed
         try:
@@ -184,6 +201,18 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
     return CheckpointInfo(config=config, domains=tuple(domains), resolution=resolution,
                           pixel_spacing_mm=None if spacing is None else float(spacing), intensity=raw["intensity"],
                           provenance=raw["provenance"], format_version=version, statistics=statistics)
+
+
+def _check_network_fits_file(path: Path, config: UNetConfig) -> None:
+    """CheckpointError when the config describes a network whose weights (2 bytes each at least) the file cannot hold.
+
+    Counted on the meta device: nothing is allocated, so hostile metadata (channels of 65536) costs nothing."""
+    with torch.device("meta"):
+        parameters = count_parameters(VelocityUNet(config))
+    size = path.stat().st_size
+    if parameters * 2 > size:
+        raise CheckpointError(f"{path}: its metadata describes a network of {parameters:,} parameters, more than its "
+                              f"{size:,} bytes can hold; the file is corrupt or not a MedShift checkpoint")
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -221,9 +250,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: weights do not match its model config ({'; '.join(problems)})")
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the training diverged")
+        raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "
+                              f"damaged{_divergence_hint(info)}: copy it again from where it came from")
     model.load_state_dict(tensors)
     return model.to(device).eval(), info
+
+
+def _divergence_hint(info: CheckpointInfo) -> str:
+    """", or the training that wrote it diverged" when the recorded loss is not a finite number, else ""."""
+    loss = info.provenance.get("metrics", {}).get("loss") if isinstance(info.provenance.get("metrics"), dict) else None
+    finite = isinstance(loss, (int, float)) and math.isfinite(loss)
+    return "" if finite else ", or the training that wrote it diverged (retrain with a lower learning rate)"
 
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"

@@ -63,10 +63,17 @@ class DomainStatistics:
     def from_dict(cls, raw: object, domains: Sequence[str]) -> DomainStatistics:
         """Parse and check a `to_dict` form for a model of `domains`; CheckpointError when malformed."""
         def numbers(values: object, count: int, what: str) -> tuple[float, ...]:
-            if (not isinstance(values, list) or len(values) != count
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                               for v in values)):
-                raise CheckpointError(f"domain statistics: {what} must be a list of {count} finite numbers")
+            if not isinstance(values, list):
+                found = f"a JSON {type(values).__name__}"
+            elif len(values) != count:
+                found = f"{len(values)} values"
+            else:
+                bad = [v for v in values if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v))]
+                found = f"the value {bad[0]!r} among them" if bad else ""
+            if found:
+                raise CheckpointError(f"domain statistics: {what} must be a list of {count} finite numbers, found "
+                                      f"{found}; measure them again with `medshift domain-contrast`")
             return tuple(float(v) for v in values)
 
         if not isinstance(raw, dict):

@@ -56,30 +56,54 @@ def fit_intensity_window(
 ) -> IntensityWindow:
     """Robust-percentile window of one image (or a stack of frames) for `normalize`."""
     check_finite_grey(pixels)
-    low, high = np.percentile(pixels.astype(np.float64, copy=False), percentiles)
+    # integers are ranked in their own type (exact, and a quarter of a float64 copy's memory)
+    low, high = np.percentile(pixels if pixels.dtype.kind in "iu" else pixels.astype(np.float64, copy=False),
+                              percentiles)
     if high <= low:  # almost-constant image: fall back to the full range
         low, high = float(pixels.min()), float(pixels.max())
     return IntensityWindow(float(low), float(high), invert=(photometric == "MONOCHROME1"))
 
 
+CHUNK_PIXELS = 1 << 20
+"""Pixels converted at a time: the float64 arithmetic of (de)normalisation runs on chunks of this many values,
+so a large image needs its float64 copies only chunk by chunk (the results are the same as in one pass)."""
+
+
+def _chunked(values: np.ndarray, dtype: np.dtype | type, convert) -> np.ndarray:
+    """`convert` (element-wise, on float64 values) applied chunk by chunk into a new array of `dtype`."""
+    values = np.asarray(values)
+    out = np.empty(values.shape, dtype=dtype)
+    flat_in, flat_out = values.reshape(-1), out.reshape(-1)
+    for start in range(0, flat_in.size, CHUNK_PIXELS):
+        flat_out[start:start + CHUNK_PIXELS] = convert(flat_in[start:start + CHUNK_PIXELS].astype(np.float64))
+    return out
+
+
 def normalize(pixels: np.ndarray, window: IntensityWindow) -> np.ndarray:
     """Stored values -> model range (float32, display convention, bright = +1)."""
-    x = (pixels.astype(np.float64) - window.low) * (2.0 / (window.high - window.low)) - 1.0
-    if window.invert:
-        x = -x
-    return x.astype(np.float32)
+    scale = 2.0 / (window.high - window.low)
+
+    def convert(v: np.ndarray) -> np.ndarray:
+        x = (v - window.low) * scale - 1.0
+        return -x if window.invert else x
+
+    return _chunked(pixels, np.float32, convert)
 
 
 def denormalize(x: np.ndarray, window: IntensityWindow, dtype: np.dtype | type = np.float32) -> np.ndarray:
     """Model range -> stored values of `dtype` (the inverse of `normalize`, rounded and clipped for integers)."""
-    x = np.asarray(x, dtype=np.float64)
-    if window.invert:
-        x = -x
-    v = (x + 1.0) * ((window.high - window.low) / 2.0) + window.low
     dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        v = np.clip(np.rint(v), info.min, info.max)
-    elif dtype.kind == "b":
-        v = v > 0.5
-    return v.astype(dtype)
+    half_range = (window.high - window.low) / 2.0
+
+    def convert(values: np.ndarray) -> np.ndarray:
+        if window.invert:
+            values = -values
+        v = (values + 1.0) * half_range + window.low
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            v = np.clip(np.rint(v), info.min, info.max)
+        elif dtype.kind == "b":
+            v = v > 0.5
+        return v
+
+    return _chunked(x, dtype, convert)

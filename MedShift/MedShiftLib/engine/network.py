@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 NORMS = ("group", "pixel")
+MAX_CHANNELS, MAX_DOMAINS = 4096, 4096
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ class UNetConfig:
             raise ValueError("num_domains must be at least 1")
         if self.patch_size < 1 or not self.channels:
             raise ValueError("patch_size must be >= 1 and channels non-empty")
+        for name, value, top in (("num_domains", self.num_domains, MAX_DOMAINS), ("patch_size", self.patch_size, 64),
+                                 ("levels", len(self.channels), 8), ("channels", max(self.channels), MAX_CHANNELS),
+                                 ("embedding_dim", self.embedding_dim, MAX_CHANNELS),
+                                 ("blocks_per_level", self.blocks_per_level, 16), ("patch_skip", self.patch_skip, 256)):
+            if value > top:  # bounds checked before any network is built (a hostile checkpoint allocates nothing)
+                raise ValueError(f"{name} {value} is above the largest supported, {top}")
+        if min(self.channels) < 1 or self.blocks_per_level < 1 or self.attention_heads < 1 or self.embedding_dim < 1:
+            raise ValueError("channels, blocks_per_level, attention_heads and embedding_dim must be at least 1")
         if self.patch_skip < 0:
             raise ValueError("patch_skip must be >= 0 (0 turns the patch skip off)")
         if self.norm not in NORMS:

@@ -12,15 +12,24 @@ With resample="none" the image is processed on its own grid. Either way the work
 reflection-padded to a multiple of the network's downsampling factor; the result is cropped and
 resampled back onto the input's own grid (same size, spacing, origin and direction).
 Down-sampling uses antialiased bilinear interpolation, up-sampling bicubic.
+
+Sizes are bounded before anything is allocated (InputImageError saying what to do): the image's long
+side may be at most MAX_ASPECT_RATIO times its short side (radiographs are not strips; a 2 x 20000 image
+would become a 256 x 2,560,000 working grid), and the working grid at most MAX_WORKING_SIDE pixels on a
+side and MAX_WORKING_PIXELS in all.
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputImageError
 from ..settings import RESAMPLE_MODES
 
 SPACING_FORMATS = ("dicom", "nrrd", "nifti", "mha")
+MAX_ASPECT_RATIO = 10
+MAX_WORKING_SIDE = 16384
+MAX_WORKING_PIXELS = 8192 * 8192
 
 
 def working_shape(
@@ -30,17 +39,27 @@ def working_shape(
     model_spacing_mm: float | None,
     mode: str = "auto",
 ) -> tuple[int, int]:
-    """(rows, cols) at which the model sees an image of `shape`."""
+    """(rows, cols) at which the model sees an image of `shape`; InputImageError when either is out of bounds."""
     if mode not in RESAMPLE_MODES:
         raise ValueError(f"unknown resample mode {mode!r}; choose one of: {', '.join(RESAMPLE_MODES)}")
     rows, cols = shape
+    if max(rows, cols) > MAX_ASPECT_RATIO * min(rows, cols):
+        raise InputImageError(f"the image is {rows} x {cols} pixels, a strip rather than a radiograph (MedShift takes "
+                              f"images up to {MAX_ASPECT_RATIO} times longer than wide); crop or pad it, or split it "
+                              "into squarer pieces")
     if mode == "none":
-        return rows, cols
-    if image_spacing_mm and model_spacing_mm:
-        scale = image_spacing_mm / model_spacing_mm
+        working = rows, cols
     else:
-        scale = resolution / min(rows, cols)
-    return max(1, round(rows * scale)), max(1, round(cols * scale))
+        scale = (image_spacing_mm / model_spacing_mm if image_spacing_mm and model_spacing_mm
+                 else resolution / min(rows, cols))
+        working = max(1, round(rows * scale)), max(1, round(cols * scale))
+    if max(working) > MAX_WORKING_SIDE or working[0] * working[1] > MAX_WORKING_PIXELS:
+        fix = ("use --resample auto" if mode == "none" else
+               "its pixel spacing is much finer than the model's; check the spacing, or use --resample none")
+        raise InputImageError(f"the image ({rows} x {cols} pixels) would be translated on a {working[0]} x "
+                              f"{working[1]} working grid, larger than the {MAX_WORKING_SIDE} pixels a side and "
+                              f"{MAX_WORKING_PIXELS // 1024 // 1024} M pixels MedShift allows; {fix}")
+    return working
 
 
 def resample(x: Tensor, shape: tuple[int, int]) -> Tensor:

@@ -37,6 +37,7 @@ from pydicom.uid import (
 )
 
 from ..errors import InputImageError
+from .dicom_text import DERIVATION_DESCRIPTION_LIMIT, derived_series_number, fit_long_string
 from .radiograph import IDENTITY_DIRECTION, RadiographImage
 
 # SOP classes whose single-frame form is still a valid instance of the same class (multi-frame module optional).
@@ -272,28 +273,6 @@ def _pixel_encoding(pixels: np.ndarray, reference: Dataset | None) -> tuple[np.n
     slope = (high - low) / 65535.0 if high > low else 1.0
     stored = np.clip(np.rint((values - low) / slope), 0, 65535).astype(np.uint16)
     return stored, 16, 0, slope, low
-
-
-LONG_STRING_LIMIT = 64  # LO: SeriesDescription
-DERIVATION_DESCRIPTION_LIMIT = 1024  # ST
-DERIVED_SERIES_OFFSET = 1000  # the derived series' number: the source's plus this (a common convention)
-
-
-def fit_long_string(text: str) -> str:
-    """`text` within the 64 characters of a DICOM LO value (cut at a word boundary, with an ellipsis)."""
-    if len(text) <= LONG_STRING_LIMIT:
-        return text
-    cut = text[:LONG_STRING_LIMIT - 3]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."
-
-
-def derived_series_number(reference: Dataset) -> int:
-    """A SeriesNumber for a series derived from `reference`: its number plus 1000, within IS's range."""
-    try:
-        number = int(reference.get("SeriesNumber") or 0)
-    except (TypeError, ValueError):
-        number = 0
-    return (number % 1000) + DERIVED_SERIES_OFFSET if number >= 0 else DERIVED_SERIES_OFFSET
 
 
 def _secondary_capture_dataset() -> Dataset:

@@ -26,18 +26,17 @@ back to the input's integer type), with a warning and metadata["converted_from_r
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic_files import publish_folder, temporary_folder
 from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
 from . import dicom
+from .file_dependencies import files_of_image, files_written_for, same_file
 from .radiograph import RadiographImage
 
 _FORMAT_OF_EXTENSION: dict[str, str] = {
@@ -284,26 +283,27 @@ def read_radiograph_frames(path: str | Path) -> list[RadiographImage]:
 
 # ---- writing ---------------------------------------------------------------------------------------
 
-def _refuse_overwriting_source(path: Path, *images: RadiographImage | None) -> None:
-    """Raise MedShiftError when `path` is the file one of the images was read from."""
+def _refuse_overwriting_source(paths: list[Path], *images: RadiographImage | None) -> None:
+    """Raise MedShiftError when one of `paths` is a file one of the images was read from (header or data file)."""
     for image in images:
         source_path = image.metadata.get("source_path") if image is not None else None
         if not source_path:
             continue
-        same = Path(source_path).resolve() == path.resolve()
-        if not same and path.exists() and Path(source_path).exists():
-            same = os.path.samefile(source_path, path)
-        if same:
-            raise MedShiftError(
-                f"{path}: is the input file the image was read from; MedShift never overwrites its input, "
-                "choose another output name"
-            )
+        header, *data_files = files_of_image(source_path)
+        for read in (header, *data_files):
+            for path in paths:
+                if same_file(read, path):
+                    what = "the input file" if read == header else f"a data file of the input {source_path}"
+                    raise MedShiftError(f"{path}: is {what}; MedShift never overwrites its input, choose another "
+                                        "output name or --out")
 
 
 def _png_tiff_pixels(pixels: np.ndarray, path: Path, fmt: str) -> np.ndarray:
     """Pixels as uint8/uint16 when that stores them exactly, else InputImageError (see the module docstring)."""
     if pixels.dtype == np.uint8 or pixels.dtype == np.bool_:
         return pixels.astype(np.uint8)
+    if pixels.dtype.kind in "iu" and pixels.size and pixels.min() >= 0 and pixels.max() <= 65535:
+        return pixels.astype(np.uint16, copy=False)  # whole numbers already: no float64 copy of a large image
     values = pixels.astype(np.float64)
     finite = bool(np.all(np.isfinite(values)))
     if finite and np.all(values == np.rint(values)) and values.min() >= 0 and values.max() <= 65535:
@@ -358,7 +358,13 @@ def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, sourc
             for key in ("frame", "spacing_source"):  # the reference's frame and spacing tag, not the output's own
                 if key in reference_image.metadata:
                     image.metadata[key] = reference_image.metadata[key]
-        dicom.write_dicom_file(dicom.build_derived_dataset(image, reference, series_description), target)
+        try:
+            dicom.write_dicom_file(dicom.build_derived_dataset(image, reference, series_description), target)
+        except OSError as exc:  # pydicom re-raises a disk error as a bare OSError with a traceback for its text
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            if cause.errno is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, str(final_path)) from None
         return
     if fmt in ("png", "tiff"):
         pixels = _png_tiff_pixels(image.pixels, final_path, fmt)
@@ -377,14 +383,17 @@ def write_radiograph(
     *,
     source: RadiographImage | None = None,
     series_description: str | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write `image` atomically in the format of the path's extension; returns the written path.
 
     DICOM: a derived single-frame instance built from `source`'s dataset (or the image's own, when it
     was read from DICOM): same patient and study, new series/instance UIDs, ImageType DERIVED\\SECONDARY,
     SeriesDescription = `series_description`; with no DICOM reference, a Secondary Capture.
-    Refuses (MedShiftError) to overwrite the file `source` or `image` was read from; the parent folder
-    is created if missing. PNG/TIFF store only lossless 8/16-bit values (see the module docstring).
+    Refuses (MedShiftError) to overwrite a file `source` or `image` was read from (its header or a
+    detached data file); the parent folder is created if missing. overwrite=False creates the file
+    exclusively: FileExistsError when it exists, also when another process made it meanwhile.
+    PNG/TIFF store only lossless 8/16-bit values (see the module docstring).
     """
     path = Path(path)
     fmt = _extension_format(path)
@@ -392,19 +401,12 @@ def write_radiograph(
         raise MedShiftError(
             f"{path}: cannot tell the output format from '{path.suffix}'; use one of {', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    _refuse_overwriting_source(path, source, image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_folder = Path(tempfile.mkdtemp(prefix=".medshift-write-", dir=path.parent))
-    try:
+    targets = files_written_for(path)
+    _refuse_overwriting_source(targets, source, image)
+    with temporary_folder(path) as temp_folder:
         try:
             _write_into(temp_folder, path.name, fmt, image, source, series_description, path)
         except RuntimeError as exc:  # SimpleITK writer errors
             raise MedShiftError(f"{path}: cannot write this {fmt.upper()} file ({_itk_error_text(exc)})") from exc
-        header = temp_folder / path.name
-        for written in sorted(temp_folder.iterdir()):  # data files of a detached header (.mhd/.nhdr) first
-            if written != header:
-                os.replace(written, path.parent / written.name)
-        os.replace(header, path)
-    finally:
-        shutil.rmtree(temp_folder, ignore_errors=True)
+        publish_folder(temp_folder, path, overwrite)  # data files of a detached header first, the header last
     return path

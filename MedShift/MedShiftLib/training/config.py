@@ -11,8 +11,9 @@ from ..errors import MedShiftError
 
 PRECISIONS = ("fp32", "bf16")
 RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every",
-                     "best_validation_loss", "precision", "compile", "sample_every")
-"""Options that may differ between a run and its --resume (the others must match)."""
+                     "best_validation_loss", "precision", "compile", "sample_every", "out_dir")
+"""Options that may differ between a run and its --resume (the others must match; data_dir compared resolved).
+The run folder's own place (out_dir) is not one of them, so a moved or differently spelled run folder resumes."""
 
 
 @dataclass
@@ -67,6 +68,8 @@ class TrainingConfig:
             raise MedShiftError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.sample_every is not None and self.sample_every < 0:
             raise MedShiftError("sample-every must be 0 (no samples) or more")
+        if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
+            raise MedShiftError(f"--out {self.out_dir} is a file, not a folder; give a folder for the run")
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:

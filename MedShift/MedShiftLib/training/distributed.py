@@ -23,6 +23,7 @@ import torch.distributed as dist
 from ..atomic_files import write_bytes_atomically
 from ..errors import MedShiftError
 
+_SETUP = {"finished": False}
 REPLICA_DIGEST_ENV = "MEDSHIFT_REPLICA_DIGEST_DIR"
 """When set, every process writes `rank{R}.json` there at the end of training: digests of its weights."""
 
@@ -99,6 +100,16 @@ def process_group(place: ProcessPlace, device: torch.device) -> Iterator[None]:
     finally:
         if opened and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def mark_setup_finished() -> None:
+    """Record that every process passed the common setup: errors from now on are this process's own."""
+    _SETUP["finished"] = True
+
+
+def setup_finished() -> bool:
+    """True once mark_setup_finished was called (the command line then lets every process print its own errors)."""
+    return _SETUP["finished"]
 
 
 def barrier(place: ProcessPlace, device: torch.device) -> None:

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from .. import __version__
+from ..atomic_files import check_writable_folder
 from ..engine.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from ..engine.couplings import make_coupling
 from ..engine.devices import resolve_device
@@ -43,6 +45,7 @@ from .distributed import (
     ProcessPlace,
     barrier,
     data_parallel,
+    mark_setup_finished,
     mean_across_processes,
     process_device,
     process_group,
@@ -98,6 +101,7 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
     Under torchrun, every process calls this; the process group is opened here and always closed again.
     `stop_after` ends the run after that many steps in this call (to test resuming)."""
     config.check()
+    config = replace(config, data_dir=os.path.realpath(config.data_dir))  # recorded resolved: --resume compares it
     place = ProcessPlace.from_environment()
     if config.batch_size % place.world_size:
         raise MedShiftError(f"--batch-size {config.batch_size} is the global batch and must be a multiple of the "
@@ -164,9 +168,13 @@ class TrainingRun:
             meta, tensors = read_training_state(self.state_path)
             saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
             now = {k: v for k, v in asdict(config).items() if k in saved}
+            for options in (saved, now):  # the same folder however it is spelled (./D, D/, /abs/D, a link)
+                if isinstance(options.get("data_dir"), str):
+                    options["data_dir"] = os.path.realpath(options["data_dir"])
             if saved != now:
-                changed = sorted(k for k in saved if saved[k] != now.get(k))
-                raise MedShiftError(f"--resume: {self.state_path} was made with other options ({', '.join(changed)}); "
+                changed = "; ".join(f"{k}: {saved[k]!r} then, {now.get(k)!r} now" for k in sorted(saved)
+                                    if saved[k] != now.get(k))
+                raise MedShiftError(f"--resume: {self.state_path} was made with other options ({changed}); "
                                     "use the original options or a new --out")
             self.step = restore_training_state(meta, tensors, model=self.model, ema=self.ema,
                                                optimizer=self.optimizer, scheduler=self.scheduler)
@@ -177,8 +185,9 @@ class TrainingRun:
         elif config.init_from:
             self._start_from_weights(config.init_from)
         barrier(self.place, self.device)  # every process has passed its checks before rank 0 writes anything
+        mark_setup_finished()
         if self.place.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            check_writable_folder(self.out)  # an OSError now, not at the first checkpoint; sweeps stale temporaries
             # steps logged after the last save (by a killed run) are trained again: drop their old lines
             self.log_records = truncate_training_log(self.log_path, self.step)
         self.net = data_parallel(self.model, self.place, self.device)
