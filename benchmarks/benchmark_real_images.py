@@ -11,9 +11,11 @@ resolution (histogram matching + noise, contrast transfer + noise), prints:
   levels moved towards the target domain (on a chest or a tibia, anatomy the skull-trained model never
   saw, this says little); mean change: mean |output - input| over the body (model range, input window);
 
-then time and peak memory (RSS, each case in its own process) of a translation at the default settings
-for square images of 256 (the working grid alone), 2048, 3000 and 4096 pixels (RG1 resized), on this CPU.
-Run:  .venv/bin/python benchmarks/benchmark_real_images.py [--sizes 256 2048 3000 4096] [--pictures DIR]
+then time and peak memory (RSS, each case in its own process) of a translation with --preset (default:
+the default setting) for square images of 256 (the working grid alone), 2048, 3000 and 4096 pixels (RG1
+resized), on this CPU.
+Run:  .venv/bin/python benchmarks/benchmark_real_images.py [--sizes 256 2048 3000 4096] [--preset NAME]
+      [--skip-quality] [--pictures DIR]
 """
 from __future__ import annotations
 
@@ -43,9 +45,9 @@ from MedShiftLib.evaluation.detail_preservation import detail_correlation  # noq
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
-from MedShiftLib.settings import PRESETS, TranslationSettings  # noqa: E402
+from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings  # noqa: E402
 
-PAIRS = (("clinical-normal", "clinical-exposure"), ("sim-low", "clinical-normal"), ("clinical-normal", "clinical-low"))
+PAIRS = (("clinical-normal", "clinical-exposure"), ("sim-low", "clinical-normal"))
 IMAGES = ("RG1_UNCR.dcm", "RG3_UNCR.dcm")
 
 
@@ -110,8 +112,8 @@ def _save_picture(folder: Path, name: str, source: str, target: str, method: str
     Image.fromarray(grey).save(folder / f"{name.split('_')[0]}_{source}_to_{target}_{slug}.png")
 
 
-def run_size_case(size: int) -> dict:
-    """Time and peak RSS of one default translation of RG1 resized to size x size (in this process)."""
+def run_size_case(size: int, preset: str) -> dict:
+    """Time and peak RSS of one translation with `preset` of RG1 resized to size x size (in this process)."""
     from dataclasses import replace
 
     from MedShiftLib.engine.working_grid import resample
@@ -119,12 +121,23 @@ def run_size_case(size: int) -> dict:
     pixels = resample(torch.from_numpy(image.pixels.astype(np.float32))[None, None], (size, size))[0, 0]
     image = replace(image, pixels=np.clip(pixels.numpy(), 0, 65535).astype(np.uint16), metadata=dict(image.metadata))
     model, info = load_checkpoint(default_model_path())
-    settings = TranslationSettings("clinical-normal", "clinical-exposure")
+    settings = TranslationSettings("clinical-normal", "clinical-exposure").with_preset(preset)
     translate_image(image, model, info, settings)  # warm-up
     started = time.perf_counter()
     translate_image(image, model, info, settings)
     seconds = time.perf_counter() - started
-    return {"size": size, "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"size": size, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset at exec, unlike ru_maxrss, which a child started
+    from a large parent inherits), else ru_maxrss."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -132,10 +145,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048, 3000, 4096])
     parser.add_argument("--pictures", type=Path, help="also write input|output PNGs here")
     parser.add_argument("--skip-quality", action="store_true", help="only the time and memory table")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help="setting of the time and memory table (default: the default setting)")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)  # internal: one size case, JSON out
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_size_case(args.case)))
+        print(json.dumps(run_size_case(args.case, args.preset)))
         return
     print(f"# Real radiographs (torch {torch.__version__}; {platform.machine()}; {torch.get_num_threads()} CPU "
           "threads; bundled model)\n")
@@ -145,14 +160,14 @@ def main() -> None:
         for row in quality_rows(args.pictures):
             print(row, flush=True)
         print()
-    print("Default translation (clinical-normal -> clinical-exposure) of RG1 resized to a square, one process "
-          "per size:\n")
+    print(f"Translation with the {args.preset} preset (clinical-normal -> clinical-exposure) of RG1 resized to a "
+          "square, one process per size:\n")
     print("| size | seconds | peak RSS (MB) | time / working grid alone |")
     print("|---|---|---|---|")
     base = None
     for size in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--case", str(size)], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run([sys.executable, __file__, "--case", str(size), "--preset", args.preset],
+                             capture_output=True, text=True, check=True).stdout
         case = json.loads(out.strip().splitlines()[-1])
         base = case["seconds"] if base is None else base
         print(f"| {size} x {size} | {case['seconds']:.2f} | {case['peak_rss_mb']:.0f} | {case['seconds'] / base:.1f} |",

@@ -1,10 +1,11 @@
 """`medshift demo`: simulate a skull radiograph, translate it with a model, write a side-by-side picture.
 
-It translates with the default (deterministic) settings, with the "synthesise-noise" preset, which
+It translates with the published deterministic settings (preset "deterministic"), with the
+"synthesise-noise" preset, which
 renews the latent's noise so the model makes the target domain's noise texture, and, when the model
 records its domains' statistics, with "matched-contrast", which first gives the input the target's
 contrast, and "matched-contrast-and-noise", which also gives the result the target's noise spectrum
-(settings.PRESETS).
+(settings.PRESETS; the panel's and the command line's default, settings.DEFAULT_PRESET).
 
 The view is rendered by the project's simulator from the real head CT shipped in
 MedShift/Resources/ThirdParty/Cranium (GPL-2 data; see its README) when it is present, or from any
@@ -52,7 +53,8 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
              write_radiograph(translated, out / f"translated_{source}_to_{target}.png"),
              write_radiograph(with_noise, out / f"translated_{source}_to_{target}_noise.png")]
     panels = [image.pixels, translated.pixels, with_noise.pixels]
-    labels = [f"input: {source}", f"MedShift -> {target}, tau {tau:g}", f"same + noise synthesis (seed {seed})"]
+    labels = [f"input: {source}", f"MedShift -> {target}, tau {tau:g}, deterministic",
+              f"same + noise synthesis (seed {seed})"]
     if info.statistics is not None:
         matched = translate_image(image, model, info, settings.with_preset("matched-contrast"))
         paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast.png"))
@@ -63,7 +65,7 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
         paths.append(write_radiograph(matched_noise,
                                       out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))
         panels.append(matched_noise.pixels)
-        labels.append("same, matched contrast and noise")
+        labels.append("same, matched contrast and noise (default)")
     if target in view.images:
         reference = to_uint16(view.images[target])
         paths.append(write_radiograph(image.with_pixels(reference), out / f"simulator_{target}.png"))
