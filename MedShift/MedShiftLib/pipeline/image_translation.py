@@ -39,6 +39,7 @@ from ..postprocess.detail_transfer import (
     change_smoothing_px,
     fine_band,
     translation_change,
+    upsampling,
 )
 from ..postprocess.fine_noise import noise_amplitude_ratio, rescale_fine_noise, robust_noise_sigma
 from ..postprocess.noise_matching import match_noise_batch
@@ -122,9 +123,9 @@ def translate_image(
     ratio = fine_noise_ratio(settings, info.statistics)
     band = fine_band(x, shape)[0, 0].numpy() if ratio is not None and shape != tuple(image.shape) else None
     mask = body_mask(x[0, 0].numpy()) if band is not None else None
-    noise_at_output_pitch = band is not None and upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and (
-        robust_noise_sigma(band, mask) > MEASURABLE_NOISE_SIGMA)
-    if noise_at_output_pitch:  # the noise is made at the output's pitch below, not on the coarse grid
+    sigma = robust_noise_sigma(band, mask) if band is not None else 0.0
+    if upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and sigma > MEASURABLE_NOISE_SIGMA:
+        # the noise is made at the output's pitch below, not on the coarse grid
         settings = replace(settings, noise_renewal=0.0, noise_matching=False)
     translated = translate_batch(model, coarse.to(device), source, target, settings, progress, cancel, stats,
                                  info.statistics)
@@ -134,13 +135,9 @@ def translate_image(
     y = add_change_at_full_resolution(x, change)[0, 0].numpy()
     if band is not None:
         y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
-                               lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask)
+                               lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
+                               sigma)
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
-
-
-def upsampling(full_shape: tuple[int, int], working: tuple[int, int]) -> float:
-    """How many input pixels one working pixel spans (the larger of rows and columns)."""
-    return max(full_shape[0] / working[0], full_shape[1] / working[1])
 
 
 def fine_noise_ratio(settings: TranslationSettings, statistics: DomainStatistics | None) -> float | None:

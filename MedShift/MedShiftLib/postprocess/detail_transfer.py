@@ -24,14 +24,18 @@ from ..engine.working_grid import resample
 from .patch_grid import gaussian_blur, remove_patch_grid
 
 
+def upsampling(full_shape: tuple[int, int], working_shape: tuple[int, int]) -> float:
+    """How many input pixels one working pixel spans (the larger of rows and columns)."""
+    return max(full_shape[0] / working_shape[0], full_shape[1] / working_shape[1])
+
+
 def change_smoothing_px(full_shape: tuple[int, int], working_shape: tuple[int, int]) -> float:
     """Gaussian sigma (working pixels) for the change: 0 at the input's own scale, 1 from 2x upsampling on.
 
     The working grid's finest texture (noise and sub-patch detail the model made up) would come out as
     blobs several input pixels wide; the input's own fine band takes its place.
     """
-    scale = max(full_shape[0] / working_shape[0], full_shape[1] / working_shape[1])
-    return float(min(1.0, max(0.0, scale - 1.0)))
+    return float(min(1.0, max(0.0, upsampling(full_shape, working_shape) - 1.0)))
 
 
 def translation_change(coarse_input: Tensor, coarse_output: Tensor, patch_size: int, smoothing_px: float) -> Tensor:

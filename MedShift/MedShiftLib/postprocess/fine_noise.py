@@ -47,10 +47,10 @@ def noise_part(band: np.ndarray, sigma: float) -> np.ndarray:
     return band * np.minimum(1.0, sigma * sigma / np.maximum(local_variance, 1e-20))
 
 
-def correlated_noise_like(band: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Unit-variance Gaussian noise with the band's lag-1 correlation (white noise blurred to match)."""
+def correlated_noise_like(band: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise of the band's shape with its lag-1 correlation (white noise blurred to match)."""
     lag = np.median(band[:, 1:] * band[:, :-1]) / max(float(np.median(band * band)), 1e-20)
-    white = rng.standard_normal(shape)
+    white = rng.standard_normal(band.shape)
     if not 0.05 < lag < 0.95:
         return white
     blurred = gaussian_filter(white, math.sqrt(-1.0 / (4.0 * math.log(lag))))
@@ -58,17 +58,19 @@ def correlated_noise_like(band: np.ndarray, shape: tuple[int, int], rng: np.rand
 
 
 def rescale_fine_noise(image: np.ndarray, fine_band: np.ndarray, ratio: float, rng: np.random.Generator,
-                       fine_band_of: Callable[[np.ndarray], np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
+                       fine_band_of: Callable[[np.ndarray], np.ndarray], mask: np.ndarray | None = None,
+                       sigma: float | None = None) -> np.ndarray:
     """`image` with the noise of `fine_band` (its part of the image) scaled by `ratio` (see module docstring).
 
     `fine_band_of` takes any image to its fine band (the same split), so added noise stays in that band;
-    `mask` says where the noise level is measured (the body, not air or shutters).
+    `mask` says where the noise level is measured (the body, not air or shutters); `sigma`: that level,
+    robust_noise_sigma(fine_band, mask), when the caller has measured it already.
     """
-    sigma = robust_noise_sigma(fine_band, mask)
+    sigma = robust_noise_sigma(fine_band, mask) if sigma is None else sigma
     if sigma <= 0 or abs(ratio - 1.0) < 1e-3:
         return image
     if ratio < 1.0:
         return image - (1.0 - ratio) * noise_part(fine_band, sigma)
-    extra = fine_band_of(correlated_noise_like(fine_band, image.shape, rng))
+    extra = fine_band_of(correlated_noise_like(fine_band, rng))
     extra_sigma = max(robust_noise_sigma(extra), 1e-12)
     return image + math.sqrt(ratio * ratio - 1.0) * sigma / extra_sigma * extra

@@ -18,12 +18,11 @@ SMOOTHING_PATCHES = 2.0  # Gaussian sigma of the local phase means, in patches
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Gaussian blur of (B, 1, H, W) that weighs only pixels inside the image (normalised convolution)."""
-    return _local_mean(x, sigma)
+    """Gaussian-weighted local mean of (B, 1, H, W) over the pixels inside the image (normalised convolution).
 
-
-def _local_mean(x: Tensor, sigma: float) -> Tensor:
-    """Gaussian-weighted local mean of (B, 1, H, W) over the pixels inside the image (normalised convolution)."""
+    Unlike contrast_transfer.gaussian_blur (edge replication), a border pixel's mean is that of the pixels
+    that exist, so a phase sub-image and the full image give the same local mean at the same place.
+    """
     radius = max(1, int(3 * sigma + 0.5))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
@@ -47,11 +46,11 @@ def patch_grid_pattern(change: Tensor, period: int) -> Tensor:
         return torch.zeros_like(change)
     pad_rows, pad_cols = -rows % period, -cols % period
     padded = F.pad(change, (0, pad_cols, 0, pad_rows), mode="replicate") if pad_rows or pad_cols else change
-    overall = _local_mean(padded, SMOOTHING_PATCHES * period)
+    overall = gaussian_blur(padded, SMOOTHING_PATCHES * period)
     pattern = torch.empty_like(padded)
     for a in range(period):
         for b in range(period):
-            phase_mean = _local_mean(padded[..., a::period, b::period], SMOOTHING_PATCHES)
+            phase_mean = gaussian_blur(padded[..., a::period, b::period], SMOOTHING_PATCHES)
             pattern[..., a::period, b::period] = phase_mean - overall[..., a::period, b::period]
     return pattern[..., :rows, :cols]
 
