@@ -35,6 +35,7 @@ _ADVICE = {
     errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
     errno.ENOSPC: ("no space left on the disk", "free some space or choose a folder on another disk"),
     errno.EDQUOT: ("disk quota exceeded", "free some space or choose a folder on another disk"),
+    errno.EFBIG: ("the file is larger than this process may write (ulimit -f)", "raise the limit or write less"),
     errno.ENOTDIR: ("a file stands where a folder is needed", "give a folder, or move that file away"),
     errno.EEXIST: ("a file of that name exists", "give a folder, or move that file away"),
     errno.EISDIR: ("is a folder, not a file", "give a file"),

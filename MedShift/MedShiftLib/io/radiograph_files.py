@@ -36,6 +36,7 @@ from ..atomic_files import publish_folder, temporary_folder
 from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
 from . import dicom
+from .checked_writes import write_itk_checked
 from .file_dependencies import files_of_image, files_written_for, same_file
 from .radiograph import RadiographImage
 
@@ -368,13 +369,13 @@ def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, sourc
         return
     if fmt in ("png", "tiff"):
         pixels = _png_tiff_pixels(image.pixels, final_path, fmt)
-        sitk.WriteImage(_itk_image(image, pixels, two_d=True), str(target))
+        write_itk_checked(_itk_image(image, pixels, two_d=True), target, final_path, fmt)
         return
     out = _itk_image(image, image.pixels, two_d=_is_planar(image))
     if image.metadata.get("spacing_known") is False or (image.metadata.get("spacing_known") is None
                                                         and image.file_format in ("png", "tiff")):
         out.SetMetaData(SPACING_KEY, UNKNOWN_SPACING)
-    sitk.WriteImage(out, str(target), useCompression=fmt in ("nrrd", "mha"))
+    write_itk_checked(out, target, final_path, fmt, compress=fmt in ("nrrd", "mha"))
 
 
 def write_radiograph(

@@ -1,0 +1,82 @@
+"""Writing an image with SimpleITK and proving it arrived whole, before it is published under its name.
+
+SimpleITK's writers do not all report a failed write: on a full disk (or past `ulimit -f`) the NIfTI
+writer prints "wrote only 0 of N bytes" and returns, the compressed NRRD and the PNG writers can cut the
+file short without an error. So `write_itk_checked` reads every file it wrote back and compares its pixels
+with those it was given; a file that is not whole is an error, never an output. The operating system's
+reason (a full disk, a file-size limit) is found by writing as many bytes again from Python, which does
+report it (`disk_refusal`), so the caller can stop a batch on a full disk with one plain line.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..atomic_files import temporary_prefix
+from ..errors import MedShiftError
+
+_PROBE_CHUNK = 1 << 20
+
+
+def disk_refusal(folder: Path, size: int) -> OSError | None:
+    """The OSError the system gives when `size` bytes are written into `folder` (None when they fit)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix("probe"), dir=folder)
+    except OSError as exc:
+        return exc
+    try:
+        zeros, left = bytes(min(max(size, 1), _PROBE_CHUNK)), max(size, 1)
+        while left > 0:
+            left -= os.write(fd, zeros[:left])
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+def _itk_text(exc: Exception) -> str:
+    """The last meaningful line of a SimpleITK exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _failed(target: Path, final_path: Path, fmt: str, size: int, why: str) -> Exception:
+    """The error for a file that did not arrive whole: the system's reason (OSError) when there is one."""
+    refusal = disk_refusal(target.parent, size)
+    if refusal is not None and refusal.errno is not None:
+        return OSError(refusal.errno, os.strerror(refusal.errno), str(final_path))
+    return MedShiftError(f"{final_path}: the {fmt.upper()} file could not be written whole ({why}); "
+                         "check the disk, or choose another --out")
+
+
+def _same_pixels(written: np.ndarray, read: np.ndarray) -> bool:
+    """True when two pixel arrays hold the same values (NaN equal to NaN)."""
+    if written.shape != read.shape or written.dtype != read.dtype:
+        return False
+    return bool(np.array_equal(written, read, equal_nan=written.dtype.kind == "f"))
+
+
+def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: str, compress: bool = False) -> None:
+    """Write `image` to `target` with SimpleITK, then read it back: an error unless every pixel came back.
+
+    Raises OSError (with the system's errno, e.g. ENOSPC, EFBIG, naming `final_path`) when the disk refused
+    the bytes, else MedShiftError; the caller removes `target` (it is a temporary)."""
+    pixels = sitk.GetArrayViewFromImage(image)
+    size = int(pixels.nbytes) + 4096
+    try:
+        sitk.WriteImage(image, str(target), useCompression=compress)
+    except RuntimeError as exc:
+        raise _failed(target, final_path, fmt, size, _itk_text(exc)) from None
+    try:
+        back = sitk.GetArrayFromImage(sitk.ReadImage(str(target)))
+    except RuntimeError as exc:
+        raise _failed(target, final_path, fmt, size, f"it reads back damaged: {_itk_text(exc)}") from None
+    if not _same_pixels(pixels, back):
+        raise _failed(target, final_path, fmt, size, "its pixels read back different")
