@@ -20,6 +20,7 @@ from .errors import MedShiftError
 from .settings import DEFAULT_PRESET
 
 MIN_SIMULATED_SIZE, MAX_SIMULATED_SIZE = 16, 4096
+PLANNING_PROGRESS_FROM = 2000
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "build_parser", "main",
            "settings_from_arguments", "translation_arguments"]
 
@@ -29,6 +30,14 @@ def _progress_printer(prefix: str):
         end = "\n" if done == total else ""
         print(f"\r{prefix} step {done}/{total}", end=end, file=sys.stderr, flush=True)
     return report
+
+
+def _planning_printer(count: int):
+    """Progress of the output planning on standard error, for batches large enough to take a while."""
+    if count < PLANNING_PROGRESS_FROM:
+        return None
+    return lambda done, total: print(f"\rmedshift: planning outputs {done}/{total}", end="\n" if done == total else "",
+                                     file=sys.stderr, flush=True)
 
 
 def _print_warning(text: str) -> None:
@@ -84,7 +93,7 @@ def run_translate(args: argparse.Namespace) -> int:
                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None,
                              overwrite=args.overwrite, output_format=args.output_format, on_outcome=on_outcome,
                              on_warning=(lambda text: _emit("WARNING", text)) if machine else _print_warning,
-                             strict=args.strict)
+                             strict=args.strict, planning_progress=_planning_printer(len(files)))
     print(f"medshift: {report.summary()} of {len(files)} input(s) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     return EXIT_FAILED if report.failed or report.skipped else 0
