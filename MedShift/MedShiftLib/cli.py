@@ -17,12 +17,19 @@ from pathlib import Path
 from .cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, run_guarded
 from .cli_parser import build_parser, settings_from_arguments, translation_arguments
 from .errors import MedShiftError
+from .io.output_guard import refuse_outputs_over_inputs
 from .settings import DEFAULT_PRESET
 
 MIN_SIMULATED_SIZE, MAX_SIMULATED_SIZE = 16, 4096
 PLANNING_PROGRESS_FROM = 2000
+TRAINING_OUTPUTS = ("latest.safetensors", "best.safetensors", "training_state.safetensors")
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "build_parser", "main",
            "settings_from_arguments", "translation_arguments"]
+
+
+def _file_and_folder(path: str | Path | None) -> tuple[str | Path | None, str | Path | None]:
+    """(path, None) for a file or a path that is not there yet, (None, path) for a folder, for the output checks."""
+    return (None, path) if path is not None and os.path.isdir(path) else (path, None)
 
 
 def _progress_printer(prefix: str):
@@ -185,7 +192,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_fetch_ct(args: argparse.Namespace) -> int:
     """`medshift fetch-ct`."""
-    from .simulator.invesalius_ct import fetch_cranium_ct
+    from .simulator.invesalius_ct import OUTPUT_NAME, fetch_cranium_ct
+    refuse_outputs_over_inputs(output_files=[("OUT_DIR", Path(args.out_dir) / OUTPUT_NAME)],
+                               input_files=[("--deb", args.deb)])
     print(fetch_cranium_ct(args.out_dir, deb=args.deb))
     return 0
 
@@ -201,6 +210,12 @@ def _check_simulate_options(args: argparse.Namespace) -> None:
         raise MedShiftError("--subjects must be 0 or more and --views-per-subject at least 1")
     resolve_device(args.device)  # MedShiftError naming the fix when CUDA is asked for but absent
     out = Path(args.out_dir)
+    cts = [_file_and_folder(ct) for ct in args.ct or []]
+    refuse_outputs_over_inputs(output_files=[("OUT_DIR", out / "manifest.csv" if args.subjects else None),
+                                             ("--preview", args.preview)],
+                               output_folders=[("OUT_DIR", out if args.subjects else None)],
+                               input_files=[("--ct", file) for file, _ in cts],
+                               input_folders=[("--ct", folder) for _, folder in cts])
     if args.subjects and out.exists() and not out.is_dir():
         raise MedShiftError(f"OUT_DIR {out} is a file, not a folder; give a folder for the data set")
     if args.subjects:
@@ -210,6 +225,8 @@ def _check_simulate_options(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     """`medshift train` (with --processes N, N processes started here, each running it without --processes)."""
     from .training.distributed import ProcessPlace, launched_by_torchrun
+    refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / name) for name in TRAINING_OUTPUTS],
+                               input_files=[("--init-from", args.init_from)])
     if args.processes != 1 and not launched_by_torchrun():
         from .training.launcher import launch_training_processes, without_processes_option
         return launch_training_processes(without_processes_option(argv), args.processes)
@@ -225,6 +242,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo as demo
     from .simulator.invesalius_ct import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
+    ct_file, ct_folder = _file_and_folder(ct)
+    refuse_outputs_over_inputs(output_folders=[("--out", args.out)], input_files=[("--model", args.model),
+                               ("--ct", ct_file)], input_folders=[("--ct", ct_folder)])
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
                      seed=args.seed, ct_path=ct, look=args.look):
         print(path)
@@ -250,7 +270,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .engine.devices import resolve_device
     from .evaluation.ddib import load_ddib_models, parse_ddib_models
     from .evaluation.domain_classifier import ClassifierTraining
-    from .evaluation.protocol import EvaluationSettings, require_evaluation_packages, run_evaluation
+    from .evaluation.protocol import CLASSIFIER_FILE, EvaluationSettings, require_evaluation_packages, run_evaluation
+    refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / CLASSIFIER_FILE)],
+                               output_folders=[("--out", args.out)], input_files=[("--model", args.model)],
+                               input_folders=[("--data", args.data), ("--train-data", args.train_data)])
     require_evaluation_packages()
     check_writable_folder(args.out)  # an unwritable --out fails now, not after the evaluation
     device = resolve_device(args.device)
