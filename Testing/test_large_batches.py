@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,57 @@ def test_a_run_killed_between_an_nrrd_data_file_and_its_header_leaves_nothing_a_
     assert sorted(p.name for p in out.iterdir()) == ["scan.nhdr", "scan.raw.gz"]  # temporaries swept
     assert read_radiograph(out / "scan.nhdr").pixels.shape == (48, 40)
     assert cli.main(arguments) == 1  # now it is an output: skipped unless --overwrite
+
+
+FIFO_SWAPPED_IN = """
+import os, sys, time
+from pathlib import Path
+from MedShiftLib.pipeline import file_translation
+real_plan, real_translate = file_translation.plan_outputs, file_translation.translate_image
+def plan(files, *args, **kwargs):
+    plans = real_plan(files, *args, **kwargs)
+    os.unlink(files[0])
+    os.mkfifo(files[0])  # the first input becomes a FIFO after the planning, before it is read
+    return plans
+def translate(image, *args, **kwargs):
+    Path(sys.argv[1]).touch()  # the FIFO is behind: the signal comes in the middle of the next image
+    time.sleep(120)
+file_translation.plan_outputs, file_translation.translate_image = plan, translate
+from MedShiftLib.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_input_replaced_by_a_fifo_is_refused_and_signals_still_stop_the_run(tmp_path, model, signal_number, status):
+    for name in ("a.png", "b.png"):
+        pixels = (20000 + 20000 * np.random.default_rng(0).random((40, 48))).astype(np.uint16)
+        sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / name))
+    ready = tmp_path / "ready"
+    command = [sys.executable, "-c", FIFO_SWAPPED_IN, str(ready), "translate", str(tmp_path / "a.png"),
+               str(tmp_path / "b.png"), "--out", str(tmp_path / "out"), "--model", str(model), "--source", "a",
+               "--target", "b", "--steps", "1", "--device", "cpu"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal_number)  # stuck on the FIFO or not, the signal must end the run
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert ready.exists(), err  # the FIFO did not hold the run up
+    assert "a.png: is a FIFO (named pipe), not an image file" in err and "Traceback" not in err, err
+    assert process.returncode == status, err
+    assert not any((tmp_path / "out").iterdir())  # no temporary left behind
+
+
+def test_a_fifo_put_in_place_after_the_check_is_never_opened(tmp_path):
+    from MedShiftLib.io.regular_files import readable_path
+    pixels = np.arange(40 * 48, dtype=np.uint16).reshape(40, 48)
+    source = tmp_path / "x.png"
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(source))
+    with readable_path(source) as readable:
+        os.unlink(source)
+        os.mkfifo(source)  # swapped between the check and the library's open
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(readable))), pixels)

@@ -39,6 +39,7 @@ from . import dicom
 from .checked_writes import write_itk_checked
 from .file_dependencies import files_of_image, files_written_for, same_file
 from .radiograph import RadiographImage
+from .regular_files import check_regular_file, readable_path
 
 _FORMAT_OF_EXTENSION: dict[str, str] = {
     ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",
@@ -93,6 +94,7 @@ def _check_readable(path: Path) -> str:
         raise InputImageError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise InputImageError(f"{path}: is a folder; give one image file")
+    check_regular_file(path)  # a FIFO, device or socket is refused here, never opened to wait
     return radiograph_format(path)
 
 
@@ -186,7 +188,8 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputImageError:
 def _read_itk(path: Path, fmt: str) -> sitk.Image:
     """The whole image, or InputImageError for an unreadable file."""
     try:
-        return sitk.ReadImage(str(path))
+        with readable_path(path) as readable:
+            return sitk.ReadImage(str(readable))
     except RuntimeError as exc:
         raise _unreadable(path, fmt, exc) from exc
 
@@ -194,9 +197,10 @@ def _read_itk(path: Path, fmt: str) -> sitk.Image:
 def _itk_frame_count(path: Path, fmt: str) -> int:
     """Slices along the third axis (1 for a 2-D image), read from the header only."""
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with readable_path(path) as readable:
+            reader.SetFileName(str(readable))
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         raise _unreadable(path, fmt, exc) from exc
     size = reader.GetSize()
