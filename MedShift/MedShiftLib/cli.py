@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from .settings import DEFAULT_PRESET
 
 MIN_SIMULATED_SIZE, MAX_SIMULATED_SIZE = 16, 4096
 PLANNING_PROGRESS_FROM = 2000
+_CONTROL = re.compile(r"[\\\x00-\x1f\x7f]")
 TRAINING_OUTPUTS = ("latest.safetensors", "best.safetensors", "training_state.safetensors")
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "build_parser", "main",
            "settings_from_arguments", "translation_arguments"]
@@ -57,6 +59,16 @@ def _emit(kind: str, value: object) -> None:
     print(f"{kind} {value}", flush=True)
 
 
+def escape_machine_text(text: str) -> str:
+    """`text` on one line: backslash as `\\\\`, control characters (a newline in a file name) as `\\xNN`."""
+    return _CONTROL.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", text)
+
+
+def unescape_machine_text(text: str) -> str:
+    """The text `escape_machine_text` escaped."""
+    return re.sub(r"\\(\\|x[0-9a-f]{2})", lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)), text)
+
+
 def default_preset_for(model_path: str | None) -> str:
     """DEFAULT_PRESET, or "deterministic" for a model that records no domain noise statistics (which it needs).
 
@@ -82,7 +94,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
     def on_outcome(kind: str, source: Path, detail: Path | str) -> None:
         if kind == "written" and machine:
-            _emit("OUTPUT", detail)
+            _emit("OUTPUT", escape_machine_text(str(detail)))  # a newline in a name cannot fake another line
         elif kind == "written":
             print(detail, flush=True)
         else:
@@ -99,7 +111,8 @@ def run_translate(args: argparse.Namespace) -> int:
                              progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None,
                              overwrite=args.overwrite, output_format=args.output_format, on_outcome=on_outcome,
-                             on_warning=(lambda text: _emit("WARNING", text)) if machine else _print_warning,
+                             on_warning=(lambda text: _emit("WARNING", " ".join(text.split()))) if machine
+                             else _print_warning,
                              strict=args.strict, planning_progress=_planning_printer(len(files)))
     print(f"medshift: {report.summary()} of {len(files)} input(s) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)

@@ -41,8 +41,8 @@ def disk_refusal(folder: Path, size: int) -> OSError | None:
     return None
 
 
-def _itk_text(exc: Exception) -> str:
-    """The last meaningful line of a SimpleITK exception."""
+def itk_error_text(exc: Exception) -> str:
+    """The last meaningful line of a SimpleITK exception (they span many lines)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
@@ -73,10 +73,10 @@ def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: st
     try:
         sitk.WriteImage(image, str(target), useCompression=compress)
     except RuntimeError as exc:
-        raise _failed(target, final_path, fmt, size, _itk_text(exc)) from None
+        raise _failed(target, final_path, fmt, size, itk_error_text(exc)) from None
     try:
         back = sitk.GetArrayFromImage(sitk.ReadImage(str(target)))
     except RuntimeError as exc:
-        raise _failed(target, final_path, fmt, size, f"it reads back damaged: {_itk_text(exc)}") from None
+        raise _failed(target, final_path, fmt, size, f"it reads back damaged: {itk_error_text(exc)}") from None
     if not _same_pixels(pixels, back):
         raise _failed(target, final_path, fmt, size, "its pixels read back different")

@@ -36,8 +36,10 @@ from ..atomic_files import publish_folder, temporary_folder
 from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
 from . import dicom
-from .checked_writes import write_itk_checked
+from .checked_writes import itk_error_text, write_itk_checked
+from .dicom_classes import refuse_non_image
 from .file_dependencies import files_of_image, files_written_for, same_file
+from .input_size import check_dicom_input_size, check_itk_input_size
 from .radiograph import RadiographImage
 from .regular_files import check_regular_file, readable_path
 
@@ -150,8 +152,10 @@ def _select_frame(path: Path, frame: int | None, count: int) -> int:
 
 def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
     """One decoded DICOM frame as a RadiographImage sharing `header` (the dataset without pixel data)."""
+    refuse_non_image(ds, path)  # a SEG, RT dose or parametric map has pixels but is no radiograph
+    check_dicom_input_size(str(path), ds)  # from the header, before decoding
     pixels = dicom.decode_dicom_frame(ds, path, frame)
-    spacing, origin, direction, spacing_source = dicom.dicom_geometry(ds, frame)
+    spacing, origin, direction, spacing_source = dicom.dicom_geometry(ds, frame, str(path))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     metadata = {
         "source_path": str(path.resolve()),
@@ -172,16 +176,10 @@ def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
 
 # ---- SimpleITK formats -----------------------------------------------------------------------------
 
-def _itk_error_text(exc: Exception) -> str:
-    """The last meaningful line of a SimpleITK exception (they span many lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def _unreadable(path: Path, fmt: str, exc: Exception) -> InputImageError:
     """The error for a file SimpleITK cannot read."""
     return InputImageError(
-        f"{path}: cannot read this {fmt.upper()} file, it looks truncated or damaged ({_itk_error_text(exc)})"
+        f"{path}: cannot read this {fmt.upper()} file, it looks truncated or damaged ({itk_error_text(exc)})"
     )
 
 
@@ -206,6 +204,7 @@ def _itk_frame_count(path: Path, fmt: str) -> int:
     size = reader.GetSize()
     if len(size) > 3:
         raise InputImageError(f"{path}: a {len(size)}-D image cannot be read as radiographs")
+    check_itk_input_size(str(path), reader)  # from the header, before decoding
     return int(size[2]) if len(size) == 3 else 1
 
 
@@ -412,6 +411,6 @@ def write_radiograph(
         try:
             _write_into(temp_folder, path.name, fmt, image, source, series_description, path)
         except RuntimeError as exc:  # SimpleITK writer errors
-            raise MedShiftError(f"{path}: cannot write this {fmt.upper()} file ({_itk_error_text(exc)})") from exc
+            raise MedShiftError(f"{path}: cannot write this {fmt.upper()} file ({itk_error_text(exc)})") from exc
         publish_folder(temp_folder, path, overwrite)  # data files of a detached header first, the header last
     return path
