@@ -5,13 +5,15 @@ nor SIGTERM reaches Python, so a run whose input was replaced by a FIFO hung unt
 is opened with O_NONBLOCK (which never blocks, whatever the file is) and its type checked on the opened
 descriptor (fstat), so what is checked is what was opened. `readable_path` then gives the libraries a
 name for that very descriptor (a symbolic link, named like the input, to /proc/self/fd/N), so a FIFO
-put in the input's place after the check is never opened. Where /proc is missing (not Linux), and for a
-detached header (.nhdr/.mhd, whose data files are named relative to it), the check is made on the input
-and each data file just before the library opens them by name.
+put in the input's place after the check is never opened. Where /proc is missing (not Linux) or the
+temporary folder cannot take the link, and for a detached header (.nhdr/.mhd, whose data files are named
+relative to it), the check is made on the input and each data file just before the library opens them by
+name (a swap in that instant is not caught).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -47,21 +49,38 @@ def check_regular_file(path: str | Path) -> None:
     os.close(open_regular_file(path))
 
 
+def _link_to_descriptor(fd: int, name: str) -> Path | None:
+    """A symbolic link `name` in a new private folder pointing at /proc/self/fd/FD, or None where it cannot be made."""
+    proc = f"/proc/self/fd/{fd}"
+    if not os.path.exists(proc):
+        return None
+    try:
+        folder = tempfile.mkdtemp(prefix="medshift-read-")
+    except OSError:
+        return None
+    link = Path(folder) / name  # the same name: libraries pick the format by its extension
+    try:
+        os.symlink(proc, link)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return link
+
+
 @contextmanager
 def readable_path(path: str | Path) -> Iterator[Path]:
     """A path to hand a library for reading `path`: one that names the regular file checked now."""
     path = Path(path)
     fd = open_regular_file(path)
+    link = None
     try:
-        proc = f"/proc/self/fd/{fd}"
-        if path.name.lower().endswith((".nhdr", ".mhd")) or not os.path.exists(proc):
+        if not path.name.lower().endswith((".nhdr", ".mhd")):
+            link = _link_to_descriptor(fd, path.name)
+        if link is None:  # a detached header, or no /proc (or no room in the temporary folder): check, then use
             for data_file in detached_data_files(path):
                 check_regular_file(data_file)
-            yield path
-            return
-        with tempfile.TemporaryDirectory(prefix="medshift-read-") as folder:
-            link = Path(folder) / path.name  # the same name: libraries pick the format by its extension
-            os.symlink(proc, link)
-            yield link
+        yield link or path
     finally:
         os.close(fd)
+        if link is not None:
+            shutil.rmtree(link.parent, ignore_errors=True)
