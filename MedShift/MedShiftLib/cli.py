@@ -239,7 +239,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     """`medshift train` (with --processes N, N processes started here, each running it without --processes)."""
     from .training.distributed import ProcessPlace, launched_by_torchrun
     refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / name) for name in TRAINING_OUTPUTS],
-                               input_files=[("--init-from", args.init_from)])
+                               input_files=[("--init-from", getattr(args, "init_from", None))])
     if args.processes != 1 and not launched_by_torchrun():
         from .training.launcher import launch_training_processes, without_processes_option
         return launch_training_processes(without_processes_option(argv), args.processes)
