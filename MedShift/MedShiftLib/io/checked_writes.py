@@ -5,12 +5,16 @@ writer prints "wrote only 0 of N bytes" and returns, the compressed NRRD and the
 file short without an error. So `write_itk_checked` reads every file it wrote back and compares its pixels
 with those it was given; a file that is not whole is an error, never an output. The operating system's
 reason (a full disk, a file-size limit) is found by writing as many bytes again from Python, which does
-report it (`disk_refusal`), so the caller can stop a batch on a full disk with one plain line.
+report it (`disk_refusal`), so the caller can stop a batch on a full disk with one plain line; what the
+writers print on standard error themselves is not shown.
 """
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +67,24 @@ def _same_pixels(written: np.ndarray, read: np.ndarray) -> bool:
     return bool(np.array_equal(written, read, equal_nan=written.dtype.kind == "f"))
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Within the block, what C/C++ code prints on standard error (file descriptor 2) goes to the null device."""
+    try:
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (a GUI without a console)
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: str, compress: bool = False) -> None:
     """Write `image` to `target` with SimpleITK, then read it back: an error unless every pixel came back.
 
@@ -71,7 +93,8 @@ def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: st
     pixels = sitk.GetArrayViewFromImage(image)
     size = int(pixels.nbytes) + 4096
     try:
-        sitk.WriteImage(image, str(target), useCompression=compress)
+        with _native_stderr_silenced():  # the writers' own lines ("wrote only 0 of N bytes"): ours says it once
+            sitk.WriteImage(image, str(target), useCompression=compress)
     except RuntimeError as exc:
         raise _failed(target, final_path, fmt, size, itk_error_text(exc)) from None
     try:
