@@ -60,11 +60,15 @@ def _failed(target: Path, final_path: Path, fmt: str, size: int, why: str) -> Ex
                          "check the disk, or choose another --out")
 
 
-def _same_pixels(written: np.ndarray, read: np.ndarray) -> bool:
-    """True when two pixel arrays hold the same values (NaN equal to NaN)."""
+def _same_pixels(written: np.ndarray, read: np.ndarray, rows_at_once: int = 256) -> bool:
+    """True when two pixel arrays hold the same values (NaN equal to NaN), compared a block of rows at a time
+    (no whole-image temporary)."""
     if written.shape != read.shape or written.dtype != read.dtype:
         return False
-    return bool(np.array_equal(written, read, equal_nan=written.dtype.kind == "f"))
+    flat_written, flat_read = written.reshape(-1, *written.shape[-1:]), read.reshape(-1, *read.shape[-1:])
+    nan_equal = written.dtype.kind == "f"
+    return all(np.array_equal(flat_written[k:k + rows_at_once], flat_read[k:k + rows_at_once], equal_nan=nan_equal)
+               for k in range(0, flat_written.shape[0], rows_at_once))
 
 
 @contextmanager
@@ -98,8 +102,8 @@ def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: st
     except RuntimeError as exc:
         raise _failed(target, final_path, fmt, size, itk_error_text(exc)) from None
     try:
-        back = sitk.GetArrayFromImage(sitk.ReadImage(str(target)))
+        back_image = sitk.ReadImage(str(target))  # kept alive while its pixels are viewed (no numpy copy)
     except RuntimeError as exc:
         raise _failed(target, final_path, fmt, size, f"it reads back damaged: {itk_error_text(exc)}") from None
-    if not _same_pixels(pixels, back):
+    if not _same_pixels(pixels, sitk.GetArrayViewFromImage(back_image)):
         raise _failed(target, final_path, fmt, size, "its pixels read back different")
