@@ -2,9 +2,10 @@
 
 The one home of every translation option and its default. The `medshift` command builds its options
 from the fields below (flag and help text in each field's metadata), the Slicer panel takes its choice
-lists, defaults and preset buttons from here, and the module logic takes a `TranslationSettings`.
-Imports neither torch nor anything else of MedShiftLib but its errors and option bounds, so the Slicer module can load
-it before torch is installed.
+lists, defaults, ranges and preset buttons from here, and the module logic takes a `TranslationSettings`.
+Imports neither torch nor anything else of MedShiftLib but its errors and option bounds, so the Slicer
+module can load it before torch is installed. Each numeric field's allowed range (option_bounds.Bounds)
+is in its metadata: `validated` refuses NaN, infinity and values outside it.
 
 Checks that need the model (domain names, recorded statistics, the network's size factor) are made by
 `engine.checkpoint.CheckpointInfo.validate`; `TranslationSettings.validated` makes the others.

@@ -43,6 +43,11 @@ def _frame_of(record: ImageRecord) -> int | None:
     return int(frame) if frame not in (None, "") else None
 
 
+def _unusable(record: ImageRecord, exc: Exception) -> str:
+    """One line: which training image of which domain cannot be used, and why."""
+    return f"training image of domain '{record.domain}' is unusable: {' '.join(str(exc).split())}"
+
+
 def check_training_files(records: Sequence[ImageRecord], report: bool = True) -> None:
     """Read every record's header (not its pixels) before training; TrainingImageError naming the unusable ones.
 
@@ -54,7 +59,7 @@ def check_training_files(records: Sequence[ImageRecord], report: bool = True) ->
             if frame is not None and not 0 <= frame < frames:
                 raise InputImageError(f"{record.path}: has {frames} frame(s), the manifest asks for frame {frame}")
         except (InputImageError, ValueError) as exc:
-            bad.append(f"training image of domain '{record.domain}' is unusable: {' '.join(str(exc).split())}")
+            bad.append(_unusable(record, exc))
     if len(bad) == 1:
         raise TrainingImageError(f"{bad[0]}; fix or remove it")
     if bad:
@@ -108,7 +113,7 @@ class RadiographDomainDataset(Dataset):
         try:
             image = read_radiograph(record.path, frame=_frame_of(record))
         except InputImageError as exc:
-            raise TrainingImageError(f"training image of domain '{record.domain}' is unusable: {exc}") from exc
+            raise TrainingImageError(_unusable(record, exc)) from exc
         return normalize(image.pixels, fit_intensity_window(image.pixels, image.photometric))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
