@@ -39,7 +39,8 @@ class TranslationSettings:
     tau: float = _option(0.6, "--tau", "structure (0.6) <-> realism (0.3) trade-off",
                          bounds=Bounds(0.0, 1.0, high_open=True, note="0.3 realism ... 0.6 structure"))
     guidance_scale: float = _option(1.0, "--guidance", "classifier-free guidance scale w; 1 = none, faster",
-                                    bounds=Bounds(0.0, 10.0, note="1 = no guidance; the presets use 2"))
+                                    bounds=Bounds(0.0, 10.0, note="1 = no guidance; the presets use 2; above "
+                                                                  "about 5 edges are exaggerated"))
     solver: str = _option("euler", "--solver", "ODE solver", SOLVERS)
     steps: int = _option(4, "--steps", "solver steps over [tau, 1], per direction", bounds=Bounds(1, 1000))
     schedule: str = _option("uniform", "--schedule", "time grid of euler/heun/rk4: uniform, or quadratic (finer "
