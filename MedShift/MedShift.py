@@ -37,7 +37,14 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from MedShiftLib.errors import MedShiftError
-from MedShiftLib.settings import DEVICE_CHOICES, RECOMMENDED, SCHEDULES, SOLVERS, TranslationSettings
+from MedShiftLib.settings import (
+    DEVICE_CHOICES,
+    RECOMMENDED,
+    SCHEDULES,
+    SETTING_RANGES,
+    SOLVERS,
+    TranslationSettings,
+)
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, requirements, volume_nodes
 from MedShiftSlicer.parameters import PRESET_BUTTONS, apply_preset, settings_from_parameters
@@ -118,16 +125,16 @@ class MedShiftParameterNode:
     targetDomain: str = "clinical-normal"
     # translation settings: choices and defaults from MedShiftLib.settings (MedShiftSlicer.parameters pairs the names)
     tau: Annotated[float, WithinRange(0.0, 0.95)] = RECOMMENDED["tau"]
-    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = RECOMMENDED["guidance_scale"]
+    guidanceScale: Annotated[float, WithinRange(*SETTING_RANGES["guidance_scale"])] = RECOMMENDED["guidance_scale"]
     solver: Annotated[str, Choice(list(SOLVERS))] = RECOMMENDED["solver"]
-    steps: Annotated[int, WithinRange(1, 200)] = RECOMMENDED["steps"]
+    steps: Annotated[int, WithinRange(*SETTING_RANGES["steps"])] = RECOMMENDED["steps"]
     schedule: Annotated[str, Choice(list(SCHEDULES))] = RECOMMENDED["schedule"]
-    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = RECOMMENDED["noise_renewal"]
+    noiseRenewal: Annotated[float, WithinRange(*SETTING_RANGES["noise_renewal"])] = RECOMMENDED["noise_renewal"]
     contrastTransfer: bool = RECOMMENDED["contrast_transfer"]
     noiseMatching: bool = RECOMMENDED["noise_matching"]
-    seed: Annotated[int, WithinRange(0, 2147483647)] = RECOMMENDED["seed"]
+    seed: Annotated[int, WithinRange(*SETTING_RANGES["seed"])] = RECOMMENDED["seed"]
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
-    tileSize: Annotated[int, WithinRange(64, 8192)] = RECOMMENDED["tile_size"]
+    tileSize: Annotated[int, WithinRange(*SETTING_RANGES["tile_size"])] = RECOMMENDED["tile_size"]
     outputVolume: vtkMRMLScalarVolumeNode
     ctVolume: vtkMRMLScalarVolumeNode
     primaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0

@@ -32,7 +32,8 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
                                                     for name, values in PRESETS.items()))
     for name in COMMAND_LINE_OPTIONS:
         meta, default = SETTINGS_FIELDS[name].metadata, RECOMMENDED[name]
-        help_text = f"{meta['help']} (default {default})"
+        bounds = f"; {meta['bounds'].describe()}" if meta["bounds"] else ""
+        help_text = f"{meta['help']}{bounds} (default {default})"
         # default None: an option not given leaves the preset's (or the settings') value
         if isinstance(default, bool):
             p.add_argument(meta["flag"], dest=name, action=argparse.BooleanOptionalAction, default=None,

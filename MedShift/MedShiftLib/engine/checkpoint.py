@@ -104,9 +104,9 @@ def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict
     with atomic_target(path) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
-        except SafetensorError as exc:  # e.g. "IoError(Os { code: 28, kind: StorageFull, ... })"
-            code = re.search(r"code: (\d+)", str(exc))
-            number = int(code.group(1)) if code else errno.EIO
+        except SafetensorError as exc:  # "I/O error: No space left on device (os error 28)", or older:
+            code = re.search(r"\(os error (\d+)\)|code: (\d+)", str(exc))  # "IoError(Os { code: 28, ... })"
+            number = int(code.group(1) or code.group(2)) if code else errno.EIO
             raise OSError(number, os.strerror(number), str(path)) from exc
 
 

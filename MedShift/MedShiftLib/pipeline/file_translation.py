@@ -11,6 +11,7 @@ from ..engine.devices import describe_device, resolve_device
 from ..engine.ode_solvers import CancelToken
 from ..engine.translation import ProgressCallback
 from ..errors import InputImageError, MedShiftError, TranslationCancelled
+from ..io.path_kinds import describe_unusable_path
 from ..io.radiograph import RadiographImage
 from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, read_radiograph, write_radiograph
 from ..settings import TranslationSettings
@@ -36,7 +37,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise InputImageError(f"{path}: no such file or folder")
+            raise InputImageError(f"{path}: {describe_unusable_path(path)}")
     return files
 
 
