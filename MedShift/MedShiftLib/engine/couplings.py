@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import import_optional
+from ..optional_packages import import_optional
 
 COUPLINGS = ("independent", "ot", "schrodinger-bridge")
 
@@ -78,7 +78,7 @@ def _per_sample(t: Tensor, x: Tensor) -> Tensor:
 
 def _pot():
     """POT (imported when an OT coupling is first used, so the independent coupling and translation need none)."""
-    return import_optional("ot", "the ot and schrodinger-bridge couplings", "POT")
+    return import_optional("ot", "the ot and schrodinger-bridge couplings (--coupling independent needs none)", "POT")
 
 
 def squared_distances(x0: Tensor, x1: Tensor) -> np.ndarray:

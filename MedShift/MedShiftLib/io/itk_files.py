@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputImageError, OptionalModule
+from ..errors import InputImageError
+from ..optional_packages import OptionalModule
 
 sitk = OptionalModule("SimpleITK", "NRRD, NIfTI and MHA files")
 

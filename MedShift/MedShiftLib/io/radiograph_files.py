@@ -42,7 +42,8 @@ import numpy as np
 
 from ..atomic_files import publish_folder, temporary_folder
 from ..engine.intensity import check_finite_grey
-from ..errors import InputImageError, MedShiftError, OptionalModule
+from ..errors import InputImageError, MedShiftError
+from ..optional_packages import OptionalModule
 from .array_files import array_frame_count, read_array_frames, write_array
 from .file_dependencies import files_of_image, files_written_for, same_file
 from .itk_files import itk_error_text, itk_frame_count, read_itk_slices, sitk

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputImageError, OptionalModule
+from ..errors import InputImageError
+from ..optional_packages import OptionalModule
 
 PIL_Image = OptionalModule("PIL.Image", "PNG, TIFF, JPEG and BMP files", pip_name="pillow")
 
