@@ -111,6 +111,16 @@ def _tiff_spacing(image) -> tuple[tuple[float, float], bool]:
     return spacing, not dpi <= defaults
 
 
+def tiff_spacing_is_physical(path: str | Path) -> bool:
+    """True when a TIFF file's resolution tags give a physical pixel spacing (module docstring); False for an
+    unreadable file. For images loaded by other readers (Slicer's), which take any resolution as spacing."""
+    try:
+        with PIL_Image.open(path, formats=["TIFF"]) as image:
+            return _tiff_spacing(image)[1]
+    except (OSError, ValueError, SyntaxError, PIL_Image.UnidentifiedImageError, PIL_Image.DecompressionBombError):
+        return False
+
+
 def _png_scale(path: Path) -> tuple[float, float] | None:
     """The (x, y) spacing in a PNG's sCAL chunk, which SimpleITK writes and Pillow does not read (unit ignored,
     as SimpleITK does); None without one."""
