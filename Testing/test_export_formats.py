@@ -151,6 +151,29 @@ def test_translate_turns_a_jpeg_into_a_png_and_says_so(tmp_path):
     assert out.pixels.dtype == np.uint8 and out.shape == (64, 64)
 
 
+def test_a_write_cut_short_by_the_file_size_limit_fails_and_leaves_nothing(tmp_path):
+    code = """
+import resource, sys
+import numpy as np
+from MedShiftLib.io.radiograph import RadiographImage
+from MedShiftLib.io.radiograph_files import write_radiograph
+noise = np.random.default_rng(0).integers(0, 65535, (256, 256)).astype(np.uint16)
+resource.setrlimit(resource.RLIMIT_FSIZE, (24 * 1024, resource.RLIM_INFINITY))
+for name in ("big.png", "big.tif", "big.bmp", "big.npy"):
+    pixels = (noise // 256).astype(np.uint8) if name.endswith("bmp") else noise
+    try:
+        write_radiograph(RadiographImage(pixels), name)
+        print(name, "written")
+    except OSError as exc:
+        print(name, exc.errno)
+"""
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "MedShift")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["big.png", "27", "big.tif", "27", "big.bmp", "27", "big.npy", "27"]  # EFBIG
+    assert os.listdir(tmp_path) == []
+
+
 # ---- NumPy arrays ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])

@@ -7,6 +7,7 @@ never loaded.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -48,5 +49,7 @@ def read_array_frames(path: Path, frames: list[int] | None) -> list[np.ndarray]:
 
 def write_array(pixels: np.ndarray, path: Path) -> None:
     """Write the 2-D pixels as a .npy file, dtype and values exactly."""
-    with open(path, "xb") as handle:
-        np.save(handle, np.ascontiguousarray(pixels), allow_pickle=False)
+    encoded = io.BytesIO()
+    np.save(encoded, np.ascontiguousarray(pixels), allow_pickle=False)
+    with open(path, "xb") as handle:  # one Python write: a full disk raises OSError with its errno (numpy's doesn't)
+        handle.write(encoded.getbuffer())

@@ -20,9 +20,10 @@ What each format keeps on a write-then-read round trip (tested in Testing/test_r
 - DICOM: pixels exactly (through the rescale when needed, 16-bit otherwise), spacing; see dicom.
 
 PNG/TIFF hold only unsigned 8- or 16-bit integers (BMP only 8-bit). write_radiograph stores an image
-there only when that is lossless: uint8 pixels as 8-bit, other pixels whose values are all whole numbers in 0..65535
-as 16-bit. Anything else (fractional, negative or larger values) is refused with InputImageError that
-suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of stored values.
+there only when that is lossless: uint8 pixels as 8-bit, other pixels whose values are all whole
+numbers in 0..65535 as 16-bit. Anything else (fractional, negative or larger values) is refused with
+InputImageError that suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of
+stored values.
 
 An image whose pixel spacing is not a physical size (read from PNG, JPEG, BMP, .npy or a TIFF without
 physical resolution tags, or a Slicer node loaded from one: metadata["spacing_known"] False) is written

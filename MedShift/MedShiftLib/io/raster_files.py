@@ -97,8 +97,8 @@ def _pixels(image, path: Path, fmt: str) -> np.ndarray:
 def _tiff_spacing(image) -> tuple[tuple[float, float], bool]:
     """(x, y) spacing in mm and whether it is physical, from a TIFF's resolution tags (module docstring)."""
     tags = image.tag_v2
-    unit = int(tags.get(296, 2))
     try:
+        unit = int(tags.get(296, 2))
         x_resolution, y_resolution = float(tags.get(282, 0)), float(tags.get(283, tags.get(282, 0)))
     except (TypeError, ValueError, ZeroDivisionError):
         return (1.0, 1.0), False
@@ -168,16 +168,16 @@ def write_raster(pixels: np.ndarray, spacing: tuple[float, float], spacing_known
                               "write .png or .tif, which keep 16 bits")
     image = PIL_Image.fromarray(np.ascontiguousarray(pixels))
     x, y = (float(s) for s in spacing)
-    if fmt == "png":
-        encoded = io.BytesIO()
-        image.save(encoded, format="PNG")
-        data = encoded.getbuffer()
-        with open(path, "xb") as handle:  # Pillow writes no sCAL chunk: put it right after the header chunk
-            handle.write(data[:IHDR_END])
-            handle.write(_png_chunk(b"sCAL", b"\x01" + repr(x).encode() + b"\x00" + repr(y).encode()))
-            handle.write(data[IHDR_END:])
-    elif fmt == "tiff":
-        resolution = dict(resolution_unit=3, x_resolution=10.0 / x, y_resolution=10.0 / y) if spacing_known else {}
-        image.save(path, format="TIFF", software="MedShift", **resolution)
-    else:
-        image.save(path, format=PILLOW_FORMATS[fmt])
+    options = {}
+    if fmt == "tiff":
+        options = dict(software="MedShift")
+        if spacing_known and x > 0 and y > 0:
+            options.update(resolution_unit=3, x_resolution=10.0 / x, y_resolution=10.0 / y)
+    encoded = io.BytesIO()
+    image.save(encoded, format=PILLOW_FORMATS[fmt], **options)
+    data = encoded.getbuffer()
+    if fmt == "png":  # Pillow writes no sCAL chunk: put it right after the header chunk
+        scale = _png_chunk(b"sCAL", b"\x01" + repr(x).encode() + b"\x00" + repr(y).encode())
+        data = b"".join((data[:IHDR_END], scale, data[IHDR_END:]))
+    with open(path, "xb") as handle:  # Python's own write: a full disk raises OSError (Pillow's BMP writer does not)
+        handle.write(data)
