@@ -1,7 +1,7 @@
 """Packages MedShift imports only where a file format or feature needs them.
 
-The translation path (and training from a folder of PNG, TIFF or .npy images) imports only torch, numpy,
-scipy and safetensors when it starts, so a GPU machine without SimpleITK, pydicom, POT, xraydb, matplotlib
+The translation path (and training's reading of PNG, TIFF or .npy data folders) imports only torch,
+numpy, scipy and safetensors when it starts, so a GPU machine without SimpleITK, pydicom, POT, xraydb, matplotlib
 or tqdm runs it; each format or feature imports its package when first used, and a missing one gives a
 one-line MissingPackageError with the pip command. Progress bars are optional: without tqdm none is shown.
 """
@@ -29,6 +29,7 @@ def import_optional(module: str, needed_for: str, pip_name: str | None = None) -
             f"cannot be imported ({exc})"
         raise MissingPackageError(f"the Python package {package} is needed for {needed_for} but {why}; "
                                   f"install it with: pip install {package}") from None
+
 
 class OptionalModule:
     """A module imported on its first attribute use, through import_optional: `sitk = OptionalModule("SimpleITK",
