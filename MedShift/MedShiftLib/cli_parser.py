@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("translate", help="translate radiograph files", description=(
-        "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF) from --source to --target; "
-        "one output per input in --out, same file name and format. A bad input is reported and the others "
-        "are still translated; the exit status is then 1."))
+        "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF/JPEG/BMP/.npy) from --source to "
+        "--target; one output per input in --out, same file name and format (a JPEG's as PNG). A bad input is "
+        "reported and the others are still translated; the exit status is then 1."))
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
     p.add_argument("--overwrite", action="store_true",

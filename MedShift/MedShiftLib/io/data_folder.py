@@ -9,7 +9,8 @@ Data folder layout:
 
 With a manifest, it alone lists the images (paths relative to root); files it does not name are not
 used. Without one, every file with a supported extension in a domain sub-folder is used (not
-recursively), and the subject is the part of the file name before the first "_" (the whole name
+recursively), as is every DICOM file whatever its name (told by its preamble; DICOM exports often have
+no extension, e.g. IM000001). The subject is the part of the file name before the first "_" (the whole name
 without extension when there is no "_"): "s0003_v01.png" belongs to subject "s0003". A manifest may
 add a "frame" column to take one frame of a cine or volume.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..errors import DataFolderError
 from .path_kinds import describe_unusable_path
-from .radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension
+from .radiograph_files import SUPPORTED_EXTENSIONS, is_radiograph_file
 
 MANIFEST_NAME = "manifest.csv"
 IGNORED_FOLDERS = frozenset({"clean"})
@@ -115,11 +116,11 @@ def _scan_domain_folders(root: Path) -> list[ImageRecord]:
     records = []
     for folder in folders:
         files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and has_supported_extension(p))
+                       if p.is_file() and not p.name.startswith(".") and is_radiograph_file(p))
         if not files:
             raise DataFolderError(
-                f"{folder}: the domain folder '{folder.name}' holds no images ({', '.join(SUPPORTED_EXTENSIONS)}); "
-                "add images or remove the folder"
+                f"{folder}: the domain folder '{folder.name}' holds no images ({', '.join(SUPPORTED_EXTENSIONS)}, or "
+                "DICOM files without an extension); add images or remove the folder"
             )
         records += [ImageRecord(p, folder.name, subject_from_file_name(p)) for p in files]
     return records

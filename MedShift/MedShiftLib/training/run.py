@@ -40,6 +40,7 @@ from ..engine.loss import FlowMatchingLoss
 from ..engine.network import VelocityUNet, config_from_preset
 from ..errors import DataFolderError, MedShiftError
 from ..io.data_folder import ImageRecord, scan_data_folder, split_by_subject
+from ..optional_packages import progress_bar
 from .config import RESUMABLE_CHANGES, TrainingConfig, config_from_arguments
 from .dataset import RadiographDomainDataset, check_training_files
 from .distributed import (
@@ -272,13 +273,11 @@ class TrainingRun:
 
     def run(self, progress: bool = True, stop_after: int | None = None) -> Path:
         """Train up to config.steps (or `stop_after` steps in this call); returns the best checkpoint's path."""
-        from tqdm import tqdm
-
         config, place = self.config, self.place
         batches_per_epoch = len(self.train_set) // config.batch_size
         local_batch = config.batch_size // place.world_size
-        bar = tqdm(total=config.steps, initial=self.step, disable=not (progress and place.is_main), desc="training",
-                   unit="step")
+        bar = progress_bar(progress and place.is_main, total=config.steps, initial=self.step, desc="training",
+                           unit="step")
         last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
         while self.step < config.steps and (stop_after is None or steps_this_call < stop_after):
             epoch, start = divmod(self.step, batches_per_epoch)
