@@ -12,20 +12,27 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import weakref
 from pathlib import Path
 
 import slicer
 
 
 class Signal:
-    """What PythonQt's `object.connect("signal(args)", slot)` registers, callable by the test."""
+    """What PythonQt's `object.connect("signal(args)", slot)` registers, callable by the test.
 
-    def __init__(self) -> None:
+    Like Qt, which goes on using the sender after its slots return, emitting fails when a slot has let the
+    sender be deleted (PythonQt deletes a parentless object with its last Python reference)."""
+
+    def __init__(self, sender=None) -> None:
         self.slots = []
+        self.sender = weakref.ref(sender) if sender is not None else None
 
     def emit(self, *args) -> None:
         for slot in list(self.slots):
             slot(*args)
+        if self.sender is not None and self.sender() is None:
+            raise RuntimeError("the QObject was deleted inside its own signal handler")
 
 
 class FakeProcess:
@@ -36,12 +43,16 @@ class FakeProcess:
     MergedChannels = 1
     instances: list = []
 
-    def __init__(self) -> None:
-        self.signals = {"readyReadStandardOutput()": Signal(), "finished(int,QProcess::ExitStatus)": Signal(),
-                        "errorOccurred(QProcess::ProcessError)": Signal()}
+    def __init__(self, parent=None) -> None:
+        names = ("readyReadStandardOutput()", "finished(int,QProcess::ExitStatus)",
+                 "errorOccurred(QProcess::ProcessError)")
+        self.signals = {name: Signal(self) for name in names}
         self.program_, self.arguments, self.cwd, self.pending, self.deleted = None, None, None, b"", False
         self.pid = 0
-        FakeProcess.instances.append(self)
+        self.parent = parent
+        if parent is not None:  # Qt's parent owns its children: Python's references do not decide their life
+            parent.children.append(self)
+        FakeProcess.instances.append(weakref.ref(self))
 
     def connect(self, signal: str, slot) -> None:
         self.signals[signal].slots.append(slot)
@@ -69,7 +80,12 @@ class FakeProcess:
         return types.SimpleNamespace(data=lambda: data)
 
     def deleteLater(self) -> None:
-        self.deleted = True
+        self.deleted = True  # Qt deletes it once control is back in the event loop
+
+    @staticmethod
+    def last() -> FakeProcess:
+        """The process created last (FakeProcess.instances holds weak references, as PythonQt's wrappers do)."""
+        return FakeProcess.instances[-1]()
 
     # what the test does to it
     def output(self, text: str) -> None:
@@ -146,6 +162,7 @@ class FakeApp:
     def __init__(self, temporary_path: Path, slicer_home: Path) -> None:
         self.temporaryPath, self.slicerHome = str(temporary_path), str(slicer_home)
         self.connections = []
+        self.children = []  # QObjects created with this parent
         self.majorVersion, self.minorVersion = 5, 10
 
     def connect(self, signal: str, slot) -> None:

@@ -8,8 +8,12 @@ and prints `PID n`, `DEVICE text`, `PROGRESS done/total`, `OUTPUT path`, `WARNIN
 (`parse_worker_line`). Cancel is cooperative: `request_cancel` creates the cancel file and the worker
 stops within one solver step (exit status 130); `kill` ends the worker and its launcher when it does not
 (PythonSlicer is CTK's launcher: it starts python-real as its own child and forwards no signal, so killing
-the launcher alone leaves the worker running). Only when the worker has finished are its files read back
-onto the input's grids (`result`). Nothing here imports slicer or Qt: MedShift.py drives a QProcess with it.
+the launcher alone leaves the worker running). So the launcher is never killed before the worker's PID is
+known, and the job folder with its cancel file stays until the launcher has ended (it ends when its worker
+does): a worker that lost its launcher still finds the cancel file and stops. Only when the worker has
+finished are its files read back onto the input's grids (`result`). Nothing here imports slicer or Qt, nor
+the command line or anything that loads pydicom, torch or safetensors (MedShift.py imports this module at
+Slicer start-up): MedShift.py drives a QProcess with it.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from MedShiftLib.cli import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, translation_arguments
+from MedShiftLib.cli_errors import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.settings import TranslationSettings
@@ -68,6 +72,8 @@ class BackgroundTranslation:
 
     def arguments(self) -> list[str]:
         """The worker's arguments after the Python executable."""
+        from MedShiftLib.cli_parser import translation_arguments  # loads the file readers: not at start-up
+
         args = ["-m", "MedShiftLib.cli", "translate", str(self.in_dir), "--out", str(self.out_dir),
                 *translation_arguments(self.settings), "--device", self.device, "--machine-progress",
                 "--cancel-file", str(self.cancel_file)]
@@ -97,14 +103,21 @@ class BackgroundTranslation:
     def request_cancel(self) -> None:
         """Ask the worker to stop at its next solver step (it checks the cancel file)."""
         self.cancel_requested = True
-        self.cancel_file.touch()
+        if self.job_dir.is_dir():
+            self.cancel_file.touch()
 
-    def kill(self, launcher_pid: int | None) -> None:
-        """End the worker and its launcher now (when a cancelled worker did not stop by itself)."""
-        self.cancel_requested = True
+    def kill(self, launcher_pid: int | None) -> bool:
+        """End the worker, then its launcher; False, killing nothing, while the worker's PID is not known yet.
+
+        Killing the launcher first would orphan the worker; instead the cancel file (kept until the launcher
+        ends) stops it, and the caller kills both once the worker has printed its PID."""
+        self.request_cancel()
+        if not self.worker_pid:
+            return False
         for pid in (self.worker_pid, launcher_pid):
             if pid:
                 kill_process(pid)
+        return True
 
     def result(self, exit_code: int, crashed: bool) -> list[RadiographImage]:
         """The translated frames on the input's grids; MedShiftError saying why there are none."""
