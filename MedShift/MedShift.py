@@ -19,8 +19,6 @@ this file relies on, with the source lines that show it.
 """
 import logging
 import os
-import shutil
-import sys
 import time
 from typing import Annotated
 
@@ -752,21 +750,9 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
 
 def pythonSlicerExecutable() -> str:
-    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker.
-
-    MedShiftError when it cannot be found: Slicer's own executable is no Python, so there is no fallback."""
-    name = "PythonSlicer" + (".exe" if os.name == "nt" else "")
-    candidates = [os.path.join(os.path.dirname(sys.executable), name)]
-    home = getattr(slicer.app, "slicerHome", "") if getattr(slicer, "app", None) is not None else ""
-    if home:
-        candidates.append(os.path.join(home, "bin", name))
-    found = shutil.which("PythonSlicer")
-    for candidate in ([found] if found else []) + candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    raise MedShiftError(
-        f"MedShift cannot find PythonSlicer (looked in: {', '.join(candidates)}), which runs the translation in the "
-        "background; translate from the Python console with slicer.util.getModuleLogic('MedShift').translateVolume")
+    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker; MedShiftError if none."""
+    app = getattr(slicer, "app", None)
+    return background_job.python_slicer_executable(getattr(app, "slicerHome", "") if app is not None else "")
 
 
 #

@@ -109,6 +109,62 @@ class FakeTimer:
         FakeTimer.shots.append((msec, callback))
 
 
+class Combo:
+    """A QComboBox stand-in (the calls MedShift.py makes)."""
+
+    def __init__(self, items=(), text=""):
+        self.items, self.currentIndex, self.blocked = list(items), -1, False
+        if text in self.items:
+            self.currentIndex = self.items.index(text)
+
+    @property
+    def currentText(self):
+        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
+
+    def findText(self, text):
+        return self.items.index(text) if text in self.items else -1
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def addItems(self, items):
+        self.items += list(items)
+
+    def blockSignals(self, block):
+        previous, self.blocked = self.blocked, block
+        return previous
+
+
+class Bar(types.SimpleNamespace):
+    """A QProgressBar stand-in."""
+
+    def __init__(self):
+        super().__init__(value=0, maximum=100, visible=False)
+
+    def show(self):
+        self.visible = True
+
+    def hide(self):
+        self.visible = False
+
+
+class ParameterNode(types.SimpleNamespace):
+    """What the widget asks of the wrapped parameter node."""
+
+    def connectGui(self, ui):
+        return "tag"
+
+    def disconnectGui(self, tag):
+        pass
+
+    def StartModify(self):
+        return 0
+
+    def EndModify(self, previous):
+        return 0
+
+
+
 def _qt_module() -> types.ModuleType:
     qt = types.ModuleType("qt")
     qt.QProcess, qt.QTimer = FakeProcess, FakeTimer

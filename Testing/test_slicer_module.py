@@ -21,7 +21,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core's MRML scene is not available", allow_module_level=True)
 
 from helpers import write_tiny_checkpoint  # noqa: E402
-from slicer_stand_ins import FakeProcess, FakeTimer, load_module  # noqa: E402
+from slicer_stand_ins import Bar, Combo, FakeProcess, FakeTimer, ParameterNode, load_module  # noqa: E402
 
 from MedShiftLib.errors import MedShiftError  # noqa: E402
 from MedShiftLib.settings import TranslationSettings  # noqa: E402
@@ -228,15 +228,6 @@ def test_sample_data_is_registered_with_the_parameters_slicer_has(medshift, monk
     assert ("startupCompleted()", medshift.registerSampleData) in slicer.app.connections
 
 
-def test_the_training_module_has_no_panel_and_its_logic_is_created_directly(monkeypatch, tmp_path):
-    training = load_module(ROOT / "MedShiftTraining" / "MedShiftTraining.py", monkeypatch, tmp_path)
-    parent = types.SimpleNamespace()
-    training.MedShiftTraining(parent)
-    assert parent.widgetRepresentationCreationEnabled is False and parent.hidden is True
-    assert parent.dependencies == ["MedShift"]
-    assert callable(training.MedShiftTrainingLogic().train)
-
-
 def test_headless_training_ends_slicer_with_a_failure_code_on_an_unexpected_error(monkeypatch, tmp_path, capsys):
     path = ROOT / "MedShiftTraining" / "MedShiftTraining.py"
     training = load_module(path, monkeypatch, tmp_path)
@@ -272,61 +263,6 @@ def test_what_an_old_slicer_reads_before_the_version_check_is_python_3_9():
                  "MedShift/MedShiftLib/errors.py", "MedShift/MedShiftLib/settings.py",
                  "MedShift/MedShiftLib/simulator/__init__.py", "MedShift/MedShiftLib/simulator/domains.py"]:
         ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
-
-
-class Combo:
-    """A QComboBox stand-in (the calls MedShift.py makes)."""
-
-    def __init__(self, items=(), text=""):
-        self.items, self.currentIndex, self.blocked = list(items), -1, False
-        if text in self.items:
-            self.currentIndex = self.items.index(text)
-
-    @property
-    def currentText(self):
-        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
-
-    def findText(self, text):
-        return self.items.index(text) if text in self.items else -1
-
-    def clear(self):
-        self.items, self.currentIndex = [], -1
-
-    def addItems(self, items):
-        self.items += list(items)
-
-    def blockSignals(self, block):
-        previous, self.blocked = self.blocked, block
-        return previous
-
-
-class Bar(types.SimpleNamespace):
-    """A QProgressBar stand-in."""
-
-    def __init__(self):
-        super().__init__(value=0, maximum=100, visible=False)
-
-    def show(self):
-        self.visible = True
-
-    def hide(self):
-        self.visible = False
-
-
-class ParameterNode(types.SimpleNamespace):
-    """What the widget asks of the wrapped parameter node."""
-
-    def connectGui(self, ui):
-        return "tag"
-
-    def disconnectGui(self, tag):
-        pass
-
-    def StartModify(self):
-        return 0
-
-    def EndModify(self, previous):
-        return 0
 
 
 def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low", "clinical-normal")):

@@ -173,6 +173,36 @@ def parse_worker_line(line: str) -> tuple[str, Any]:
     return "log", line
 
 
+def python_slicer_executable(slicer_home: str = "") -> str:
+    """Path of PythonSlicer (Slicer's Python with its packages), for a worker process.
+
+    MedShiftError when it cannot be found: Slicer's own executable is no Python, so there is no fallback."""
+    name = "PythonSlicer" + (".exe" if os.name == "nt" else "")
+    candidates = [os.path.join(os.path.dirname(sys.executable), name)]
+    if slicer_home:
+        candidates.append(os.path.join(slicer_home, "bin", name))
+    found = shutil.which("PythonSlicer")
+    for candidate in ([found] if found else []) + candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise MedShiftError(
+        f"MedShift cannot find PythonSlicer (looked in: {', '.join(candidates)}), which runs the work in the "
+        "background; run it from the Python console instead (slicer.util.getModuleLogic('MedShift') or "
+        "slicer.util.getModuleLogic('MedShiftTraining'))")
+
+
+TRAINING_WORKER = ("import os, sys; print('PID', os.getpid(), flush=True); "
+                   "from MedShiftLib.cli import main; sys.exit(main(sys.argv[1:]))")
+"""Python code of the training worker: `medshift train` (the code MedShiftTraining.py runs headless), after
+printing the PID of the process that trains, so that Stop can end it behind PythonSlicer's launcher."""
+
+
+def training_arguments(data_dir: str | Path, out_dir: str | Path, steps: int, resume: bool = False) -> list[str]:
+    """The training worker's arguments after the Python executable (working directory: MODULE_DIR)."""
+    return ["-c", TRAINING_WORKER, "train", str(data_dir), "--out", str(out_dir), "--steps", str(int(steps)),
+            *(["--resume"] if resume else [])]
+
+
 def kill_process(pid: int) -> None:
     """Kill one process by id; nothing happens when it has already ended."""
     try:
