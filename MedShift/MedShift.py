@@ -19,6 +19,7 @@ this file relies on, with the source lines that show it.
 """
 import logging
 import os
+import shutil
 import time
 from typing import Annotated
 
@@ -419,29 +420,44 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(errorMessage, windowTitle=_("MedShift"))
 
     def _checkCanProject(self) -> None:
-        """Enable Project CT only when a CT is chosen (called on every change of the parameter node)."""
+        """Enable Project CT only when a CT is chosen and no projection runs (on every parameter-node change)."""
         chosen = self._parameterNode is not None and self._parameterNode.ctVolume is not None
-        self.ui.projectButton.enabled = chosen
+        running = self.logic.isProjecting
+        self.ui.projectButton.enabled = chosen and not running
+        self.ui.projectButton.text = _("Projecting...") if running else _("Project CT")
         self.ui.projectButton.toolTip = (_("Make a radiograph from the CT and select it as the translation input")
                                          if chosen else _("Choose a CT volume first"))
 
     def onProjectButton(self) -> None:
-        """Project the CT into a simulated radiograph and make it the translation input."""
+        """Project the CT into a simulated radiograph in a worker process (Slicer stays responsive)."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("MedShift could not project the CT."), waitCursor=True):
             if not self.logic.setupPythonRequirements():
                 return
-            node = self.logic.projectCT(p.ctVolume, p.primaryAngleDeg, p.secondaryAngleDeg,
-                                        p.sourceDetectorDistanceMm, p.detectorPixels, domain=p.projectionDomain)
-            with slicer.util.NodeModify(p):
-                p.inputVolume = node
-                p.frames = "single"
-                if p.projectionDomain in (self.ui.sourceDomainComboBox.itemText(i)
-                                          for i in range(self.ui.sourceDomainComboBox.count)):
-                    p.sourceDomain = p.projectionDomain
-                    self.ui.sourceDomainComboBox.currentIndex = self.ui.sourceDomainComboBox.findText(
-                        p.projectionDomain)
-            slicer.util.setSliceViewerLayers(background=node, fit=True)
+            self.logic.startBackgroundProjection(p.ctVolume, p.primaryAngleDeg, p.secondaryAngleDeg,
+                                                 p.sourceDetectorDistanceMm, p.detectorPixels,
+                                                 domain=p.projectionDomain, onFinished=self.onProjectionFinished)
+            self.ui.statusLabel.text = _("Projecting the CT...")
+        self._checkCanProject()
+
+    def onProjectionFinished(self, node, errorMessage: str) -> None:
+        """Make the projected radiograph the translation input, or say why there is none."""
+        if self._parameterNode is None:
+            return
+        self._checkCanProject()
+        if node is None:
+            self.ui.statusLabel.text = errorMessage
+            slicer.util.errorDisplay(errorMessage, windowTitle=_("MedShift"))
+            return
+        p = self._parameterNode
+        self.ui.statusLabel.text = _("Projected: {name}").format(name=node.GetName())
+        with slicer.util.NodeModify(p):
+            p.inputVolume = node
+            p.frames = FrameChoice.single
+            if self.ui.sourceDomainComboBox.findText(p.projectionDomain) >= 0:
+                p.sourceDomain = p.projectionDomain
+                self.ui.sourceDomainComboBox.currentIndex = self.ui.sourceDomainComboBox.findText(p.projectionDomain)
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
 
 
 def ctkPathLineEditFiles():
@@ -469,7 +485,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._run = None  # the running translation (BackgroundRun) the panel waits for
+        self._run = None  # the running translation the panel waits for
+        self._projection = None  # the running CT projection
         self.lastWarnings: list[str] = []  # what the last background run said about its input
         self.usedDevices: dict[str, str] = {}  # device choice -> what the worker said it ran on (its DEVICE line)
 
@@ -598,6 +615,80 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         """
         return ct_projection.project_ct_node(ctNode, primaryAngleDeg, secondaryAngleDeg, sourceDetectorDistanceMm,
                                              int(detectorPixels), domain=domain)
+
+    @property
+    def isProjecting(self) -> bool:
+        """True while a background CT projection runs."""
+        return self._projection is not None
+
+    def startBackgroundProjection(self, ctNode, primaryAngleDeg=0.0, secondaryAngleDeg=0.0,
+                                  sourceDetectorDistanceMm=1200.0, detectorPixels=256, domain="sim-low",
+                                  onFinished=None) -> None:
+        """projectCT in a PythonSlicer worker, without blocking Slicer; onFinished(node, errorMessage) once at the end.
+
+        The CT is written to a temporary NRRD, the worker (MedShiftSlicer.projection_worker) runs the same
+        projection code and writes the radiograph, which is read back into a new node."""
+        import tempfile
+        from pathlib import Path
+
+        import SimpleITK as sitk
+
+        from MedShiftSlicer import projection_worker
+
+        if self.isProjecting:
+            raise MedShiftError("a CT projection is already running; wait for it")
+        image = ct_projection.ct_image_of_node(ctNode)
+        executable = pythonSlicerExecutable()
+        folder = Path(tempfile.mkdtemp(prefix="MedShift-projection-", dir=slicer.app.temporaryPath))
+        sitk.WriteImage(image, str(folder / "ct.nrrd"))
+        process = qt.QProcess(slicer.app)  # a parent, as for the translation
+        state = dict(process=process, folder=folder, out=folder / "radiograph.nrrd", ct=ctNode, text="",
+                     name=ct_projection.projection_name(ctNode.GetName(), domain, primaryAngleDeg, secondaryAngleDeg),
+                     onFinished=onFinished, ended=False)
+        process.setWorkingDirectory(str(background_job.MODULE_DIR))
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.connect("readyReadStandardOutput()", lambda: self._readProjectionOutput(state))
+        process.connect("finished(int,QProcess::ExitStatus)",
+                        lambda exitCode, exitStatus: self._endProjection(state, exitCode))
+        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._endProjection(
+            state, None, _("The projection process could not start ({reason})").format(reason=process.errorString()))
+            if error == qt.QProcess.FailedToStart else None)
+        self._projection = state
+        process.start(executable, projection_worker.worker_arguments(
+            folder / "ct.nrrd", state["out"], f"'{ctNode.GetName()}'", primaryAngleDeg, secondaryAngleDeg,
+            sourceDetectorDistanceMm, detectorPixels, domain))
+
+    def _readProjectionOutput(self, state) -> None:
+        if not state["ended"]:
+            state["text"] += bytes(state["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+
+    def _endProjection(self, state, exitCode, message=None) -> None:
+        if state["ended"]:
+            return
+        self._readProjectionOutput(state)
+        state["ended"] = True
+        self._projection = None
+        node, error = None, message or ""
+        errors = [value for kind, value in map(background_job.parse_worker_line, state["text"].splitlines())
+                  if kind == "error"]
+        try:
+            if not error and exitCode == 0 and state["out"].is_file():
+                from MedShiftLib.io.radiograph_files import read_radiograph
+
+                scene = state["ct"].GetScene()
+                if scene is None:
+                    raise MedShiftError("the CT volume was removed from the scene during the projection")
+                node = volume_nodes.add_radiograph_volume(scene, read_radiograph(state["out"]), state["name"])
+            elif not error:
+                error = errors[-1] if errors else _("the CT projection stopped unexpectedly (exit code {code}); see "
+                                                    "the Python console").format(code=exitCode)
+        except Exception as exc:  # anything must still end the projection and say what happened
+            logging.exception("MedShift: reading the projection failed")
+            error = str(exc)
+        shutil.rmtree(state["folder"], ignore_errors=True)
+        state["process"].deleteLater()  # Qt deletes it after this handler has returned
+        if state["onFinished"]:
+            state["onFinished"](node, error)
 
     # ---- background run (panel) ------------------------------------------------------------------------
 

@@ -275,7 +275,7 @@ def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low
             currentPath=""), modelInfoLabel=label(), deviceComboBox=Combo(["auto", "cpu", "cuda"], "auto"),
         deviceInfoLabel=label(), frameIndexSpinBox=label(), translateButton=label(), inputInfoLabel=label(),
         projectButton=label(), statusLabel=label(), progressBar=Bar())
-    widget.logic = types.SimpleNamespace(isRunning=False, modelDomains=lambda path: list(domains),
+    widget.logic = types.SimpleNamespace(isRunning=False, isProjecting=False, modelDomains=lambda path: list(domains),
                                          deviceDescription=lambda device: f"device {device}")
     return widget
 

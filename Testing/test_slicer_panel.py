@@ -77,7 +77,8 @@ class Panel:
         self.p = ParameterNode(**defaults | dict(
             modelPath=str(model_path), sourceDomain="a", targetDomain="c", device="cpu", frames=FrameChoice.single,
             frameIndex=0, inputVolume=node, outputVolume=None, ctVolume=None, showSideBySide=False,
-            contrastTransfer=False, noiseMatching=False, steps=2))
+            contrastTransfer=False, noiseMatching=False, steps=2, primaryAngleDeg=0.0, secondaryAngleDeg=0.0,
+            sourceDetectorDistanceMm=1200.0, detectorPixels=64, projectionDomain="sim-low"))
         widget.setParameterNode(self.p)
 
     def click_translate(self):
@@ -260,3 +261,59 @@ def test_the_training_panel_runs_medshift_train_in_a_worker_and_stop_ends_the_wo
     process.finish(-9, FakeProcess.CrashExit)
     assert not logic.isTraining and ends == ["Stopped; Train with Resume continues from the last save."]
     assert process.deleted
+
+
+def _ct_phantom(name="phantom"):
+    n = 32
+    zz, yy, xx = np.mgrid[:n, :n, :n] - (n - 1) / 2
+    hu = np.where(xx ** 2 + yy ** 2 + zz ** 2 < 11 ** 2, 0.0, -1000.0)
+    hu[(np.abs(xx) < 3) & (np.abs(yy) < 3)] = 1500.0
+    return slicer.util.addVolumeFromArray(hu.astype(np.int16), ijkToRAS=np.diag([-3.0, -3.0, 3.0, 1.0]), name=name)
+
+
+def test_project_ct_runs_in_a_worker_and_gives_what_the_console_gives(medshift, scene, model_path, python_slicer,
+                                                                     monkeypatch):
+    """The panel's projection leaves Slicer's event loop free: it runs in a worker, and its result is the console's."""
+    panel = Panel(medshift, monkeypatch, model_path, _radiograph())
+    panel.p.ctVolume, panel.p.detectorPixels, panel.p.projectionDomain = _ct_phantom(), 64, "sim-high"
+    panel.p.primaryAngleDeg, panel.p.secondaryAngleDeg, panel.p.sourceDetectorDistanceMm = 10.0, 0.0, 1200.0
+    panel.p.frames = FrameChoice.all
+
+    def blocking(*args, **kwargs):
+        raise AssertionError("the panel must not project in Slicer's process")
+
+    monkeypatch.setattr(panel.widget.logic, "projectCT", blocking)
+    panel.widget.onProjectButton()
+    process = FakeProcess.last()
+    assert process.parent is slicer.app and panel.widget.logic.isProjecting
+    assert not panel.widget.ui.projectButton.enabled and panel.widget.ui.projectButton.text == "Projecting..."
+    worker = subprocess.run([sys.executable, *process.arguments], cwd=process.cwd, capture_output=True, text=True,
+                            timeout=300, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    process.output(worker.stdout)
+    process.finish(0, FakeProcess.NormalExit)
+    node = panel.p.inputVolume
+    assert node.GetName() == "phantom sim-high LAO+10 CRA+0" and panel.p.frames == FrameChoice.single
+    assert panel.widget.ui.projectButton.enabled and not panel.widget.logic.isProjecting and process.deleted
+    from MedShiftSlicer.ct_projection import project_ct_node
+
+    console = project_ct_node(panel.p.ctVolume, 10.0, 0.0, 1200.0, 64, domain="sim-high")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), slicer.util.arrayFromVolume(console))
+    assert node.GetSpacing() == pytest.approx(console.GetSpacing())
+
+
+def test_a_projection_the_worker_refuses_says_why_and_adds_nothing(medshift, scene, model_path, python_slicer,
+                                                                  monkeypatch):
+    panel = Panel(medshift, monkeypatch, model_path, _radiograph())
+    panel.p.ctVolume = _ct_phantom()
+    panel.p.primaryAngleDeg = 60.0  # outside the C-arm's range
+    count = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    panel.widget.onProjectButton()
+    process = FakeProcess.last()
+    worker = subprocess.run([sys.executable, *process.arguments], cwd=process.cwd, capture_output=True, text=True,
+                            timeout=300, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    process.output(worker.stdout)
+    process.finish(worker.returncode, FakeProcess.NormalExit)
+    assert worker.returncode == 2 and "outside" in panel.widget.ui.statusLabel.text and panel.errors
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count
+    assert panel.widget.ui.projectButton.enabled
