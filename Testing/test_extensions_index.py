@@ -61,7 +61,8 @@ def _git(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_fresh_full_clone_stays_under_95_mib(tmp_path):
     """What check_repository_size measures: every file of a full clone, .git included (here of this branch)."""
-    if shutil.which("git") is None or _git("rev-parse", "--git-dir").returncode != 0:
+    top = _git("rev-parse", "--show-toplevel") if shutil.which("git") else None
+    if top is None or top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT.resolve():
         pytest.skip("not a git checkout (or no git): the clone size can only be measured in one")
     if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
         pytest.skip("this checkout is shallow: the full history a clone would hold is not here to measure "
