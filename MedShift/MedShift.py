@@ -597,10 +597,18 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         Every input is tried; when some could not be translated (or their outputs exist and overwrite is
         False) a MedShiftError lists them after the others were written."""
         from MedShiftLib.errors import MedShiftError
+        from MedShiftLib.io.radiograph_files import radiograph_format
         from MedShiftLib.pipeline.file_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
-        report = translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath,
+        files = collect_inputs(pathsOrFolder)
+        stale = requirements.loaded_too_old(["pydicom>=3.0"])  # Slicer's DICOM module loads its bundled pydicom
+        if stale and any(path.is_file() and radiograph_format(path) == "dicom" for path in files):
+            raise MedShiftError(
+                f"Slicer's own Python has {stale[0]} loaded, too old to read these DICOM files: restart Slicer "
+                "(slicer.util.restart()) after the first Translate has installed pydicom 3, or translate them with "
+                "`PythonSlicer -m MedShiftLib.cli translate ...`, which starts a fresh Python")
+        report = translate_files(files, outDir, settings, model_path=modelPath,
                                  device=device, frame=frame, overwrite=overwrite)
         if report.failed or report.skipped:
             problems = "; ".join(f"{path}: {why}" for path, why in report.skipped + report.failed)

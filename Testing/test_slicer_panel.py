@@ -317,3 +317,20 @@ def test_a_projection_the_worker_refuses_says_why_and_adds_nothing(medshift, sce
     assert worker.returncode == 2 and "outside" in panel.widget.ui.statusLabel.text and panel.errors
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count
     assert panel.widget.ui.projectButton.enabled
+
+
+def test_console_file_translation_names_slicers_old_pydicom_instead_of_failing_on_it(medshift, monkeypatch, tmp_path):
+    """Slicer 5.10's DICOM module loads its pydicom 2.4.4; the console's in-process DICOM reading needs 3."""
+    import MedShiftLib.io.radiograph_files  # noqa: F401 (loaded with the real pydicom before the stand-in below)
+    from MedShiftLib.errors import MedShiftError
+    from MedShiftSlicer.requirements import loaded_too_old
+
+    old = types.ModuleType("pydicom")
+    old.__version__ = "2.4.4"
+    assert loaded_too_old(["pydicom>=3.0"], {"pydicom": old}) == ["pydicom 2.4.4 (needs >=3.0)"]
+    assert loaded_too_old(["pydicom>=3.0"], {}) == []
+    monkeypatch.setitem(sys.modules, "pydicom", old)
+    dicom = tmp_path / "xr.dcm"
+    dicom.write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(MedShiftError, match=r"pydicom 2\.4\.4 \(needs >=3\.0\) loaded.*restart Slicer"):
+        medshift.MedShiftLogic().translateFiles(dicom, tmp_path / "out", None)

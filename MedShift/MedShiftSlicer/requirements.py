@@ -79,3 +79,17 @@ def restart_needed(installed: list[str], modules: dict | None = None) -> list[st
 
     return [text for text in already_loaded(installed, modules)
             if Requirement(text).name.lower() not in WORKER_ONLY]
+
+
+def loaded_too_old(requirement_texts: list[str], modules: dict | None = None) -> list[str]:
+    """'pydicom 2.4.4 (needs >=3.0)' for each requirement whose module is loaded here in a version it refuses."""
+    from packaging.requirements import Requirement
+
+    modules = sys.modules if modules is None else modules
+    stale = []
+    for text in requirement_texts:
+        requirement = Requirement(text)
+        version = getattr(modules.get(import_name(requirement.name)), "__version__", None)
+        if version is not None and not requirement.specifier.contains(str(version), prereleases=True):
+            stale.append(f"{requirement.name} {version} (needs {requirement.specifier})")
+    return stale
