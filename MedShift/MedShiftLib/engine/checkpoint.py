@@ -147,8 +147,7 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r}; this MedShift reads version "
             f"{CHECKPOINT_FORMAT_VERSION} (update MedShift, or re-export the checkpoint)")
-    domains = raw["domains"]
-    domains = checked_domains(path, domains)
+    domains = checked_domains(path, raw["domains"])
     resolution = raw["resolution"]
     if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise CheckpointError(f"{path}: 'resolution' {resolution!r} is not a whole number of pixels in "
