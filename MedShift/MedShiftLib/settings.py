@@ -21,7 +21,7 @@ from .option_bounds import MAX_SEED, Bounds, check_fields
 SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "dopri5")
 SCHEDULES: tuple[str, ...] = ("uniform", "quadratic")
 RESAMPLE_MODES: tuple[str, ...] = ("auto", "none")
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
 def _option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None,
