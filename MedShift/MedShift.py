@@ -10,14 +10,16 @@ every panel action also runs from the Python console:
 
 The Slicer-side helpers (nodes <-> radiographs, the background job, CT projection, the panel's
 parameters) live in the MedShiftSlicer package beside this file; the engine in MedShiftLib. Nothing
-here imports torch at module import time (Slicer's generic tests import every module headless). In a
-Slicer older than 5.10 the import stops with a message saying so (MedShiftSlicer/__init__.py).
+here imports pydicom, torch or safetensors when Slicer starts (Testing/test_slicer_startup.py blocks them and
+imports this file): what Slicer's process loads stays loaded, so importing Slicer's bundled pydicom 2.4 here
+would make the pydicom 3 the worker needs a restart away. The panel reads the model's header without torch
+and runs every translation in a PythonSlicer worker. In a Slicer older than 5.10 the import stops with a
+message saying so (MedShiftSlicer/__init__.py). docs/slicer.md lists the Slicer, CTK and PythonQt behaviour
+this file relies on, with the source lines that show it.
 """
-import importlib.util
 import logging
 import os
 import shutil
-import sys
 import time
 from typing import Annotated
 
@@ -37,10 +39,17 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from MedShiftLib.errors import MedShiftError
-from MedShiftLib.settings import DEVICE_CHOICES, RECOMMENDED, SCHEDULES, SOLVERS, TranslationSettings
+from MedShiftLib.settings import RECOMMENDED, SCHEDULES, SETTING_RANGES, SOLVERS, TranslationSettings
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
 from MedShiftSlicer import background_job, ct_projection, model_cache, node_translation, requirements, volume_nodes
-from MedShiftSlicer.parameters import PRESET_BUTTONS, apply_preset, settings_from_parameters
+from MedShiftSlicer.parameters import (
+    PRESET_BUTTONS,
+    FrameChoice,
+    apply_preset,
+    frame_selection,
+    panel_device_choices,
+    settings_from_parameters,
+)
 
 README_URL = "https://github.com/medshift/SlicerMedShift#readme"
 SAMPLE_DATA = [
@@ -111,24 +120,25 @@ class MedShiftParameterNode:
     """Everything the panel shows; saved with the scene."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    frames: Annotated[str, Choice(["single", "all", "one"])] = "single"
+    frames: FrameChoice = FrameChoice.single  # saved by name: "single", "all", "one"
     frameIndex: Annotated[int, WithinRange(0, 100000)] = 0
     modelPath: str = ""  # "" = the bundled model
     sourceDomain: str = "sim-low"
     targetDomain: str = "clinical-normal"
     # translation settings: choices and defaults from MedShiftLib.settings (MedShiftSlicer.parameters pairs the names)
     tau: Annotated[float, WithinRange(0.0, 0.95)] = RECOMMENDED["tau"]
-    guidanceScale: Annotated[float, WithinRange(0.0, 10.0)] = RECOMMENDED["guidance_scale"]
+    guidanceScale: Annotated[float, WithinRange(*SETTING_RANGES["guidance_scale"])] = RECOMMENDED["guidance_scale"]
     solver: Annotated[str, Choice(list(SOLVERS))] = RECOMMENDED["solver"]
-    steps: Annotated[int, WithinRange(1, 200)] = RECOMMENDED["steps"]
+    steps: Annotated[int, WithinRange(*SETTING_RANGES["steps"])] = RECOMMENDED["steps"]
     schedule: Annotated[str, Choice(list(SCHEDULES))] = RECOMMENDED["schedule"]
-    noiseRenewal: Annotated[float, WithinRange(0.0, 1.0)] = RECOMMENDED["noise_renewal"]
+    noiseRenewal: Annotated[float, WithinRange(*SETTING_RANGES["noise_renewal"])] = RECOMMENDED["noise_renewal"]
     contrastTransfer: bool = RECOMMENDED["contrast_transfer"]
     noiseMatching: bool = RECOMMENDED["noise_matching"]
-    seed: Annotated[int, WithinRange(0, 2147483647)] = RECOMMENDED["seed"]
-    device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
-    tileSize: Annotated[int, WithinRange(64, 8192)] = RECOMMENDED["tile_size"]
+    seed: Annotated[int, WithinRange(*SETTING_RANGES["seed"])] = RECOMMENDED["seed"]
+    device: Annotated[str, Choice(panel_device_choices())] = "auto"  # "mps" on Apple-silicon Macs only
+    tileSize: Annotated[int, WithinRange(*SETTING_RANGES["tile_size"])] = RECOMMENDED["tile_size"]
     outputVolume: vtkMRMLScalarVolumeNode
+    showSideBySide: bool = False  # switch the layout after a run only when asked
     ctVolume: vtkMRMLScalarVolumeNode
     primaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
     secondaryAngleDeg: Annotated[float, WithinRange(-40.0, 40.0)] = 0.0
@@ -139,7 +149,7 @@ class MedShiftParameterNode:
 
 def frameSelection(parameterNode):
     """The logic's frame argument for the panel's Frames choice: None, 'all' or a frame number."""
-    return {"single": None, "all": "all", "one": parameterNode.frameIndex}[parameterNode.frames]
+    return frame_selection(parameterNode.frames, parameterNode.frameIndex)
 
 
 #
@@ -156,6 +166,7 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._showingModel = False
+        self._runInput = None  # the input of the running translation, whatever the selector shows meanwhile
 
     def setup(self) -> None:
         """Load the .ui, create the logic, connect signals."""
@@ -172,6 +183,9 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelPathLineEdit.filters = ctkPathLineEditFiles()
         self.ui.modelPathLineEdit.nameFilters = ["MedShift checkpoint (*.safetensors)"]
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+        # ctkPathLineEdit emits nothing for an emptied field (only for text its validator accepts): going back
+        # to the bundled model needs a button
+        self.ui.bundledModelButton.connect("clicked()", self.onBundledModel)
         self.ui.sourceDomainComboBox.connect("currentTextChanged(QString)", self.onDomainsChanged)
         self.ui.targetDomainComboBox.connect("currentTextChanged(QString)", self.onDomainsChanged)
         self.ui.tauRealismButton.connect("clicked()", lambda: self._setTau(0.3))
@@ -241,24 +255,31 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _applyPreset(self, name: str) -> None:
         apply_preset(self._parameterNode, name)
 
+    def onBundledModel(self) -> None:
+        """Go back to the bundled model."""
+        self.onModelPathChanged("")
+
     def onModelPathChanged(self, path: str) -> None:
-        """Show the model's domains in the source/target lists (needs torch; explains when it is missing)."""
+        """Show the model's domains in the source/target lists (read from its header, no torch needed).
+
+        A path that is no usable checkpoint (e.g. still being typed) is kept in the field but changes neither
+        the model nor the chosen domains; the label says what is wrong with it."""
         if self._parameterNode is None:
             return
-        self._parameterNode.modelPath = path or ""
-        if self.ui.modelPathLineEdit.currentPath != self._parameterNode.modelPath:
-            self.ui.modelPathLineEdit.currentPath = self._parameterNode.modelPath
+        path = path or ""
         try:
-            domains = self.logic.modelDomains(self._parameterNode.modelPath or None)
+            domains = self.logic.modelDomains(path or None)
             self.ui.modelInfoLabel.text = _("Domains: {domains}").format(domains=", ".join(domains))
-        except ImportError as exc:  # a package the engine needs is not installed yet
-            domains = SIMULATOR_DOMAINS
-            self.ui.modelInfoLabel.text = _(
-                "The Python package '{package}' is not installed yet; it is installed at the first Translate.").format(
-                package=getattr(exc, "name", None) or str(exc))
-        except MedShiftError as exc:
-            domains = []
+        except Exception as exc:  # a UI boundary: whatever happens, the panel keeps working
+            if path != self._parameterNode.modelPath:  # a path being typed or a wrong file: nothing changes
+                self.ui.modelInfoLabel.text = _("{problem} (still using: {model})").format(
+                    problem=exc, model=self._parameterNode.modelPath or _("the bundled model"))
+                return
             self.ui.modelInfoLabel.text = str(exc)
+            domains = []  # the node's own model is unusable (moved or damaged): no domains to offer
+        self._parameterNode.modelPath = path
+        if self.ui.modelPathLineEdit.currentPath != path:
+            self.ui.modelPathLineEdit.currentPath = path
         for comboBox, current in ((self.ui.sourceDomainComboBox, self._parameterNode.sourceDomain),
                                   (self.ui.targetDomainComboBox, self._parameterNode.targetDomain)):
             wasBlocked = comboBox.blockSignals(True)
@@ -266,7 +287,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             comboBox.addItems(list(domains))
             comboBox.currentIndex = comboBox.findText(current)
             comboBox.blockSignals(wasBlocked)
-        self.onDomainsChanged()
+        if domains:  # an empty list must not wipe the domains the node has chosen
+            self.onDomainsChanged()
         self.updateDeviceInfo()
 
     def onDomainsChanged(self, text: str = "") -> None:
@@ -279,13 +301,16 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def updateDeviceInfo(self, index: int = 0) -> None:
-        """Name the device the combo box shows (GPU name or CPU threads) when torch is present.
+        """Say what the device the combo box shows means (the device a run used, once one has reported it).
 
         Read from the combo box itself: this handler may run before the parameter-node connector has stored
         the new choice (PythonQt calls a signal's handlers in the order they were connected)."""
         if self._parameterNode is None:
             return
-        self.ui.deviceInfoLabel.text = self.logic.deviceDescription(self.ui.deviceComboBox.currentText)
+        try:
+            self.ui.deviceInfoLabel.text = self.logic.deviceDescription(self.ui.deviceComboBox.currentText)
+        except Exception as exc:  # a UI boundary: a label must never break the panel
+            self.ui.deviceInfoLabel.text = str(exc)
 
     def _showDomains(self) -> None:
         """Select the parameter node's source and target in the domain lists (after a scene load, a console change)."""
@@ -310,7 +335,8 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         self._showDomains()
-        self.ui.frameIndexSpinBox.enabled = p.frames == "one"
+        self.ui.frameIndexSpinBox.enabled = p.frames == FrameChoice.one
+        self._checkCanProject()
         if self.logic.isRunning:
             self.ui.translateButton.text = _("Cancel")
             self.ui.translateButton.toolTip = _("Stop the running translation; nothing is added to the scene")
@@ -335,20 +361,27 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Start the translation in the background, or cancel the running one."""
         if self.logic.isRunning:
             self.logic.cancelBackgroundTranslation()
+            self.ui.statusLabel.text = _("Cancelling...")
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("MedShift could not start the translation."), waitCursor=True):
-            if not self.logic.setupPythonRequirements():
-                return
-            self.onModelPathChanged(p.modelPath)  # what needed torch (domains, device) can be shown now
-            self.ui.statusLabel.text = _("Starting...")
-            self.ui.progressBar.value = 0
-            self.ui.progressBar.show()
-            self.logic.startBackgroundTranslation(
-                p.inputVolume, settings_from_parameters(p), device=p.device, modelPath=p.modelPath or None,
-                frame=frameSelection(p), outputNode=p.outputVolume, onProgress=self.onProgress,
-                onFinished=self.onFinished)
-        self._checkCanApply()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("MedShift could not start the translation."), waitCursor=True):
+                if not self.logic.setupPythonRequirements():
+                    return
+                self.ui.statusLabel.text = _("Starting...")
+                self.ui.progressBar.value = 0
+                self.ui.progressBar.show()
+                self._runInput = p.inputVolume
+                self.logic.startBackgroundTranslation(
+                    p.inputVolume, settings_from_parameters(p), device=p.device, modelPath=p.modelPath or None,
+                    frame=frameSelection(p), outputNode=p.outputVolume, onProgress=self.onProgress,
+                    onFinished=self.onFinished)
+        finally:  # also when the start failed (tryWithErrorDisplay shows the error and raises it again)
+            if not self.logic.isRunning:
+                self.ui.progressBar.hide()
+                if self.ui.statusLabel.text == _("Starting..."):
+                    self.ui.statusLabel.text = ""
+            self._checkCanApply()
 
     def onProgress(self, done: int, total: int, message: str) -> None:
         """Show solver steps done and the time left."""
@@ -357,14 +390,23 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = message
 
     def onFinished(self, outputNode, errorMessage: str, outOfMemory: bool) -> None:
-        """Show the result beside the input, or say why there is none."""
+        """Show the result (beside the input it was translated from, when asked), or say why there is none."""
+        inputNode, self._runInput = self._runInput, None
         self.ui.progressBar.hide()
+        self.updateDeviceInfo()
+        if self._parameterNode is None:  # the scene was closed meanwhile
+            return
+        if outputNode is not None and self._parameterNode.outputVolume is None:
+            self._parameterNode.outputVolume = outputNode  # a new volume goes into the output selector
         self._checkCanApply()
         if outputNode is not None:
             self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
             if self.logic.lastWarnings:
                 self.ui.statusLabel.text += "\n" + _("Warning: {text}").format(text="\n".join(self.logic.lastWarnings))
-            self.logic.showSideBySide(self._parameterNode.inputVolume, outputNode)
+            if self._parameterNode.showSideBySide:
+                self.logic.showSideBySide(inputNode, outputNode)
+            else:
+                slicer.util.setSliceViewerLayers(background=outputNode, fit=True)
         elif outOfMemory and self._parameterNode.device != "cpu":
             self.ui.statusLabel.text = errorMessage
             if slicer.util.confirmOkCancelDisplay(
@@ -377,23 +419,45 @@ class MedShiftWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if errorMessage and errorMessage != self.logic.CANCELLED_MESSAGE:
                 slicer.util.errorDisplay(errorMessage, windowTitle=_("MedShift"))
 
+    def _checkCanProject(self) -> None:
+        """Enable Project CT only when a CT is chosen and no projection runs (on every parameter-node change)."""
+        chosen = self._parameterNode is not None and self._parameterNode.ctVolume is not None
+        running = self.logic.isProjecting
+        self.ui.projectButton.enabled = chosen and not running
+        self.ui.projectButton.text = _("Projecting...") if running else _("Project CT")
+        self.ui.projectButton.toolTip = (_("Make a radiograph from the CT and select it as the translation input")
+                                         if chosen else _("Choose a CT volume first"))
+
     def onProjectButton(self) -> None:
-        """Project the CT into a simulated radiograph and make it the translation input."""
+        """Project the CT into a simulated radiograph in a worker process (Slicer stays responsive)."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("MedShift could not project the CT."), waitCursor=True):
             if not self.logic.setupPythonRequirements():
                 return
-            node = self.logic.projectCT(p.ctVolume, p.primaryAngleDeg, p.secondaryAngleDeg,
-                                        p.sourceDetectorDistanceMm, p.detectorPixels, domain=p.projectionDomain)
-            with slicer.util.NodeModify(p):
-                p.inputVolume = node
-                p.frames = "single"
-                if p.projectionDomain in (self.ui.sourceDomainComboBox.itemText(i)
-                                          for i in range(self.ui.sourceDomainComboBox.count)):
-                    p.sourceDomain = p.projectionDomain
-                    self.ui.sourceDomainComboBox.currentIndex = self.ui.sourceDomainComboBox.findText(
-                        p.projectionDomain)
-            slicer.util.setSliceViewerLayers(background=node, fit=True)
+            self.logic.startBackgroundProjection(p.ctVolume, p.primaryAngleDeg, p.secondaryAngleDeg,
+                                                 p.sourceDetectorDistanceMm, p.detectorPixels,
+                                                 domain=p.projectionDomain, onFinished=self.onProjectionFinished)
+            self.ui.statusLabel.text = _("Projecting the CT...")
+        self._checkCanProject()
+
+    def onProjectionFinished(self, node, errorMessage: str) -> None:
+        """Make the projected radiograph the translation input, or say why there is none."""
+        if self._parameterNode is None:
+            return
+        self._checkCanProject()
+        if node is None:
+            self.ui.statusLabel.text = errorMessage
+            slicer.util.errorDisplay(errorMessage, windowTitle=_("MedShift"))
+            return
+        p = self._parameterNode
+        self.ui.statusLabel.text = _("Projected: {name}").format(name=node.GetName())
+        with slicer.util.NodeModify(p):
+            p.inputVolume = node
+            p.frames = FrameChoice.single
+            if self.ui.sourceDomainComboBox.findText(p.projectionDomain) >= 0:
+                p.sourceDomain = p.projectionDomain
+                self.ui.sourceDomainComboBox.currentIndex = self.ui.sourceDomainComboBox.findText(p.projectionDomain)
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
 
 
 def ctkPathLineEditFiles():
@@ -421,9 +485,10 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._process = None
-        self._job = None
+        self._run = None  # the running translation the panel waits for
+        self._projection = None  # the running CT projection
         self.lastWarnings: list[str] = []  # what the last background run said about its input
+        self.usedDevices: dict[str, str] = {}  # device choice -> what the worker said it ran on (its DEVICE line)
 
     def getParameterNode(self):
         """The module's parameter node, wrapped."""
@@ -441,7 +506,10 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
         torch comes through the PyTorch extension (the build that fits the GPU driver) without a dialog of
         its own, the others through pip. Returns False when the user declines; MedShiftError when the
-        PyTorch extension is missing, or when an upgraded package was already loaded and Slicer must restart.
+        PyTorch extension is missing. When a package Slicer's own process has loaded (and needs) was upgraded,
+        Slicer must restart: the user is offered the restart (False when declined); without confirmation
+        (askConfirmation=False, the self-test) that is a MedShiftError. pydicom only the worker needs: Slicer's
+        bundled 2.4 may stay loaded (requirements.WORKER_ONLY).
         """
         torchRequirement, others = requirements.split_torch(requirements.read_requirements())
         torchMissing = requirements.unmet([torchRequirement]) if torchRequirement is not None else []
@@ -468,10 +536,15 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                 raise MedShiftError("PyTorch could not be installed; see the Python console for what went wrong")
         if packages:
             slicer.util.pip_install(packages)
-            loaded = requirements.already_loaded(packages)
+            loaded = requirements.restart_needed(packages)
             if loaded:
-                raise MedShiftError(f"installed {', '.join(loaded)}; an older version of it was already loaded, so "
-                                    "restart Slicer and click Translate again")
+                message = _("Installed {packages}; Slicer had already loaded an older version, so it must restart "
+                            "before MedShift can use it.").format(packages=", ".join(loaded))
+                if not askConfirmation:
+                    raise MedShiftError(message)
+                if slicer.util.confirmOkCancelDisplay(message + "\n\n" + _("Restart Slicer now?"), _("MedShift")):
+                    slicer.util.restart()
+                return False
         return True
 
     # ---- models --------------------------------------------------------------------------------------
@@ -480,15 +553,20 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         """Domain names of a checkpoint (None: the bundled model), in label order."""
         return list(model_cache.model_domains(modelPath))
 
+    DEVICE_MEANINGS = {
+        "auto": _("the CUDA GPU when PyTorch sees one, else the CPU"),
+        "cpu": _("the CPU"),
+        "cuda": _("the CUDA GPU (needs PyTorch's CUDA build)"),
+        "mps": _("the Apple GPU (MPS)"),
+    }
+
     def deviceDescription(self, device: str = "auto") -> str:
-        """What `device` means on this computer, e.g. 'CUDA: NVIDIA RTX A4000' (or why it cannot be used)."""
-        if importlib.util.find_spec("torch") is None:
-            return _("PyTorch not installed yet")
-        from MedShiftLib.engine.devices import describe_device, resolve_device
-        try:
-            return describe_device(resolve_device(device))
-        except MedShiftError as exc:
-            return str(exc)
+        """What `device` means, e.g. 'last run: CUDA: NVIDIA RTX A4000' once a run on it has reported its device.
+
+        Never imports torch: the worker decides and names the device in its DEVICE line (usedDevices)."""
+        if device in self.usedDevices:
+            return _("last run: {device}").format(device=self.usedDevices[device])
+        return self.DEVICE_MEANINGS.get(device, device)
 
     # ---- console API ---------------------------------------------------------------------------------
 
@@ -519,10 +597,18 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         Every input is tried; when some could not be translated (or their outputs exist and overwrite is
         False) a MedShiftError lists them after the others were written."""
         from MedShiftLib.errors import MedShiftError
+        from MedShiftLib.io.radiograph_files import radiograph_format
         from MedShiftLib.pipeline.file_translation import collect_inputs, translate_files
         if isinstance(pathsOrFolder, (str, os.PathLike)):
             pathsOrFolder = [pathsOrFolder]
-        report = translate_files(collect_inputs(pathsOrFolder), outDir, settings, model_path=modelPath,
+        files = collect_inputs(pathsOrFolder)
+        stale = requirements.loaded_too_old(["pydicom>=3.0"])  # Slicer's DICOM module loads its bundled pydicom
+        if stale and any(path.is_file() and radiograph_format(path) == "dicom" for path in files):
+            raise MedShiftError(
+                f"Slicer's own Python has {stale[0]} loaded, too old to read these DICOM files: restart Slicer "
+                "(slicer.util.restart()) after the first Translate has installed pydicom 3, or translate them with "
+                "`PythonSlicer -m MedShiftLib.cli translate ...`, which starts a fresh Python")
+        report = translate_files(files, outDir, settings, model_path=modelPath,
                                  device=device, frame=frame, overwrite=overwrite)
         if report.failed or report.skipped:
             problems = "; ".join(f"{path}: {why}" for path, why in report.skipped + report.failed)
@@ -538,12 +624,86 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         return ct_projection.project_ct_node(ctNode, primaryAngleDeg, secondaryAngleDeg, sourceDetectorDistanceMm,
                                              int(detectorPixels), domain=domain)
 
+    @property
+    def isProjecting(self) -> bool:
+        """True while a background CT projection runs."""
+        return self._projection is not None
+
+    def startBackgroundProjection(self, ctNode, primaryAngleDeg=0.0, secondaryAngleDeg=0.0,
+                                  sourceDetectorDistanceMm=1200.0, detectorPixels=256, domain="sim-low",
+                                  onFinished=None) -> None:
+        """projectCT in a PythonSlicer worker, without blocking Slicer; onFinished(node, errorMessage) once at the end.
+
+        The CT is written to a temporary NRRD, the worker (MedShiftSlicer.projection_worker) runs the same
+        projection code and writes the radiograph, which is read back into a new node."""
+        import tempfile
+        from pathlib import Path
+
+        import SimpleITK as sitk
+
+        from MedShiftSlicer import projection_worker
+
+        if self.isProjecting:
+            raise MedShiftError("a CT projection is already running; wait for it")
+        image = ct_projection.ct_image_of_node(ctNode)
+        executable = pythonSlicerExecutable()
+        folder = Path(tempfile.mkdtemp(prefix="MedShift-projection-", dir=slicer.app.temporaryPath))
+        sitk.WriteImage(image, str(folder / "ct.nrrd"))
+        process = qt.QProcess(slicer.app)  # a parent, as for the translation
+        state = dict(process=process, folder=folder, out=folder / "radiograph.nrrd", ct=ctNode, text="",
+                     name=ct_projection.projection_name(ctNode.GetName(), domain, primaryAngleDeg, secondaryAngleDeg),
+                     onFinished=onFinished, ended=False)
+        process.setWorkingDirectory(str(background_job.MODULE_DIR))
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.connect("readyReadStandardOutput()", lambda: self._readProjectionOutput(state))
+        process.connect("finished(int,QProcess::ExitStatus)",
+                        lambda exitCode, exitStatus: self._endProjection(state, exitCode))
+        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._endProjection(
+            state, None, _("The projection process could not start ({reason})").format(reason=process.errorString()))
+            if error == qt.QProcess.FailedToStart else None)
+        self._projection = state
+        process.start(executable, projection_worker.worker_arguments(
+            folder / "ct.nrrd", state["out"], f"'{ctNode.GetName()}'", primaryAngleDeg, secondaryAngleDeg,
+            sourceDetectorDistanceMm, detectorPixels, domain))
+
+    def _readProjectionOutput(self, state) -> None:
+        if not state["ended"]:
+            state["text"] += bytes(state["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+
+    def _endProjection(self, state, exitCode, message=None) -> None:
+        if state["ended"]:
+            return
+        self._readProjectionOutput(state)
+        state["ended"] = True
+        self._projection = None
+        node, error = None, message or ""
+        errors = [value for kind, value in map(background_job.parse_worker_line, state["text"].splitlines())
+                  if kind == "error"]
+        try:
+            if not error and exitCode == 0 and state["out"].is_file():
+                from MedShiftLib.io.radiograph_files import read_radiograph
+
+                scene = state["ct"].GetScene()
+                if scene is None:
+                    raise MedShiftError("the CT volume was removed from the scene during the projection")
+                node = volume_nodes.add_radiograph_volume(scene, read_radiograph(state["out"]), state["name"])
+            elif not error:
+                error = errors[-1] if errors else _("the CT projection stopped unexpectedly (exit code {code}); see "
+                                                    "the Python console").format(code=exitCode)
+        except Exception as exc:  # anything must still end the projection and say what happened
+            logging.exception("MedShift: reading the projection failed")
+            error = str(exc)
+        shutil.rmtree(state["folder"], ignore_errors=True)
+        state["process"].deleteLater()  # Qt deletes it after this handler has returned
+        if state["onFinished"]:
+            state["onFinished"](node, error)
+
     # ---- background run (panel) ------------------------------------------------------------------------
 
     @property
     def isRunning(self) -> bool:
-        """True while a background translation runs."""
-        return self._process is not None
+        """True while a background translation runs (a cancelled one whose worker still stops is not counted)."""
+        return self._run is not None
 
     def startBackgroundTranslation(self, inputNode, settings: TranslationSettings, device="auto", modelPath=None,
                                    frame=None, outputNode=None, onProgress=None, onFinished=None) -> None:
@@ -551,98 +711,117 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
         onProgress(done, total, message) gets solver steps and an ETA; onFinished(outputNode, errorMessage,
         outOfMemory) runs exactly once at the end (outputNode None on error or cancel), also when the process
-        cannot start."""
+        cannot start. Loads no torch into Slicer's process: the model's domains come from its header."""
         if self.isRunning:
             raise MedShiftError("a translation is already running; wait for it or cancel it")
         volume_nodes.check_output_node(inputNode, outputNode)
         frames = volume_nodes.volume_frames(inputNode, frame)
-        model_cache.read_model_info(modelPath).validate(settings)  # domain and option errors before starting
+        model_cache.check_settings_for_model(modelPath, settings)  # domain and option errors before starting
         executable = pythonSlicerExecutable()
         job = background_job.BackgroundTranslation.in_temporary_folder(slicer.app.temporaryPath, frames, settings,
                                                                        modelPath, device)
-        self._job = dict(job=job, input=inputNode, output=outputNode, frame=frame, onProgress=onProgress,
-                         onFinished=onFinished, started=time.monotonic())
-        process = qt.QProcess()
+        # A parent: PythonQt deletes a parentless object created from Python with its last Python reference,
+        # which could be dropped inside the process's own signal handler (docs/slicer.md).
+        process = qt.QProcess(slicer.app)
+        run = dict(job=job, process=process, input=inputNode, output=outputNode, frame=frame, device=device,
+                   onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), killWhenKnown=False)
         process.setWorkingDirectory(job.working_directory)
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyReadStandardOutput()", self._onProcessOutput)
-        process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
-        process.connect("errorOccurred(QProcess::ProcessError)", self._onProcessError)
-        self._process = process
+        process.connect("readyReadStandardOutput()", lambda: self._onProcessOutput(run))
+        process.connect("finished(int,QProcess::ExitStatus)",
+                        lambda exitCode, exitStatus: self._onProcessFinished(run, exitCode, exitStatus))
+        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._onProcessError(run, error))
+        self._run = run
         process.start(executable, job.arguments())
 
     def cancelBackgroundTranslation(self, killNow=False) -> None:
         """Ask the running translation to stop (it stops within one solver step); no node is added.
 
         A worker still running after background_job.KILL_AFTER_SECONDS (or at once with killNow, when the
-        scene or Slicer closes) is killed together with its launcher."""
-        if self._process is None or self._job is None:
+        scene or Slicer closes) is killed together with its launcher, but never before it has said its PID:
+        until then the cancel file, kept until the worker exits, stops it."""
+        run = self._run
+        if run is None:
             return
-        job, process = self._job["job"], self._process
-        job.request_cancel()
+        run["job"].request_cancel()
         if killNow:
-            job.kill(int(process.processId()) or None)
+            self._kill(run)
         else:
-            qt.QTimer.singleShot(int(background_job.KILL_AFTER_SECONDS * 1000),
-                                 lambda: self._killIfStillRunning(process))
+            qt.QTimer.singleShot(int(background_job.KILL_AFTER_SECONDS * 1000), lambda: self._kill(run))
 
-    def _killIfStillRunning(self, process) -> None:
-        if self._process is process and self._job is not None:
-            self._job["job"].kill(int(process.processId()) or None)
-
-    def _onProcessOutput(self) -> None:
-        if self._process is None or self._job is None:
+    def _kill(self, run) -> None:
+        """Kill a run's worker and launcher now, or as soon as the worker has printed its PID."""
+        if run.get("ended"):
             return
-        state = self._job
-        text = bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
-        for kind, value in state["job"].read(text):
-            if kind == "progress" and state["onProgress"]:
+        if not run["job"].kill(int(run["process"].processId()) or None):
+            run["killWhenKnown"] = True
+
+    def _onProcessOutput(self, run) -> None:
+        if run.get("ended"):
+            return
+        text = bytes(run["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+        for kind, value in run["job"].read(text):
+            if kind == "pid" and run["killWhenKnown"]:
+                self._kill(run)
+            elif kind == "device":
+                self.usedDevices[run["device"]] = value
+            elif kind == "progress" and run["onProgress"] and run is self._run:
                 done, total = value
                 eta = background_job.format_eta(
-                    background_job.eta_seconds(time.monotonic() - state["started"], done, total))
-                device = state["job"].device_description or "device"
-                state["onProgress"](done, total, f"step {done}/{total} on {device}  {eta}".strip())
+                    background_job.eta_seconds(time.monotonic() - run["started"], done, total))
+                device = run["job"].device_description or "device"
+                run["onProgress"](done, total, f"step {done}/{total} on {device}  {eta}".strip())
             elif kind == "warning":
                 logging.warning(f"MedShift: {value}")
             elif kind == "log":
                 logging.info(f"MedShift worker: {value}")
 
-    def _onProcessError(self, error) -> None:
+    def _onProcessError(self, run, error) -> None:
         # A process that cannot start emits errorOccurred and never finished: end the run here.
-        if error == qt.QProcess.FailedToStart and self._process is not None:
+        if error == qt.QProcess.FailedToStart:
+            process = run["process"]
             message = _("The translation process could not start ({reason}): {program}").format(
-                reason=self._process.errorString(), program=self._process.program())
-            self._endBackgroundRun(None, message, outOfMemory=False)
+                reason=process.errorString(), program=process.program())
+            self._endBackgroundRun(run, None, message, outOfMemory=False, workerGone=True)
 
-    def _onProcessFinished(self, exitCode, exitStatus) -> None:
-        if self._process is None or self._job is None:
+    def _onProcessFinished(self, run, exitCode, exitStatus) -> None:
+        if run.get("ended"):
             return
-        self._onProcessOutput()
-        state, outputNode, error = self._job, None, ""
-        job = state["job"]
+        self._onProcessOutput(run)
+        outputNode, error = None, ""
+        job = run["job"]
         try:
             translated = job.result(exitCode, crashed=exitStatus == qt.QProcess.CrashExit)
-            outputNode = node_translation.add_translation_result(state["input"], job.frames, translated,
-                                                                 state["frame"], job.settings, state["output"])
+            outputNode = node_translation.add_translation_result(run["input"], job.frames, translated,
+                                                                 run["frame"], job.settings, run["output"])
         except MedShiftError as exc:
             error = str(exc)
         except Exception as exc:  # anything else must still end the run and say what happened
             logging.exception("MedShift: adding the translation failed")
             error = _("The translation could not be added to the scene: {error}").format(error=exc)
-        self._endBackgroundRun(outputNode, error, outOfMemory=job.out_of_memory(exitCode))
+        # The launcher ends when its worker does, unless it was killed before the worker's PID was known (by Qt
+        # when Slicer quits during a cancel): then the worker may live on, and the cancel file must stay for it.
+        workerGone = bool(job.worker_pid) or exitStatus != qt.QProcess.CrashExit or not job.cancel_requested
+        self._endBackgroundRun(run, outputNode, error, outOfMemory=job.out_of_memory(exitCode), workerGone=workerGone)
 
-    def _endBackgroundRun(self, outputNode, error: str, outOfMemory: bool) -> None:
-        """Forget the process, delete the job folder and tell the panel, once per run."""
-        state, process = self._job, self._process
-        self._process, self._job = None, None
-        if state is None:
+    def _endBackgroundRun(self, run, outputNode, error: str, outOfMemory: bool, workerGone: bool) -> None:
+        """Forget the run, delete its job folder (when its worker has exited) and tell the panel, once per run."""
+        if run.get("ended"):
             return
-        self.lastWarnings = list(state["job"].warnings)
-        state["job"].remove()
-        if process is not None:
-            process.deleteLater()
-        if state["onFinished"]:
-            state["onFinished"](outputNode, error, outOfMemory)
+        run["ended"] = True
+        if self._run is run:
+            self._run = None
+        self.lastWarnings = list(run["job"].warnings)
+        if workerGone:
+            run["job"].remove()
+        else:
+            run["job"].request_cancel()
+            logging.warning(f"MedShift: the worker may still be running; {run['job'].cancel_file} tells it to stop")
+        # Released by Qt after this handler has returned (deleteLater); it has a parent, so dropping the Python
+        # reference here does not delete it under Qt's feet.
+        run["process"].deleteLater()
+        if run["onFinished"]:
+            run["onFinished"](outputNode, error, outOfMemory)
 
     # ---- display ---------------------------------------------------------------------------------------
 
@@ -670,21 +849,9 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
 
 def pythonSlicerExecutable() -> str:
-    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker.
-
-    MedShiftError when it cannot be found: Slicer's own executable is no Python, so there is no fallback."""
-    name = "PythonSlicer" + (".exe" if os.name == "nt" else "")
-    candidates = [os.path.join(os.path.dirname(sys.executable), name)]
-    home = getattr(slicer.app, "slicerHome", "") if getattr(slicer, "app", None) is not None else ""
-    if home:
-        candidates.append(os.path.join(home, "bin", name))
-    found = shutil.which("PythonSlicer")
-    for candidate in ([found] if found else []) + candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    raise MedShiftError(
-        f"MedShift cannot find PythonSlicer (looked in: {', '.join(candidates)}), which runs the translation in the "
-        "background; translate from the Python console with slicer.util.getModuleLogic('MedShift').translateVolume")
+    """Path of PythonSlicer (Slicer's Python with its packages), for the background worker; MedShiftError if none."""
+    app = getattr(slicer, "app", None)
+    return background_job.python_slicer_executable(getattr(app, "slicerHome", "") if app is not None else "")
 
 
 #

@@ -1,15 +1,21 @@
-"""MedShiftTraining: hidden module that trains a MedShift checkpoint with MedShiftLib's trainer.
+"""MedShiftTraining: trains a MedShift checkpoint with MedShiftLib's trainer.
 
-No panel: run it headless with the same options as `medshift train` (DATA_DIR is spelled --data here):
+Headless, with the same options as `medshift train` (DATA_DIR is spelled --data here); on a Linux server
+without a display, put `xvfb-run -a` in front (Slicer's application is a QApplication and needs a display
+even with --no-main-window). In an installed extension the script is at
+`slicer.modules.medshifttraining.path`; in a source checkout at MedShiftTraining/MedShiftTraining.py:
 
-    Slicer --no-splash --no-main-window --python-script MedShiftTraining/MedShiftTraining.py -- \\
+    xvfb-run -a Slicer --no-splash --no-main-window --python-script SCRIPT -- \\
         --data DATA_DIR --out RUN_DIR [--resolution 256 --preset default --steps 2000 --coupling ot ...]
 
-or from the Python console (the module has no panel, so slicer.util.getModuleLogic cannot reach its logic;
-create it directly):
+From the Python console (the module's small panel creates the logic, so getModuleLogic reaches it):
 
-    import MedShiftTraining
-    MedShiftTraining.MedShiftTrainingLogic().train("DATA_DIR", "RUN_DIR", steps=500)
+    logic = slicer.util.getModuleLogic("MedShiftTraining")
+    logic.train("DATA_DIR", "RUN_DIR", steps=500)   # blocks Slicer until done
+
+The panel (Modules > Filtering > MedShift Training) shows this usage and trains in a PythonSlicer worker
+(`medshift train`, the code the headless run calls), so Slicer stays responsive; Stop ends the worker and
+a later Train with "Resume" continues from its last save.
 
 Run as a script it always ends Slicer with an exit code (0 done, 2 a usage or data problem, 130
 interrupted, 1 anything unexpected, with its traceback): `--python-script` alone never quits Slicer.
@@ -19,10 +25,15 @@ import os
 import sys
 import traceback
 
+import qt
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleWidget,
+)
 
 
 def _ensureMedShiftLibImportable() -> None:
@@ -34,7 +45,7 @@ def _ensureMedShiftLibImportable() -> None:
 
 
 class MedShiftTraining(ScriptedLoadableModule):
-    """Hidden module: trains MedShift checkpoints headless (no widget, hence no panel)."""
+    """Trains MedShift checkpoints: headless (--no-main-window --python-script), from the console or its panel."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -43,21 +54,186 @@ class MedShiftTraining(ScriptedLoadableModule):
         self.parent.dependencies = ["MedShift"]
         self.parent.contributors = ["MedShift contributors"]
         self.parent.helpText = _("""
-Trains a MedShift flow-matching checkpoint on a data folder with one sub-folder per domain. Run headless:
-Slicer --no-main-window --python-script MedShiftTraining.py -- --data DATA_DIR --out RUN_DIR
-(the other options are those of `medshift train`).
+Trains a MedShift flow-matching checkpoint on a data folder with one sub-folder per domain. The panel trains
+in a background process; for long runs use a server, headless:
+Slicer --no-main-window --python-script SCRIPT -- --data DATA_DIR --out RUN_DIR
+where SCRIPT is slicer.modules.medshifttraining.path (put xvfb-run -a in front on a Linux server without a
+display; the other options are those of `medshift train`).
 """)
         self.parent.acknowledgementText = _("""
 MedShift follows Caetano, Viviers et al., ICCV 2025 workshops (arXiv 2508.21435).
 """)
-        self.parent.hidden = True
-        # No widget: Slicer creates no panel, and slicer.util.getModuleLogic cannot reach the logic (create
-        # MedShiftTrainingLogic directly).
-        self.parent.widgetRepresentationCreationEnabled = False
+
+
+def usageText() -> str:
+    """The panel's usage: the headless command with this installation's script path, and the console call."""
+    module = getattr(getattr(slicer, "modules", None), "medshifttraining", None)
+    script = getattr(module, "path", None) or os.path.abspath(__file__)
+    return _("Data folder: one sub-folder of images per domain. Train runs `medshift train` in a background "
+             "process; Stop ends it, and Train with Resume continues from its last save.\n\n"
+             "Headless (on a Linux server without a display put xvfb-run -a in front):\n"
+             "Slicer --no-splash --no-main-window --python-script {script} -- --data DATA_DIR --out RUN_DIR\n\n"
+             "Python console: slicer.util.getModuleLogic(\"MedShiftTraining\").train(DATA_DIR, RUN_DIR, steps=500)"
+             ).format(script=script)
+
+
+class MedShiftTrainingWidget(ScriptedLoadableModuleWidget):
+    """A small panel: the usage, data and run folders, steps, and Train/Stop. It creates the module's logic, which
+    is how slicer.util.getModuleLogic("MedShiftTraining") finds it."""
+
+    def __init__(self, parent=None) -> None:
+        self.logic = MedShiftTrainingLogic()  # before the base class, which calls setup() when given no parent
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+
+    def setup(self) -> None:
+        """Build the panel in code (no .ui file)."""
+        import ctk
+
+        ScriptedLoadableModuleWidget.setup(self)
+        form = qt.QFormLayout()
+        self.layout.addLayout(form)
+        usage = qt.QLabel(usageText())
+        usage.wordWrap = True
+        usage.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        form.addRow(usage)
+        self.dataDirEdit = ctk.ctkPathLineEdit()
+        self.dataDirEdit.filters = ctk.ctkPathLineEdit.Dirs
+        form.addRow(_("Data folder:"), self.dataDirEdit)
+        self.outDirEdit = ctk.ctkPathLineEdit()
+        self.outDirEdit.filters = ctk.ctkPathLineEdit.Dirs
+        form.addRow(_("Run folder:"), self.outDirEdit)
+        self.stepsSpinBox = qt.QSpinBox()
+        self.stepsSpinBox.setRange(1, 10000000)
+        self.stepsSpinBox.value = 2000
+        form.addRow(_("Steps:"), self.stepsSpinBox)
+        self.resumeCheckBox = qt.QCheckBox(_("Resume the run in the run folder"))
+        form.addRow(self.resumeCheckBox)
+        self.trainButton = qt.QPushButton(_("Train"))
+        form.addRow(self.trainButton)
+        self.statusLabel = qt.QLabel("")
+        self.statusLabel.wordWrap = True
+        form.addRow(self.statusLabel)
+        self.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.layout.addStretch(1)
+
+    def cleanup(self) -> None:
+        """Slicer closes: no training worker may outlive it."""
+        self.logic.stopBackgroundTraining()
+
+    def onTrainButton(self) -> None:
+        """Start training in the background, or stop the running training."""
+        if self.logic.isTraining:
+            self.logic.stopBackgroundTraining()
+            return
+        with slicer.util.tryWithErrorDisplay(_("MedShift could not start the training.")):
+            self.logic.startBackgroundTraining(self.dataDirEdit.currentPath, self.outDirEdit.currentPath,
+                                               self.stepsSpinBox.value, resume=self.resumeCheckBox.checked,
+                                               onOutput=self.onOutput, onFinished=self.onFinished)
+            self.trainButton.text = _("Stop")
+            self.statusLabel.text = _("Starting...")
+
+    def onOutput(self, line: str) -> None:
+        """Show the worker's last line (steps, loss, saves)."""
+        self.statusLabel.text = line
+
+    def onFinished(self, message: str) -> None:
+        """Say how the training ended."""
+        self.trainButton.text = _("Train")
+        self.statusLabel.text = message
 
 
 class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
     """Builds a TrainingConfig and calls MedShiftLib.training.run.train (the code `medshift train` runs)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._training = None  # (process, worker state) of the panel's background training
+
+    @property
+    def isTraining(self) -> bool:
+        """True while the panel's background training runs."""
+        return self._training is not None
+
+    def startBackgroundTraining(self, dataDir, outDir, steps, resume=False, onOutput=None, onFinished=None) -> None:
+        """Run `medshift train DATA_DIR --out RUN_DIR --steps N [--resume]` in a PythonSlicer process.
+
+        onOutput(line) gets each line it prints; onFinished(message) runs once at the end."""
+        _ensureMedShiftLibImportable()
+        from MedShiftLib.errors import MedShiftError
+        from MedShiftSlicer import background_job
+
+        if self.isTraining:
+            raise MedShiftError("a training is already running; stop it first")
+        if not dataDir or not os.path.isdir(dataDir):
+            raise MedShiftError(f"the data folder '{dataDir}' does not exist; choose the folder with one sub-folder "
+                                "of images per domain")
+        if not outDir:
+            raise MedShiftError("choose a run folder for the checkpoints and logs")
+        app = getattr(slicer, "app", None)
+        executable = background_job.python_slicer_executable(getattr(app, "slicerHome", "") if app else "")
+        process = qt.QProcess(slicer.app)  # a parent: PythonQt must not delete it inside its own handler
+        state = dict(process=process, workerPid=None, buffer="", lastLine="", stopped=False, onOutput=onOutput,
+                     onFinished=onFinished, ended=False)
+        process.setWorkingDirectory(str(background_job.MODULE_DIR))
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.connect("readyReadStandardOutput()", lambda: self._onTrainingOutput(state))
+        process.connect("finished(int,QProcess::ExitStatus)",
+                        lambda exitCode, exitStatus: self._endTraining(state, exitCode))
+        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._onTrainingError(state, error))
+        self._training = state
+        process.start(executable, background_job.training_arguments(dataDir, outDir, steps, resume))
+
+    def stopBackgroundTraining(self) -> None:
+        """End the training worker (its last save stays; Resume continues from it)."""
+        from MedShiftSlicer import background_job
+
+        state = self._training
+        if state is None:
+            return
+        state["stopped"] = True
+        if state["workerPid"]:  # else killed as soon as it prints its PID (its first line): killing the launcher
+            background_job.kill_process(state["workerPid"])  # would orphan it; the launcher ends with its worker
+
+    def _onTrainingOutput(self, state) -> None:
+        from MedShiftSlicer.background_job import parse_worker_line
+
+        if state["ended"]:
+            return
+        state["buffer"] += bytes(state["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+        *lines, state["buffer"] = state["buffer"].replace("\r", "\n").split("\n")
+        for line in (line.strip() for line in lines):
+            if not line:
+                continue
+            kind, value = parse_worker_line(line)
+            if kind == "pid" and state["workerPid"] is None:
+                state["workerPid"] = value
+                if state["stopped"]:
+                    self.stopBackgroundTraining()
+                continue
+            state["lastLine"] = line
+            logging.info(f"MedShiftTraining: {line}")
+            if state["onOutput"]:
+                state["onOutput"](line)
+
+    def _onTrainingError(self, state, error) -> None:
+        if error == qt.QProcess.FailedToStart:
+            self._endTraining(state, None, _("The training process could not start ({reason})").format(
+                reason=state["process"].errorString()))
+
+    def _endTraining(self, state, exitCode, message=None) -> None:
+        if state["ended"]:
+            return
+        self._onTrainingOutput(state)
+        state["ended"] = True
+        self._training = None
+        state["process"].deleteLater()  # Qt deletes it after this handler has returned
+        if message is None:
+            message = (_("Stopped; Train with Resume continues from the last save.") if state["stopped"]
+                       else _("Done: {line}").format(line=state["lastLine"]) if exitCode == 0
+                       else _("Training failed (exit code {code}): {line}").format(code=exitCode,
+                                                                                   line=state["lastLine"]))
+        if state["onFinished"]:
+            state["onFinished"](message)
 
     def train(self, dataDir, outDir, progress=True, **options):
         """Train (or resume, resume=True) on dataDir into outDir; returns the path of the best checkpoint.

@@ -12,20 +12,27 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import weakref
 from pathlib import Path
 
 import slicer
 
 
 class Signal:
-    """What PythonQt's `object.connect("signal(args)", slot)` registers, callable by the test."""
+    """What PythonQt's `object.connect("signal(args)", slot)` registers, callable by the test.
 
-    def __init__(self) -> None:
+    Like Qt, which goes on using the sender after its slots return, emitting fails when a slot has let the
+    sender be deleted (PythonQt deletes a parentless object with its last Python reference)."""
+
+    def __init__(self, sender=None) -> None:
         self.slots = []
+        self.sender = weakref.ref(sender) if sender is not None else None
 
     def emit(self, *args) -> None:
         for slot in list(self.slots):
             slot(*args)
+        if self.sender is not None and self.sender() is None:
+            raise RuntimeError("the QObject was deleted inside its own signal handler")
 
 
 class FakeProcess:
@@ -36,12 +43,16 @@ class FakeProcess:
     MergedChannels = 1
     instances: list = []
 
-    def __init__(self) -> None:
-        self.signals = {"readyReadStandardOutput()": Signal(), "finished(int,QProcess::ExitStatus)": Signal(),
-                        "errorOccurred(QProcess::ProcessError)": Signal()}
+    def __init__(self, parent=None) -> None:
+        names = ("readyReadStandardOutput()", "finished(int,QProcess::ExitStatus)",
+                 "errorOccurred(QProcess::ProcessError)")
+        self.signals = {name: Signal(self) for name in names}
         self.program_, self.arguments, self.cwd, self.pending, self.deleted = None, None, None, b"", False
         self.pid = 0
-        FakeProcess.instances.append(self)
+        self.parent = parent
+        if parent is not None:  # Qt's parent owns its children: Python's references do not decide their life
+            parent.children.append(self)
+        FakeProcess.instances.append(weakref.ref(self))
 
     def connect(self, signal: str, slot) -> None:
         self.signals[signal].slots.append(slot)
@@ -69,7 +80,12 @@ class FakeProcess:
         return types.SimpleNamespace(data=lambda: data)
 
     def deleteLater(self) -> None:
-        self.deleted = True
+        self.deleted = True  # Qt deletes it once control is back in the event loop
+
+    @staticmethod
+    def last() -> FakeProcess:
+        """The process created last (FakeProcess.instances holds weak references, as PythonQt's wrappers do)."""
+        return FakeProcess.instances[-1]()
 
     # what the test does to it
     def output(self, text: str) -> None:
@@ -91,6 +107,62 @@ class FakeTimer:
     @staticmethod
     def singleShot(msec: int, callback) -> None:
         FakeTimer.shots.append((msec, callback))
+
+
+class Combo:
+    """A QComboBox stand-in (the calls MedShift.py makes)."""
+
+    def __init__(self, items=(), text=""):
+        self.items, self.currentIndex, self.blocked = list(items), -1, False
+        if text in self.items:
+            self.currentIndex = self.items.index(text)
+
+    @property
+    def currentText(self):
+        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
+
+    def findText(self, text):
+        return self.items.index(text) if text in self.items else -1
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def addItems(self, items):
+        self.items += list(items)
+
+    def blockSignals(self, block):
+        previous, self.blocked = self.blocked, block
+        return previous
+
+
+class Bar(types.SimpleNamespace):
+    """A QProgressBar stand-in."""
+
+    def __init__(self):
+        super().__init__(value=0, maximum=100, visible=False)
+
+    def show(self):
+        self.visible = True
+
+    def hide(self):
+        self.visible = False
+
+
+class ParameterNode(types.SimpleNamespace):
+    """What the widget asks of the wrapped parameter node."""
+
+    def connectGui(self, ui):
+        return "tag"
+
+    def disconnectGui(self, tag):
+        pass
+
+    def StartModify(self):
+        return 0
+
+    def EndModify(self, previous):
+        return 0
+
 
 
 def _qt_module() -> types.ModuleType:
@@ -146,6 +218,7 @@ class FakeApp:
     def __init__(self, temporary_path: Path, slicer_home: Path) -> None:
         self.temporaryPath, self.slicerHome = str(temporary_path), str(slicer_home)
         self.connections = []
+        self.children = []  # QObjects created with this parent
         self.majorVersion, self.minorVersion = 5, 10
 
     def connect(self, signal: str, slot) -> None:

@@ -111,7 +111,7 @@ def test_debug_shows_the_traceback(tmp_path, model):
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
       "--tau", "1.5"], "tau"),
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
-      "--noise-renewal", "2"], "noise renewal must be in [0, 1]"),
+      "--noise-renewal", "2"], "noise renewal (--noise-renewal) 2.0: must be within 0..1"),
     (["info", "{tmp}/x.nrrd"], "not a MedShift"),
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
       "--device", "tpu"], "unknown device"),

@@ -107,12 +107,13 @@ def parent_settings(module_class: ast.ClassDef) -> dict[str, object]:
     return settings
 
 
-def test_training_module_is_hidden_and_depends_on_medshift():
+def test_training_module_has_a_panel_that_creates_its_logic_and_depends_on_medshift():
+    """slicer.util.getModuleLogic goes through the module's widget (Slicer 5.10 util.py getModuleLogic)."""
     classes = {node.name: node for node in classes_of("MedShiftTraining/MedShiftTraining.py")}
-    assert "MedShiftTraining" in classes and "MedShiftTrainingLogic" in classes
-    assert "MedShiftTrainingWidget" not in classes  # no panel
+    assert {"MedShiftTraining", "MedShiftTrainingLogic", "MedShiftTrainingWidget"} <= set(classes)
     settings = parent_settings(classes["MedShiftTraining"])
-    assert settings["dependencies"] == ["MedShift"] and settings["hidden"] is True
+    assert settings["dependencies"] == ["MedShift"] and "hidden" not in settings
+    assert "widgetRepresentationCreationEnabled" not in settings
     tree = ast.parse((ROOT / "MedShiftTraining" / "MedShiftTraining.py").read_text())
     calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     assert "slicer.util.exit" in calls  # --python-script does not quit Slicer by itself

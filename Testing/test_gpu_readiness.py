@@ -83,3 +83,15 @@ def test_on_the_cpu_the_skipped_cuda_tests_read_skip_and_no_gpu_goal_is_judged(t
     assert "FAIL: training, smoke-train" in _summarise(tmp_path / "cpu", "cpu").stdout
     text = (tmp_path / "cpu" / "gpu_readiness.md").read_text()
     assert "| cuda-tests | SKIP |" in text and "Goal (issue 18)" not in text
+
+
+def test_the_environment_step_says_which_optional_packages_the_machine_lacks(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(  # as on the GPU machine: neither SimpleITK nor pydicom installed
+        "import sys\nfor name in ('SimpleITK', 'pydicom'):\n    sys.modules[name] = None\n")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_readiness_summary.py"), "--environment"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT / 'MedShift'}"})
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.splitlines()[-1]
+    assert line.startswith("optional packages: SimpleITK absent, pydicom absent, POT ")
+    assert "Pillow absent" not in line

@@ -9,12 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from MedShiftSlicer.parameters import PARAMETER_OF_SETTING, PRESET_BUTTONS, apply_preset, settings_from_parameters
+from MedShiftSlicer.parameters import (
+    PARAMETER_OF_SETTING,
+    PRESET_BUTTONS,
+    apply_preset,
+    panel_device_choices,
+    settings_from_parameters,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "MedShift" / "Resources" / "UI" / "MedShift.ui"
 MODULE_FILE = ROOT / "MedShift" / "MedShift.py"
 NODE_TYPES = {"vtkMRMLScalarVolumeNode"}
+ENUM_TYPES = {"FrameChoice"}
 
 
 def ui_widgets() -> dict[str, ET.Element]:
@@ -51,7 +58,7 @@ def evaluated_wrapper_fields() -> dict[str, dict]:
     namespace = {"Annotated": typing.Annotated, "vtkMRMLScalarVolumeNode": object,
                  "Choice": lambda choices: ("choices", list(choices)), "WithinRange": lambda *limits: ("range", limits)}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("MedShiftLib"):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("MedShiftLib", "MedShiftSlicer")):
             exec(compile(ast.Module([node], []), str(MODULE_FILE), "exec"), namespace)
     wrapper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and any(
         getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list))
@@ -109,8 +116,8 @@ def test_every_bound_widget_names_a_wrapper_field_of_a_type_it_can_show():
         assert field in fields, f"{name} is bound to '{field}', which MedShiftParameterNode lacks"
         base, markers = annotation_kind(fields[field])
         # the connector each widget class gets in slicer.parameterNodeWrapper.guiConnectors
-        if cls == "QComboBox":
-            assert "Choice" in markers, f"{name}: a QComboBox needs a Choice-annotated field"
+        if cls == "QComboBox":  # QComboBoxToStringableConnector needs a Choice, QComboBoxToEnumConnector an Enum
+            assert "Choice" in markers or base in ENUM_TYPES, f"{name}: a QComboBox needs a Choice or an Enum field"
         elif cls == "ctkSliderWidget":
             assert base == "float" and "WithinRange" in markers, f"{name}: ctkSliderWidget needs a bounded float"
         elif cls == "QSpinBox":
@@ -143,7 +150,8 @@ def test_panel_fields_take_their_choices_and_defaults_from_the_settings_module()
             assert fields[parameter]["default"] == RECOMMENDED[setting], parameter
     assert fields["solver"]["choices"] == list(SOLVERS)
     assert fields["schedule"]["choices"] == list(SCHEDULES)
-    assert fields["device"]["choices"] == list(DEVICE_CHOICES)
+    assert fields["device"]["choices"] == panel_device_choices()
+    assert set(panel_device_choices()) <= set(DEVICE_CHOICES)
     assert fields["projectionDomain"]["choices"] == list(SIMULATOR_DOMAINS)
 
 

@@ -21,10 +21,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core's MRML scene is not available", allow_module_level=True)
 
 from helpers import write_tiny_checkpoint  # noqa: E402
-from slicer_stand_ins import FakeProcess, FakeTimer, load_module  # noqa: E402
+from slicer_stand_ins import Bar, Combo, FakeProcess, FakeTimer, ParameterNode, load_module  # noqa: E402
 
 from MedShiftLib.errors import MedShiftError  # noqa: E402
 from MedShiftLib.settings import TranslationSettings  # noqa: E402
+from MedShiftSlicer.parameters import FrameChoice  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
@@ -76,7 +77,7 @@ def _start(medshift, node, model_path, settings=SETTINGS):
     logic, run = medshift.MedShiftLogic(), Run()
     logic.startBackgroundTranslation(node, settings, device="cpu", modelPath=str(model_path),
                                      onProgress=run.on_progress, onFinished=run.on_finished)
-    return logic, run, FakeProcess.instances[-1]
+    return logic, run, FakeProcess.last()
 
 
 def _work(process):
@@ -151,7 +152,7 @@ def test_cancel_asks_the_worker_first_and_kills_it_with_its_launcher_when_it_goe
     logic, run, process = _start(medshift, _radiograph(), model_path)
     process.pid = 4100
     process.output("PID 4242\n")
-    job = logic._job["job"]
+    job = logic._run["job"]
     logic.cancelBackgroundTranslation()
     assert job.cancel_file.exists() and killed == []  # asked, not killed
     (delay, kill_later), = FakeTimer.shots
@@ -165,14 +166,34 @@ def test_cancel_asks_the_worker_first_and_kills_it_with_its_launcher_when_it_goe
     assert killed == [4242, 4100]
 
 
-def test_closing_the_scene_kills_the_worker_at_once(medshift, scene, model_path, python_slicer, monkeypatch):
+@pytest.mark.parametrize("kill_now", [False, True], ids=["cancel", "scene close"])
+def test_an_early_cancel_keeps_the_cancel_file_and_kills_nothing_before_the_worker_is_known(
+        medshift, scene, model_path, python_slicer, monkeypatch, tmp_path, kill_now):
+    """PythonSlicer forwards no signal: killing it before its worker said its PID would orphan the worker."""
     killed = []
     monkeypatch.setattr(medshift.background_job, "kill_process", killed.append)
-    logic, _, process = _start(medshift, _radiograph(), model_path)
-    process.pid = 4100
-    process.output("PID 4242\n")
+    logic, run, process = _start(medshift, _radiograph(), model_path)
+    process.pid = 4100  # the launcher runs; its worker is still importing torch
+    job = logic._run["job"]
+    logic.cancelBackgroundTranslation(killNow=kill_now)
+    for _delay, shot in FakeTimer.shots:
+        shot()
+    assert killed == [] and job.cancel_file.exists()
+    process.output("PID 4242\n")  # the worker is known now: both go
+    assert killed == [4242, 4100] and job.cancel_file.exists()
+    process.finish(9, FakeProcess.CrashExit)
+    assert not _job_folders(tmp_path) and run.finished[0][1] == medshift.MedShiftLogic.CANCELLED_MESSAGE
+
+
+def test_a_launcher_killed_before_its_worker_was_known_leaves_the_cancel_file(medshift, scene, model_path,
+                                                                              python_slicer, tmp_path):
+    """E.g. Qt ends the launcher as Slicer quits during a cancel: the orphaned worker still finds the cancel file."""
+    logic, run, process = _start(medshift, _radiograph(), model_path)
+    job = logic._run["job"]
     logic.cancelBackgroundTranslation(killNow=True)
-    assert killed == [4242, 4100] and FakeTimer.shots == []
+    process.finish(9, FakeProcess.CrashExit)
+    assert run.finished[0][1] == medshift.MedShiftLogic.CANCELLED_MESSAGE and not logic.isRunning
+    assert job.cancel_file.exists()
 
 
 def test_without_pythonslicer_nothing_starts_and_the_message_says_why(medshift, scene, model_path, monkeypatch):
@@ -205,15 +226,6 @@ def test_sample_data_is_registered_with_the_parameters_slicer_has(medshift, monk
     parent = types.SimpleNamespace()
     medshift.MedShift(parent)
     assert ("startupCompleted()", medshift.registerSampleData) in slicer.app.connections
-
-
-def test_the_training_module_has_no_panel_and_its_logic_is_created_directly(monkeypatch, tmp_path):
-    training = load_module(ROOT / "MedShiftTraining" / "MedShiftTraining.py", monkeypatch, tmp_path)
-    parent = types.SimpleNamespace()
-    training.MedShiftTraining(parent)
-    assert parent.widgetRepresentationCreationEnabled is False and parent.hidden is True
-    assert parent.dependencies == ["MedShift"]
-    assert callable(training.MedShiftTrainingLogic().train)
 
 
 def test_headless_training_ends_slicer_with_a_failure_code_on_an_unexpected_error(monkeypatch, tmp_path, capsys):
@@ -253,48 +265,6 @@ def test_what_an_old_slicer_reads_before_the_version_check_is_python_3_9():
         ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
 
 
-class Combo:
-    """A QComboBox stand-in (the calls MedShift.py makes)."""
-
-    def __init__(self, items=(), text=""):
-        self.items, self.currentIndex, self.blocked = list(items), -1, False
-        if text in self.items:
-            self.currentIndex = self.items.index(text)
-
-    @property
-    def currentText(self):
-        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
-
-    def findText(self, text):
-        return self.items.index(text) if text in self.items else -1
-
-    def clear(self):
-        self.items, self.currentIndex = [], -1
-
-    def addItems(self, items):
-        self.items += list(items)
-
-    def blockSignals(self, block):
-        previous, self.blocked = self.blocked, block
-        return previous
-
-
-class ParameterNode(types.SimpleNamespace):
-    """What the widget asks of the wrapped parameter node."""
-
-    def connectGui(self, ui):
-        return "tag"
-
-    def disconnectGui(self, tag):
-        pass
-
-    def StartModify(self):
-        return 0
-
-    def EndModify(self, previous):
-        return 0
-
-
 def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low", "clinical-normal")):
     widget = medshift.MedShiftWidget()
     monkeypatch.setattr(widget, "addObserver", lambda *a: None, raising=False)
@@ -303,8 +273,9 @@ def _widget(medshift, monkeypatch, domains=("sim-low", "sim-high", "clinical-low
     widget.ui = types.SimpleNamespace(
         sourceDomainComboBox=Combo(), targetDomainComboBox=Combo(), modelPathLineEdit=types.SimpleNamespace(
             currentPath=""), modelInfoLabel=label(), deviceComboBox=Combo(["auto", "cpu", "cuda"], "auto"),
-        deviceInfoLabel=label(), frameIndexSpinBox=label(), translateButton=label(), inputInfoLabel=label())
-    widget.logic = types.SimpleNamespace(isRunning=False, modelDomains=lambda path: list(domains),
+        deviceInfoLabel=label(), frameIndexSpinBox=label(), translateButton=label(), inputInfoLabel=label(),
+        projectButton=label(), statusLabel=label(), progressBar=Bar())
+    widget.logic = types.SimpleNamespace(isRunning=False, isProjecting=False, modelDomains=lambda path: list(domains),
                                          deviceDescription=lambda device: f"device {device}")
     return widget
 
@@ -315,7 +286,8 @@ def _parameters(**values):
 
     defaults = {parameter: DEFAULTS[name] for name, parameter in PARAMETER_OF_SETTING.items() if name in DEFAULTS}
     defaults |= dict(modelPath="", sourceDomain="sim-low", targetDomain="clinical-normal", device="auto",
-                     frames="single", frameIndex=0, inputVolume=None, outputVolume=None)
+                     frames=FrameChoice.single, frameIndex=0, inputVolume=None, outputVolume=None, ctVolume=None,
+                     showSideBySide=False)
     return ParameterNode(**(defaults | values))
 
 
@@ -390,30 +362,56 @@ def test_one_confirmation_installs_torch_through_its_extension_and_the_rest_thro
     assert pip_installs == [["pydicom>=3.0"]]
 
 
-def test_declining_installs_nothing_and_a_loaded_old_package_asks_for_a_restart(medshift, monkeypatch):
+def test_declining_installs_nothing_and_only_a_package_slicer_itself_needs_asks_for_a_restart(medshift,
+                                                                                                monkeypatch):
     from MedShiftSlicer import requirements
 
-    monkeypatch.setattr(requirements, "installed_version", lambda name: {"pydicom": "2.4.4"}.get(name, "99"))
-    pip_installs = []
+    versions = {"pydicom": "2.4.4", "pot": "0.8.0"}
+    monkeypatch.setattr(requirements, "installed_version", lambda name: versions.get(name, "99"))
+    pip_installs, restarts, asked = [], [], []
     monkeypatch.setattr(slicer.util, "pip_install", pip_installs.append)
+    monkeypatch.setattr(slicer.util, "restart", lambda: restarts.append(True), raising=False)
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: False)
     assert medshift.MedShiftLogic().setupPythonRequirements() is False and pip_installs == []
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: True)
-    monkeypatch.setitem(sys.modules, "pydicom", types.ModuleType("pydicom"))  # Slicer's DICOM module loaded it
-    with pytest.raises(MedShiftError, match="restart Slicer"):
-        medshift.MedShiftLogic().setupPythonRequirements()
-    assert pip_installs == [["pydicom>=3.0"]]
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: asked.append(text) or True)
+    # Slicer's DICOM module loaded its pydicom 2.4: only the worker needs pydicom 3, so no restart for it
+    monkeypatch.setitem(sys.modules, "pydicom", types.ModuleType("pydicom"))
+    monkeypatch.delitem(sys.modules, "ot", raising=False)
+    assert medshift.MedShiftLogic().setupPythonRequirements() is True and restarts == []
+    assert medshift.MedShiftLogic().setupPythonRequirements(askConfirmation=False) is True  # the self-test's call
+    # a package Slicer's own process has loaded and uses: the restart is offered, not an error
+    monkeypatch.setitem(sys.modules, "ot", types.ModuleType("ot"))
+    assert medshift.MedShiftLogic().setupPythonRequirements() is False
+    assert restarts == [True] and "Restart Slicer now?" in asked[-1] and "pot>=0.9.0" in asked[-1]
+    with pytest.raises(MedShiftError, match="must restart"):
+        medshift.MedShiftLogic().setupPythonRequirements(askConfirmation=False)
 
 
-def test_a_missing_package_is_named_where_the_model_info_is_shown(medshift, monkeypatch):
+def test_anything_that_goes_wrong_reading_a_model_shows_in_its_label(medshift, monkeypatch):
     widget = _widget(medshift, monkeypatch)
 
-    def no_safetensors(path):
-        raise ModuleNotFoundError("No module named 'safetensors'", name="safetensors")
+    def broken(path):
+        raise OSError("[WinError 126] The specified module could not be found")  # e.g. a DLL that fails to load
 
-    widget.logic.modelDomains = no_safetensors
+    widget.logic.modelDomains = broken
     widget.setParameterNode(_parameters())
-    assert "'safetensors'" in widget.ui.modelInfoLabel.text and "PyTorch" not in widget.ui.modelInfoLabel.text
+    assert "WinError 126" in widget.ui.modelInfoLabel.text
+
+
+def test_the_device_label_needs_no_torch_and_names_the_device_the_worker_reported(medshift, monkeypatch):
+    logic = medshift.MedShiftLogic()
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    assert "CUDA GPU" in logic.deviceDescription("auto") and logic.deviceDescription("cpu") == "the CPU"
+    logic.usedDevices["auto"] = "CUDA: NVIDIA RTX A4000"
+    assert logic.deviceDescription("auto") == "last run: CUDA: NVIDIA RTX A4000"
+    widget = _widget(medshift, monkeypatch)
+
+    def broken(device):
+        raise RuntimeError("no label today")
+
+    widget.logic.deviceDescription = broken
+    widget.setParameterNode(_parameters())
+    assert widget.ui.deviceInfoLabel.text == "no label today"
 
 
 def test_requirements_are_checked_by_version_not_by_presence():
@@ -426,23 +424,3 @@ def test_requirements_are_checked_by_version_not_by_presence():
     assert unmet(wanted, installed) == ["pydicom>=3.0", "tqdm>=4.60"]  # too old, and missing
     assert import_name("pot") == "ot" and import_name("pillow") == "PIL"
     assert already_loaded(["pot>=0.9.0", "tqdm>=4.60"], {"ot": object()}) == ["pot>=0.9.0"]
-
-
-def test_after_installing_at_translate_the_model_info_is_shown_again(medshift, monkeypatch):
-    widget = _widget(medshift, monkeypatch)
-    installed = []
-
-    def domains(path):
-        if not installed:
-            raise ModuleNotFoundError("No module named 'torch'", name="torch")
-        return ["sim-low", "clinical-normal"]
-
-    widget.logic.modelDomains = domains
-    widget.logic.setupPythonRequirements = lambda: installed.append(True) or True
-    widget.logic.startBackgroundTranslation = lambda *args, **kwargs: None
-    widget.ui.statusLabel = types.SimpleNamespace(text="")
-    widget.ui.progressBar = types.SimpleNamespace(value=0, show=lambda: None)
-    widget.setParameterNode(_parameters())
-    assert "'torch' is not installed" in widget.ui.modelInfoLabel.text
-    widget.onTranslateButton()
-    assert widget.ui.modelInfoLabel.text == "Domains: sim-low, clinical-normal"

@@ -173,6 +173,19 @@ def test_spacing_is_unknown_for_nodes_read_from_png(scene):
     assert volume_nodes.volume_frames(node)[0].metadata["spacing_known"] is False
 
 
+@pytest.mark.parametrize("dpi, known", [((254, 254), True), ((72, 72), False), (None, False)])
+def test_a_node_read_from_tiff_has_a_known_spacing_only_with_physical_resolution_tags(scene, tmp_path, dpi, known):
+    from PIL import Image
+
+    Image.fromarray(_pixels()[0].astype(np.uint16)).save(tmp_path / "scan.tif", **({"dpi": dpi} if dpi else {}))
+    node = _add_volume("tiff", _pixels())
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(tmp_path / "scan.tif"))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    assert volume_nodes.spacing_is_known(node) is known
+    assert volume_nodes.volume_frames(node)[0].metadata["spacing_known"] is known
+
+
 def test_frames_of_a_cine_get_their_own_noise(model_path):
     from MedShiftLib.engine.checkpoint import load_checkpoint
     model, info = load_checkpoint(model_path)

@@ -147,12 +147,12 @@ def test_sizes_that_are_not_multiples_of_the_factor_are_padded_and_cropped(model
     (dict(solver="midpoint"), MedShiftError, "euler, heun, rk4, dopri5"),
     (dict(steps=0), MedShiftError, "steps"),
     (dict(guidance_scale=float("nan")), MedShiftError, "guidance"),
-    (dict(noise_renewal=1.5), MedShiftError, "noise renewal must be in"),
+    (dict(noise_renewal=1.5), MedShiftError, r"noise renewal \(--noise-renewal\) 1.5: must be within 0..1"),
     (dict(schedule="cosine"), MedShiftError, "uniform, quadratic"),
     (dict(solver="dopri5", schedule="quadratic"), MedShiftError, "dopri5 chooses its own steps"),
     (dict(resample="nearest"), MedShiftError, "auto, none"),
-    (dict(tile_size=4), MedShiftError, "tile size must be at least 8"),
-    (dict(tile_size=0), MedShiftError, "tile size must be a positive"),
+    (dict(tile_size=4), MedShiftError, r"tile size \(--tile-size\) 4: must be within 8..8192"),
+    (dict(tile_size=0), MedShiftError, "tile size .* must be within 8..8192"),
 ])
 def test_bad_settings_are_refused(model, info, change, error, message):
     settings = TranslationSettings(**({"source_domain": "a", "target_domain": "b"} | change))

@@ -184,7 +184,31 @@ def describe_environment() -> str:
         lines += [f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}, "
                   f"{torch.cuda.device_count()} visible; cuDNN {torch.backends.cudnn.version()}",
                   f"fp32 math by PyTorch's defaults (what medshift train/translate use): {describe_fp32_math()}"]
-    return "\n".join(lines + [f"CPU: {platform.machine()}, {torch.get_num_threads()} threads"])
+    return "\n".join(lines + [f"CPU: {platform.machine()}, {torch.get_num_threads()} threads",
+                              f"optional packages: {describe_optional_packages()}"])
+
+
+OPTIONAL_PACKAGES = {"SimpleITK": "SimpleITK", "pydicom": "pydicom", "POT": "ot", "xraydb": "xraydb",
+                     "matplotlib": "matplotlib", "tqdm": "tqdm", "Pillow": "PIL"}
+"""Packages the translation path imports only where a format or feature needs them (pip name: import name)."""
+
+
+def describe_optional_packages() -> str:
+    """'SimpleITK 2.5.7, pydicom absent, ...': which optional packages this Python can import (none is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    found = []
+    for package, module in OPTIONAL_PACKAGES.items():
+        try:
+            present = find_spec(module) is not None
+        except (ImportError, ValueError):
+            present = False
+        try:
+            found.append(f"{package} {version(package)}" if present else f"{package} absent")
+        except PackageNotFoundError:
+            found.append(f"{package} (version unknown)")
+    return ", ".join(found)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,20 +10,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
-from .cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, run_guarded
+from .cli_checks import check_command_options
+from .cli_errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_USER_ERROR,
+    escape_machine_text,
+    run_guarded,
+)
 from .cli_parser import build_parser, settings_from_arguments, translation_arguments
 from .errors import MedShiftError
 from .io.output_guard import refuse_outputs_over_inputs
 from .settings import DEFAULT_PRESET
 
-MIN_SIMULATED_SIZE, MAX_SIMULATED_SIZE = 16, 4096
 PLANNING_PROGRESS_FROM = 2000
-_CONTROL = re.compile(r"[\\\x00-\x1f\x7f]")
 TRAINING_OUTPUTS = ("latest.safetensors", "best.safetensors", "training_state.safetensors")
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "build_parser", "main",
            "settings_from_arguments", "translation_arguments"]
@@ -59,16 +64,6 @@ def _emit(kind: str, value: object) -> None:
     print(f"{kind} {value}", flush=True)
 
 
-def escape_machine_text(text: str) -> str:
-    """`text` on one line: backslash as `\\\\`, control characters (a newline in a file name) as `\\xNN`."""
-    return _CONTROL.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", text)
-
-
-def unescape_machine_text(text: str) -> str:
-    """The text `escape_machine_text` escaped."""
-    return re.sub(r"\\(\\|x[0-9a-f]{2})", lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)), text)
-
-
 def default_preset_for(model_path: str | None) -> str:
     """DEFAULT_PRESET, or "deterministic" for a model that records no domain noise statistics (which it needs).
 
@@ -102,7 +97,7 @@ def run_translate(args: argparse.Namespace) -> int:
                 _emit("ERROR", " ".join(str(detail).split()))
             print(f"medshift: {'skipped' if kind == 'skipped' else 'error'}: {detail}", file=sys.stderr, flush=True)
 
-    settings = settings_from_arguments(args, default_preset_for(args.model))
+    settings = settings_from_arguments(args, default_preset_for(args.model)).validated()  # before any input is read
     files = collect_inputs(args.inputs)
     started = time.perf_counter()
     report = translate_files(files, args.out, settings, model_path=args.model, device=args.device,
@@ -173,8 +168,6 @@ def provenance_lines(provenance: dict, indent: str = "  ", depth: int = 2) -> li
 def _view_options(args: argparse.Namespace):
     """ViewOptions of `medshift simulate`'s view and geometry options."""
     from .simulator.views import ViewOptions
-    if args.fov_mm is not None and args.fov_mm <= 0:
-        raise MedShiftError(f"--fov-mm {args.fov_mm:g}: the detector width must be positive")
     spacings = (args.fov_mm / args.size,) if args.fov_mm else args.pixel_pitch_mm
     return ViewOptions(kind=args.views, pixel_spacings_mm=tuple(spacings) if spacings else None,
                        sid_mm=args.sid_mm, sod_mm=args.sod_mm)
@@ -216,11 +209,6 @@ def _check_simulate_options(args: argparse.Namespace) -> None:
     """MedShiftError for `medshift simulate` options that cannot work, before anything is rendered."""
     from .atomic_files import check_writable_folder
     from .engine.devices import resolve_device
-    if not MIN_SIMULATED_SIZE <= args.size <= MAX_SIMULATED_SIZE:
-        raise MedShiftError(f"--size {args.size}: the simulator renders {MIN_SIMULATED_SIZE}..{MAX_SIMULATED_SIZE} "
-                            "pixels a side (256 matches the bundled model)")
-    if args.subjects < 0 or args.views_per_subject < 1:
-        raise MedShiftError("--subjects must be 0 or more and --views-per-subject at least 1")
     resolve_device(args.device)  # MedShiftError naming the fix when CUDA is asked for but absent
     out = Path(args.out_dir)
     cts = [_file_and_folder(ct) for ct in args.ct or []]
@@ -287,7 +275,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / CLASSIFIER_FILE)],
                                output_folders=[("--out", args.out)], input_files=[("--model", args.model)],
                                input_folders=[("--data", args.data), ("--train-data", args.train_data)])
+    from .io.data_folder import check_outside_data_folder
     require_evaluation_packages()
+    check_outside_data_folder(args.out, args.train_data)  # its plots would become training images
     check_writable_folder(args.out)  # an unwritable --out fails now, not after the evaluation
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.model or default_model_path(), device)
@@ -324,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = getattr(args, "machine_progress", False)
     if args.command == "train":
         argv = list(sys.argv[1:] if argv is None else argv)
-        return run_guarded(lambda: run_train(args, argv), args.debug, voice=_training_voice)
-    return run_guarded(lambda: COMMANDS[args.command](args), args.debug, machine)
+        return run_guarded(lambda: check_command_options(args) or run_train(args, argv), args.debug,
+                           voice=_training_voice)
+    return run_guarded(lambda: check_command_options(args) or COMMANDS[args.command](args), args.debug, machine)
 
 
 def _training_voice(exc: BaseException) -> str | None:

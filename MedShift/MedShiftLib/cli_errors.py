@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import warnings
@@ -27,6 +28,7 @@ from .errors import MedShiftError, TranslationCancelled
 
 EXIT_FAILED, EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
+_CONTROL = re.compile(r"[\\\x00-\x1f\x7f]")
 OUT_OF_MEMORY_MESSAGE = "out of GPU memory; use --device cpu, or a smaller --tile-size"
 
 _ADVICE = {
@@ -86,6 +88,17 @@ def plain_warnings() -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = previous
+
+
+def escape_machine_text(text: str) -> str:
+    """`text` on one line (`--machine-progress`): backslash as `\\\\`, control characters (a newline in a file
+    name) as `\\xNN`."""
+    return _CONTROL.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", text)
+
+
+def unescape_machine_text(text: str) -> str:
+    """The text `escape_machine_text` escaped."""
+    return re.sub(r"\\(\\|x[0-9a-f]{2})", lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)), text)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -32,7 +32,8 @@ def _add_translation_options(p: argparse.ArgumentParser) -> None:
                                                     for name, values in PRESETS.items()))
     for name in COMMAND_LINE_OPTIONS:
         meta, default = SETTINGS_FIELDS[name].metadata, RECOMMENDED[name]
-        help_text = f"{meta['help']} (default {default})"
+        bounds = f"; {meta['bounds'].describe()}" if meta["bounds"] else ""
+        help_text = f"{meta['help']}{bounds} (default {default})"
         # default None: an option not given leaves the preset's (or the settings') value
         if isinstance(default, bool):
             p.add_argument(meta["flag"], dest=name, action=argparse.BooleanOptionalAction, default=None,
@@ -79,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("translate", help="translate radiograph files", description=(
-        "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF) from --source to --target; "
-        "one output per input in --out, same file name and format. A bad input is reported and the others "
-        "are still translated; the exit status is then 1."))
+        "Translate each INPUT (file or folder of DICOM/NRRD/NIfTI/MHA/PNG/TIFF/JPEG/BMP/.npy) from --source to "
+        "--target; one output per input in --out, same file name and format (a JPEG's as PNG). A bad input is "
+        "reported and the others are still translated; the exit status is then 1."))
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (created; inputs are never overwritten)")
     p.add_argument("--overwrite", action="store_true",

@@ -23,3 +23,7 @@ class DataFolderError(MedShiftError):
 
 class TranslationCancelled(MedShiftError):
     """The user cancelled a running translation; nothing was written."""
+
+
+class MissingPackageError(MedShiftError):
+    """A file format or feature needs a Python package that is not installed."""

@@ -2,30 +2,32 @@
 
 The one home of every translation option and its default. The `medshift` command builds its options
 from the fields below (flag and help text in each field's metadata), the Slicer panel takes its choice
-lists, defaults and preset buttons from here, and the module logic takes a `TranslationSettings`.
-Imports neither torch nor anything else of MedShiftLib but its errors, so the Slicer module can load
-it before torch is installed.
+lists, defaults, ranges and preset buttons from here, and the module logic takes a `TranslationSettings`.
+Imports neither torch nor anything else of MedShiftLib but its errors and option bounds, so the Slicer
+module can load it before torch is installed. Each numeric field's allowed range (option_bounds.Bounds)
+is in its metadata: `validated` refuses NaN, infinity and values outside it.
 
 Checks that need the model (domain names, recorded statistics, the network's size factor) are made by
 `engine.checkpoint.CheckpointInfo.validate`; `TranslationSettings.validated` makes the others.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import MedShiftError
+from .option_bounds import MAX_SEED, Bounds, check_fields
 
 SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "dopri5")
 SCHEDULES: tuple[str, ...] = ("uniform", "quadratic")
 RESAMPLE_MODES: tuple[str, ...] = ("auto", "none")
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
-def _option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A settings field with its command-line flag, help text and choices in the metadata."""
-    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices})
+def _option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None,
+            bounds: Bounds | None = None) -> Any:
+    """A settings field with its command-line flag, help text, choices and allowed range in the metadata."""
+    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices, "bounds": bounds})
 
 
 @dataclass(frozen=True)
@@ -34,52 +36,49 @@ class TranslationSettings:
 
     source_domain: str
     target_domain: str
-    tau: float = _option(0.6, "--tau", "structure (0.6) <-> realism (0.3) trade-off")
-    guidance_scale: float = _option(1.0, "--guidance", "classifier-free guidance scale w; 1 = none, faster")
+    tau: float = _option(0.6, "--tau", "structure (0.6) <-> realism (0.3) trade-off",
+                         bounds=Bounds(0.0, 1.0, high_open=True, note="0.3 realism ... 0.6 structure"))
+    guidance_scale: float = _option(1.0, "--guidance", "classifier-free guidance scale w; 1 = none, faster",
+                                    bounds=Bounds(0.0, 10.0, note="1 = no guidance; the presets use 2; above "
+                                                                  "about 5 edges are exaggerated"))
     solver: str = _option("euler", "--solver", "ODE solver", SOLVERS)
-    steps: int = _option(4, "--steps", "solver steps over [tau, 1], per direction")
+    steps: int = _option(4, "--steps", "solver steps over [tau, 1], per direction", bounds=Bounds(1, 1000))
     schedule: str = _option("uniform", "--schedule", "time grid of euler/heun/rk4: uniform, or quadratic (finer "
                             "towards t = 1, where noise texture forms)", SCHEDULES)
     noise_renewal: float = _option(0.0, "--noise-renewal", "share of the inverted latent's noise replaced by fresh "
                                    "noise, 0-1 (0: deterministic); 1 with --schedule quadratic --steps 8 synthesises "
-                                   "the target's quantum noise")
-    seed: int = _option(0, "--seed", "seed of the renewed or matched noise")
+                                   "the target's quantum noise", bounds=Bounds(0.0, 1.0, note="0 = deterministic"))
+    seed: int = _option(0, "--seed", "seed of the renewed or matched noise", bounds=Bounds(0, MAX_SEED))
     contrast_transfer: bool = _option(False, "--contrast-transfer", "first give the image the target domain's grey "
                                       "levels and multi-scale contrast (from the model's domain statistics); keeps "
                                       "structure at tau 0.6 while matching the vendor look")
     noise_matching: bool = _option(False, "--noise-matching", "finally give the result the target domain's noise "
                                    "power spectrum (from the model's domain statistics): excess noise filtered out, "
                                    "missing quantum noise added")
-    tile_size: int = _option(1024, "--tile-size", "largest side processed in one pass, in working pixels")
+    tile_size: int = _option(1024, "--tile-size", "largest side processed in one pass, in working pixels",
+                             bounds=Bounds(8, 8192))
     resample: str = _option("auto", "--resample", "auto: bring the image to the model's pixel scale; none: use its "
                             "own grid", RESAMPLE_MODES)
     tile_overlap: int | None = None  # None: a quarter of the tile
 
     def validated(self) -> TranslationSettings:
         """Check every field that needs no model; raises MedShiftError saying what to change."""
-        if not 0.0 <= self.tau < 1.0:
-            raise MedShiftError(f"tau must be in [0, 1) (0.3 realism ... 0.6 structure), got {self.tau}")
-        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 0:
-            raise MedShiftError(f"guidance scale must be a number >= 0 (1 = no guidance), got {self.guidance_scale}")
+        check_fields(self, lambda f: f"{f.name.replace('_', ' ')} ({f.metadata['flag']})")
         if self.solver not in SOLVERS:
             raise MedShiftError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
-        if self.steps < 1:
-            raise MedShiftError(f"steps must be at least 1, got {self.steps}")
         if self.schedule not in SCHEDULES:
             raise MedShiftError(f"unknown time schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.schedule != "uniform" and self.solver == "dopri5":
-            raise MedShiftError("dopri5 chooses its own steps: use the uniform schedule with it, or euler/heun/rk4")
-        if not 0.0 <= self.noise_renewal <= 1.0:
-            raise MedShiftError(f"noise renewal must be in [0, 1] (0 = deterministic), got {self.noise_renewal}")
+            raise MedShiftError(f"--solver dopri5 chooses its own steps, so it needs --schedule uniform (this setting "
+                                f"has {self.schedule}, e.g. from the preset); add --schedule uniform, or use --solver "
+                                "euler, heun or rk4")
         if self.resample not in RESAMPLE_MODES:
             raise MedShiftError(f"unknown resample mode {self.resample!r}; choose one of: {', '.join(RESAMPLE_MODES)}")
-        if self.tile_size < 1:
-            raise MedShiftError(f"tile size must be a positive number of pixels, got {self.tile_size}")
         return self
 
     def for_image(self, index: int) -> TranslationSettings:
         """The settings for image `index` of a run over several images: its own noise seed (seed + index)."""
-        return replace(self, seed=self.seed + index)
+        return replace(self, seed=(self.seed + index) % (MAX_SEED + 1))
 
     def with_preset(self, name: str) -> TranslationSettings:
         """These settings with the fields of preset `name` (one of PRESETS) replaced."""
@@ -112,6 +111,11 @@ class TranslationSettings:
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TranslationSettings) if f.default is not MISSING}
 """Every field's default value by name (source and target domain have none)."""
+
+SETTING_RANGES: dict[str, tuple[float, float]] = {
+    f.name: (f.metadata["bounds"].low, f.metadata["bounds"].high) for f in fields(TranslationSettings)
+    if f.metadata.get("bounds")}
+"""(lowest, highest) value of each numeric field by name (for the panel's widgets; tau's upper end is excluded)."""
 
 COMMAND_LINE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(TranslationSettings) if "flag" in f.metadata)
 """The fields the `medshift translate` command offers as options, in order."""

@@ -8,8 +8,12 @@ and prints `PID n`, `DEVICE text`, `PROGRESS done/total`, `OUTPUT path`, `WARNIN
 (`parse_worker_line`). Cancel is cooperative: `request_cancel` creates the cancel file and the worker
 stops within one solver step (exit status 130); `kill` ends the worker and its launcher when it does not
 (PythonSlicer is CTK's launcher: it starts python-real as its own child and forwards no signal, so killing
-the launcher alone leaves the worker running). Only when the worker has finished are its files read back
-onto the input's grids (`result`). Nothing here imports slicer or Qt: MedShift.py drives a QProcess with it.
+the launcher alone leaves the worker running). So the launcher is never killed before the worker's PID is
+known, and the job folder with its cancel file stays until the launcher has ended (it ends when its worker
+does): a worker that lost its launcher still finds the cancel file and stops. Only when the worker has
+finished are its files read back onto the input's grids (`result`). Nothing here imports slicer or Qt, nor
+the command line or anything that loads pydicom, torch or safetensors (MedShift.py imports this module at
+Slicer start-up): MedShift.py drives a QProcess with it.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from MedShiftLib.cli import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, translation_arguments, unescape_machine_text
+from MedShiftLib.cli_errors import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, unescape_machine_text
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.settings import TranslationSettings
@@ -68,6 +72,8 @@ class BackgroundTranslation:
 
     def arguments(self) -> list[str]:
         """The worker's arguments after the Python executable."""
+        from MedShiftLib.cli_parser import translation_arguments  # loads the file readers: not at start-up
+
         args = ["-m", "MedShiftLib.cli", "translate", str(self.in_dir), "--out", str(self.out_dir),
                 *translation_arguments(self.settings), "--device", self.device, "--machine-progress",
                 "--cancel-file", str(self.cancel_file)]
@@ -97,14 +103,21 @@ class BackgroundTranslation:
     def request_cancel(self) -> None:
         """Ask the worker to stop at its next solver step (it checks the cancel file)."""
         self.cancel_requested = True
-        self.cancel_file.touch()
+        if self.job_dir.is_dir():
+            self.cancel_file.touch()
 
-    def kill(self, launcher_pid: int | None) -> None:
-        """End the worker and its launcher now (when a cancelled worker did not stop by itself)."""
-        self.cancel_requested = True
+    def kill(self, launcher_pid: int | None) -> bool:
+        """End the worker, then its launcher; False, killing nothing, while the worker's PID is not known yet.
+
+        Killing the launcher first would orphan the worker; instead the cancel file (kept until the launcher
+        ends) stops it, and the caller kills both once the worker has printed its PID."""
+        self.request_cancel()
+        if not self.worker_pid:
+            return False
         for pid in (self.worker_pid, launcher_pid):
             if pid:
                 kill_process(pid)
+        return True
 
     def result(self, exit_code: int, crashed: bool) -> list[RadiographImage]:
         """The translated frames on the input's grids; MedShiftError saying why there are none."""
@@ -158,6 +171,36 @@ def parse_worker_line(line: str) -> tuple[str, Any]:
     if kind == "WARNING":
         return "warning", rest
     return "log", line
+
+
+def python_slicer_executable(slicer_home: str = "") -> str:
+    """Path of PythonSlicer (Slicer's Python with its packages), for a worker process.
+
+    MedShiftError when it cannot be found: Slicer's own executable is no Python, so there is no fallback."""
+    name = "PythonSlicer" + (".exe" if os.name == "nt" else "")
+    candidates = [os.path.join(os.path.dirname(sys.executable), name)]
+    if slicer_home:
+        candidates.append(os.path.join(slicer_home, "bin", name))
+    found = shutil.which("PythonSlicer")
+    for candidate in ([found] if found else []) + candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise MedShiftError(
+        f"MedShift cannot find PythonSlicer (looked in: {', '.join(candidates)}), which runs the work in the "
+        "background; run it from the Python console instead (slicer.util.getModuleLogic('MedShift') or "
+        "slicer.util.getModuleLogic('MedShiftTraining'))")
+
+
+TRAINING_WORKER = ("import os, sys; print('PID', os.getpid(), flush=True); "
+                   "from MedShiftLib.cli import main; sys.exit(main(sys.argv[1:]))")
+"""Python code of the training worker: `medshift train` (the code MedShiftTraining.py runs headless), after
+printing the PID of the process that trains, so that Stop can end it behind PythonSlicer's launcher."""
+
+
+def training_arguments(data_dir: str | Path, out_dir: str | Path, steps: int, resume: bool = False) -> list[str]:
+    """The training worker's arguments after the Python executable (working directory: MODULE_DIR)."""
+    return ["-c", TRAINING_WORKER, "train", str(data_dir), "--out", str(out_dir), "--steps", str(int(steps)),
+            *(["--resume"] if resume else [])]
 
 
 def kill_process(pid: int) -> None:

@@ -1,7 +1,9 @@
 """The model the panel and the console translate with: loaded once per file version and device.
 
 Reading a model's domains or metadata never loads its weights. The engine is imported inside the
-functions, so this module loads before torch is installed.
+functions, so this module loads before torch is installed; the domain names and the check of a panel's
+settings before a background run read the checkpoint's header with the standard library only
+(engine.checkpoint_header), so the panel never loads torch into Slicer's process.
 """
 from __future__ import annotations
 
@@ -43,5 +45,19 @@ def read_model_info(model_path: str | Path | None = None) -> Any:
 
 
 def model_domains(model_path: str | Path | None = None) -> tuple[str, ...]:
-    """Domain names a checkpoint knows, in label order."""
-    return read_model_info(model_path).domains
+    """Domain names a checkpoint knows, in label order (read without torch)."""
+    from MedShiftLib.engine.checkpoint_header import default_model_path, read_domains
+
+    return read_domains(Path(model_path) if model_path else default_model_path())
+
+
+def check_settings_for_model(model_path: str | Path | None, settings: Any) -> None:
+    """MedShiftError for settings out of range or domains the checkpoint lacks (read without torch).
+
+    What needs the weights or the domain statistics is checked by the worker, which says so in its ERROR line."""
+    from MedShiftLib.engine.checkpoint_header import domain_label
+
+    settings.validated()
+    domains = model_domains(model_path)
+    domain_label(domains, settings.source_domain)
+    domain_label(domains, settings.target_domain)

@@ -6,10 +6,12 @@ defaults and preset buttons all come from MedShiftLib.settings. Imports no torch
 """
 from __future__ import annotations
 
+import enum
+import platform
 from dataclasses import fields
 from typing import Any
 
-from MedShiftLib.settings import PRESETS, TranslationSettings
+from MedShiftLib.settings import DEVICE_CHOICES, PRESETS, TranslationSettings
 
 PARAMETER_OF_SETTING: dict[str, str] = {
     "source_domain": "sourceDomain",
@@ -49,3 +51,31 @@ def apply_preset(parameters: Any, preset: str) -> None:
     """Set the parameter-node fields of a settings.PRESETS entry."""
     for name, value in PRESETS[preset].items():
         setattr(parameters, PARAMETER_OF_SETTING[name], value)
+
+
+class FrameChoice(enum.Enum):
+    """The panel's Frames choice: Slicer's parameter-node wrapper shows `label()` in the combo box, saves the name."""
+
+    single = "single"
+    all = "all"
+    one = "one"
+
+    def label(self) -> str:
+        """The text the combo box shows."""
+        return {"single": "One radiograph", "all": "Every frame (cine)", "one": "One frame:"}[self.name]
+
+
+def frame_selection(choice: FrameChoice, frame_index: int) -> int | str | None:
+    """The logic's frame argument for a Frames choice: None, 'all' or a frame number."""
+    return {FrameChoice.single: None, FrameChoice.all: "all", FrameChoice.one: int(frame_index)}[choice]
+
+
+def panel_device_choices(system: str | None = None, machine: str | None = None) -> list[str]:
+    """The device choices the panel offers: settings.DEVICE_CHOICES, and 'mps' on an Apple-silicon Mac.
+
+    Decided from the platform, not from torch (the panel never imports torch; the worker process checks
+    that its torch has the device and says so when it has not)."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    mps = system == "Darwin" and machine.lower() in ("arm64", "aarch64")
+    return [c for c in DEVICE_CHOICES if c != "mps" or mps]

@@ -65,3 +65,31 @@ def already_loaded(requirement_texts: list[str], modules: dict | None = None) ->
 
     modules = sys.modules if modules is None else modules
     return [text for text in requirement_texts if import_name(Requirement(text).name) in modules]
+
+
+WORKER_ONLY = {"pydicom"}
+"""Distributions only the worker process needs at the required version: Slicer's own process never reads
+DICOM files for MedShift (the panel hands the worker NRRD files), so Slicer's bundled pydicom 2.4, loaded
+by its DICOM module, may stay loaded; the worker starts fresh and imports the upgraded one."""
+
+
+def restart_needed(installed: list[str], modules: dict | None = None) -> list[str]:
+    """The installed requirements that Slicer's process had already loaded in an older version and itself needs."""
+    from packaging.requirements import Requirement
+
+    return [text for text in already_loaded(installed, modules)
+            if Requirement(text).name.lower() not in WORKER_ONLY]
+
+
+def loaded_too_old(requirement_texts: list[str], modules: dict | None = None) -> list[str]:
+    """'pydicom 2.4.4 (needs >=3.0)' for each requirement whose module is loaded here in a version it refuses."""
+    from packaging.requirements import Requirement
+
+    modules = sys.modules if modules is None else modules
+    stale = []
+    for text in requirement_texts:
+        requirement = Requirement(text)
+        version = getattr(modules.get(import_name(requirement.name)), "__version__", None)
+        if version is not None and not requirement.specifier.contains(str(version), prereleases=True):
+            stale.append(f"{requirement.name} {version} (needs {requirement.specifier})")
+    return stale

@@ -20,9 +20,14 @@ FORMATS_WITHOUT_SPACING = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def spacing_is_known(node: Any) -> bool:
-    """False when the node was read from a format that stores no physical pixel size (PNG, JPEG, BMP, TIFF)."""
+    """False when the node was read from a format that stores no physical pixel size (PNG, JPEG, BMP, or a TIFF
+    whose resolution tags are not physical: MedShiftLib/io/raster_files.py decides, as for files)."""
     storage = node.GetStorageNode() if hasattr(node, "GetStorageNode") else None
     name = (storage.GetFileName() or "") if storage is not None else ""
+    if name.lower().endswith((".tif", ".tiff")):
+        from MedShiftLib.io.raster_files import tiff_spacing_is_physical
+
+        return tiff_spacing_is_physical(name)
     return not name.lower().endswith(FORMATS_WITHOUT_SPACING)
 
 

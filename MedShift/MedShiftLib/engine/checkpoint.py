@@ -32,18 +32,25 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic_files import atomic_target
-from ..errors import CheckpointError, DomainError, MedShiftError
+from ..errors import CheckpointError, MedShiftError
 from ..settings import TranslationSettings
+from .checkpoint_header import (  # noqa: F401 (BUNDLED_MODEL_*, default_model_path: this module's API)
+    BUNDLED_MODEL_DIR,
+    BUNDLED_MODEL_NAME,
+    CHECKPOINT_FORMAT,
+    checked_domains,
+    default_model_path,
+    domain_label,
+)
+from .checkpoint_header import read_metadata as _read_header
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES
 from .network import UNetConfig, VelocityUNet, count_parameters
 
-CHECKPOINT_FORMAT = "medshift-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 DEFAULT_INTENSITY = {"mapping": "robust-percentile", "percentiles": list(DEFAULT_PERCENTILES), "range": [-1.0, 1.0],
                      "convention": "MONOCHROME2"}
 REQUIRED_KEYS = ("format_version", "model_config", "domains", "resolution", "intensity", "provenance")
-MAX_HEADER_BYTES = 16 * 1024 * 1024
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 8192
 
 
@@ -63,9 +70,7 @@ class CheckpointInfo:
 
     def label_of(self, domain: str) -> int:
         """Label index of a domain name; DomainError listing the valid names otherwise."""
-        if domain not in self.domains:
-            raise DomainError(f"unknown domain {domain!r}; this model knows: {', '.join(self.domains)}")
-        return self.domains.index(domain)
+        return domain_label(self.domains, domain)
 
     def validate(self, settings: TranslationSettings) -> TranslationSettings:
         """`settings` checked against this model (domains, recorded statistics, tile size); MedShiftError otherwise."""
@@ -105,9 +110,9 @@ def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict
     with atomic_target(path) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=metadata)
-        except SafetensorError as exc:  # e.g. "IoError(Os { code: 28, kind: StorageFull, ... })"
-            code = re.search(r"code: (\d+)", str(exc))
-            number = int(code.group(1)) if code else errno.EIO
+        except SafetensorError as exc:  # "I/O error: No space left on device (os error 28)", or older:
+            code = re.search(r"\(os error (\d+)\)|code: (\d+)", str(exc))  # "IoError(Os { code: 28, ... })"
+            number = int(code.group(1) or code.group(2)) if code else errno.EIO
             raise OSError(number, os.strerror(number), str(path)) from exc
 
 
@@ -128,36 +133,6 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
     return path
 
 
-def _read_header(path: Path) -> dict[str, str]:
-    """The safetensors string metadata, read without touching the tensor data."""
-    if path.is_dir():
-        found = sorted(p.name for p in path.glob("*.safetensors") if p.name != "training_state.safetensors")
-        inside = (f"it holds {', '.join(found[:4])}{' ...' if len(found) > 4 else ''}" if found
-                  else "it holds no .safetensors file")
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file ({inside}); give the checkpoint "
-                              "file itself, e.g. RUN_DIR/best.safetensors")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass --model with a MedShift .safetensors file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: file is too short to be a safetensors checkpoint (truncated?)")
-        n = int.from_bytes(head, "little")
-        if n <= 0 or n > min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(
-                f"{path}: not a MedShift .safetensors checkpoint (bad header; truncated, or a PyTorch pickle, "
-                "which MedShift never loads for safety)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({exc})") from None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or "medshift" not in meta:
-        raise CheckpointError(f"{path}: a safetensors file, but not a MedShift checkpoint (no MedShift metadata)")
-    return meta
-
-
 def _parse_info(path: Path, text: str) -> CheckpointInfo:
     try:
         raw = json.loads(text)
@@ -173,10 +148,7 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r}; this MedShift reads version "
             f"{CHECKPOINT_FORMAT_VERSION} (update MedShift, or re-export the checkpoint)")
-    domains = raw["domains"]
-    if (not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d for d in domains)
-            or len(set(domains)) != len(domains)):
-        raise CheckpointError(f"{path}: 'domains' must be a list of distinct, non-empty names")
+    domains = checked_domains(path, raw["domains"])
     resolution = raw["resolution"]
     if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise CheckpointError(f"{path}: 'resolution' {resolution!r} is not a whole number of pixels in "
@@ -199,7 +171,7 @@ def _parse_info(path: Path, text: str) -> CheckpointInfo:
             statistics = DomainStatistics.from_dict(raw["domain_contrast"], domains)
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-    return CheckpointInfo(config=config, domains=tuple(domains), resolution=resolution,
+    return CheckpointInfo(config=config, domains=domains, resolution=resolution,
                           pixel_spacing_mm=None if spacing is None else float(spacing), intensity=raw["intensity"],
                           provenance=raw["provenance"], format_version=version, statistics=statistics)
 
@@ -267,18 +239,3 @@ def _divergence_hint(info: CheckpointInfo) -> str:
     return "" if finite else ", or the training that wrote it diverged (retrain with a lower learning rate)"
 
 
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
-BUNDLED_MODEL_NAME = "medshift_default.safetensors"
-
-
-def default_model_path() -> Path:
-    """The model used when none is named: $MEDSHIFT_MODEL, else the bundled one."""
-    env = os.environ.get("MEDSHIFT_MODEL")
-    if env:
-        return Path(env)
-    path = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
-    if not path.is_file():
-        raise CheckpointError(
-            f"no model given and no bundled model at {path}; pass --model CKPT (train one with "
-            "`medshift train`) or set MEDSHIFT_MODEL")
-    return path

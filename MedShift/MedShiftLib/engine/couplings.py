@@ -23,9 +23,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
+
+from ..optional_packages import import_optional
 
 COUPLINGS = ("independent", "ot", "schrodinger-bridge")
 
@@ -75,16 +76,21 @@ def _per_sample(t: Tensor, x: Tensor) -> Tensor:
     return t.reshape(-1, *([1] * (x.dim() - 1)))
 
 
+def _pot():
+    """POT (imported when an OT coupling is first used, so the independent coupling and translation need none)."""
+    return import_optional("ot", "the ot and schrodinger-bridge couplings (--coupling independent needs none)", "POT")
+
+
 def squared_distances(x0: Tensor, x1: Tensor) -> np.ndarray:
     """Cost matrix (B0, B1): squared Euclidean distances between flattened samples, float64 on the CPU."""
     a = x0.detach().reshape(x0.shape[0], -1).to(device="cpu", dtype=torch.float64).numpy()
     b = x1.detach().reshape(x1.shape[0], -1).to(device="cpu", dtype=torch.float64).numpy()
-    return ot.dist(a, b, metric="sqeuclidean")
+    return _pot().dist(a, b, metric="sqeuclidean")
 
 
 def ot_plan(x0: Tensor, x1: Tensor) -> np.ndarray:
     """Exact optimal-transport plan (B0, B1) between two batches with uniform weights (POT `ot.emd`)."""
-    cost = squared_distances(x0, x1)
+    cost, ot = squared_distances(x0, x1), _pot()
     return ot.emd(ot.unif(cost.shape[0]), ot.unif(cost.shape[1]), cost, numItermax=10_000_000)
 
 
@@ -100,7 +106,7 @@ def entropic_ot_plan(x0: Tensor, x1: Tensor, reg: float) -> np.ndarray:
     """
     if not reg > 0:
         raise ValueError(f"the entropic regularisation must be positive, got {reg}")
-    cost = squared_distances(x0, x1)
+    cost, ot = squared_distances(x0, x1), _pot()
     a, b = ot.unif(cost.shape[0]), ot.unif(cost.shape[1])
     with warnings.catch_warnings():
         # the inner solves of each annealing stage stop early by design; the result is checked below

@@ -7,7 +7,7 @@ from ..errors import MedShiftError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda'/'cuda:N' must exist."""
+    """'auto' -> CUDA when available, else CPU; 'cuda'/'cuda:N' and 'mps' (Apple silicon) must exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -21,13 +21,21 @@ def resolve_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise MedShiftError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
         return device
-    raise MedShiftError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise MedShiftError(f"device 'mps' requested but this PyTorch ({torch.__version__}) sees no Apple GPU "
+                                "(MPS needs an Apple-silicon Mac and macOS 12.3+); use --device cpu")
+        return torch.device("mps")
+    raise MedShiftError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, cuda:N, mps")
 
 
 def describe_device(device: torch.device) -> str:
     """Human name, e.g. 'CPU (2 threads)' or 'CUDA: NVIDIA H100'."""
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
 
 

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..atomic_files import temporary_prefix
 from ..errors import MedShiftError
+from .itk_files import itk_error_text, sitk
 
 _PROBE_CHUNK = 1 << 20
 
@@ -43,12 +43,6 @@ def disk_refusal(folder: Path, size: int) -> OSError | None:
         os.close(fd)
         os.unlink(probe)
     return None
-
-
-def itk_error_text(exc: Exception) -> str:
-    """The last meaningful line of a SimpleITK exception (they span many lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def _failed(target: Path, final_path: Path, fmt: str, size: int, why: str) -> Exception:
@@ -89,7 +83,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(null)
 
 
-def write_itk_checked(image: sitk.Image, target: Path, final_path: Path, fmt: str, compress: bool = False) -> None:
+def write_itk_checked(image, target: Path, final_path: Path, fmt: str, compress: bool = False) -> None:
     """Write `image` to `target` with SimpleITK, then read it back: an error unless every pixel came back.
 
     Raises OSError (with the system's errno, e.g. ENOSPC, EFBIG, naming `final_path`) when the disk refused

@@ -9,7 +9,8 @@ Data folder layout:
 
 With a manifest, it alone lists the images (paths relative to root); files it does not name are not
 used. Without one, every file with a supported extension in a domain sub-folder is used (not
-recursively), and the subject is the part of the file name before the first "_" (the whole name
+recursively), as is every DICOM file whatever its name (told by its preamble; DICOM exports often have
+no extension, e.g. IM000001). The subject is the part of the file name before the first "_" (the whole name
 without extension when there is no "_"): "s0003_v01.png" belongs to subject "s0003". A manifest may
 add a "frame" column to take one frame of a cine or volume.
 
@@ -18,13 +19,16 @@ The images themselves are read and served as tensors by training.dataset.
 from __future__ import annotations
 
 import csv
+import os
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataFolderError
-from .radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension
+from .path_kinds import describe_unusable_path
+from .radiograph_files import SUPPORTED_EXTENSIONS, is_radiograph_file
 
 MANIFEST_NAME = "manifest.csv"
 IGNORED_FOLDERS = frozenset({"clean"})
@@ -112,11 +116,11 @@ def _scan_domain_folders(root: Path) -> list[ImageRecord]:
     records = []
     for folder in folders:
         files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and has_supported_extension(p))
+                       if p.is_file() and not p.name.startswith(".") and is_radiograph_file(p))
         if not files:
             raise DataFolderError(
-                f"{folder}: the domain folder '{folder.name}' holds no images ({', '.join(SUPPORTED_EXTENSIONS)}); "
-                "add images or remove the folder"
+                f"{folder}: the domain folder '{folder.name}' holds no images ({', '.join(SUPPORTED_EXTENSIONS)}, or "
+                "DICOM files without an extension); add images or remove the folder"
             )
         records += [ImageRecord(p, folder.name, subject_from_file_name(p)) for p in files]
     return records
@@ -131,7 +135,11 @@ def scan_data_folder(root: str | Path, domains: Sequence[str] | None = None, min
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataFolderError(f"{root}: no such data folder; check the path")
+        what = describe_unusable_path(root).replace("an image file", "a data folder")
+        what = what.replace("image file", "data folder")
+        what = {"is a file": "is a file; give the data folder",
+                "no such file or folder; check the path": "no such data folder; check the path"}.get(what, what)
+        raise DataFolderError(f"{root}: {what}")
     records = _read_manifest(root) if (root / MANIFEST_NAME).is_file() else _scan_domain_folders(root)
     found = sorted({r.domain for r in records})
     if domains is None:
@@ -162,7 +170,8 @@ def split_by_subject(
     """(train, validation) records with no subject in both; the same seed gives the same split.
 
     round(fraction x subjects) subjects go to validation, at least one when fraction > 0 and there are
-    two or more subjects, and never all of them.
+    two or more subjects, and never all of them; a domain that would keep no training image keeps one of
+    its subjects for training (with a warning naming the domain).
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
@@ -174,5 +183,20 @@ def split_by_subject(
         count = 0
     random.Random(seed).shuffle(subjects)
     validation = set(subjects[:count])
+    for domain in folder.domains:  # a domain whose every subject went to validation keeps one for training
+        own = sorted({r.subject for r in folder.records if r.domain == domain})
+        if own and all(subject in validation for subject in own):
+            validation.discard(own[0])
+            warnings.warn(f"domain '{domain}': all its images fell into the validation split; subject '{own[0]}' "
+                          "trains instead (add subjects to this domain for a validation of it)", stacklevel=2)
     train = [r for r in folder.records if r.subject not in validation]
     return train, [r for r in folder.records if r.subject in validation]
+
+
+def check_outside_data_folder(folder: str | Path, data_root: str | Path, option: str = "--out") -> None:
+    """DataFolderError when `folder` is the data folder or lies inside it (the next scan would read its files)."""
+    inside, root = Path(os.path.realpath(folder)), Path(os.path.realpath(data_root))
+    if inside == root or root in inside.parents:
+        raise DataFolderError(f"{option} {folder} is inside the data folder {data_root}: the next training run would "
+                              "take its pictures (loss curve, sample grids) for training images; choose a folder "
+                              "outside it")

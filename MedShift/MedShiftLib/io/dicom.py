@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import datetime
 import math
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from pydicom.uid import (
 )
 
 from ..errors import InputImageError
+from .dicom_decoders import check_decoder_available, decoding_error
 from .dicom_text import DERIVATION_DESCRIPTION_LIMIT, derived_series_number, fit_long_string
 from .radiograph import IDENTITY_DIRECTION, RadiographImage
 
@@ -72,7 +72,6 @@ _PIXEL_KEYWORDS = (
 )
 # Encoding elements that are kept only while the stored encoding is unchanged.
 _ENCODING_DEPENDENT_KEYWORDS = ("PixelPaddingValue", "PixelPaddingRangeLimit")
-_PACKAGE_NAMES = {"gdcm": "python-gdcm"}
 
 
 def read_dicom_header(path: Path) -> Dataset:
@@ -98,40 +97,13 @@ def dicom_frame_count(ds: Dataset) -> int:
         return 1
 
 
-def check_decoder_available(ds: Dataset, path: Path) -> None:
-    """Raise InputImageError naming the packages to install when the pixel data's compression cannot be decoded."""
-    transfer_syntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
-    if not transfer_syntax.is_compressed:
-        return
-    try:
-        decoder = pydicom.pixels.get_decoder(transfer_syntax)
-    except NotImplementedError as exc:
-        raise InputImageError(
-            f"{path}: pixel data compressed as {transfer_syntax.name} ({transfer_syntax}) is not supported; "
-            "convert the file to an uncompressed transfer syntax (e.g. with dcmdjpeg or gdcmconv --raw)"
-        ) from exc
-    if decoder.is_available:
-        return
-    options = []
-    for line in decoder.missing_dependencies:  # e.g. "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
-        plugin, _, needs = line.partition(" - requires ")
-        packages = [p.strip() for p in needs.replace(" and ", ",").split(",") if p.strip() and p.strip() != "numpy"]
-        names = [re.split(r"[<>=!~ ]", p, maxsplit=1)[0] for p in packages]  # "pylibjpeg>=2.0" -> "pylibjpeg"
-        packages = [_PACKAGE_NAMES.get(n, n) for n in names] or [plugin]
-        options.append(" ".join(packages))
-    raise InputImageError(
-        f"{path}: pixel data is compressed as {transfer_syntax.name} and no decoder for it is installed; "
-        f"install one of: {'; '.join(f'pip install {o}' for o in options)}"
-    )
-
-
 def decode_dicom_frame(ds: Dataset, path: Path, frame: int) -> np.ndarray:
     """Pixels of one frame after the modality rescale: (rows, cols) grey or (rows, cols, 3) RGB."""
     check_decoder_available(ds, path)
     try:
         arr = pydicom.pixels.pixel_array(ds, index=frame if dicom_frame_count(ds) > 1 else None)
     except Exception as exc:  # truncated data, inconsistent tags, decoder failures
-        raise InputImageError(f"{path}: cannot decode the pixel data of frame {frame}: {exc}") from exc
+        raise decoding_error(ds, path, frame, exc) from exc
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian sources
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))

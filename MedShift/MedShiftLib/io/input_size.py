@@ -70,7 +70,7 @@ def check_input_size(name: str, rows: int, cols: int, decoded_bytes: int) -> Non
 
 def check_itk_input_size(name: str, reader) -> None:
     """check_input_size for a file whose header a SimpleITK ImageFileReader has read (the whole file decodes)."""
-    import SimpleITK as sitk
+    from .itk_files import sitk
 
     size = reader.GetSize()
     component = sitk.Image([1] * len(size), reader.GetPixelID()).GetSizeOfPixelComponent()

@@ -17,8 +17,8 @@ class RadiographImage:
     spacing/origin/direction: ITK (LPS) geometry of the pixel grid; spacing is (x=column, y=row, z),
         direction a row-major 3x3 matrix, so a 2-D image is a single-slice 3-D volume.
     photometric: "MONOCHROME2" (high value = bright) or "MONOCHROME1" (high value = dark).
-    file_format: the format the image was read from ("dicom", "nrrd", "nifti", "mha", "png", "tiff"),
-        or None for an image made in memory.
+    file_format: the format the image was read from ("dicom", "nrrd", "nifti", "mha", "png", "tiff", "jpeg",
+        "bmp", "npy"), or None for an image made in memory.
     metadata: format-specific data a writer needs to keep (e.g. the source pydicom Dataset under
         "dicom_dataset"); never required by the engine.
     """

@@ -1,25 +1,35 @@
-"""Radiograph files (DICOM, NRRD, NIfTI, MHA/MHD, PNG, TIFF) to and from RadiographImage.
+"""Radiograph files (DICOM, NRRD, NIfTI, MHA/MHD, PNG, TIFF, JPEG, BMP, NumPy .npy) to and from RadiographImage.
 
-DICOM goes through pydicom (see dicom.py for its rules); every other format through SimpleITK.
+DICOM goes through pydicom (see dicom.py for its rules); NRRD, NIfTI and MHA through SimpleITK
+(itk_files.py); PNG, TIFF, JPEG and BMP through Pillow (raster_files.py: pixel spacing from TIFF
+resolution tags); .npy through numpy (array_files.py). Each package is imported when a file of its
+format is first read or written, so importing this module needs only numpy; a missing one is named in a
+one-line MissingPackageError with its pip command.
 
 What each format keeps on a write-then-read round trip (tested in Testing/test_radiograph_io.py):
 - NRRD, MHA/MHD: pixels, dtype, spacing, origin and direction exactly.
 - NIfTI: pixels and dtype exactly; spacing, origin and direction to float32 precision (the format's own).
-- PNG: pixels exactly (8- or 16-bit unsigned); spacing exactly (SimpleITK writes it in the file);
-  origin and direction are lost (read back as 0 and identity).
-- TIFF: pixels exactly (8- or 16-bit unsigned); spacing to ~1e-8 relative (a float32 rational);
-  origin and direction are lost.
+- PNG: pixels exactly (8- or 16-bit unsigned); spacing exactly (in an sCAL chunk, as SimpleITK writes
+  it), but read back as unknown; origin and direction are lost (read back as 0 and identity).
+- TIFF: pixels exactly (8- or 16-bit unsigned); a known spacing to ~1e-9 relative (a rational in pixels
+  per cm), an unknown one is not written; origin and direction are lost.
+- BMP: 8-bit pixels exactly; spacing, origin and direction are lost.
+- .npy: pixels and dtype exactly; spacing, origin and direction are lost.
+- JPEG is read (8-bit grey or colour) but never written: it is lossy. translate writes a JPEG input's
+  output as PNG (pipeline/output_plan.py); write_radiograph refuses a .jpg path.
 - DICOM: pixels exactly (through the rescale when needed, 16-bit otherwise), spacing; see dicom.
 
-PNG/TIFF hold only unsigned 8- or 16-bit integers. write_radiograph stores an image there only when
-that is lossless: uint8 pixels as 8-bit, other pixels whose values are all whole numbers in 0..65535
-as 16-bit. Anything else (fractional, negative or larger values) is refused with InputImageError that
-suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of stored values.
+PNG/TIFF hold only unsigned 8- or 16-bit integers (BMP only 8-bit). write_radiograph stores an image
+there only when that is lossless: uint8 pixels as 8-bit, other pixels whose values are all whole
+numbers in 0..65535 as 16-bit. Anything else (fractional, negative or larger values) is refused with
+InputImageError that suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of
+stored values.
 
-An image whose pixel spacing is not a physical size (read from PNG or TIFF, or a Slicer node loaded from
-one: metadata["spacing_known"] False) is written to NRRD or MHA with the key `medshift_spacing` =
-`unknown`, and read back with spacing_known False, so the translation still treats its spacing as unknown
-(NIfTI has no room for the key).
+An image whose pixel spacing is not a physical size (read from PNG, JPEG, BMP, .npy or a TIFF without
+physical resolution tags, or a Slicer node loaded from one: metadata["spacing_known"] False) is written
+to NRRD or MHA with the key `medshift_spacing` = `unknown`, and read back with spacing_known False, so
+the translation still treats its spacing as unknown (NIfTI has no room for the key); to TIFF without
+resolution tags.
 
 Colour inputs are converted to grey with the ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded
 back to the input's integer type), with a warning and metadata["converted_from_rgb"] = True.
@@ -30,18 +40,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..atomic_files import publish_folder, temporary_folder
 from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
-from . import dicom
-from .checked_writes import itk_error_text, write_itk_checked
+from ..optional_packages import OptionalModule
+from .array_files import array_frame_count, read_array_frames, write_array
+from .checked_writes import write_itk_checked
 from .dicom_classes import refuse_non_image
 from .file_dependencies import files_of_image, files_written_for, same_file
-from .input_size import check_dicom_input_size, check_itk_input_size
+from .input_size import check_dicom_input_size
+from .itk_files import itk_error_text, itk_frame_count, read_itk_slices, sitk
 from .radiograph import RadiographImage
-from .regular_files import check_regular_file, readable_path
+from .raster_files import raster_frame_count, read_raster_frames, write_raster
+from .regular_files import check_regular_file
+
+dicom = OptionalModule(f"{__package__}.dicom", "DICOM files", requires="pydicom")
 
 _FORMAT_OF_EXTENSION: dict[str, str] = {
     ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom",
@@ -50,6 +64,9 @@ _FORMAT_OF_EXTENSION: dict[str, str] = {
     ".mha": "mha", ".mhd": "mha",
     ".png": "png",
     ".tif": "tiff", ".tiff": "tiff",
+    ".jpg": "jpeg", ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".npy": "npy",
 }
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_FORMAT_OF_EXTENSION)
 SPACING_KEY, UNKNOWN_SPACING = "medshift_spacing", "unknown"
@@ -70,8 +87,29 @@ def has_supported_extension(path: str | Path) -> bool:
     return _extension_format(Path(path)) is not None
 
 
+def has_dicom_preamble(path: str | Path) -> bool:
+    """True for a regular file with "DICM" at byte 128 (the DICOM Part 10 preamble), whatever its name."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_radiograph_file(path: str | Path) -> bool:
+    """True when a folder's file is read as a radiograph: a supported extension, or a DICOM file by its preamble
+    (DICOM exports often have no extension, e.g. a DICOMDIR's IM000001)."""
+    if Path(path).name.upper() == "DICOMDIR":  # the index of a DICOM export, no image
+        return False
+    return has_supported_extension(path) or has_dicom_preamble(path)
+
+
 def radiograph_format(path: str | Path) -> str:
-    """The format of a radiograph file: "dicom", "nrrd", "nifti", "mha", "png" or "tiff".
+    """The format of a radiograph file: "dicom", "nrrd", "nifti", "mha", "png", "tiff", "jpeg", "bmp" or "npy".
 
     Told from the extension; an existing file with another or no extension is taken for DICOM when it
     carries the DICOM preamble ("DICM" at byte 128), else InputImageError.
@@ -80,13 +118,10 @@ def radiograph_format(path: str | Path) -> str:
     fmt = _extension_format(path)
     if fmt is not None:
         return fmt
-    if path.is_file():
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            if handle.read(4) == b"DICM":
-                return "dicom"
+    if has_dicom_preamble(path):
+        return "dicom"
     raise InputImageError(
-        f"{path}: unsupported file type '{path.suffix}'; MedShift reads and writes {', '.join(SUPPORTED_EXTENSIONS)}"
+        f"{path}: unsupported file type '{path.suffix}'; MedShift reads {', '.join(SUPPORTED_EXTENSIONS)}"
     )
 
 
@@ -174,85 +209,48 @@ def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
     )
 
 
-# ---- SimpleITK formats -----------------------------------------------------------------------------
+# ---- SimpleITK, Pillow and NumPy formats ------------------------------------------------------------
 
-def _unreadable(path: Path, fmt: str, exc: Exception) -> InputImageError:
-    """The error for a file SimpleITK cannot read."""
-    return InputImageError(
-        f"{path}: cannot read this {fmt.upper()} file, it looks truncated or damaged ({itk_error_text(exc)})"
-    )
-
-
-def _read_itk(path: Path, fmt: str) -> sitk.Image:
-    """The whole image, or InputImageError for an unreadable file."""
-    try:
-        with readable_path(path) as readable:
-            return sitk.ReadImage(str(readable))
-    except RuntimeError as exc:
-        raise _unreadable(path, fmt, exc) from exc
+def _frame_count(path: Path, fmt: str) -> int:
+    """Frames of a non-DICOM file, from its header where the format allows."""
+    if fmt in ("png", "tiff", "jpeg", "bmp"):
+        return raster_frame_count(path, fmt)
+    if fmt == "npy":
+        return array_frame_count(path)
+    return itk_frame_count(path, fmt)
 
 
-def _itk_frame_count(path: Path, fmt: str) -> int:
-    """Slices along the third axis (1 for a 2-D image), read from the header only."""
-    reader = sitk.ImageFileReader()
-    try:
-        with readable_path(path) as readable:
-            reader.SetFileName(str(readable))
-            reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise _unreadable(path, fmt, exc) from exc
-    size = reader.GetSize()
-    if len(size) > 3:
-        raise InputImageError(f"{path}: a {len(size)}-D image cannot be read as radiographs")
-    check_itk_input_size(str(path), reader)  # from the header, before decoding
-    return int(size[2]) if len(size) == 3 else 1
-
-
-def _itk_images(path: Path, fmt: str, frames: list[int] | None, count: int) -> list[RadiographImage]:
-    """The chosen slices (all when frames is None) of a SimpleITK-readable file."""
-    image = _read_itk(path, fmt)
-    dim = image.GetDimension()
-    if dim > 3:
-        raise InputImageError(f"{path}: a {dim}-D image cannot be read as radiographs")
-    array = sitk.GetArrayFromImage(image)  # (z,) rows, cols (, components)
-    components = image.GetNumberOfComponentsPerPixel()
-    if dim == 2:
-        array = array[np.newaxis]
-        spacing = (*image.GetSpacing(), 1.0)
-        origin = (*image.GetOrigin(), 0.0)
-        d = image.GetDirection()
-        direction = (d[0], d[1], 0.0, d[2], d[3], 0.0, 0.0, 0.0, 1.0)
+def _file_images(path: Path, fmt: str, frames: list[int] | None, count: int) -> list[RadiographImage]:
+    """The chosen frames (all when frames is None) of a non-DICOM file."""
+    chosen = list(range(count)) if frames is None else frames
+    base = {"source_path": str(path.resolve()), "number_of_frames": count}
+    if fmt in ("nrrd", "nifti", "mha"):
+        slices = read_itk_slices(path, fmt, frames, count)
+        base.update(dimension=slices.dimension, itk_metadata=dict(slices.keys))
+        if slices.keys.get(SPACING_KEY) == UNKNOWN_SPACING:
+            base["spacing_known"] = False
+        return [_finish(array, path, spacing=slices.spacing, origin=origin, direction=slices.direction,
+                        photometric="MONOCHROME2", file_format=fmt, metadata={**base, "frame": k})
+                for k, array, origin in zip(chosen, slices.arrays, slices.origins)]
+    if fmt == "npy":
+        arrays, spacing, base["spacing_known"] = read_array_frames(path, frames), (1.0, 1.0), False
     else:
-        spacing, origin, direction = image.GetSpacing(), image.GetOrigin(), image.GetDirection()
-    if components == 1 and array.ndim == 4:
-        array = array[..., 0]
-    keys = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
-    result = []
-    for k in range(count) if frames is None else frames:
-        slice_origin = tuple(
-            float(o + k * spacing[2] * direction[3 * i + 2]) for i, o in enumerate(origin)
-        )
-        metadata = {"source_path": str(path.resolve()), "dimension": dim, "frame": k, "number_of_frames": count,
-                    "itk_metadata": dict(keys)}
-        if keys.get(SPACING_KEY) == UNKNOWN_SPACING:
-            metadata["spacing_known"] = False
-        result.append(_finish(
-            array[k], path, spacing=tuple(float(s) for s in spacing), origin=slice_origin,
-            direction=tuple(float(v) for v in direction), photometric="MONOCHROME2", file_format=fmt,
-            metadata=metadata,
-        ))
-    return result
+        raster = read_raster_frames(path, fmt, frames)
+        arrays, spacing = raster.arrays, raster.spacing
+        base.update(spacing_known=raster.spacing_known, spacing_source=raster.spacing_source)
+    return [_finish(array, path, spacing=(*spacing, 1.0), file_format=fmt, metadata={**base, "frame": k})
+            for k, array in zip(chosen, arrays)]
 
 
 # ---- public reading API ----------------------------------------------------------------------------
 
 def count_frames(path: str | Path) -> int:
-    """Number of 2-D frames in a radiograph file (DICOM frames, or slices of a 3-D NRRD/NIfTI/MHA/TIFF)."""
+    """Number of 2-D frames in a radiograph file (DICOM frames, TIFF pages, slices of a 3-D NRRD/NIfTI/MHA or .npy)."""
     path = Path(path)
     fmt = _check_readable(path)
     if fmt == "dicom":
         return dicom.dicom_frame_count(dicom.read_dicom_header(path))
-    return _itk_frame_count(path, fmt)
+    return _frame_count(path, fmt)
 
 
 def read_radiograph(path: str | Path, frame: int | None = None) -> RadiographImage:
@@ -270,8 +268,8 @@ def read_radiograph(path: str | Path, frame: int | None = None) -> RadiographIma
         index = _select_frame(path, frame, dicom.dicom_frame_count(ds))
         header = dicom.header_without_pixels(ds)
         return _dicom_image(ds, path, index, header)
-    count = _itk_frame_count(path, fmt)
-    return _itk_images(path, fmt, [_select_frame(path, frame, count)], count)[0]
+    count = _frame_count(path, fmt)
+    return _file_images(path, fmt, [_select_frame(path, frame, count)], count)[0]
 
 
 def read_radiograph_frames(path: str | Path) -> list[RadiographImage]:
@@ -282,7 +280,7 @@ def read_radiograph_frames(path: str | Path) -> list[RadiographImage]:
         ds = dicom.read_dicom_header(path)
         header = dicom.header_without_pixels(ds)
         return [_dicom_image(ds, path, k, header) for k in range(dicom.dicom_frame_count(ds))]
-    return _itk_images(path, fmt, None, _itk_frame_count(path, fmt))
+    return _file_images(path, fmt, None, _frame_count(path, fmt))
 
 
 # ---- writing ---------------------------------------------------------------------------------------
@@ -350,6 +348,12 @@ def _itk_image(image: RadiographImage, pixels: np.ndarray, two_d: bool) -> sitk.
     return out
 
 
+def _spacing_known(image: RadiographImage) -> bool:
+    """False when the image's spacing is no physical size (said so, or read from a format that records none)."""
+    known = image.metadata.get("spacing_known")
+    return known if known is not None else image.file_format not in ("png", "tiff", "jpeg", "bmp", "npy")
+
+
 def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, source: RadiographImage | None,
                 series_description: str | None, final_path: Path) -> None:
     """Write the file `folder/name` (and any data file a detached header needs) in format `fmt`."""
@@ -370,13 +374,15 @@ def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, sourc
                 raise
             raise OSError(cause.errno, cause.strerror, str(final_path)) from None
         return
-    if fmt in ("png", "tiff"):
-        pixels = _png_tiff_pixels(image.pixels, final_path, fmt)
-        write_itk_checked(_itk_image(image, pixels, two_d=True), target, final_path, fmt)
+    if fmt in ("png", "tiff", "bmp"):
+        write_raster(_png_tiff_pixels(image.pixels, final_path, fmt), image.spacing[:2], _spacing_known(image), target,
+                     fmt)
+        return
+    if fmt == "npy":
+        write_array(image.pixels, target)
         return
     out = _itk_image(image, image.pixels, two_d=_is_planar(image))
-    if image.metadata.get("spacing_known") is False or (image.metadata.get("spacing_known") is None
-                                                        and image.file_format in ("png", "tiff")):
+    if not _spacing_known(image):
         out.SetMetaData(SPACING_KEY, UNKNOWN_SPACING)
     write_itk_checked(out, target, final_path, fmt, compress=fmt in ("nrrd", "mha"))
 
@@ -405,6 +411,8 @@ def write_radiograph(
         raise MedShiftError(
             f"{path}: cannot tell the output format from '{path.suffix}'; use one of {', '.join(SUPPORTED_EXTENSIONS)}"
         )
+    if fmt == "jpeg":
+        raise MedShiftError(f"{path}: JPEG is lossy, so MedShift does not write it; write .png instead (lossless)")
     targets = files_written_for(path)
     _refuse_overwriting_source(targets, source, image)
     with temporary_folder(path) as temp_folder:

@@ -11,32 +11,42 @@ from ..engine.devices import describe_device, resolve_device
 from ..engine.ode_solvers import CancelToken
 from ..engine.translation import ProgressCallback
 from ..errors import InputImageError, MedShiftError, TranslationCancelled
+from ..io.path_kinds import describe_unusable_path
 from ..io.radiograph import RadiographImage
-from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, read_radiograph, write_radiograph
+from ..io.radiograph_files import SUPPORTED_EXTENSIONS, is_radiograph_file, read_radiograph, write_radiograph
 from ..settings import TranslationSettings
 from .image_translation import translate_image
 from .input_checks import out_of_range_findings, refuse_findings
-from .output_plan import OutputPlanError, PlannedOutput, check_output_holds, plan_outputs, prepare_output_folder
+from .output_plan import (
+    OutputPlanError,
+    PlannedOutput,
+    check_output_holds,
+    format_change_note,
+    plan_outputs,
+    prepare_output_folder,
+)
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus every supported image directly inside each named folder (sorted)."""
+    """Files named directly, plus every supported image directly inside each named folder (sorted): files with a
+    supported extension and DICOM files by their preamble, whatever their name (a DICOMDIR index left out)."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and has_supported_extension(p))
+                           if p.is_file() and not p.name.startswith(".") and is_radiograph_file(p))
             if not found:
-                raise InputImageError(f"{path}: folder holds no supported image ({', '.join(SUPPORTED_EXTENSIONS)})")
+                raise InputImageError(f"{path}: folder holds no supported image ({', '.join(SUPPORTED_EXTENSIONS)}, "
+                                      "or DICOM files without an extension)")
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            raise InputImageError(f"{path}: no such file or folder")
+            raise InputImageError(f"{path}: {describe_unusable_path(path)}")
     return files
 
 
@@ -86,6 +96,8 @@ def translate_files(
     `planning_progress(done, total)` hears how far the planning of a large batch is.
     """
     plans = plan_outputs(files, out_dir, overwrite, output_format, planning_progress)
+    if on_warning is not None and (note := format_change_note(plans)):
+        on_warning(note)
     torch_device = resolve_device(device)
     model, info = load_checkpoint(model_path or default_model_path(), torch_device)
     settings = info.validate(settings)

@@ -1,7 +1,8 @@
 """Where each translation goes, decided for the whole run before any compute.
 
 `plan_outputs` names every output (same name and format as its input, or `--format`'s; an extension-less
-DICOM gets `.dcm`), and refuses the whole run (OutputPlanError) when
+DICOM gets `.dcm`; a JPEG input a `.png` output, since JPEG is lossy and never written: format_change_note
+says so), and refuses the whole run (OutputPlanError) when
 * two inputs would be written to the same output (the names and both inputs are given),
 * an output, or the data file a detached `.nhdr`/`.mhd` header writes, would land on any file an
   input is read from (its header or its detached data files, compared resolved and by inode),
@@ -28,7 +29,7 @@ from ..io.radiograph import RadiographImage
 from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, radiograph_format
 
 OUTPUT_FORMATS: dict[str, str] = {"dicom": ".dcm", "nrrd": ".nrrd", "nifti": ".nii.gz", "mha": ".mha",
-                                  "png": ".png", "tiff": ".tif"}
+                                  "png": ".png", "tiff": ".tif", "bmp": ".bmp", "npy": ".npy"}
 """`--format` choices and the extension each gives the output."""
 LOSSLESS_FOR_ANY_PIXELS = ("nrrd", "mha", "nifti")
 PLAN_PROGRESS_EVERY = 1000
@@ -61,9 +62,22 @@ def output_name(input_path: Path, output_format: str | None = None) -> str:
     extension-less DICOM (so the output's format is known)."""
     if output_format is not None:
         return _stem(input_path.name) + OUTPUT_FORMATS[output_format]
+    if radiograph_format(input_path) == "jpeg":
+        return _stem(input_path.name) + OUTPUT_FORMATS["png"]
     if not has_supported_extension(input_path):
         return input_path.name + OUTPUT_FORMATS[radiograph_format(input_path)]
     return input_path.name
+
+
+def format_change_note(plans: list[PlannedOutput]) -> str | None:
+    """One line saying which inputs are written in another format than their own (JPEG as PNG), or None."""
+    changed = [plan.input.name for plan in plans if radiograph_format(plan.input) == "jpeg"
+               and radiograph_format(plan.output) == "png"]
+    if not changed:
+        return None
+    names = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return (f"{names}: JPEG is lossy, so the translation is written as PNG (lossless); pass --format to choose "
+            "another format")
 
 
 def _check_folder(out_dir: Path) -> None:
@@ -170,6 +184,9 @@ def prepare_output_folder(out_dir: str | Path) -> Path:
 def check_output_holds(image: RadiographImage, output: Path) -> None:
     """InputImageError (before any compute) when the output's format cannot hold this image's translation."""
     fmt = radiograph_format(output)
+    if fmt == "bmp" and image.pixels.dtype not in ("uint8", "bool"):
+        raise InputImageError(f"{output.name}: BMP holds only 8-bit pixels, but this image has {image.pixels.dtype} "
+                              "pixels; use --format png or --format tiff")
     if fmt in ("png", "tiff") and image.pixels.dtype not in ("uint8", "uint16", "bool"):
         suggestion = " or ".join(f"--format {f}" for f in LOSSLESS_FOR_ANY_PIXELS)
         raise InputImageError(f"{output.name}: {fmt.upper()} holds only 8- or 16-bit unsigned pixels, but this image "

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
+from ..optional_packages import progress_bar
 from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
 from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16
 from .domain_styles import DEFAULT_LOOK, check_look, domain_style
@@ -129,10 +130,8 @@ def simulate_dataset(out_dir: str | Path, subjects: int, views_per_subject: int,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    from tqdm import tqdm
-
     rows_out = []
-    bar = tqdm(total=subjects * views_per_subject, desc="simulating views", unit="view", disable=not progress)
+    bar = progress_bar(progress, total=subjects * views_per_subject, desc="simulating views", unit="view")
     for subject in range(subjects):
         person = source.subject(subject)
         projector = ConeBeamProjector(person.volume, device=device)

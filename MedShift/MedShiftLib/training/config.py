@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..engine.couplings import COUPLINGS
 from ..engine.network import MODEL_PRESETS
 from ..errors import MedShiftError
+from ..io.data_folder import check_outside_data_folder
+from ..option_bounds import MAX_SEED, Bounds, check_fields
 
 PRECISIONS = ("fp32", "bf16")
 RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every",
@@ -16,34 +18,44 @@ RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "c
 The run folder's own place (out_dir) is not one of them, so a moved or differently spelled run folder resumes."""
 
 
+MAX_STEPS = 10_000_000
+"""The most optimisation steps (and the longest interval) a run may name: weeks of GPU time at the default batch."""
+MAX_WORKERS = 64
+
+
+def _bounded(default, flag: str, low: float, high: float, **ends: bool):
+    """A field whose value must lie in low..high (see option_bounds.Bounds), refused as `flag VALUE: ...`."""
+    return field(default=default, metadata={"flag": flag, "bounds": Bounds(low, high, **ends)})
+
+
 @dataclass
 class TrainingConfig:
     """Every option of a training run (stored in the checkpoint's provenance)."""
 
     data_dir: str
     out_dir: str
-    resolution: int = 256
+    resolution: int = _bounded(256, "--resolution", 8, 4096)
     preset: str = "default"
-    batch_size: int = 16
-    steps: int = 2000
-    learning_rate: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
+    batch_size: int = _bounded(16, "--batch-size", 1, 4096)
+    steps: int = _bounded(2000, "--steps", 1, MAX_STEPS)
+    learning_rate: float = _bounded(1e-3, "--lr", 0.0, 1.0, low_open=True)
+    warmup_steps: int = _bounded(100, "--warmup-steps", 0, MAX_STEPS)
+    weight_decay: float = _bounded(0.0, "weight decay", 0.0, 1.0)
+    ema_decay: float = _bounded(0.999, "--ema-decay", 0.0, 1.0, high_open=True)
     coupling: str = "ot"
-    bridge_sigma: float = 0.1
-    label_dropout: float = 0.2
-    validation_fraction: float = 0.1
-    checkpoint_every: int = 250
-    log_every: int = 25
-    num_workers: int = 2
+    bridge_sigma: float = _bounded(0.1, "--bridge-sigma", 0.0, 10.0, low_open=True)
+    label_dropout: float = _bounded(0.2, "--label-dropout", 0.0, 1.0, high_open=True)
+    validation_fraction: float = _bounded(0.1, "--validation-fraction", 0.0, 1.0, high_open=True)
+    checkpoint_every: int = _bounded(250, "--checkpoint-every", 1, MAX_STEPS)
+    log_every: int = _bounded(25, "--log-every", 1, MAX_STEPS)
+    num_workers: int = _bounded(2, "--workers", 0, MAX_WORKERS)
     device: str = "auto"
-    seed: int = 0
+    seed: int = _bounded(0, "--seed", 0, MAX_SEED)
     resume: bool = False
     domains: list[str] = field(default_factory=list)
     precision: str = "fp32"
     compile: bool = False
-    sample_every: int | None = None
+    sample_every: int | None = _bounded(None, "--sample-every", 0, MAX_STEPS)
     init_from: str | None = None
 
     @property
@@ -57,19 +69,12 @@ class TrainingConfig:
             raise MedShiftError(f"unknown model preset {self.preset!r}; choose one of: {', '.join(MODEL_PRESETS)}")
         if self.coupling not in COUPLINGS:
             raise MedShiftError(f"unknown coupling {self.coupling!r}; choose one of: {', '.join(COUPLINGS)}")
-        for name in ("resolution", "batch_size", "steps", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise MedShiftError(f"{name.replace('_', '-')} must be at least 1")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise MedShiftError("label dropout must be in [0, 1)")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise MedShiftError("validation fraction must be in [0, 1)")
+        check_fields(self)
         if self.precision not in PRECISIONS:
             raise MedShiftError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-        if self.sample_every is not None and self.sample_every < 0:
-            raise MedShiftError("sample-every must be 0 (no samples) or more")
         if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
             raise MedShiftError(f"--out {self.out_dir} is a file, not a folder; give a folder for the run")
+        check_outside_data_folder(self.out_dir, self.data_dir)
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,6 +112,10 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights (fine-tuning, e.g. the "
                    "bundled model): same model preset and the same domains in the same order")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    bounds = {f.metadata["flag"]: f.metadata["bounds"] for f in fields(TrainingConfig) if "bounds" in f.metadata}
+    for action in p._actions:  # each bounded option's help ends with its allowed range
+        for flag in set(action.option_strings) & set(bounds):
+            action.help = f"{action.help} ({bounds[flag].describe()})"
 
 
 def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:

@@ -6,6 +6,8 @@ each epoch.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +18,56 @@ from ..engine.intensity import fit_intensity_window, normalize
 from ..engine.working_grid import centre_square, square_crop
 from ..errors import DataFolderError, DomainError, InputImageError
 from ..io.data_folder import ImageRecord
-from ..io.radiograph_files import read_radiograph
+from ..io.radiograph_files import count_frames, read_radiograph
+
+_WORKER_TRACEBACK_LAST_LINE = re.compile(r"^[\w.]*TrainingImageError: (.+)$")
+
+
+class TrainingImageError(DataFolderError):
+    """A training image that cannot be read: one line, also when a DataLoader worker process raised it.
+
+    The loader re-raises a worker's error as `type(message with the worker's traceback)`; the constructor
+    keeps only the original message (the traceback's last line)."""
+
+    def __init__(self, message: str) -> None:
+        if "Traceback (most recent call last)" in message:
+            lines = [line.strip() for line in message.splitlines() if line.strip()]
+            found = _WORKER_TRACEBACK_LAST_LINE.match(lines[-1]) if lines else None
+            message = found.group(1) if found else message
+        super().__init__(message)
+
+
+def _frame_of(record: ImageRecord) -> int | None:
+    """The manifest's frame of a record (None: the file's only frame)."""
+    frame = record.extra.get("frame")
+    return int(frame) if frame not in (None, "") else None
+
+
+def _unusable(record: ImageRecord, exc: Exception) -> str:
+    """One line: which training image of which domain cannot be used, and why."""
+    return f"training image of domain '{record.domain}' is unusable: {' '.join(str(exc).split())}"
+
+
+def check_training_files(records: Sequence[ImageRecord], report: bool = True) -> None:
+    """Read every record's header (not its pixels) before training; TrainingImageError naming the unusable ones.
+
+    With several bad files, each is named on its own warning line (when `report`) and the error counts them."""
+    bad = []
+    for record in records:
+        try:
+            frames, frame = count_frames(record.path), _frame_of(record)
+            if frame is not None and not 0 <= frame < frames:
+                raise InputImageError(f"{record.path}: has {frames} frame(s), the manifest asks for frame {frame}")
+        except (InputImageError, ValueError) as exc:
+            bad.append(_unusable(record, exc))
+    if len(bad) == 1:
+        raise TrainingImageError(f"{bad[0]}; fix or remove it")
+    if bad:
+        if report:
+            for line in bad:
+                warnings.warn(line, stacklevel=2)
+        raise TrainingImageError(f"{len(bad)} of {len(records)} training images are unusable (each named above); "
+                                 "fix or remove them")
 
 
 class RadiographDomainDataset(Dataset):
@@ -59,11 +110,10 @@ class RadiographDomainDataset(Dataset):
     def normalized_image(self, index: int) -> np.ndarray:
         """Record `index` read and mapped to the model range, full size (rows, cols) float32."""
         record = self.records[index]
-        frame = record.extra.get("frame")
         try:
-            image = read_radiograph(record.path, frame=int(frame) if frame not in (None, "") else None)
+            image = read_radiograph(record.path, frame=_frame_of(record))
         except InputImageError as exc:
-            raise DataFolderError(f"training image of domain '{record.domain}' is unusable: {exc}") from exc
+            raise TrainingImageError(_unusable(record, exc)) from exc
         return normalize(image.pixels, fit_intensity_window(image.pixels, image.photometric))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -39,8 +40,9 @@ from ..engine.loss import FlowMatchingLoss
 from ..engine.network import VelocityUNet, config_from_preset
 from ..errors import DataFolderError, MedShiftError
 from ..io.data_folder import ImageRecord, scan_data_folder, split_by_subject
+from ..optional_packages import progress_bar
 from .config import RESUMABLE_CHANGES, TrainingConfig, config_from_arguments
-from .dataset import RadiographDomainDataset
+from .dataset import RadiographDomainDataset, check_training_files
 from .distributed import (
     ProcessPlace,
     barrier,
@@ -68,9 +70,10 @@ def working_pixel_spacing(records: list[ImageRecord], resolution: int) -> float 
         return None
     spacing, rows, cols = values.pop()
     try:
-        return float(spacing) * min(int(rows), int(cols)) / resolution
+        spacing_mm, short_side = float(spacing), min(int(rows), int(cols))
     except (TypeError, ValueError):
         return None
+    return spacing_mm * short_side / resolution if math.isfinite(spacing_mm) and spacing_mm > 0 < short_side else None
 
 
 @torch.no_grad()
@@ -129,6 +132,7 @@ class TrainingRun:
         self.folder = scan_data_folder(config.data_dir, domains=config.domains or None,
                                        min_domains=1 if len(config.domains) == 1 else 2)
         train_records, val_records = split_by_subject(self.folder, config.validation_fraction, config.seed)
+        check_training_files(self.folder.records, report=place.is_main)  # headers only: bad files before step 1
         if len(train_records) < config.batch_size:
             raise DataFolderError(f"{config.data_dir}: {len(train_records)} training images, fewer than the batch "
                                   f"size {config.batch_size}; lower --batch-size or add images")
@@ -269,13 +273,11 @@ class TrainingRun:
 
     def run(self, progress: bool = True, stop_after: int | None = None) -> Path:
         """Train up to config.steps (or `stop_after` steps in this call); returns the best checkpoint's path."""
-        from tqdm import tqdm
-
         config, place = self.config, self.place
         batches_per_epoch = len(self.train_set) // config.batch_size
         local_batch = config.batch_size // place.world_size
-        bar = tqdm(total=config.steps, initial=self.step, disable=not (progress and place.is_main), desc="training",
-                   unit="step")
+        bar = progress_bar(progress and place.is_main, total=config.steps, initial=self.step, desc="training",
+                           unit="step")
         last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
         while self.step < config.steps and (stop_after is None or steps_this_call < stop_after):
             epoch, start = divmod(self.step, batches_per_epoch)
