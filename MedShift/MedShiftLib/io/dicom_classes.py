@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputImageError
+from .input_size import check_dicom_input_size
 
 NON_IMAGE_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "a segmentation (SEG)",
@@ -52,3 +53,9 @@ def refuse_non_image(ds, path: Path) -> None:
     if kind is not None:
         raise InputImageError(f"{path}: is {kind}, not an image; MedShift translates radiographs: give the image "
                               "file of the series")
+
+
+def check_dicom_input(ds, path: Path) -> None:
+    """Before decoding: InputImageError for a non-image object or an image too large (io/input_size.py)."""
+    refuse_non_image(ds, path)
+    check_dicom_input_size(str(path), ds)

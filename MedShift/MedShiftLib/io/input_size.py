@@ -12,7 +12,6 @@ The environment variable MEDSHIFT_MAX_INPUT_PIXELS sets another pixel limit (e.g
 """
 from __future__ import annotations
 
-import math
 import os
 
 from ..errors import InputImageError
@@ -66,16 +65,6 @@ def check_input_size(name: str, rows: int, cols: int, decoded_bytes: int) -> Non
         raise InputImageError(f"{name}: {rows} x {cols} pixels would need about {needed / 2**30:.1f} GiB of memory "
                               f"to translate, but {available / 2**30:.1f} GiB are available; downscale the image, "
                               "or close other programs")
-
-
-def check_itk_input_size(name: str, reader) -> None:
-    """check_input_size for a file whose header a SimpleITK ImageFileReader has read (the whole file decodes)."""
-    from .itk_files import sitk
-
-    size = reader.GetSize()
-    component = sitk.Image([1] * len(size), reader.GetPixelID()).GetSizeOfPixelComponent()
-    decoded = math.prod(size) * reader.GetNumberOfComponents() * component
-    check_input_size(name, size[1], size[0], decoded)
 
 
 def check_dicom_input_size(name: str, ds) -> None:

@@ -5,6 +5,7 @@ array_files); asking it for one of these formats gives one line naming the packa
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..errors import InputImageError
 from ..optional_packages import OptionalModule
-from .input_size import check_itk_input_size
+from .input_size import check_input_size
 from .regular_files import readable_path
 
 sitk = OptionalModule("SimpleITK", "NRRD, NIfTI and MHA files")
@@ -43,6 +44,13 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputImageError:
     )
 
 
+def _check_size(path: Path, reader) -> None:
+    """check_input_size for a file whose header `reader` has read (the whole file is decoded at once)."""
+    size = reader.GetSize()
+    component = sitk.Image([1] * len(size), reader.GetPixelID()).GetSizeOfPixelComponent()
+    check_input_size(str(path), size[1], size[0], math.prod(size) * reader.GetNumberOfComponents() * component)
+
+
 def itk_frame_count(path: Path, fmt: str) -> int:
     """Slices along the third axis (1 for a 2-D image), read from the header only."""
     reader = sitk.ImageFileReader()
@@ -55,7 +63,7 @@ def itk_frame_count(path: Path, fmt: str) -> int:
     size = reader.GetSize()
     if len(size) > 3:
         raise InputImageError(f"{path}: a {len(size)}-D image cannot be read as radiographs")
-    check_itk_input_size(str(path), reader)  # from the header, before decoding
+    _check_size(path, reader)  # from the header, before decoding
     return int(size[2]) if len(size) == 3 else 1
 
 
