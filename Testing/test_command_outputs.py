@@ -30,14 +30,14 @@ def _digest(folder: Path) -> dict[str, str]:
 
 CONTRAST = "domain-contrast --model MODEL --data DATA --out"
 COMMANDS = {
-    "domain-contrast over the manifest": (f"{CONTRAST} DATA/manifest.csv --overwrite", "inside --data"),
-    "domain-contrast over a training image": (f"{CONTRAST} DATA/a/s0_v0.png --overwrite", "inside --data"),
-    "domain-contrast's copy into the data set": (f"{CONTRAST} DATA/copy.safetensors", "inside --data"),
+    "domain-contrast over the manifest": (f"{CONTRAST} DATA/manifest.csv --overwrite", "inside the data folder"),
+    "domain-contrast over a training image": (f"{CONTRAST} DATA/a/s0_v0.png --overwrite", "inside the data folder"),
+    "domain-contrast's copy into the data set": (f"{CONTRAST} DATA/copy.safetensors", "inside the data folder"),
     "train over its --init-from checkpoint": ("train DATA --out RUNS --init-from MODEL --steps 1", "--init-from"),
     "evaluate into its test set": ("evaluate --model MODEL --data DATA --train-data DATA --out DATA/results",
-                                   "inside --data"),
-    "demo into the CT it renders": ("demo --model MODEL --ct CT --out CT/demo", "inside --ct"),
-    "simulate into the CT it renders": ("simulate CT/sim --ct CT --subjects 1", "inside --ct"),
+                                   "inside the data folder"),
+    "demo into the CT it renders": ("demo --model MODEL --ct CT --out CT/demo", "(--ct)"),
+    "simulate into the CT it renders": ("simulate CT/sim --ct CT --subjects 1", "(--ct)"),
     "simulate's preview over its CT file": ("simulate OUT --ct DEB --preview DEB --subjects 0", "--ct"),
 }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import MedShiftError
 from .file_dependencies import files_of_image, same_file
 
+DATA_FOLDER_OPTIONS = ("--data", "--train-data", "DATA_DIR")
 Named = tuple[str, "str | Path | None"]
 """(option that named it, path); a None path (an option not given) is ignored."""
 
@@ -29,14 +30,15 @@ def refuse_outputs_over_inputs(output_files: Iterable[Named] = (), output_folder
     """MedShiftError naming both options when an output would land on an input (see the module docstring)."""
     read_files = [(option, Path(path)) for option, path in input_files if path is not None]
     read_folders = [(option, os.path.realpath(path)) for option, path in input_folders if path is not None]
-    for option, path in [*output_files, *output_folders]:
+    for option, path in [*output_folders, *output_files]:
         if path is None:
             continue
         resolved = os.path.realpath(path)
         for source_option, folder in read_folders:
             if _inside(resolved, folder):
-                raise MedShiftError(f"{option} {path} is inside {source_option} {folder}, which this command reads; "
-                                    f"writing there would change it: choose an {option} outside it")
+                what = "the data folder" if source_option in DATA_FOLDER_OPTIONS else "the folder"
+                raise MedShiftError(f"{option} {path} is inside {what} {folder} ({source_option}), which this command "
+                                    f"reads; writing there would change it: choose an {option} outside it")
     for option, path in output_files:
         if path is None:
             continue
