@@ -7,7 +7,7 @@ checkpoint's statistics file (engine/domain_statistics.py); the weights are neve
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..atomic_files import atomic_target
@@ -28,9 +28,9 @@ def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str]
     return measure_domain_statistics({d: images[labels == i] for i, d in enumerate(domains)})
 
 
-def statistics_for_run(latest_checkpoint: Path, resuming: bool, records: Sequence[ImageRecord],
-                       domains: Sequence[str], resolution: int, seed: int = 0) -> DomainStatistics:
-    """A training run's statistics: on --resume those its latest checkpoint holds, else measured.
+def statistics_for_run(latest_checkpoint: Path, resuming: bool, measure: Callable[[], DomainStatistics]
+                       ) -> DomainStatistics:
+    """A training run's statistics: on --resume those its latest checkpoint holds, else `measure()`.
 
     A resumed run has the same data folder and options (the trainer checks), so its recorded statistics
     are what measuring again would give; measuring takes minutes. A checkpoint that cannot be read or
@@ -43,7 +43,7 @@ def statistics_for_run(latest_checkpoint: Path, resuming: bool, records: Sequenc
             recorded = None
         if recorded is not None and recorded.noise_power is not None:
             return recorded
-    return statistics_of_records(records, domains, resolution, seed=seed)
+    return measure()
 
 
 def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_path: str | Path | None = None,
