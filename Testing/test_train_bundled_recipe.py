@@ -41,7 +41,8 @@ def test_the_recipe_trains_packages_half_precision_evaluates_and_resumes_on_the_
     bundled = run / "bundled" / "medshift_default.safetensors"
     assert all(v.dtype == torch.float16 for v in load_file(str(bundled)).values() if v.is_floating_point())
     model, info = load_checkpoint(bundled)
-    assert info.provenance["images_seen"] == 16 and info.provenance["simulate"]["ct_paths"] == [str(cts / "ball.hu.npz")]
+    assert info.provenance["images_seen"] == 16
+    assert info.provenance["simulate"]["ct_paths"] == [str(cts / "ball.hu.npz")]
     assert info.provenance["config"]["lr_scaling"] == "sqrt"
     assert set(json.loads((run / "bundled" / "quick_evaluation.json").read_text())["ssim"]) == {
         "translation", "no translation", "genuine target rendering"}

@@ -51,6 +51,18 @@ def test_each_step_draws_its_batch_from_seed_and_step_alone_and_validation_is_he
     assert list(statistics) == list(OPTIONS.domains) and all(len(v) == 1 for v in statistics.values())
 
 
+def test_rendering_processes_give_the_batches_and_validation_of_rendering_in_process():
+    from dataclasses import replace
+    parallel = _data(options=replace(OPTIONS, render_workers=2))
+    try:
+        serial = _data()
+        assert torch.equal(parallel.validation_images, serial.validation_images)
+        for step in (5, 0, 2):  # a later pool first, as after --resume
+            assert all(torch.equal(a, b) for a, b in zip(parallel.batch(step), serial.batch(step)))
+    finally:
+        parallel.close()
+
+
 def test_five_domains_of_a_pool_view_show_the_same_anatomy():
     pool = _data().pool(0)
     bodies = (pool[0] > pool[0].flatten(1).quantile(0.5, dim=1)[:, None, None]).float()  # brighter half: the head

@@ -135,8 +135,8 @@ def round_to_permutation(log_plan: Tensor, rounds: int = ROUNDING_ROUNDS) -> Ten
         winner = winner.scatter_reduce(0, partner, torch.where(score == best[partner], columns, winner[partner]),
                                        reduce="amin")
         keeps = winner[partner] == columns
-        held = torch.zeros(log_plan.shape[0], dtype=torch.bool, device=log_plan.device)
-        held[partner[keeps]] = True
+        held = torch.zeros(log_plan.shape[0], dtype=torch.int64, device=log_plan.device)
+        held = held.scatter_add(0, partner, keeps.long()) > 0  # (no boolean indexing: that waits for the device)
         moved = log_plan.masked_fill(held[:, None], -math.inf).argmax(dim=0)
         partner = torch.where(keeps, partner, moved)
     return partner

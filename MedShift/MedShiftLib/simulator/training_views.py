@@ -26,7 +26,7 @@ import math
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -164,17 +164,20 @@ def normalised(image: np.ndarray) -> np.ndarray:
     return normalize(stored, fit_intensity_window(stored, "MONOCHROME2")).astype(np.float32)
 
 
-_WORKER_RENDERER: ViewRenderer | None = None
+_WORKER_OPTIONS: SimulationOptions | None = None
+_WORKER_RENDERERS: dict[int, ViewRenderer] = {}
 
 
-def _start_worker(options: SimulationOptions, seed: int) -> None:
-    global _WORKER_RENDERER
+def _start_worker(options: SimulationOptions) -> None:
+    global _WORKER_OPTIONS
     torch.set_num_threads(1)
-    _WORKER_RENDERER = ViewRenderer(options, seed)
+    _WORKER_OPTIONS = options
 
 
-def _render_in_worker(first: int, count: int) -> np.ndarray:
-    return _WORKER_RENDERER.render(first, count)
+def _render_in_worker(seed: int, first: int, count: int) -> np.ndarray:
+    if seed not in _WORKER_RENDERERS:  # the training seed and the held-out one: each CT read once per seed
+        _WORKER_RENDERERS[seed] = ViewRenderer(_WORKER_OPTIONS, seed)
+    return _WORKER_RENDERERS[seed].render(first, count)
 
 
 def crop_and_flip(images: torch.Tensor, resolution: int, generator: torch.Generator) -> torch.Tensor:
@@ -213,10 +216,15 @@ class SimulatedData:
         self._pool_index, self._pool = -1, None
         self._pending: dict[int, Future] = {}
         self._executor = (ProcessPoolExecutor(options.render_workers, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_start_worker, initargs=(options, seed))
+                                              initializer=_start_worker, initargs=(options,))
                           if options.render_workers else None)
-        held_out = replace(options, render_workers=0)
-        validation = ViewRenderer(held_out, seed + VALIDATION_SEED_OFFSET).render(0, options.validation_views)
+        held_out = seed + VALIDATION_SEED_OFFSET
+        if self._executor is None:
+            validation = ViewRenderer(options, held_out).render(0, options.validation_views)
+        else:  # rendered by the workers, with the first pool
+            chunks = self._submit(held_out, 0, options.validation_views)
+            self._pending = {0: self._submit(seed, 0, options.pool_views)}
+            validation = np.concatenate([chunk.result() for chunk in chunks])
         squares = torch.from_numpy(validation).reshape(-1, 1, options.size, options.size)
         if options.size != resolution:
             squares = F.interpolate(squares, size=(resolution, resolution), mode="bilinear", antialias=True,
@@ -233,13 +241,19 @@ class SimulatedData:
         count = self.options.pool_views
         if self._executor is None:
             return self.renderer.render(index * count, count)
-        chunks = self._pending.pop(index, None) or self._submit(index)
+        chunks = self._pending.pop(index, None)
+        if chunks is None:  # e.g. resumed in a later pool: what was started for another pool is not needed
+            for stale in self._pending.values():
+                for chunk in stale:
+                    chunk.cancel()
+            self._pending = {}
+            chunks = self._submit(self.seed, index * count, count)
         return np.concatenate([chunk.result() for chunk in chunks])
 
-    def _submit(self, index: int) -> list[Future]:
-        count, workers = self.options.pool_views, self.options.render_workers
-        share = math.ceil(count / workers)
-        return [self._executor.submit(_render_in_worker, index * count + start, min(share, count - start))
+    def _submit(self, seed: int, first: int, count: int) -> list[Future]:
+        """Views first .. first + count - 1 of `seed`, shared out among the rendering processes."""
+        share = math.ceil(count / self.options.render_workers)
+        return [self._executor.submit(_render_in_worker, seed, first + start, min(share, count - start))
                 for start in range(0, count, share)]
 
     def pool(self, index: int) -> torch.Tensor:
@@ -248,7 +262,8 @@ class SimulatedData:
             self._pool = torch.from_numpy(self._render_pool(index)).to(self.device)
             self._pool_index = index
             if self._executor is not None and index + 1 not in self._pending:
-                self._pending = {index + 1: self._submit(index + 1)}
+                count = self.options.pool_views
+                self._pending = {index + 1: self._submit(self.seed, (index + 1) * count, count)}
         return self._pool
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
