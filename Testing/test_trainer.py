@@ -231,8 +231,11 @@ def test_ema_warm_up_forgets_the_initial_weights():
     ema.update_parameters(model)  # the first update copies
     with torch.no_grad():
         model.weight.fill_(1.0)
-    for _ in range(300):
+    expected = 0.0
+    for n in range(1, 301):
         ema.update_parameters(model)
+        expected += (1.0 - ema_decay_at(n, 0.999)) * (1.0 - expected)
+    assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
     assert ema.module.weight.item() > 0.95  # a fixed 0.999 would stand at 1 - 0.999**300 = 0.26
     assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(100_000, 0.999) == 0.999
 

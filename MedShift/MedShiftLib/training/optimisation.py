@@ -16,14 +16,15 @@ from torch.optim.swa_utils import AveragedModel
 from ..engine.loss import FlowMatchingLoss
 
 
-def ema_decay_at(num_averaged: int, decay: float) -> float:
+def ema_decay_at(num_averaged: int | Tensor, decay: float) -> float | Tensor:
     """The EMA decay after `num_averaged` updates: min(decay, (1 + n) / (10 + n)).
 
     The warm-up keeps early weights (the zero-initialised head, an untrained patch skip) from
     lingering in the average: with a fixed 0.999, 0.999^1500 = 22 % of the step-0 weights are still
     there after 1,500 steps (docs/training.md).
     """
-    return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+    ratio = (1.0 + num_averaged) / (10.0 + num_averaged)
+    return torch.clamp(ratio, max=decay) if torch.is_tensor(ratio) else min(decay, ratio)
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -31,9 +32,12 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
 
     @torch.no_grad()
     def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
-        weight = 1.0 - ema_decay_at(int(num_averaged), decay)
+        # the weight 1 - ema_decay_at(n, decay) as a tensor where n lives (the weights' device): no read-back
+        weight = 1.0 - ema_decay_at(torch.as_tensor(num_averaged, dtype=torch.float64), decay)
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, weight)
+            change = torch._foreach_sub(current, averaged)
+            torch._foreach_mul_(change, weight.to(averaged[0].dtype))
+            torch._foreach_add_(averaged, change)
         else:  # integer buffers: copy
             for a, c in zip(averaged, current, strict=True):
                 a.copy_(c)
