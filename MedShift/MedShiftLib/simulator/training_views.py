@@ -1,17 +1,17 @@
 """Training data rendered on the fly (`medshift train --simulate`): no data folder, no file written or read per step.
 
-Rendering a view (projection and five domain renderings) costs about 2 s on one CPU core (256 px,
-2026-12-03, `benchmarks/benchmark_training.py --simulate`), a training step of 16 images about
-0.5 s on the same core and 3 ms on an H200: rendering every step's images afresh would leave the
-trainer waiting. So views are rendered into a *pool*: pool k holds views k*P .. (k+1)*P - 1 of the
-simulated data set (subject = view id // views per subject, each subject a phantom or a varied CT as
-in `medshift simulate`), all five domains of each, normalised as the data folder's images are; it
-serves `pool_refresh` steps, then pool k+1 replaces it. Each step draws its batch from the pool on
-the training device: a (view, domain) pair per image, a random square crop of 0.6-1.0 of the side
-resized to the working resolution and a random left-right flip (grid_sample; the same augmentation
-as a data folder's crops, plus the mirror), all from a generator seeded by (seed, step). With
-`render_workers` > 0 the pools are rendered by that many processes, the next one while the current
-one trains.
+Rendering a view (projection and five domain renderings) costs 2-4 s on one core of the shared
+development CPU (256 px, 2026-12-03, `benchmarks/benchmark_training.py --simulate`), while a whole
+training step of 16 such images took 48 ms on an H200 (docs/benchmarks.md, synthetic batches):
+rendering every step's images afresh would leave the trainer waiting. So views are rendered into a
+*pool*: pool k holds views k*P .. (k+1)*P - 1 of the simulated data set (subject = view id // views
+per subject, each subject a phantom or a varied CT as in `medshift simulate`), all five domains of
+each, normalised as the data folder's images are; it serves `pool_refresh` steps, then pool k+1
+replaces it. Each step draws its batch from the pool on the training device: a (view, domain) pair
+per image, a random square crop of 0.6-1.0 of the side resized to the working resolution and a
+random left-right flip (grid_sample; the same augmentation as a data folder's crops, plus the
+mirror), all from a generator seeded by (seed, step). With `render_workers` > 0 the pools are
+rendered by that many processes, the next one while the current one trains.
 
 Everything derives from (seed, view id) and (seed, step): a run is reproducible and `--resume` continues
 exactly (the pool of the resumed step is rendered again). Validation uses a fixed held-out set: the
