@@ -6,7 +6,7 @@
 #   scripts/train_bundled_gpu.sh cpu [SECS]   # CPU fallback: resume the same run for SECS seconds (default 3000)
 #   scripts/train_bundled_gpu.sh package      # package + quick evaluation of the run as it stands
 #
-# gpu: `medshift train --simulate` (bf16 autocast, channels-last, batch 256 with sqrt learning-rate scaling,
+# gpu: `medshift train --simulate` (bf16 autocast, channels-last, batch 256, lr 5e-4 sqrt-scaled to 2e-3,
 # minibatch-OT coupling solved on the GPU) for STEPS x BATCH = 6,000 x 256 = 1.54 million images of
 # phantoms and the real head CT(s), mixed C-arm/PA/AP/lateral views at 0.6/0.9/1.25 mm, five domains,
 # 14 processes rendering view pools; the train command is stopped by `timeout` after TRAIN_SECONDS
@@ -23,7 +23,7 @@ CTS=${CTS:-runs/training_cts}
 CT_SOURCES=${CT_SOURCES:-MedShift/Resources/ThirdParty/Cranium/cranium_head_ct.nrrd}
 STEPS=${STEPS:-6000}
 BATCH=${BATCH:-256}
-LR=${LR:-1e-3}              # the rate for 16 images; --lr-scaling sqrt makes it 4e-3 at 256
+LR=${LR:-5e-4}              # the rate for 16 images; --lr-scaling sqrt makes it 2e-3 at 256
 WARMUP=${WARMUP:-300}
 RESOLUTION=${RESOLUTION:-256}
 PRESET=${PRESET:-default}
