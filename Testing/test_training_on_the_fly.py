@@ -1,5 +1,5 @@
 """Training on images rendered on the fly (`medshift train --simulate`): seeding, exact resume, held-out
-validation, prepared CTs, the attenuation table, and no xraydb or POT on that path."""
+validation, prepared CTs, the attenuation table, and no xraydb, POT, SimpleITK or pydicom on that path."""
 import json
 import os
 import subprocess
@@ -128,24 +128,40 @@ def test_the_attenuation_table_matches_xraydb_away_from_edges():
         np.testing.assert_allclose(mass_attenuation(material, energies), reference, rtol=2e-4)
 
 
-BLOCKED = ("xraydb", "ot")
-# SimpleITK is still imported by io/radiograph_files at the command's start (issue 23 item 4 removes that).
+BLOCKED = ("xraydb", "ot", "SimpleITK", "pydicom")
 
 
-def test_training_on_the_fly_imports_neither_xraydb_nor_pot(tmp_path):
-    ct = write_prepared_ct(tmp_path / "ct.hu.npz", _small_head(), (4.0, 4.0, 4.0))
-    code = (f"import sys\nfor name in {BLOCKED!r}:\n    sys.modules[name] = None  # importing it raises\n"
-            "from MedShiftLib.cli import main\n"
-            "status = main(sys.argv[1:])\n"
-            f"loaded = [m for m in {BLOCKED!r} if sys.modules.get(m) is not None]\n"
-            "assert not loaded, loaded\nsys.exit(status)\n")
-    args = ["train", "--simulate", "--out", str(tmp_path / "run"), "--resolution", "32", "--preset", "tiny",
-            "--batch-size", "4", "--steps", "2", "--checkpoint-every", "2", "--sample-every", "0", "--device", "cpu",
-            "--pool-views", "2", "--validation-views", "1", "--ct", str(ct), "--phantoms-fraction", "0.5",
-            "--views", "mixed", "--pixel-pitch-mm", "0.9", "1.25", "--quiet"]
+def _run_blocked(code: str, *args: str, names: tuple[str, ...] = BLOCKED) -> None:
+    """Run `code` in a Python where importing any of `names` raises, and check none was loaded after all."""
+    block = f"import sys\nfor name in {names!r}:\n    sys.modules[name] = None  # importing it raises\n"
+    check = f"loaded = [m for m in {names!r} if sys.modules.get(m) is not None]\nassert not loaded, loaded\n"
     env = dict(os.environ, PYTHONPATH=str(MEDSHIFT), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", block + code + check, *args], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_training_on_the_fly_imports_neither_xraydb_nor_pot_nor_simpleitk_nor_pydicom(tmp_path):
+    """The run itself (training.run.train with the simulator's data, a prepared CT and phantoms, mixed views, two
+    pitches): only torch, numpy, scipy and safetensors."""
+    ct = write_prepared_ct(tmp_path / "ct.hu.npz", _small_head(), (4.0, 4.0, 4.0))
+    options = SimulationOptions(size=32, ct_paths=(str(ct),), phantoms_fraction=0.5, views="mixed",
+                                pixel_spacings_mm=(0.9, 1.25), pool_views=2, validation_views=1)
+    config = _config(tmp_path / "run", options, steps=2, checkpoint_every=2)
+    code = ("from MedShiftLib.simulator.training_views import SimulationOptions, simulated_data\n"
+            "from MedShiftLib.training.config import TrainingConfig\nfrom MedShiftLib.training.run import train\n"
+            f"options = SimulationOptions.from_dict({options.to_dict()!r})\n"
+            f"train(TrainingConfig(**{config.__dict__!r}), progress=False, data=simulated_data(options))\n")
+    _run_blocked(code)
+    assert (tmp_path / "run" / "latest.safetensors").is_file()
+
+
+def test_the_train_command_on_the_fly_imports_neither_xraydb_nor_pot(tmp_path):
+    # (the command's parser still imports SimpleITK through io/radiograph_files: issue 23 item 4 removes that)
+    _run_blocked("from MedShiftLib.cli import main\nassert main(sys.argv[1:]) == 0\n", "train", "--simulate",
+                 "--out", str(tmp_path / "run"), "--resolution", "32", "--preset", "tiny", "--batch-size", "4",
+                 "--steps", "1", "--sample-every", "0", "--device", "cpu", "--pool-views", "1",
+                 "--validation-views", "1", "--quiet", names=("xraydb", "ot"))
     assert (tmp_path / "run" / "latest.safetensors").is_file()
 
 

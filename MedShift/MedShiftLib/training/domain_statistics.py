@@ -9,14 +9,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic_files import atomic_target
 from ..engine.checkpoint import read_checkpoint_info
 from ..engine.domain_statistics import DomainStatistics, statistics_path, write_statistics
 from ..errors import MedShiftError
-from ..io.data_folder import ImageRecord, scan_data_folder
 from ..postprocess.contrast_transfer import measure_domain_statistics
-from .dataset import sample_domain_images
+
+if TYPE_CHECKING:
+    from ..io.data_folder import ImageRecord
 
 IMAGES_PER_DOMAIN = 200
 
@@ -24,6 +26,8 @@ IMAGES_PER_DOMAIN = 200
 def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
                           per_domain: int = IMAGES_PER_DOMAIN, seed: int = 0) -> DomainStatistics:
     """Statistics of up to `per_domain` training images of each domain (centre squares at `resolution`)."""
+    from .dataset import sample_domain_images  # reads image files: only for a data folder
+
     images, labels = sample_domain_images(records, domains, resolution, per_domain, seed)
     return measure_domain_statistics({d: images[labels == i] for i, d in enumerate(domains)})
 
@@ -66,6 +70,8 @@ def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_p
     if existing and not overwrite:
         raise MedShiftError(f"{existing[0]} already exists; pass --overwrite to replace it (the statistics are "
                             "measured again), or --out to write elsewhere")
+    from ..io.data_folder import scan_data_folder
+
     info = read_checkpoint_info(model_path)
     folder = scan_data_folder(data_dir, domains=list(info.domains))
     statistics = statistics_of_records(folder.records, info.domains, info.resolution, per_domain)

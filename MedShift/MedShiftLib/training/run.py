@@ -51,8 +51,7 @@ from .distributed import (
     process_group,
     write_replica_digest,
 )
-from .domain_statistics import IMAGES_PER_DOMAIN, statistics_for_run, statistics_of_records
-from .folder_data import FolderData
+from .domain_statistics import IMAGES_PER_DOMAIN, statistics_for_run
 from .optimisation import StepResult, check_finite_loss, make_ema, train_step, warmup_cosine
 from .report import save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
 from .sampling import step_generator
@@ -85,8 +84,11 @@ DataFactory = Callable[[TrainingConfig, ProcessPlace, torch.device], object]
 """Builds a run's training data (folder_data.py describes what it provides) for one process."""
 
 
-def folder_data(config: TrainingConfig, place: ProcessPlace, device: torch.device) -> FolderData:
-    """The run's data folder, split by subject."""
+def folder_data(config: TrainingConfig, place: ProcessPlace, device: torch.device):
+    """The run's data folder, split by subject (folder_data.FolderData; imported here: reading image files
+    needs packages that training on the fly does not)."""
+    from .folder_data import FolderData
+
     return FolderData(config.data_dir, config.domains, config.resolution, config.batch_size,
                       config.validation_fraction, config.seed, config.num_workers, place.rank, place.world_size)
 
@@ -197,6 +199,8 @@ class TrainingRun:
     def _measure_statistics(self) -> DomainStatistics:
         images = self.data.statistics_images()
         if images is None:  # a data folder: measured on its records
+            from .domain_statistics import statistics_of_records
+
             return statistics_of_records(self.data.folder.records, self.domains, self.config.resolution,
                                          seed=self.config.seed)
         return measure_domain_statistics(images)
