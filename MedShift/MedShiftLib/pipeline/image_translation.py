@@ -33,7 +33,7 @@ from ..engine.working_grid import SPACING_FORMATS, resample, working_shape
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph import RadiographImage
 from ..postprocess.body_region import body_mask
-from ..postprocess.contrast_transfer import transfer_contrast
+from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast
 from ..postprocess.detail_transfer import (
     add_change_at_full_resolution,
     change_smoothing_px,
@@ -114,25 +114,29 @@ def translate_image(
     except InputImageError as exc:
         raise InputImageError(f"{image.metadata.get('source_path', 'input image')}: {exc}") from None
     device = next(model.parameters()).device
-    x = torch.from_numpy(normalize(image.pixels, window).astype(np.float32, copy=False))[None, None]
+    x = torch.from_numpy(normalize(image.pixels, window).astype(np.float32, copy=False))[None, None].to(device)
     shape = working_shape(image.shape, info.resolution, image_spacing_mm(image), info.pixel_spacing_mm,
                           settings.resample)
-    source = torch.tensor([info.label_of(settings.source_domain)])
-    target = torch.tensor([info.label_of(settings.target_domain)])
+    source = torch.tensor([info.label_of(settings.source_domain)], device=device)
+    target = torch.tensor([info.label_of(settings.target_domain)], device=device)
     coarse = resample(x, shape)
     ratio = fine_noise_ratio(settings, info.statistics)
-    band = fine_band(x, shape)[0, 0].numpy() if ratio is not None and shape != tuple(image.shape) else None
-    mask = body_mask(x[0, 0].numpy()) if band is not None else None
+    band = fine_band(x, shape)[0, 0].cpu().numpy() if ratio is not None and shape != tuple(image.shape) else None
+    mask = body_mask(x[0, 0].cpu().numpy()) if band is not None else None
     sigma = robust_noise_sigma(band, mask) if band is not None else 0.0
     if upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and sigma > MEASURABLE_NOISE_SIGMA:
         # the noise is made at the output's pitch below, not on the coarse grid
         settings = replace(settings, noise_renewal=0.0, noise_matching=False)
-    translated = translate_batch(model, coarse.to(device), source, target, settings, progress, cancel, stats,
-                                 info.statistics)
-    change = translation_change(coarse, translated.float().cpu(), info.config.patch_size,
-                                change_smoothing_px(image.shape, shape))
-    del coarse, translated
-    y = add_change_at_full_resolution(x, change)[0, 0].numpy()
+    flow_input, band_change, tone = coarse, 0.0, None
+    if settings.contrast_transfer:  # the grey-level curve at the input's resolution, the flow on the transferred image
+        flow_input, band_change, tone = split_contrast_transfer(x, coarse, info.statistics, settings.source_domain,
+                                                                settings.target_domain)
+    translated = translate_batch(model, flow_input, source, target, replace(settings, contrast_transfer=False),
+                                 progress, cancel, stats, info.statistics)
+    change = band_change + translation_change(flow_input, translated.float(), info.config.patch_size,
+                                              change_smoothing_px(image.shape, shape))
+    del coarse, translated, flow_input
+    y = add_change_at_full_resolution(x, change, tone)[0, 0].cpu().numpy()
     if band is not None:
         y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
                                lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
