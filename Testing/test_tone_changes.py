@@ -12,11 +12,14 @@ from MedShiftLib.engine.working_grid import resample
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.pipeline.image_translation import translate_image
 from MedShiftLib.postprocess.contrast_transfer import (
+    BAND_SIGMAS_PX,
     band_gains,
+    detail_bands,
     gaussian_blur,
     measure_domain_statistics,
     split_contrast_transfer,
     transfer_contrast,
+    without_band_gain_changes,
 )
 from MedShiftLib.postprocess.detail_transfer import add_change_at_full_resolution, bounded_change
 from MedShiftLib.postprocess.patch_grid import remove_patch_grid
@@ -95,6 +98,21 @@ def test_a_noisier_source_with_the_same_processing_gets_no_band_cut():
 
 def band_rms_ratio(statistics, source: str, target: str) -> np.ndarray:
     return np.array(statistics.band_rms[target][target]) / np.array(statistics.band_rms[source][target])
+
+
+def test_the_flows_cut_of_a_detail_band_is_taken_out_and_the_rest_of_its_change_kept():
+    transferred = anatomy(2, 10, 128)
+    bands, _ = detail_bands(transferred, BAND_SIGMAS_PX)
+    tone = 0.1 * torch.linspace(-1, 1, 128).view(1, 1, 1, -1).expand(2, 1, 128, 128)  # a smooth tone change
+    texture = 0.02 * torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(11))
+    cut = -0.2 * bands[1]  # the flow smoothing the 1-2 px band by 20 %
+    kept = without_band_gain_changes(tone + texture + cut, transferred, BAND_SIGMAS_PX)
+    after, _ = detail_bands(transferred + kept, BAND_SIGMAS_PX)
+    assert abs(float(after[1].std() / bands[1].std()) - 1.0) < 0.05  # before: 0.8
+    inner = (..., slice(20, -20), slice(20, -20))
+    assert float((kept - tone)[inner].mean().abs()) < 0.001  # the tone change stays
+    texture_kept = torch.corrcoef(torch.stack([(kept - tone)[inner].flatten(), texture[inner].flatten()]))[0, 1]
+    assert float(texture_kept) > 0.95  # and the flow's new texture
 
 
 def _statistics():

@@ -5,8 +5,10 @@
       -> contrast transfer (optional)                          postprocess/contrast_transfer.py
       -> invert to tau, regenerate (+ noise renewal)           engine/translation.py
       -> noise matching (optional)                             postprocess/noise_matching.py
-      -> the change, without the patch grid, added to the input
-         at its own resolution (fine detail carried)           postprocess/detail_transfer.py
+      -> the change, without the patch grid (and, with contrast
+         transfer, without the flow's band gain changes; the grey-
+         level curve applied at full resolution), added to the
+         input at its own resolution, bounded by its range        postprocess/detail_transfer.py
       -> the fine band's noise scaled to the target's level
          (only with noise synthesis or noise matching)         postprocess/fine_noise.py
       -> the input's window and dtype
@@ -33,7 +35,7 @@ from ..engine.working_grid import SPACING_FORMATS, resample, working_shape
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph import RadiographImage
 from ..postprocess.body_region import body_mask
-from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast
+from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast, without_band_gain_changes
 from ..postprocess.detail_transfer import (
     add_change_at_full_resolution,
     change_smoothing_px,
@@ -127,14 +129,16 @@ def translate_image(
     if upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and sigma > MEASURABLE_NOISE_SIGMA:
         # the noise is made at the output's pitch below, not on the coarse grid
         settings = replace(settings, noise_renewal=0.0, noise_matching=False)
-    flow_input, band_change, tone = coarse, 0.0, None
+    flow_input, tone = coarse, None
     if settings.contrast_transfer:  # the grey-level curve at the input's resolution, the flow on the transferred image
         flow_input, band_change, tone = split_contrast_transfer(x, coarse, info.statistics, settings.source_domain,
                                                                 settings.target_domain)
     translated = translate_batch(model, flow_input, source, target, replace(settings, contrast_transfer=False),
                                  progress, cancel, stats, info.statistics)
-    change = band_change + translation_change(flow_input, translated.float(), info.config.patch_size,
-                                              change_smoothing_px(image.shape, shape))
+    change = translation_change(flow_input, translated.float(), info.config.patch_size,
+                                change_smoothing_px(image.shape, shape))
+    if settings.contrast_transfer:  # the band gains are the statistics', not the flow's
+        change = without_band_gain_changes(change, flow_input, info.statistics.band_sigmas_px) + band_change
     del coarse, translated, flow_input
     y = add_change_at_full_resolution(x, change, tone)[0, 0].cpu().numpy()
     if band is not None:

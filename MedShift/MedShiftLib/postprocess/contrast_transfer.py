@@ -168,6 +168,24 @@ def _with_band_gains(mapped: Tensor, statistics: DomainStatistics, source: str, 
     return adjusted.clamp(low, high)
 
 
+def without_band_gain_changes(change: Tensor, transferred: Tensor, sigmas_px: Sequence[float]) -> Tensor:
+    """The flow's `change` to `transferred` (B, 1, H, W) less its change of each transferred band's overall gain.
+
+    With contrast transfer the band gains come from the statistics; the flow at tau 0.6 also scales
+    the detail bands of a real image (it takes fine anatomy for the source's noise and smooths it, 18 %
+    of the 1-2 working-pixel band on RG3 from clinical-low), which no statistic asked for. Of each band
+    of the change, the least-squares multiple of the same band of `transferred` is taken out; the rest
+    of the change (tone, new texture, local changes) stays.
+    """
+    change_bands, _ = detail_bands(change, sigmas_px)
+    image_bands, _ = detail_bands(transferred, sigmas_px)
+    for change_band, image_band in zip(change_bands[FIRST_TRANSFERRED_BAND:], image_bands[FIRST_TRANSFERRED_BAND:]):
+        scale = (change_band * image_band).sum(dim=(-2, -1), keepdim=True) / (
+            image_band * image_band).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-20)
+        change = change - scale * image_band
+    return change
+
+
 def band_rms(images: Tensor, sigmas_px: Sequence[float]) -> tuple[float, ...]:
     """Root mean square of each detail band, averaged over images (B, 1, H, W)."""
     bands, _ = detail_bands(images.float(), sigmas_px)
