@@ -9,6 +9,7 @@ from scipy.ndimage import gaussian_filter
 
 from MedShiftLib.engine.checkpoint import load_checkpoint
 from MedShiftLib.engine.working_grid import resample
+from MedShiftLib.evaluation.detail_preservation import lattice_peak
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.pipeline.image_translation import translate_image
 from MedShiftLib.postprocess.contrast_transfer import (
@@ -32,23 +33,6 @@ def anatomy(count: int, seed: int, size: int = 96) -> torch.Tensor:
     fields = [sum(gaussian_filter(rng.standard_normal((size, size)), s) * s for s in (1, 2, 4, 8, 16))
               for _ in range(count)]
     return torch.from_numpy(0.8 * np.stack([f / np.abs(f).max() for f in fields])[:, None]).float()
-
-
-def lattice_peak(change: np.ndarray, period: float) -> float:
-    """Power at the first lattice frequencies of `period` px over the median power of the ring at that radius."""
-    n = min(change.shape)
-    centred = change[:n, :n] - gaussian_filter(change[:n, :n], period)  # no smooth content leaking into the ring
-    window = np.hanning(n)
-    power = np.abs(np.fft.fft2(centred * window[:, None] * window[None, :])) ** 2
-    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
-    radius = np.hypot(fx, fy)
-    worst = 0.0
-    for a, b in ((1, 0), (0, 1), (1, 1), (1, -1)):
-        py, px = a / period, b / period
-        near = (np.abs(fy - py) <= 1.5 / n) & (np.abs(fx - px) <= 1.5 / n)
-        ring = (np.abs(radius - np.hypot(py, px)) <= 0.05 * np.hypot(py, px)) & ~near
-        worst = max(worst, float(power[near].max() / np.median(power[ring])))
-    return worst
 
 
 def test_a_working_grid_change_brought_up_leaves_no_lattice_of_working_pixels():

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
 from MedShiftLib.engine.working_grid import resample  # noqa: E402
-from MedShiftLib.evaluation.detail_preservation import detail_correlation  # noqa: E402
+from MedShiftLib.evaluation.detail_preservation import detail_correlation, lattice_peak  # noqa: E402
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
@@ -41,23 +41,6 @@ from MedShiftLib.postprocess.contrast_transfer import band_gains, gaussian_blur,
 from MedShiftLib.settings import DEFAULT_PRESET, TranslationSettings  # noqa: E402
 
 CLINICAL = ("clinical-low", "clinical-normal", "clinical-exposure")
-
-
-def lattice_peak(change: np.ndarray, period: float) -> float:
-    """Power at the first lattice frequencies of `period` px over the median power of the ring at that radius."""
-    n = min(change.shape)
-    centred = change[:n, :n] - gaussian_filter(change[:n, :n], period)
-    window = np.hanning(n)
-    power = np.abs(np.fft.fft2(centred * window[:, None] * window[None, :])) ** 2
-    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
-    radius = np.hypot(fx, fy)
-    worst = 0.0
-    for a, b in ((1, 0), (0, 1), (1, 1), (1, -1)):
-        py, px = a / period, b / period
-        near = (np.abs(fy - py) <= 1.5 / n) & (np.abs(fx - px) <= 1.5 / n)
-        ring = (np.abs(radius - np.hypot(py, px)) <= 0.05 * np.hypot(py, px)) & ~near
-        worst = max(worst, float(power[near].max() / np.median(power[ring])))
-    return worst
 
 
 def quality_rows(names: list[str], preset: str) -> list[str]:
