@@ -61,9 +61,9 @@ def main() -> None:
         if image.photometric == "MONOCHROME1":  # shown as a radiologist sees it: dense = bright
             crops = [float(crops[0].max()) - c.astype(np.float64) for c in crops]
         low, high = np.percentile(crops[0], [0.5, 99.5])  # one window for all: tone changes show
-        crops = [np.clip((c - low) / (high - low) * 255, 0, 255) for c in crops]
-        change = np.clip(128 + CHANGE_GAIN * (crops[3] - crops[0]), 0, 255)  # mid grey: unchanged
-        crops = [c.astype(np.uint8) for c in [*crops, change]]
+        crops = [(c - low) / (high - low) * 255 for c in crops]
+        change = 128 + CHANGE_GAIN * (crops[3] - crops[0])  # mid grey: unchanged (before the display window clips)
+        crops = [np.clip(c, 0, 255).astype(np.uint8) for c in [*crops, change]]
         labels = [f"input ({name.split('_')[0]}, as {source})", "before: working grid scaled up",
                   f"-> {target}, deterministic", f"-> {target}, default ({DEFAULT_PRESET})",
                   f"change of the default x{CHANGE_GAIN:g} (grey: none)"]

@@ -38,6 +38,7 @@ from ..postprocess.body_region import body_mask
 from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast, without_band_gain_changes
 from ..postprocess.detail_transfer import (
     add_change_at_full_resolution,
+    bounded_change,
     change_smoothing_px,
     fine_band,
     translation_change,
@@ -145,6 +146,8 @@ def translate_image(
         y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
                                lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
                                sigma)
+        full = x[0, 0].cpu()  # the fine band's noise adds no clipped pixels either (on the host while it runs there)
+        y = (full + bounded_change(full, torch.from_numpy(y).to(full.dtype) - full)).numpy()
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
 
 
