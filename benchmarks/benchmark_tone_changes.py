@@ -13,7 +13,10 @@ clinical domains at the default setting, prints per image and direction:
   over its ring's median, divided by the input's own (1 = no more periodic than the image itself);
 * mean change over the body, in 8-bit grey levels (1/255 of the input's robust window).
 
-Then the time of the default setting on RG1 resized to 512 x 512 (median of 5 after a warm-up).
+Then, for the grey-level curve's change alone (clinical-normal -> clinical-exposure), its lattice peak at the
+working pixel period when evaluated on the working grid and interpolated up (as before), the same averaged
+over one working pixel, and applied at full resolution (as now); and the time of the default setting on
+RG1 resized to 512 x 512 (median of 5 after a warm-up).
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/benchmark_tone_changes.py [--images RG1 RG3]
 """
 from __future__ import annotations
@@ -37,7 +40,13 @@ from MedShiftLib.evaluation.detail_preservation import detail_correlation, latti
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
-from MedShiftLib.postprocess.contrast_transfer import band_gains, gaussian_blur, transfer_contrast  # noqa: E402
+from MedShiftLib.postprocess.contrast_transfer import (  # noqa: E402
+    band_gains,
+    gaussian_blur,
+    map_grey_levels,
+    transfer_contrast,
+)
+from MedShiftLib.postprocess.detail_transfer import working_pixel_average  # noqa: E402
 from MedShiftLib.settings import DEFAULT_PRESET, TranslationSettings  # noqa: E402
 
 CLINICAL = ("clinical-low", "clinical-normal", "clinical-exposure")
@@ -87,6 +96,26 @@ def asked_band_ratio(image, window, info, source: str, target: str) -> float:
     return float(band(transfer_contrast(coarse, info.statistics, source, target)) / band(coarse))
 
 
+def curve_lattice_rows(names: list[str]) -> list[str]:
+    """Lattice peak at the working pixel period of the grey-level curve's change, three ways (module docstring)."""
+    from pydicom.data import get_testdata_file
+    _, info = load_checkpoint(default_model_path())
+    source, target = info.statistics.quantiles["clinical-normal"], info.statistics.quantiles["clinical-exposure"]
+    rows = []
+    for name in names:
+        image = read_radiograph(get_testdata_file(f"{name}_UNCR.dcm"))
+        x = torch.from_numpy(normalize(image.pixels, fit_intensity_window(image.pixels, image.photometric)))
+        x = x[None, None].double()
+        shape = tuple(round(side * info.resolution / min(image.shape)) for side in image.shape)
+        coarse, u = resample(x, shape), min(image.shape) / info.resolution
+        before = resample(map_grey_levels(coarse, source, target) - coarse, image.shape)
+        averaged = working_pixel_average(before, (image.shape[0] / shape[0], image.shape[1] / shape[1]))
+        now = map_grey_levels(x, source, target) - x
+        peaks = [lattice_peak(a[0, 0].numpy(), u) for a in (x, before, averaged, now)]
+        rows.append(f"| {name} | {peaks[0]:.0f} | {peaks[1]:.0f} | {peaks[2]:.0f} | {peaks[3]:.0f} |")
+    return rows
+
+
 def seconds_at_512(preset: str) -> float:
     """Median time of 5 translations of RG1 resized to 512 x 512 with `preset` (after one warm-up)."""
     from pydicom.data import get_testdata_file
@@ -116,6 +145,10 @@ def main() -> None:
               "| lattice u / 4u | mean change (grey) |")
         print("|---|---|---|---|---|---|---|")
         quality_rows(args.images, args.preset)
+    print("\n| image | input's own | curve on the working grid, interpolated up | same, averaged over a working "
+          "pixel | curve at full resolution |")
+    print("|---|---|---|---|---|")
+    print("\n".join(curve_lattice_rows(args.images)))
     print(f"\n{args.preset} at 512 x 512 (RG1 resized): {seconds_at_512(args.preset):.2f} s per image")
 
 

@@ -141,13 +141,14 @@ def translate_image(
     if settings.contrast_transfer:  # the band gains are the statistics', not the flow's
         change = without_band_gain_changes(change, flow_input, info.statistics.band_sigmas_px) + band_change
     del coarse, translated, flow_input
-    y = add_change_at_full_resolution(x, change, tone)[0, 0].cpu().numpy()
+    grey_level = 2.0 / (window.high - window.low) if image.pixels.dtype.kind in "iu" else 0.0  # in the model range
+    y = add_change_at_full_resolution(x, change, tone, grey_level)[0, 0].cpu().numpy()
     if band is not None:
         y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
                                lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
                                sigma)
         full = x[0, 0].cpu()  # the fine band's noise adds no clipped pixels either (on the host while it runs there)
-        y = (full + bounded_change(full, torch.from_numpy(y).to(full.dtype) - full)).numpy()
+        y = (full + bounded_change(full, torch.from_numpy(y).to(full.dtype) - full, grey_level)).numpy()
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
 
 

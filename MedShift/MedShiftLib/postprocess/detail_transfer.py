@@ -57,7 +57,8 @@ def fine_band(full: Tensor, working_shape: tuple[int, int]) -> Tensor:
     return full - resample(resample(full, working_shape), tuple(full.shape[-2:]))
 
 
-def add_change_at_full_resolution(full_input: Tensor, change: Tensor, full_change: Tensor | None = None) -> Tensor:
+def add_change_at_full_resolution(full_input: Tensor, change: Tensor, full_change: Tensor | None = None,
+                                  margin: float = 0.0) -> Tensor:
     """The full-resolution input plus the working-grid change resampled to its grid (bicubic) and `full_change`
     (a change already at the input's resolution), the sum bounded by each image's range (`bounded_change`)."""
     full_shape = tuple(full_input.shape[-2:])
@@ -66,7 +67,7 @@ def add_change_at_full_resolution(full_input: Tensor, change: Tensor, full_chang
         total = working_pixel_average(total, (full_shape[0] / change.shape[-2], full_shape[1] / change.shape[-1]))
     if full_change is not None:
         total = total + full_change
-    return full_input + bounded_change(full_input, total)
+    return full_input + bounded_change(full_input, total, margin)
 
 
 def working_pixel_average(x: Tensor, pixels_per_working_pixel: tuple[float, float]) -> Tensor:
@@ -89,18 +90,19 @@ def working_pixel_average(x: Tensor, pixels_per_working_pixel: tuple[float, floa
     return x
 
 
-def bounded_change(full_input: Tensor, change: Tensor) -> Tensor:
+def bounded_change(full_input: Tensor, change: Tensor, margin: float = 0.0) -> Tensor:
     """`change` to images (B, 1, H, W) that takes no pixel to or past its image's own minimum or maximum.
 
     A detector clips at its ends, and a pixel there (shutters, direct exposure, saturation) holds no
     anatomy: it keeps its value. Elsewhere the change is kept as it is while it uses at most half the
-    headroom h to the extreme it moves towards, and beyond that eased towards h without reaching it
+    headroom h to the extreme it moves towards (less `margin`: one stored grey level, so rounding does
+    not land on the extreme either), and beyond that eased towards h without reaching it
     (h/2 + h/2 tanh((c - h/2) / (h/2)), the tanh's argument at most EASING_LIMIT, so that in float32 too
     it stays short of h): a translation adds no clipped pixels.
     """
     low = full_input.amin(dim=(-2, -1), keepdim=True)
     high = full_input.amax(dim=(-2, -1), keepdim=True)
-    half = 0.5 * torch.where(change > 0, high - full_input, full_input - low)
+    half = 0.5 * torch.where(change > 0, high - full_input, full_input - low).sub(margin).clamp(min=0.0)
     size = change.abs()
     eased = half + half * torch.tanh(((size - half) / half.clamp(min=1e-12)).clamp(max=EASING_LIMIT))
     at_an_end = (full_input == low) | (full_input == high)
