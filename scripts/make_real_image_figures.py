@@ -3,7 +3,7 @@
 For each picture, a 640 x 640 window at full resolution: the input, the translation as it was before
 detail carrying (the working grid scaled back up), the deterministic preset and the default preset
 (settings.DEFAULT_PRESET), each through the whole translate path, and the default's change map (output minus
-input, x CHANGE_GAIN around mid grey).
+input around mid grey, x4 or less so that 99 % of it fits).
 Run: .venv/bin/python scripts/make_real_image_figures.py [--out docs/images]
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ FIGURES = (  # file, window (top, left), source, target
     ("RG1_UNCR.dcm", (900, 560), "clinical-low", "clinical-normal"),
 )
 WINDOW = 640
-CHANGE_GAIN = 4.0  # the change map's contrast: +-32 grey levels fill it
+MAX_CHANGE_GAIN = 4.0  # the change map's contrast: at most x4, less where 99 % of the change would not fit
 
 
 def working_grid_scaled_up(image, model, info, settings: TranslationSettings) -> np.ndarray:
@@ -62,11 +62,12 @@ def main() -> None:
             crops = [float(crops[0].max()) - c.astype(np.float64) for c in crops]
         low, high = np.percentile(crops[0], [0.5, 99.5])  # one window for all: tone changes show
         crops = [(c - low) / (high - low) * 255 for c in crops]
-        change = 128 + CHANGE_GAIN * (crops[3] - crops[0])  # mid grey: unchanged (before the display window clips)
-        crops = [np.clip(c, 0, 255).astype(np.uint8) for c in [*crops, change]]
+        difference = crops[3] - crops[0]  # before the display window clips
+        gain = min(MAX_CHANGE_GAIN, 100.0 / max(float(np.percentile(np.abs(difference), 99)), 1e-6))
+        crops = [np.clip(c, 0, 255).astype(np.uint8) for c in [*crops, 128 + gain * difference]]
         labels = [f"input ({name.split('_')[0]}, as {source})", "before: working grid scaled up",
                   f"-> {target}, deterministic", f"-> {target}, default ({DEFAULT_PRESET})",
-                  f"change of the default x{CHANGE_GAIN:g} (grey: none)"]
+                  f"change of the default x{gain:.1f} (grey: none)"]
         print(save_side_by_side(crops, labels, args.out / f"real_{name.split('_')[0]}_{source}_to_{target}.png"))
 
 
