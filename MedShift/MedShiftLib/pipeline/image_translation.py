@@ -5,10 +5,10 @@
       -> contrast transfer (optional)                          postprocess/contrast_transfer.py
       -> invert to tau, regenerate (+ noise renewal)           engine/translation.py
       -> noise matching (optional)                             postprocess/noise_matching.py
-      -> the change, without the patch grid (and, with contrast
-         transfer, without the flow's band gain changes; the grey-
-         level curve applied at full resolution), added to the
-         input at its own resolution, bounded by its range        postprocess/detail_transfer.py
+      -> the change, without the patch grid (with contrast
+         transfer: without the flow's band gain changes, the
+         grey-level curve applied at full resolution), added to
+         the input at its own resolution, bounded by its range postprocess/detail_transfer.py
       -> the fine band's noise scaled to the target's level
          (only with noise synthesis or noise matching)         postprocess/fine_noise.py
       -> the input's window and dtype
