@@ -4,7 +4,8 @@ import pickle
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from MedShiftLib.engine.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -190,3 +191,37 @@ def _header(path):
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         return f.read(n)
+
+
+def test_half_precision_weights_load_as_the_float32_cast_of_the_stored_halves(tmp_path):
+    model, info = _model_and_info()
+    half = save_checkpoint(tmp_path / "half.safetensors", model.state_dict(), info, weights_dtype=torch.float16)
+    full = save_checkpoint(tmp_path / "full.safetensors", model.state_dict(), info)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored = load_file(str(half))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    loaded, loaded_info = load_checkpoint(half)
+    assert loaded_info.provenance == info.provenance and loaded_info.config == info.config
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == torch.float32
+        assert torch.equal(v, stored[k].float())
+        assert torch.allclose(v, model.state_dict()[k], rtol=1e-3, atol=1e-4)
+
+
+def test_weights_too_large_for_half_precision_are_refused_on_saving_and_infinite_halves_on_loading(tmp_path):
+    model, info = _model_and_info()
+    state = model.state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[name] = state[name].clone()
+    state[name][0] = 1e6  # above float16's 65504
+    with pytest.raises(ValueError, match="do not fit torch.float16"):
+        save_checkpoint(tmp_path / "m.safetensors", state, info, weights_dtype=torch.float16)
+    path = save_checkpoint(tmp_path / "m.safetensors", model.state_dict(), info, weights_dtype=torch.float16)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    tensors = load_file(str(path))
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("inf")
+    save_file(tensors, str(path), metadata=header)
+    with pytest.raises(CheckpointError, match="NaN or infinity"):
+        load_checkpoint(path)

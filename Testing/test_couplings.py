@@ -17,6 +17,7 @@ from MedShiftLib.engine.couplings import (
     entropic_ot_plan,
     make_coupling,
     ot_plan,
+    squared_distances,
     standard_normal_like,
 )
 
@@ -116,7 +117,7 @@ def test_bridge_keeps_times_away_from_the_singular_ends():
 def test_ot_plan_is_a_scaled_permutation_with_minimal_cost():
     g = gen(12)
     x0, x1 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g) + 0.5
-    plan = ot_plan(x0, x1)
+    plan = ot_plan(x0, x1).numpy()
     np.testing.assert_allclose(plan.sum(axis=0), 0.2)
     np.testing.assert_allclose(plan.sum(axis=1), 0.2)
     np.testing.assert_allclose(np.sort(plan, axis=None), [0.0] * 20 + [0.2] * 5, atol=1e-12)
@@ -135,11 +136,11 @@ def test_ot_plan_is_a_scaled_permutation_with_minimal_cost():
 def test_entropic_plan_has_uniform_marginals_and_interpolates_exact_and_independent():
     g = gen(11)
     x0, x1 = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
-    exact = ot_plan(x0, x1)
+    exact = ot_plan(x0, x1).numpy()
     independent = np.full((6, 6), 1 / 36)
     distance_to_exact = []
     for reg in (1e-3, 1e-1, 1.0, 10.0, 1e4):
-        plan = entropic_ot_plan(x0, x1, reg)
+        plan = entropic_ot_plan(x0, x1, reg).numpy()
         np.testing.assert_allclose(plan.sum(axis=1), 1 / 6, rtol=1e-3)
         np.testing.assert_allclose(plan.sum(axis=0), 1 / 6, rtol=1e-3)
         distance_to_exact.append(np.abs(plan - exact).sum())
@@ -156,7 +157,7 @@ def test_entropic_plan_converges_on_image_sized_batches_at_the_bridge_reg():
     x0 = standard_normal_like(x1, gen(12))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plan = entropic_ot_plan(x0, x1, reg=2 * 0.1**2)
+        plan = entropic_ot_plan(x0, x1, reg=2 * 0.1**2).numpy()
     np.testing.assert_allclose(plan.sum(axis=0), 1 / 32, rtol=1e-2)
     np.testing.assert_allclose(plan.sum(axis=1), 1 / 32, rtol=1e-2)
 
@@ -177,7 +178,7 @@ def test_minibatch_ot_shortens_the_pairing_compared_with_independent():
 def test_drawn_partners_follow_the_plan_columns():
     plan = np.array([[0.30, 0.02, 0.10], [0.05, 0.20, 0.05], [0.00, 0.08, 0.20]])
     g = gen(13)
-    draws = torch.stack([draw_partners(plan, g) for _ in range(4000)])
+    draws = torch.stack([draw_partners(torch.from_numpy(plan), g) for _ in range(4000)])
     assert draws.shape == (4000, 3)
     for j in range(3):
         frequency = torch.bincount(draws[:, j], minlength=3).double() / 4000
@@ -192,7 +193,7 @@ def test_bridge_coupling_samples_partners_from_the_entropic_plan():
     coupling = SchrodingerBridgeCoupling(sigma=0.6)
     x0 = torch.tensor([[0.1, 0.0], [0.9, 0.2], [0.3, 0.7]]).view(3, 1, 1, 2)
     plan = entropic_ot_plan(x0, x1, coupling.reg)
-    expected = torch.from_numpy(plan / plan.sum(axis=0, keepdims=True))
+    expected = plan / plan.sum(dim=0, keepdim=True)
     g = gen(14)
     counts = torch.zeros(3, 3, dtype=torch.float64)
     for _ in range(400):
@@ -243,3 +244,65 @@ def test_batch_on_the_gpu_gives_the_cpu_sample(name):
     assert on_gpu.x_t.device.type == "cuda" and on_gpu.t.device.type == "cuda"
     for a, b in zip((on_cpu.t, on_cpu.x0, on_cpu.x_t, on_cpu.u_t), (on_gpu.t, on_gpu.x0, on_gpu.x_t, on_gpu.u_t)):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-5, atol=1e-5)
+
+
+def _pot():
+    return pytest.importorskip("ot", reason="POT (the reference solver) is not installed")
+
+
+def test_torch_exact_plan_is_a_permutation_matching_pots_exact_solver():
+    ot = _pot()
+    same, excess = [], []
+    for seed in range(8):
+        for batch, size in ((16, 8), (64, 16)):
+            x1 = images(batch=batch, size=size, seed=seed)
+            x0 = standard_normal_like(x1, gen(100 + seed))
+            cost = squared_distances(x0, x1).numpy()
+            exact = ot.emd(ot.unif(batch), ot.unif(batch), cost)
+            plan = ot_plan(x0, x1)
+            assert plan.dtype == torch.float64 and plan.device == x0.device
+            partner = plan.numpy().argmax(axis=0)
+            assert sorted(partner) == list(range(batch)), "a permutation: every noise sample used once"
+            same.append(np.mean(partner == exact.argmax(axis=0)))
+            excess.append((plan.numpy() * cost).sum() / (exact * cost).sum() - 1)
+    assert min(excess) > -1e-9, "no pairing can beat the exact optimum"
+    assert max(excess) < 5e-3 and np.mean(same) > 0.95
+    assert np.mean(excess) < 5e-4
+
+
+def test_torch_entropic_plan_matches_pots_sinkhorn_at_the_bridge_reg():
+    ot = _pot()
+    x1 = images(batch=32, size=32)
+    x0 = standard_normal_like(x1, gen(12))
+    cost = squared_distances(x0, x1).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = ot.sinkhorn(ot.unif(32), ot.unif(32), cost, 0.02, method="sinkhorn_epsilon_scaling",
+                                numItermax=200)
+    plan = entropic_ot_plan(x0, x1, 0.02).numpy()
+    np.testing.assert_allclose(plan, reference, atol=3e-3 / 32)  # 0.3 % of a column's mass
+    x0, x1 = torch.randn(6, 2, generator=gen(3)), torch.randn(6, 2, generator=gen(4))
+    for reg in (0.1, 1.0, 10.0):  # away from the exact limit too
+        reference = ot.sinkhorn(ot.unif(6), ot.unif(6), squared_distances(x0, x1).numpy(), reg, numItermax=100_000,
+                                stopThr=1e-12)
+        np.testing.assert_allclose(entropic_ot_plan(x0, x1, reg).numpy(), reference, atol=1e-3)  # of 1/6
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", COUPLINGS)
+def test_a_generator_on_the_gpu_keeps_every_draw_and_plan_there_and_is_reproducible(name):
+    x1 = images(batch=8).cuda()
+    samples = [make_coupling(name).sample(x1, generator=torch.Generator(device="cuda").manual_seed(3))
+               for _ in range(2)]
+    assert samples[0].x_t.device.type == "cuda"
+    assert torch.equal(samples[0].x_t, samples[1].x_t) and torch.equal(samples[0].u_t, samples[1].u_t)
+
+
+@pytest.mark.cuda
+def test_the_graphed_gpu_solve_equals_the_eager_one_and_follows_new_costs():
+    from MedShiftLib.engine.couplings import device_log_sinkhorn, log_sinkhorn
+    for seed in (1, 2):  # the second replays the graph captured for the first with other costs
+        x1 = images(batch=16, size=8, seed=seed).cuda()
+        cost = squared_distances(standard_normal_like(x1, gen(seed)), x1)
+        torch.testing.assert_close(device_log_sinkhorn(cost, 0.02).exp(), log_sinkhorn(cost, 0.02).exp(),
+                                   rtol=0, atol=1e-9)

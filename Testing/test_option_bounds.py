@@ -106,8 +106,8 @@ def test_translate_refuses_absurd_values_in_one_line_before_any_compute(tmp_path
                                      ["--coupling", "schrodinger-bridge", "--bridge-sigma", "nan"],
                                      ["--workers", "-1"], ["--ema-decay", "1"], ["--batch-size", "0"]])
 def test_train_refuses_absurd_values_in_one_line_before_any_work(tmp_path, data, capsys, monkeypatch, options):
-    from MedShiftLib.training import run
-    monkeypatch.setattr(run, "scan_data_folder", lambda *a, **k: pytest.fail("work started"))
+    from MedShiftLib.training import folder_data
+    monkeypatch.setattr(folder_data, "FolderData", lambda *a, **k: pytest.fail("work started"))
     rc = main(["train", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--resolution", "32",
                "--device", "cpu", "--quiet", *options])
     assert rc == 2

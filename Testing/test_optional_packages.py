@@ -110,23 +110,17 @@ def test_without_pydicom_or_simpleitk_a_dicom_or_nrrd_input_fails_in_one_line_na
     assert len(failure) == 1 and "pip install pydicom" in failure[0] and "Traceback" not in cli.stderr
 
 
-def test_without_pot_the_ot_coupling_says_which_package_and_the_independent_one_runs(tmp_path):
+def test_without_pot_every_coupling_runs(tmp_path):
+    """The OT and bridge plans are solved in torch (engine/couplings.py): training needs no POT."""
     run = _run("""
         import torch
         from MedShiftLib.engine.couplings import make_coupling
-        from MedShiftLib.errors import MissingPackageError
         x1, generator = torch.randn(4, 1, 8, 8), torch.Generator().manual_seed(0)
-        print(tuple(make_coupling("independent").sample(x1, generator).x_t.shape))
-        try:
-            make_coupling("ot").sample(x1, generator)
-        except MissingPackageError as exc:
-            print(exc)
+        for name in ("independent", "ot", "schrodinger-bridge"):
+            print(name, tuple(make_coupling(name).sample(x1, generator).x_t.shape))
     """, tmp_path)
     assert run.returncode == 0, run.stderr
-    shape, message = run.stdout.splitlines()
-    assert shape == "(4, 1, 8, 8)"
-    assert message.startswith("the Python package POT is needed for the ot and schrodinger-bridge couplings")
-    assert message.endswith("pip install POT")
+    assert run.stdout.splitlines() == [f"{name} (4, 1, 8, 8)" for name in ("independent", "ot", "schrodinger-bridge")]
 
 
 @pytest.mark.parametrize("progress", [True, False])

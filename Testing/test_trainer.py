@@ -63,19 +63,23 @@ def test_a_resumed_run_measures_statistics_its_checkpoint_lacks_or_cannot_give(d
     from dataclasses import replace
 
     from MedShiftLib.io.data_folder import scan_data_folder
-    from MedShiftLib.training.domain_statistics import statistics_for_run
+    from MedShiftLib.training.domain_statistics import statistics_for_run, statistics_of_records
     train(_config(data, tmp_path / "run", steps=3), progress=False)
     latest = tmp_path / "run" / "latest.safetensors"
     records = scan_data_folder(data, ["b", "a"]).records
+
+    def measure():
+        return statistics_of_records(records, ["b", "a"], 32)
+
     model, info = load_checkpoint(latest)
-    assert statistics_for_run(latest, True, records, ["b", "a"], 32) == info.statistics
+    assert statistics_for_run(latest, True, measure) == info.statistics
     older = tmp_path / "older.safetensors"
     save_checkpoint(older, model.state_dict(), replace(info, statistics=replace(info.statistics, noise_power=None)))
-    assert statistics_for_run(older, True, records, ["b", "a"], 32).noise_power is not None
+    assert statistics_for_run(older, True, measure).noise_power is not None
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    assert statistics_for_run(broken, True, records, ["b", "a"], 32).noise_power is not None
-    assert statistics_for_run(tmp_path / "missing.safetensors", True, records, ["b", "a"], 32) == info.statistics
+    assert statistics_for_run(broken, True, measure).noise_power is not None
+    assert statistics_for_run(tmp_path / "missing.safetensors", True, measure) == info.statistics
 
 
 def test_resume_refuses_other_options_and_fresh_runs_refuse_old_folders(data, tmp_path):
@@ -227,8 +231,11 @@ def test_ema_warm_up_forgets_the_initial_weights():
     ema.update_parameters(model)  # the first update copies
     with torch.no_grad():
         model.weight.fill_(1.0)
-    for _ in range(300):
+    expected = 0.0
+    for n in range(1, 301):
         ema.update_parameters(model)
+        expected += (1.0 - ema_decay_at(n, 0.999)) * (1.0 - expected)
+    assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
     assert ema.module.weight.item() > 0.95  # a fixed 0.999 would stand at 1 - 0.999**300 = 0.26
     assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(100_000, 0.999) == 0.999
 

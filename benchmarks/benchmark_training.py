@@ -2,7 +2,13 @@
 
 Measures whole optimisation steps as `medshift train` runs them (coupling, forward, backward, gradient
 clipping, AdamW, learning-rate schedule, EMA) on synthetic batches (random tensors: the data loader is not
-measured). On the CPU: fp32. With CUDA: fp32, bf16 autocast, and bf16 + torch.compile.
+measured). On the CPU: fp32. With CUDA: fp32, bf16 autocast, and bf16 + torch.compile (channels-last,
+noise drawn on the GPU, no read-back per step, as `medshift train` runs on CUDA). With --simulate: the
+on-the-fly path of `medshift train --simulate` (simulator/training_views.py): one pool of views rendered
+(timed on its own: seconds per view, all five domains), then steps whose batches are drawn, cropped and
+flipped from it on the device; the end-to-end rate with in-process rendering is
+batch x refresh / (refresh x step + pool render), and "workers to keep up" is how many rendering
+processes render the next pool within the current one's steps.
 
     MFU = 3 x forward FLOPs per image x images/s / peak rate of the row's precision
 
@@ -15,6 +21,7 @@ full IEEE fp32 for matmuls and convolutions unless --tf32 (set explicitly; PyTor
 
     python benchmarks/benchmark_training.py                       # CPU and, when present, GPU
     python benchmarks/benchmark_training.py --device cpu --steps 2 --warmup 1
+    python benchmarks/benchmark_training.py --simulate --device cpu --resolutions 256 --steps 2 --warmup 1
 """
 from __future__ import annotations
 
@@ -50,10 +57,12 @@ def forward_flops_per_image(preset: str, resolution: int) -> float:
 
 
 def time_training_steps(device: torch.device, preset: str, resolution: int, batch_size: int, precision: str,
-                        compile_model: bool, steps: int, warmup: int) -> float:
-    """Seconds per optimisation step on synthetic data (after `warmup` untimed steps)."""
+                        compile_model: bool, steps: int, warmup: int, data=None) -> float:
+    """Seconds per optimisation step (after `warmup` untimed steps) on synthetic data, or on `data`'s batches
+    (a SimulatedData: each step draws, crops and flips its batch from the rendered pool on the device)."""
     torch.manual_seed(0)
-    model = VelocityUNet(config_from_preset(preset, DOMAINS)).to(device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+    model = VelocityUNet(config_from_preset(preset, DOMAINS)).to(device, memory_format=memory_format)
     ema = make_ema(model, 0.999)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, 10_000, 100))
@@ -62,20 +71,39 @@ def time_training_steps(device: torch.device, preset: str, resolution: int, batc
     x1 = (torch.rand(batch_size, 1, resolution, resolution) * 2 - 1).to(device)
     labels = torch.randint(0, DOMAINS, (batch_size,)).to(device)
     autocast = torch.bfloat16 if precision == "bf16" else None
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
 
-    def step() -> None:
-        train_step(net, optimizer, loss_fn, x1, labels, generator, scheduler=scheduler, autocast_dtype=autocast)
+    def step(index: int) -> None:
+        images, classes = data.batch(index) if data is not None else (x1, labels)
+        images = images.contiguous(memory_format=memory_format)
+        train_step(net, optimizer, loss_fn, images, classes, generator, scheduler=scheduler, autocast_dtype=autocast,
+                   check_finite=False)
         ema.update_parameters(model)
 
-    for _ in range(warmup):
-        step()
+    for index in range(warmup):
+        step(index)
     synchronize(device)
     started = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for index in range(warmup, warmup + steps):
+        step(index)
     synchronize(device)
     return (time.perf_counter() - started) / steps
+
+
+def simulated_pool(args: argparse.Namespace, resolution: int, device: torch.device):
+    """A SimulatedData whose first pool is rendered (timed) and serves every timed step."""
+    from MedShiftLib.simulator.training_views import SimulatedData, SimulationOptions
+
+    options = SimulationOptions(size=resolution, ct_paths=tuple(args.ct or ()), phantoms_fraction=0.5 if args.ct
+                                else 0.0, views="mixed", pixel_spacings_mm=(0.6, 0.9, 1.25), pool_views=args.pool_views,
+                                pool_refresh=10**9, validation_views=1)
+    data = SimulatedData(options, resolution, args.batch_size, seed=0, device=device)
+    synchronize(device)
+    started = time.perf_counter()
+    data.pool(0)
+    synchronize(device)
+    data.render_seconds = time.perf_counter() - started
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile happens here)")
     p.add_argument("--tf32", action="store_true", help="GPU fp32 rows: TF32 matmuls and convolutions (default IEEE)")
     p.add_argument("--gpu-rows", nargs="+", choices=GPU_ROWS, default=list(GPU_ROWS), help="which GPU rows to measure")
+    p.add_argument("--simulate", action="store_true", help="the on-the-fly path: batches from a rendered pool")
+    p.add_argument("--pool-views", type=int, default=8, help="with --simulate: views rendered for the pool")
+    p.add_argument("--pool-refresh", type=int, default=25, help="with --simulate: steps a pool serves in training")
+    p.add_argument("--ct", action="append", help="with --simulate: CT(s) (.hu.npz) to render besides phantoms")
     args = p.parse_args(argv)
 
     rows: list[tuple[str, str, bool]] = []
@@ -126,9 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         for resolution in args.resolutions:
             steps = min(args.steps, 3) if kind == "cpu" else args.steps
             warmup = min(args.warmup, 1) if kind == "cpu" else args.warmup
+            data = simulated_pool(args, resolution, torch.device(kind)) if args.simulate else None
             seconds = time_training_steps(torch.device(kind), args.preset, resolution, args.batch_size, precision,
-                                          compiled, steps, warmup)
+                                          compiled, steps, warmup, data)
             images = args.batch_size / seconds
+            if data is not None:
+                end_to_end = args.batch_size * args.pool_refresh / (args.pool_refresh * seconds + data.render_seconds)
+                print(f"  on the fly ({kind}, {resolution} px): {data.render_seconds / args.pool_views:.2f} s per "
+                      f"rendered view (5 domains); end to end with in-process rendering {end_to_end:.1f} images/s; "
+                      f"workers to keep up: {data.render_seconds / (args.pool_refresh * seconds):.1f}", flush=True)
             achieved = 3 * flops[resolution] * images
             sheet = datasheet[kind, precision]
             print(f"| {kind} | {precision} | {'yes' if compiled else 'no'} | {resolution} | "

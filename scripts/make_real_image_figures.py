@@ -2,7 +2,8 @@
 
 For each picture, a 640 x 640 window at full resolution: the input, the translation as it was before
 detail carrying (the working grid scaled back up), the deterministic preset and the default preset
-(settings.DEFAULT_PRESET), each through the whole translate path.
+(settings.DEFAULT_PRESET), each through the whole translate path, and the default's change map (output minus
+input around mid grey, x4 or less so that 99 % of it fits).
 Run: .venv/bin/python scripts/make_real_image_figures.py [--out docs/images]
 """
 from __future__ import annotations
@@ -27,8 +28,10 @@ from MedShiftLib.settings import DEFAULT_PRESET, TranslationSettings  # noqa: E4
 FIGURES = (  # file, window (top, left), source, target
     ("RG1_UNCR.dcm", (900, 560), "sim-low", "clinical-normal"),
     ("RG3_UNCR.dcm", (980, 560), "clinical-normal", "clinical-exposure"),
+    ("RG1_UNCR.dcm", (900, 560), "clinical-low", "clinical-normal"),
 )
 WINDOW = 640
+MAX_CHANGE_GAIN = 4.0  # the change map's contrast: at most x4, less where 99 % of the change would not fit
 
 
 def working_grid_scaled_up(image, model, info, settings: TranslationSettings) -> np.ndarray:
@@ -58,9 +61,13 @@ def main() -> None:
         if image.photometric == "MONOCHROME1":  # shown as a radiologist sees it: dense = bright
             crops = [float(crops[0].max()) - c.astype(np.float64) for c in crops]
         low, high = np.percentile(crops[0], [0.5, 99.5])  # one window for all: tone changes show
-        crops = [np.clip((c - low) / (high - low) * 255, 0, 255).astype(np.uint8) for c in crops]
+        crops = [(c - low) / (high - low) * 255 for c in crops]
+        difference = crops[3] - crops[0]  # before the display window clips
+        gain = min(MAX_CHANGE_GAIN, 100.0 / max(float(np.percentile(np.abs(difference), 99)), 1e-6))
+        crops = [np.clip(c, 0, 255).astype(np.uint8) for c in [*crops, 128 + gain * difference]]
         labels = [f"input ({name.split('_')[0]}, as {source})", "before: working grid scaled up",
-                  f"-> {target}, deterministic", f"-> {target}, default ({DEFAULT_PRESET})"]
+                  f"-> {target}, deterministic", f"-> {target}, default ({DEFAULT_PRESET})",
+                  f"change of the default x{gain:.1f} (grey: none)"]
         print(save_side_by_side(crops, labels, args.out / f"real_{name.split('_')[0]}_{source}_to_{target}.png"))
 
 

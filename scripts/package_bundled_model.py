@@ -1,7 +1,9 @@
-"""Copy a training run's checkpoint into MedShift/Resources/Models/ as the bundled model.
+"""Copy a training run's checkpoint into MedShift/Resources/Models/ as the bundled model, in half precision.
 
 Adds to its provenance what a user needs to know (trained on simulated data, how that data was
-made, the training command) and refuses files over the 50 MB the extension allows.
+made, the training command) and refuses files over the 50 MB the extension allows. The weights are
+stored as float16 (about 11 MB; loading upcasts them to float32, docs/bundled_model.md); training
+runs keep float32 for --resume. `--half-only` stores a checkpoint in float16 with its metadata unchanged.
 Run: .venv/bin/python scripts/package_bundled_model.py RUN/best.safetensors --data-command "..." --train-command "..."
 """
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
@@ -21,8 +25,12 @@ MAX_BYTES = 50 * 1024 * 1024
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--data-command", required=True, help="the command that made the training data")
-    parser.add_argument("--train-command", required=True, help="the command that trained the model")
+    parser.add_argument("--out", default=str(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME), help="where to write it "
+                        "(default: the bundled model)")
+    parser.add_argument("--half-only", action="store_true", help="only store the weights in float16: metadata and "
+                        "statistics as they are")
+    parser.add_argument("--data-command", default="", help="the command that made the training data")
+    parser.add_argument("--train-command", default="", help="the command that trained the model")
     parser.add_argument("--note", default="Trained on simulated skull radiographs only (medshift simulate); "
                         "train on your own data (e.g. X-DigiSkull) with `medshift train` for real images.")
     parser.add_argument("--evaluation", help="results.json of `medshift evaluate` on this checkpoint: its headline "
@@ -30,6 +38,20 @@ def main() -> None:
     parser.add_argument("--evaluation-command", default="", help="the command that produced --evaluation")
     args = parser.parse_args()
     model, info = load_checkpoint(args.checkpoint)
+    if not args.half_only and not (args.data_command and args.train_command):
+        parser.error("--data-command and --train-command are required (or --half-only)")
+    if not args.half_only:
+        describe(info, args)
+    out = save_checkpoint(args.out, model.state_dict(), info, weights_dtype=torch.float16)
+    size = out.stat().st_size
+    if size > MAX_BYTES:
+        out.unlink()
+        sys.exit(f"{out}: {size / 1e6:.1f} MB is over the 50 MB limit for the bundled model")
+    print(f"{out} ({size / 1e6:.1f} MB, float16 weights)")
+
+
+def describe(info, args: argparse.Namespace) -> None:
+    """Provenance a user of the bundled model needs: what it was trained on, the commands, the evaluation."""
     info.provenance = info.provenance | {"trained_on": "simulated data", "data_command": args.data_command,
                                          "train_command": args.train_command, "note": args.note}
     info.provenance["config"] = {k: v for k, v in info.provenance.get("config", {}).items()
@@ -44,12 +66,6 @@ def main() -> None:
                                for method, values in record[scope].items()
                                if method.startswith("MedShift tau=") and " w=" not in method or "oracle" in method}
         info.provenance["evaluation"] = headline
-    out = save_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME, model.state_dict(), info)
-    size = out.stat().st_size
-    if size > MAX_BYTES:
-        out.unlink()
-        sys.exit(f"{out}: {size / 1e6:.1f} MB is over the 50 MB limit for the bundled model")
-    print(f"{out} ({size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

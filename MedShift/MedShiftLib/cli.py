@@ -231,8 +231,11 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.processes != 1 and not launched_by_torchrun():
         from .training.launcher import launch_training_processes, without_processes_option
         return launch_training_processes(without_processes_option(argv), args.processes)
-    from .training.run import train_from_arguments
-    best = train_from_arguments(args)
+    from .simulator.training_views import options_from_arguments, simulated_data
+    from .training.run import folder_data, train_from_arguments
+    options = options_from_arguments(args)  # --simulate: images rendered while training
+    args.simulate_options = options.to_dict() if options else None
+    best = train_from_arguments(args, simulated_data(options) if options else folder_data)
     if ProcessPlace.from_environment().rank == 0:  # under torchrun, one line from the writing process
         print(best)
     return 0

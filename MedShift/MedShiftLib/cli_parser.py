@@ -107,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
     p = sub.add_parser("train", help="train a model on a data folder (one sub-folder per domain)")
+    from .simulator.training_views import add_simulation_arguments
     from .training.config import add_training_arguments
     add_training_arguments(p)
+    add_simulation_arguments(p)
     p.add_argument("--processes", type=int, default=1,
                    help="train in this many processes on this machine (one per GPU with --device cuda), like "
                         "`torchrun --standalone --nproc_per_node N`, with one-line errors")

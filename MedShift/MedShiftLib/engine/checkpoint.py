@@ -1,7 +1,8 @@
 """MedShift checkpoints: one `.safetensors` file with the (EMA) weights and JSON metadata.
 
 Loading never unpickles Python objects: safetensors holds raw tensors plus a string->string header,
-and every field read from it is type-checked before use. The metadata key "medshift" holds JSON:
+and every field read from it is type-checked before use. Weights are stored in float32 (training runs) or
+float16 (the bundled model, half the size) and always loaded as float32. The metadata key "medshift" holds JSON:
 
     format_version   int, CHECKPOINT_FORMAT_VERSION
     model_config     UNetConfig.to_dict()
@@ -116,14 +117,21 @@ def save_safetensors_atomically(tensors: dict[str, torch.Tensor], metadata: dict
             raise OSError(number, os.strerror(number), str(path)) from exc
 
 
-def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: CheckpointInfo) -> Path:
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info: CheckpointInfo,
+                    weights_dtype: torch.dtype = torch.float32) -> Path:
     """Write weights and metadata, and the domain statistics beside them, each atomically.
 
+    `weights_dtype` torch.float16 halves the file (the bundled model); floating-point weights are stored in
+    it, ValueError when one does not fit (overflow to infinity). Loading always upcasts to float32.
     A checkpoint without statistics removes a statistics file left beside `path` by an earlier one.
     """
     if len(info.domains) != info.config.num_domains:
         raise ValueError(f"{len(info.domains)} domain names for a model of {info.config.num_domains} domains")
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    tensors = {k: stored_weight(v, weights_dtype) for k, v in state_dict.items()}
+    overflowed = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
+                  and torch.isfinite(state_dict[k]).all()]
+    if overflowed:
+        raise ValueError(f"weights {', '.join(overflowed[:3])} do not fit {weights_dtype}; save them in float32")
     path = Path(path)
     save_safetensors_atomically(tensors, {"format": CHECKPOINT_FORMAT, "medshift": info.to_json()}, path)
     if info.statistics is not None:
@@ -131,6 +139,14 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
     else:
         statistics_path(path).unlink(missing_ok=True)
     return path
+
+
+def stored_weight(value: torch.Tensor, weights_dtype: torch.dtype) -> torch.Tensor:
+    """One weight as written to the file: on the CPU, contiguous, floating point in `weights_dtype`."""
+    value = value.detach().to("cpu")
+    if value.is_floating_point():
+        value = value.to(weights_dtype)
+    return value.contiguous().clone()
 
 
 def _parse_info(path: Path, text: str) -> CheckpointInfo:
@@ -209,6 +225,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from None
+    # half-precision files (the bundled model) are computed in float32; checked for NaN/inf after the cast
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     model = VelocityUNet(info.config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

@@ -39,3 +39,25 @@ def detail_correlation(source: np.ndarray, output: np.ndarray, mask: np.ndarray 
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def lattice_peak(change: np.ndarray, period: float) -> float:
+    """How much a change map repeats with `period` px: the largest power at its first lattice frequencies
+    (rows, columns, diagonals) over the median power of the ring at the same radius (1: no peak).
+
+    Smooth content (Gaussian of sigma `period`) is taken out first and the square crop is Hann-windowed,
+    so the ring holds the map's own texture, not leakage from its low frequencies.
+    """
+    n = min(change.shape)
+    square = np.asarray(change[:n, :n], dtype=np.float64)
+    window = np.hanning(n)
+    power = np.abs(np.fft.fft2((square - gaussian_filter(square, period)) * window[:, None] * window[None, :])) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
+    radius = np.hypot(fx, fy)
+    worst = 0.0
+    for a, b in ((1, 0), (0, 1), (1, 1), (1, -1)):
+        py, px = a / period, b / period
+        near = (np.abs(fy - py) <= 1.5 / n) & (np.abs(fx - px) <= 1.5 / n)
+        ring = (np.abs(radius - np.hypot(py, px)) <= 0.05 * np.hypot(py, px)) & ~near
+        worst = max(worst, float(power[near].max() / np.median(power[ring])))
+    return worst

@@ -5,8 +5,10 @@
       -> contrast transfer (optional)                          postprocess/contrast_transfer.py
       -> invert to tau, regenerate (+ noise renewal)           engine/translation.py
       -> noise matching (optional)                             postprocess/noise_matching.py
-      -> the change, without the patch grid, added to the input
-         at its own resolution (fine detail carried)           postprocess/detail_transfer.py
+      -> the change, without the patch grid (with contrast
+         transfer: without the flow's band gain changes, the
+         grey-level curve applied at full resolution), added to
+         the input at its own resolution, bounded by its range postprocess/detail_transfer.py
       -> the fine band's noise scaled to the target's level
          (only with noise synthesis or noise matching)         postprocess/fine_noise.py
       -> the input's window and dtype
@@ -33,9 +35,10 @@ from ..engine.working_grid import SPACING_FORMATS, resample, working_shape
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph import RadiographImage
 from ..postprocess.body_region import body_mask
-from ..postprocess.contrast_transfer import transfer_contrast
+from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast, without_band_gain_changes
 from ..postprocess.detail_transfer import (
     add_change_at_full_resolution,
+    bounded_change,
     change_smoothing_px,
     fine_band,
     translation_change,
@@ -114,29 +117,38 @@ def translate_image(
     except InputImageError as exc:
         raise InputImageError(f"{image.metadata.get('source_path', 'input image')}: {exc}") from None
     device = next(model.parameters()).device
-    x = torch.from_numpy(normalize(image.pixels, window).astype(np.float32, copy=False))[None, None]
+    x = torch.from_numpy(normalize(image.pixels, window).astype(np.float32, copy=False))[None, None].to(device)
     shape = working_shape(image.shape, info.resolution, image_spacing_mm(image), info.pixel_spacing_mm,
                           settings.resample)
-    source = torch.tensor([info.label_of(settings.source_domain)])
-    target = torch.tensor([info.label_of(settings.target_domain)])
+    source = torch.tensor([info.label_of(settings.source_domain)], device=device)
+    target = torch.tensor([info.label_of(settings.target_domain)], device=device)
     coarse = resample(x, shape)
     ratio = fine_noise_ratio(settings, info.statistics)
-    band = fine_band(x, shape)[0, 0].numpy() if ratio is not None and shape != tuple(image.shape) else None
-    mask = body_mask(x[0, 0].numpy()) if band is not None else None
+    band = fine_band(x, shape)[0, 0].cpu().numpy() if ratio is not None and shape != tuple(image.shape) else None
+    mask = body_mask(x[0, 0].cpu().numpy()) if band is not None else None
     sigma = robust_noise_sigma(band, mask) if band is not None else 0.0
     if upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and sigma > MEASURABLE_NOISE_SIGMA:
         # the noise is made at the output's pitch below, not on the coarse grid
         settings = replace(settings, noise_renewal=0.0, noise_matching=False)
-    translated = translate_batch(model, coarse.to(device), source, target, settings, progress, cancel, stats,
-                                 info.statistics)
-    change = translation_change(coarse, translated.float().cpu(), info.config.patch_size,
+    flow_input, tone = coarse, None
+    if settings.contrast_transfer:  # the grey-level curve at the input's resolution, the flow on the transferred image
+        flow_input, band_change, tone = split_contrast_transfer(x, coarse, info.statistics, settings.source_domain,
+                                                                settings.target_domain)
+    translated = translate_batch(model, flow_input, source, target, replace(settings, contrast_transfer=False),
+                                 progress, cancel, stats, info.statistics)
+    change = translation_change(flow_input, translated.float(), info.config.patch_size,
                                 change_smoothing_px(image.shape, shape))
-    del coarse, translated
-    y = add_change_at_full_resolution(x, change)[0, 0].numpy()
+    if settings.contrast_transfer:  # the band gains are the statistics', not the flow's
+        change = without_band_gain_changes(change, flow_input, info.statistics.band_sigmas_px) + band_change
+    del coarse, translated, flow_input
+    grey_level = 2.0 / (window.high - window.low) if image.pixels.dtype.kind in "iu" else 0.0  # in the model range
+    y = add_change_at_full_resolution(x, change, tone, grey_level)[0, 0].cpu().numpy()
     if band is not None:
         y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
                                lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
                                sigma)
+        full = x[0, 0].cpu()  # the fine band's noise adds no clipped pixels either (on the host while it runs there)
+        y = (full + bounded_change(full, torch.from_numpy(y).to(full.dtype) - full, grey_level)).numpy()
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
 
 

@@ -12,10 +12,21 @@ of each domain's training images (the model's domain statistics, engine/domain_s
                                                  / rms of band k in the source's after T
     out = h' clipped to the target domain's grey-level range
 
+A band is not cut because the source is noisier: a noisier domain has more power in its fine bands
+without more anatomy there, and with the raw rms clinical-low -> clinical-normal (the same processing,
+a third of the dose) cut the 1-2 working-pixel band by 15 %. A gain below 1 is raised to the ratio of
+the bands' noise-free rms (rms^2 less the noise power the domain's NPS puts in the band), at most 1
+(`band_gains`); boosts keep the raw ratio (the noise-free estimate is too rough to raise them: the
+flattest-patch NPS also holds some anatomy). Changing the noise is noise matching's job.
+
 Bands are differences of Gaussians at sigma 1, 2, 4, 8, 16 working pixels. The finest band (noise
 and the finest detail) is left alone: texture is what the flow synthesises. All images are in the
 model range ([-1, 1], `intensity.normalize`) on the model's working grid; docs/evaluation.md
 ("Contrast transfer") tells why one curve per domain pair and not a histogram match per image.
+
+On an input finer than the working grid the grey-level curve is applied at the input's own resolution
+(`split_contrast_transfer`): a pointwise curve evaluated on the working grid and interpolated up
+turns every bend of the curve into working-pixel blobs.
 
 `measure_domain_statistics` measures what this needs, with each domain's noise power spectrum for
 noise matching, into an engine.domain_statistics.DomainStatistics.
@@ -29,12 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..engine.domain_statistics import QUANTILE_COUNT, DomainStatistics
+from ..engine.domain_statistics import NPS_BINS, QUANTILE_COUNT, DomainStatistics
 from ..errors import MedShiftError
 from .noise_power import image_nps
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 FIRST_TRANSFERRED_BAND = 1  # band 0 (sigma < 1 px: noise and finest detail) keeps gain 1
+NPS_GRID = 128  # frequencies per axis on which a domain's NPS is integrated against the bands' filters
+MIN_SIGNAL_SHARE = 0.1  # a source band with less anatomy power than this share keeps the raw rms ratio
+AIR_LEVEL = -0.999  # grey levels at or below this are air or direct exposure, where the images carry no noise
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
@@ -58,20 +72,28 @@ def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], T
 
 
 def map_grey_levels(x: Tensor, source_quantiles: Sequence[float], target_quantiles: Sequence[float]) -> Tensor:
-    """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x."""
+    """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x.
+
+    Runs where x is (float64 tables; float32 on devices without float64), on any batch shape.
+    """
+    table_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     source = torch.tensor(source_quantiles, dtype=torch.float64)
-    source = source + torch.arange(len(source), dtype=torch.float64) * 1e-9  # strictly increasing (flat air)
-    target = torch.tensor(target_quantiles, dtype=torch.float64)
-    values = x.detach().double().cpu().clamp(float(source[0]), float(source[-1])).contiguous()
+    source = (source + torch.arange(len(source), dtype=torch.float64) * 1e-9).to(x.device, table_dtype)  # flat air
+    target = torch.tensor(target_quantiles, dtype=torch.float64).to(x.device, table_dtype)
+    values = x.detach().to(table_dtype).clamp(float(source[0]), float(source[-1])).contiguous()
     upper = torch.searchsorted(source, values).clamp(1, len(source) - 1)
     low, high = source[upper - 1], source[upper]
     weight = (values - low) / (high - low)
     mapped = target[upper - 1] + weight * (target[upper] - target[upper - 1])
-    return mapped.to(dtype=x.dtype, device=x.device)
+    return mapped.to(x.dtype)
 
 
 def band_gains(statistics: DomainStatistics, source: str, target: str) -> Tensor:
-    """Band gains that take the source domain's contrast to the target's (band 0 fixed at 1)."""
+    """Band gains that take the source domain's anatomy contrast to the target's (band 0 fixed at 1).
+
+    Ratios of the bands' rms; a ratio below 1 is raised to that of their noise-free rms (at most 1) where
+    the domains' noise spectra are recorded and the source's band is not mostly noise (module docstring).
+    """
     for domain in (source, target):
         if domain not in statistics.quantiles:
             raise MedShiftError(f"the model's domain statistics do not cover domain {domain!r}; "
@@ -79,18 +101,89 @@ def band_gains(statistics: DomainStatistics, source: str, target: str) -> Tensor
                                 "contrast transfer")
     matched, own = statistics.band_rms[source][target], statistics.band_rms[target][target]
     gains = torch.tensor([o / m if m > 0 else 1.0 for m, o in zip(matched, own)], dtype=torch.float64)
+    if statistics.noise_power is not None and {source, target} <= set(statistics.noise_power):
+        source_noise = _band_noise_power(statistics, source, statistics.band_rms[source][source])
+        slope = matched[0] / max(statistics.band_rms[source][source][0], 1e-12)  # the grey-level curve's, on noise
+        source_noise = source_noise * slope ** 2
+        target_noise = _band_noise_power(statistics, target, own)
+        signal_matched = torch.tensor(matched, dtype=torch.float64) ** 2 - source_noise
+        signal_own = torch.tensor(own, dtype=torch.float64) ** 2 - target_noise
+        measurable = signal_matched > MIN_SIGNAL_SHARE * torch.tensor(matched, dtype=torch.float64) ** 2
+        noise_free = (signal_own.clamp(min=0) / signal_matched.clamp(min=1e-20)).sqrt().clamp(max=1.0)
+        gains = torch.where(measurable & (gains < 1), torch.maximum(gains, noise_free), gains)
     gains[:FIRST_TRANSFERRED_BAND] = 1.0
     return gains
 
 
+def _band_noise_power(statistics: DomainStatistics, domain: str, own_band_rms: Sequence[float]) -> Tensor:
+    """Noise power in each detail band of a domain's images, from its NPS (rings 1.., per pixel^2).
+
+    The NPS is integrated against each band's filter; it is taken only where the domain's images are not
+    air (the quantiles say how much), and scaled down if needed so the finest band is at most all noise.
+    """
+    nps = torch.tensor(statistics.noise_power[domain], dtype=torch.float64)
+    frequencies = torch.fft.fftfreq(NPS_GRID, dtype=torch.float64)
+    frequency = torch.hypot(frequencies[:, None], frequencies[None, :])  # cycles per pixel
+    radius = (frequency / 0.5).clamp(max=1.0)  # 1 = Nyquist, as the NPS rings
+    rings = torch.cat([nps[:1], nps])  # ring 0 (mean and trend) taken like ring 1
+    centres = (torch.arange(NPS_BINS, dtype=torch.float64) + 0.5) / NPS_BINS
+    upper = torch.searchsorted(centres, radius.contiguous()).clamp(1, NPS_BINS - 1)
+    weight = ((radius - centres[upper - 1]) / (centres[upper] - centres[upper - 1])).clamp(0.0, 1.0)
+    power = (rings[upper - 1] + weight * (rings[upper] - rings[upper - 1])).clamp(min=0.0)
+    previous, band_power = torch.ones_like(radius), []
+    for sigma in statistics.band_sigmas_px:
+        smooth = torch.exp(-2.0 * math.pi ** 2 * sigma ** 2 * frequency ** 2)
+        band_power.append(float((power * (previous - smooth) ** 2).mean()))
+        previous = smooth
+    not_air = float((torch.tensor(statistics.quantiles[domain]) > AIR_LEVEL).double().mean())
+    noise = torch.tensor(band_power, dtype=torch.float64) * not_air
+    return noise * min(1.0, own_band_rms[0] ** 2 / max(float(noise[0]), 1e-20))
+
+
 def transfer_contrast(x: Tensor, statistics: DomainStatistics, source: str, target: str) -> Tensor:
     """Source images (B, 1, H, W, model range) with the target domain's grey levels and band contrast."""
-    gains = band_gains(statistics, source, target)
     mapped = map_grey_levels(x, statistics.quantiles[source], statistics.quantiles[target])
+    return _with_band_gains(mapped, statistics, source, target)
+
+
+def split_contrast_transfer(full: Tensor, coarse: Tensor, statistics: DomainStatistics, source: str, target: str
+                            ) -> tuple[Tensor, Tensor, Tensor]:
+    """Contrast transfer of full-resolution images `full` (B, 1, H, W) whose working-grid version is `coarse`.
+
+    Returns transfer_contrast(coarse), the band gains' change on the working grid, and the grey-level
+    curve's change applied to `full` pixel by pixel (module docstring).
+    """
+    mapped = map_grey_levels(coarse, statistics.quantiles[source], statistics.quantiles[target])
+    transferred = _with_band_gains(mapped, statistics, source, target)
+    grey_levels = map_grey_levels(full, statistics.quantiles[source], statistics.quantiles[target]) - full
+    return transferred, transferred - mapped, grey_levels
+
+
+def _with_band_gains(mapped: Tensor, statistics: DomainStatistics, source: str, target: str) -> Tensor:
+    """Images on the target's grey levels with the band gains applied, clipped to the target's range."""
+    gains = band_gains(statistics, source, target)
     bands, _ = detail_bands(mapped, statistics.band_sigmas_px)
     adjusted = mapped + sum((float(g) - 1.0) * band for g, band in zip(gains, bands))
     low, high = statistics.quantiles[target][0], statistics.quantiles[target][-1]
     return adjusted.clamp(low, high)
+
+
+def without_band_gain_changes(change: Tensor, transferred: Tensor, sigmas_px: Sequence[float]) -> Tensor:
+    """The flow's `change` to `transferred` (B, 1, H, W) less its change of each transferred band's overall gain.
+
+    With contrast transfer the band gains come from the statistics; the flow at tau 0.6 also scales
+    the detail bands of a real image (it takes fine anatomy for the source's noise and smooths it, 18 %
+    of the 1-2 working-pixel band on RG3 from clinical-low), which no statistic asked for. Of each band
+    of the change, the least-squares multiple of the same band of `transferred` is taken out; the rest
+    of the change (tone, new texture, local changes) stays.
+    """
+    change_bands, _ = detail_bands(change, sigmas_px)
+    image_bands, _ = detail_bands(transferred, sigmas_px)
+    for change_band, image_band in zip(change_bands[FIRST_TRANSFERRED_BAND:], image_bands[FIRST_TRANSFERRED_BAND:]):
+        scale = (change_band * image_band).sum(dim=(-2, -1), keepdim=True) / (
+            image_band * image_band).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-20)
+        change = change - scale * image_band
+    return change
 
 
 def band_rms(images: Tensor, sigmas_px: Sequence[float]) -> tuple[float, ...]:

@@ -14,14 +14,22 @@ so edges, trabeculae and the detector's own noise texture stay where they were a
 resolution, and the model's change (tone, contrast, style at the working scale) is added on top. The
 change is cleaned of the patch stem's grid first (patch_grid.py), so no crosshatch is scaled up, and
 when the input is finer than the working grid it is smoothed by up to one working pixel
-(`change_smoothing_px`), so the model's finest texture does not come out as blobs either.
+(`change_smoothing_px`), so the model's finest texture does not come out as blobs either. A change
+computed at the input's own resolution (contrast transfer's grey-level curve) is added as it is, and
+the sum is bounded so that no pixel is taken to the ends of the image's range (`bounded_change`).
 """
 from __future__ import annotations
 
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine.working_grid import resample
 from .patch_grid import gaussian_blur, remove_patch_grid
+
+EASING_LIMIT = 4.0  # tanh(4) = 0.9993: the eased change stops 0.07 % of the headroom short of the end
 
 
 def upsampling(full_shape: tuple[int, int], working_shape: tuple[int, int]) -> float:
@@ -49,6 +57,53 @@ def fine_band(full: Tensor, working_shape: tuple[int, int]) -> Tensor:
     return full - resample(resample(full, working_shape), tuple(full.shape[-2:]))
 
 
-def add_change_at_full_resolution(full_input: Tensor, change: Tensor) -> Tensor:
-    """The full-resolution input plus the working-grid change resampled to its grid (bicubic)."""
-    return full_input + resample(change.to(full_input.device, full_input.dtype), tuple(full_input.shape[-2:]))
+def add_change_at_full_resolution(full_input: Tensor, change: Tensor, full_change: Tensor | None = None,
+                                  margin: float = 0.0) -> Tensor:
+    """The full-resolution input plus the working-grid change resampled to its grid (bicubic) and `full_change`
+    (a change already at the input's resolution), the sum bounded by each image's range (`bounded_change`)."""
+    full_shape = tuple(full_input.shape[-2:])
+    total = resample(change.to(full_input.device, full_input.dtype), full_shape)
+    if full_shape != tuple(change.shape[-2:]):
+        total = working_pixel_average(total, (full_shape[0] / change.shape[-2], full_shape[1] / change.shape[-1]))
+    if full_change is not None:
+        total = total + full_change
+    return full_input + bounded_change(full_input, total, margin)
+
+
+def working_pixel_average(x: Tensor, pixels_per_working_pixel: tuple[float, float]) -> Tensor:
+    """(B, 1, H, W) averaged over one working pixel's width in rows and columns (edges replicated).
+
+    Interpolating a working-grid change up leaves an imprint of the working grid: its spectrum repeats
+    around the grid's frequencies (k / working pixel), a lattice of peaks, i.e. blobs one working pixel
+    apart. A box exactly one working pixel wide has its zeros at those frequencies and takes them out.
+    """
+    for axis, width in ((-2, pixels_per_working_pixel[0]), (-1, pixels_per_working_pixel[1])):
+        if width <= 1.0:
+            continue
+        radius = int(math.ceil(width / 2 - 0.5))
+        taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+        weights = ((taps + 0.5).clamp(max=width / 2) - (taps - 0.5).clamp(min=-width / 2)).clamp(min=0.0)
+        shape = (1, 1, -1, 1) if axis == -2 else (1, 1, 1, -1)
+        weights = (weights / weights.sum()).view(shape)
+        padding = (0, 0, radius, radius) if axis == -2 else (radius, radius, 0, 0)
+        x = F.conv2d(F.pad(x, padding, mode="replicate"), weights)
+    return x
+
+
+def bounded_change(full_input: Tensor, change: Tensor, margin: float = 0.0) -> Tensor:
+    """`change` to images (B, 1, H, W) that takes no pixel to or past its image's own minimum or maximum.
+
+    A detector clips at its ends, and a pixel there (shutters, direct exposure, saturation) holds no
+    anatomy: it keeps its value. Elsewhere the change is kept as it is while it uses at most half the
+    headroom h to the extreme it moves towards (less `margin`: one stored grey level, so rounding does
+    not land on the extreme either), and beyond that eased towards h without reaching it
+    (h/2 + h/2 tanh((c - h/2) / (h/2)), the tanh's argument at most EASING_LIMIT, so that in float32 too
+    it stays short of h): a translation adds no clipped pixels.
+    """
+    low = full_input.amin(dim=(-2, -1), keepdim=True)
+    high = full_input.amax(dim=(-2, -1), keepdim=True)
+    half = 0.5 * torch.where(change > 0, high - full_input, full_input - low).sub(margin).clamp(min=0.0)
+    size = change.abs()
+    eased = half + half * torch.tanh(((size - half) / half.clamp(min=1e-12)).clamp(max=EASING_LIMIT))
+    at_an_end = (full_input == low) | (full_input == high)
+    return torch.where(at_an_end, 0.0, torch.sign(change) * torch.where(size <= half, size, eased))

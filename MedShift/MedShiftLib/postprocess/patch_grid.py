@@ -47,12 +47,10 @@ def patch_grid_pattern(change: Tensor, period: int) -> Tensor:
     pad_rows, pad_cols = -rows % period, -cols % period
     padded = F.pad(change, (0, pad_cols, 0, pad_rows), mode="replicate") if pad_rows or pad_cols else change
     overall = gaussian_blur(padded, SMOOTHING_PATCHES * period)
-    pattern = torch.empty_like(padded)
-    for a in range(period):
-        for b in range(period):
-            phase_mean = gaussian_blur(padded[..., a::period, b::period], SMOOTHING_PATCHES)
-            pattern[..., a::period, b::period] = phase_mean - overall[..., a::period, b::period]
-    return pattern[..., :rows, :cols]
+    batch, height, width = padded.shape[0], padded.shape[-2] // period, padded.shape[-1] // period
+    phases = F.pixel_unshuffle(padded, period).reshape(-1, 1, height, width)  # every phase of every image at once
+    phase_means = F.pixel_shuffle(gaussian_blur(phases, SMOOTHING_PATCHES).reshape(batch, -1, height, width), period)
+    return (phase_means - overall)[..., :rows, :cols]
 
 
 def remove_patch_grid(change: Tensor, period: int) -> Tensor:

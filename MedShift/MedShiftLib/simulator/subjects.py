@@ -42,9 +42,12 @@ class SubjectSource:
 
     def _hounsfield(self, path: str) -> tuple[np.ndarray, tuple[float, float, float]]:
         if path not in self._cts:
-            from .ct_volume import read_ct_hounsfield
+            if path.endswith(PREPARED_CT_SUFFIX):  # already read, cleaned and resampled: numpy only
+                self._cts[path] = read_prepared_ct(path)
+            else:
+                from .ct_volume import read_ct_hounsfield
 
-            self._cts[path] = read_ct_hounsfield(path, grid_size=self.ct_grid)
+                self._cts[path] = read_ct_hounsfield(path, grid_size=self.ct_grid)
         return self._cts[path]
 
     def load_all(self) -> None:
@@ -69,6 +72,34 @@ class SubjectSource:
         variation = draw_variation(seeded_rng(self.seed, subject, 7)) if self.vary_anatomy else NO_VARIATION
         varied = hu if variation.is_identity else vary_hounsfield(hu, spacing, variation, self.device)
         return Subject(volume_from_hounsfield(varied, spacing), Path(path).name, variation)
+
+
+PREPARED_CT_SUFFIX = ".hu.npz"
+
+
+def write_prepared_ct(path: str | Path, hounsfield: np.ndarray, spacing_mm: tuple[float, float, float]) -> Path:
+    """A CT as the simulator uses it (HU [z, y, x] in LPS, non-patient objects removed, resampled) in a
+    compressed .hu.npz that numpy alone reads (no SimpleITK: the GPU machine has none)."""
+    path = Path(path)
+    if not path.name.endswith(PREPARED_CT_SUFFIX):
+        raise SimulationOptionError(f"a prepared CT's name ends in {PREPARED_CT_SUFFIX}, not {path.name}")
+    with open(path, "wb") as f:
+        np.savez_compressed(f, hounsfield=np.round(hounsfield).astype(np.int16),
+                            spacing_mm=np.asarray(spacing_mm, dtype=np.float64))
+    return path
+
+
+def read_prepared_ct(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """(HU [z, y, x] float32, spacing (x, y, z) mm) of a .hu.npz written by write_prepared_ct."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            hounsfield, spacing = data["hounsfield"].astype(np.float32), data["spacing_mm"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise SimulationOptionError(f"{path}: not a prepared CT ({exc}); write it with "
+                                    "scripts/prepare_training_ct.py") from None
+    if hounsfield.ndim != 3 or spacing.shape != (3,) or not np.all(spacing > 0):
+        raise SimulationOptionError(f"{path}: a prepared CT holds a 3-D HU array and three positive spacings")
+    return hounsfield, tuple(float(v) for v in spacing)
 
 
 def ct_grid_size(phantom_grid: int, smallest_pixel_mm: float, magnification: float) -> int:

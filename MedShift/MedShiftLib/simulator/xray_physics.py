@@ -1,8 +1,10 @@
 """X-ray physics of the simulator: tissue materials, tube spectra, detector efficiency and signal.
 
-Attenuation comes from `xraydb` (Elam/Ravel/Sieber tables) for ICRU-46 tissue compositions; tube
-spectra come from the committed table `data/tube_spectra.json` that `scripts/compute_spectra.py`
-computed with spekpy (tungsten anode, 2.5 mm Al + Cu prefilter). See docs/simulator.md.
+Attenuation comes from the committed table `data/attenuation.json` that `scripts/make_attenuation_table.py`
+wrote from `xraydb` (Elam/Ravel/Sieber tables) for ICRU-46 tissue compositions, interpolated log-log
+(xraydb is not imported at run time); tube spectra come from the committed table `data/tube_spectra.json`
+that `scripts/compute_spectra.py` computed with spekpy (tungsten anode, 2.5 mm Al + Cu prefilter).
+See docs/simulator.md.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import numpy as np
 from ..errors import MedShiftError
 
 SPECTRA_TABLE = Path(__file__).resolve().parent / "data" / "tube_spectra.json"
+ATTENUATION_TABLE = Path(__file__).resolve().parent / "data" / "attenuation.json"
 
 # Mass fractions (percent) from ICRU Report 46 (1992) adult tissues; hydroxyapatite for enamel.
-_COMPOSITIONS: dict[str, dict[str, float]] = {
+COMPOSITIONS: dict[str, dict[str, float]] = {
     "soft_tissue": {"H": 10.5, "C": 25.6, "N": 2.7, "O": 60.2, "Na": 0.1, "P": 0.2, "S": 0.3,
                     "Cl": 0.2, "K": 0.2},
     "cortical_bone": {"H": 3.4, "C": 15.5, "N": 4.2, "O": 43.5, "Na": 0.1, "Mg": 0.2, "P": 10.3,
@@ -41,33 +44,24 @@ class SpectrumNotAvailable(MedShiftError):
     """A tube spectrum that the committed table does not hold."""
 
 
-def _formula(mass_percent: dict[str, float]) -> str:
-    """Turn mass fractions into an xraydb formula with relative atom counts."""
-    import xraydb
-
-    counts = {el: w / xraydb.atomic_mass(el) for el, w in mass_percent.items()}
-    scale = 1.0 / min(counts.values())
-    return "".join(f"{el}{n * scale:.4f}" for el, n in counts.items())
-
-
-@lru_cache(maxsize=64)
-def _mass_attenuation_cached(material: str, energies_keV: tuple[float, ...]) -> np.ndarray:
-    import xraydb
-
-    energies_eV = np.asarray(energies_keV, dtype=float) * 1000.0
-    if material == "csi":
-        formula = "CsI"
-    else:
-        formula = _formula(_COMPOSITIONS[material])
-    return np.asarray(xraydb.material_mu(formula, energies_eV, density=1.0), dtype=np.float64)
+@lru_cache(maxsize=1)
+def _attenuation_table() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(log energies, log mu/rho per material) of the committed table."""
+    table = json.loads(ATTENUATION_TABLE.read_text())
+    log_energy = np.log(np.asarray(table["energies_keV"], dtype=np.float64))
+    return log_energy, {k: np.log(np.asarray(v, dtype=np.float64)) for k, v in table["mass_attenuation"].items()}
 
 
 def mass_attenuation(material: str, energies_keV: np.ndarray) -> np.ndarray:
-    """Mass attenuation coefficient mu/rho (cm^2/g, total with coherent) of a material at energies."""
-    if material not in _COMPOSITIONS and material != "csi":
-        raise KeyError(f"unknown material {material!r}; known: {', '.join(_COMPOSITIONS)}, csi")
-    key = tuple(float(e) for e in np.atleast_1d(energies_keV))
-    return _mass_attenuation_cached(material, key).copy()
+    """Mass attenuation coefficient mu/rho (cm^2/g, total with coherent) of a material at energies (1-150 keV)."""
+    log_energy, log_mu = _attenuation_table()
+    if material not in log_mu:
+        raise KeyError(f"unknown material {material!r}; known: {', '.join(COMPOSITIONS)}, csi")
+    energies = np.atleast_1d(np.asarray(energies_keV, dtype=np.float64))
+    if energies.min() < np.exp(log_energy[0]) or energies.max() > np.exp(log_energy[-1]):
+        raise MedShiftError(f"attenuation is tabulated for {np.exp(log_energy[0]):g}-{np.exp(log_energy[-1]):g} keV "
+                            f"(scripts/make_attenuation_table.py), not {energies.min():g}-{energies.max():g} keV")
+    return np.exp(np.interp(np.log(energies), log_energy, log_mu[material]))
 
 
 def attenuation_matrix(energies_keV: np.ndarray) -> np.ndarray:

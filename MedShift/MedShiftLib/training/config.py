@@ -10,8 +10,10 @@ from ..engine.network import MODEL_PRESETS
 from ..errors import MedShiftError
 from ..io.data_folder import check_outside_data_folder
 from ..option_bounds import MAX_SEED, Bounds, check_fields
+from .optimisation import scaled_learning_rate
 
 PRECISIONS = ("fp32", "bf16")
+LR_SCALINGS = ("none", "sqrt", "linear")
 RESUMABLE_CHANGES = ("resume", "steps", "num_workers", "device", "log_every", "checkpoint_every",
                      "best_validation_loss", "precision", "compile", "sample_every", "out_dir")
 """Options that may differ between a run and its --resume (the others must match; data_dir compared resolved).
@@ -57,6 +59,13 @@ class TrainingConfig:
     compile: bool = False
     sample_every: int | None = _bounded(None, "--sample-every", 0, MAX_STEPS)
     init_from: str | None = None
+    lr_scaling: str = "none"
+    simulate: dict | None = None  # `--simulate`: the simulator's options (simulator/training_views.py), no data_dir
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """`learning_rate` scaled to the batch size by `lr_scaling` (it is the rate for 16 images then)."""
+        return scaled_learning_rate(self.learning_rate, self.batch_size, self.lr_scaling)
 
     @property
     def sample_interval(self) -> int:
@@ -65,6 +74,11 @@ class TrainingConfig:
 
     def check(self) -> None:
         """Raise MedShiftError for options that cannot work, before any work is done."""
+        if bool(self.data_dir) == bool(self.simulate):
+            raise MedShiftError("give a data folder or --simulate (images rendered while training), not both"
+                                if self.data_dir else "give a data folder to train on, or --simulate")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise MedShiftError(f"unknown --lr-scaling {self.lr_scaling!r}; choose one of: {', '.join(LR_SCALINGS)}")
         if self.preset not in MODEL_PRESETS:
             raise MedShiftError(f"unknown model preset {self.preset!r}; choose one of: {', '.join(MODEL_PRESETS)}")
         if self.coupling not in COUPLINGS:
@@ -74,19 +88,24 @@ class TrainingConfig:
             raise MedShiftError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
             raise MedShiftError(f"--out {self.out_dir} is a file, not a folder; give a folder for the run")
-        check_outside_data_folder(self.out_dir, self.data_dir)
+        if self.data_dir:
+            check_outside_data_folder(self.out_dir, self.data_dir)
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `medshift train` (and the MedShiftTraining module)."""
     d = TrainingConfig(data_dir="", out_dir="")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per domain")
+    p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", default="",
+                   help="folder with one sub-folder of images per domain (or --simulate)")
     p.add_argument("--out", required=True, help="run folder for checkpoints and logs")
     p.add_argument("--resolution", type=int, default=d.resolution, help="working resolution in pixels")
     p.add_argument("--preset", choices=tuple(MODEL_PRESETS), default=d.preset, help="model size")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (over all processes)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in all")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (AdamW); with --lr-scaling "
+                   "the rate for a batch of 16")
+    p.add_argument("--lr-scaling", choices=LR_SCALINGS, default=d.lr_scaling, help="scale --lr to the batch size: "
+                   "sqrt (x sqrt(batch/16), the rule for Adam-type optimisers), linear (x batch/16) or none")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up, then cosine decay")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the weights' moving average, "
                    "which is what checkpoints hold")
@@ -128,4 +147,5 @@ def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, num_workers=args.workers,
         device=args.device, seed=args.seed, resume=args.resume, domains=args.domains or [],
         precision=args.precision, compile=args.compile, sample_every=args.sample_every,
-        init_from=getattr(args, "init_from", None))
+        init_from=getattr(args, "init_from", None), lr_scaling=getattr(args, "lr_scaling", "none"),
+        simulate=getattr(args, "simulate_options", None))

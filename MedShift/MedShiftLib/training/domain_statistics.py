@@ -7,17 +7,19 @@ checkpoint's statistics file (engine/domain_statistics.py); the weights are neve
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic_files import atomic_target
 from ..engine.checkpoint import read_checkpoint_info
 from ..engine.domain_statistics import DomainStatistics, statistics_path, write_statistics
 from ..errors import MedShiftError
-from ..io.data_folder import ImageRecord, scan_data_folder
 from ..io.output_guard import refuse_outputs_over_inputs
 from ..postprocess.contrast_transfer import measure_domain_statistics
-from .dataset import sample_domain_images
+
+if TYPE_CHECKING:
+    from ..io.data_folder import ImageRecord
 
 IMAGES_PER_DOMAIN = 200
 
@@ -25,13 +27,15 @@ IMAGES_PER_DOMAIN = 200
 def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
                           per_domain: int = IMAGES_PER_DOMAIN, seed: int = 0) -> DomainStatistics:
     """Statistics of up to `per_domain` training images of each domain (centre squares at `resolution`)."""
+    from .dataset import sample_domain_images  # reads image files: only for a data folder
+
     images, labels = sample_domain_images(records, domains, resolution, per_domain, seed)
     return measure_domain_statistics({d: images[labels == i] for i, d in enumerate(domains)})
 
 
-def statistics_for_run(latest_checkpoint: Path, resuming: bool, records: Sequence[ImageRecord],
-                       domains: Sequence[str], resolution: int, seed: int = 0) -> DomainStatistics:
-    """A training run's statistics: on --resume those its latest checkpoint holds, else measured.
+def statistics_for_run(latest_checkpoint: Path, resuming: bool, measure: Callable[[], DomainStatistics]
+                       ) -> DomainStatistics:
+    """A training run's statistics: on --resume those its latest checkpoint holds, else `measure()`.
 
     A resumed run has the same data folder and options (the trainer checks), so its recorded statistics
     are what measuring again would give; measuring takes minutes. A checkpoint that cannot be read or
@@ -44,7 +48,7 @@ def statistics_for_run(latest_checkpoint: Path, resuming: bool, records: Sequenc
             recorded = None
         if recorded is not None and recorded.noise_power is not None:
             return recorded
-    return statistics_of_records(records, domains, resolution, seed=seed)
+    return measure()
 
 
 def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_path: str | Path | None = None,
@@ -70,6 +74,8 @@ def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_p
     if existing and not overwrite:
         raise MedShiftError(f"{existing[0]} already exists; pass --overwrite to replace it (the statistics are "
                             "measured again), or --out to write elsewhere")
+    from ..io.data_folder import scan_data_folder
+
     info = read_checkpoint_info(model_path)
     folder = scan_data_folder(data_dir, domains=list(info.domains))
     statistics = statistics_of_records(folder.records, info.domains, info.resolution, per_domain)

@@ -16,14 +16,15 @@ from torch.optim.swa_utils import AveragedModel
 from ..engine.loss import FlowMatchingLoss
 
 
-def ema_decay_at(num_averaged: int, decay: float) -> float:
+def ema_decay_at(num_averaged: int | Tensor, decay: float) -> float | Tensor:
     """The EMA decay after `num_averaged` updates: min(decay, (1 + n) / (10 + n)).
 
     The warm-up keeps early weights (the zero-initialised head, an untrained patch skip) from
     lingering in the average: with a fixed 0.999, 0.999^1500 = 22 % of the step-0 weights are still
     there after 1,500 steps (docs/training.md).
     """
-    return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+    ratio = (1.0 + num_averaged) / (10.0 + num_averaged)
+    return torch.clamp(ratio, max=decay) if torch.is_tensor(ratio) else min(decay, ratio)
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -31,9 +32,12 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
 
     @torch.no_grad()
     def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
-        weight = 1.0 - ema_decay_at(int(num_averaged), decay)
+        # the weight 1 - ema_decay_at(n, decay) as a tensor where n lives (the weights' device): no read-back
+        weight = 1.0 - ema_decay_at(torch.as_tensor(num_averaged, dtype=torch.float64), decay)
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, weight)
+            change = torch._foreach_sub(current, averaged)
+            torch._foreach_mul_(change, weight.to(averaged[0].dtype))
+            torch._foreach_add_(averaged, change)
         else:  # integer buffers: copy
             for a, c in zip(averaged, current, strict=True):
                 a.copy_(c)
@@ -51,10 +55,38 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_factor: fl
 
 @dataclass
 class StepResult:
-    """What one optimisation step reports."""
+    """What one optimisation step reports, as tensors on the training device (read back only when logged)."""
 
-    loss: float
-    grad_norm: float
+    loss_tensor: Tensor
+    grad_norm_tensor: Tensor
+
+    @property
+    def loss(self) -> float:
+        """The loss as a number (waits for the device)."""
+        return float(self.loss_tensor)
+
+    @property
+    def grad_norm(self) -> float:
+        """The gradient norm before clipping as a number (waits for the device)."""
+        return float(self.grad_norm_tensor)
+
+
+def check_finite_loss(loss: float | Tensor) -> None:
+    """FloatingPointError for a NaN or infinite training loss, with what to do."""
+    if not torch.isfinite(torch.as_tensor(loss)):
+        raise FloatingPointError("training loss is NaN or infinite; lower the learning rate or check the data")
+
+
+def scaled_learning_rate(learning_rate: float, batch_size: int, rule: str, reference_batch: int = 16) -> float:
+    """The peak learning rate for `batch_size` when `learning_rate` is the one for `reference_batch` images.
+
+    "sqrt": learning_rate * sqrt(batch / reference) (the square-root rule for Adam-type optimisers, Malladi
+    et al. 2022, "On the SDEs and scaling rules for adaptive gradient algorithms"); "linear": proportional
+    (Goyal et al. 2017, for SGD); "none": unchanged."""
+    factors = {"none": 1.0, "sqrt": math.sqrt(batch_size / reference_batch), "linear": batch_size / reference_batch}
+    if rule not in factors:
+        raise ValueError(f"unknown learning-rate scaling {rule!r}; choose one of: {', '.join(factors)}")
+    return learning_rate * factors[rule]
 
 
 def train_step(
@@ -67,16 +99,20 @@ def train_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     grad_clip: float | None = 1.0,
     autocast_dtype: torch.dtype | None = None,
+    check_finite: bool = True,
 ) -> StepResult:
-    """One flow-matching step on a batch x1 (B, 1, H, W) with domain labels (B,)."""
+    """One flow-matching step on a batch x1 (B, 1, H, W) with domain labels (B,).
+
+    `check_finite=False` leaves the NaN check to the caller (at its log steps): checking every step makes the
+    host wait for the device."""
     model.train()
     loss = loss_fn(model, x1, labels, generator, autocast_dtype=autocast_dtype)
-    if not torch.isfinite(loss):
-        raise FloatingPointError("training loss is NaN or infinite; lower the learning rate or check the data")
+    if check_finite:
+        check_finite_loss(loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip else float("inf"))
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return StepResult(loss=float(loss.detach()), grad_norm=float(grad_norm))
+    return StepResult(loss_tensor=loss.detach(), grad_norm_tensor=grad_norm.detach())

@@ -21,28 +21,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..atomic_files import check_writable_folder
 from ..engine.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from ..engine.couplings import make_coupling
 from ..engine.devices import resolve_device
+from ..engine.domain_statistics import DomainStatistics
 from ..engine.loss import FlowMatchingLoss
 from ..engine.network import VelocityUNet, config_from_preset
-from ..errors import DataFolderError, MedShiftError
-from ..io.data_folder import ImageRecord, scan_data_folder, split_by_subject
+from ..errors import MedShiftError
 from ..optional_packages import progress_bar
+from ..postprocess.contrast_transfer import measure_domain_statistics
 from .config import RESUMABLE_CHANGES, TrainingConfig, config_from_arguments
-from .dataset import RadiographDomainDataset, check_training_files
 from .distributed import (
     ProcessPlace,
     barrier,
@@ -54,30 +53,14 @@ from .distributed import (
     write_replica_digest,
 )
 from .domain_statistics import IMAGES_PER_DOMAIN, statistics_for_run
-from .optimisation import StepResult, make_ema, train_step, warmup_cosine
-from .report import SAMPLE_IMAGES, save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
-from .sampling import EpochPermutationSampler, step_generator
+from .optimisation import StepResult, check_finite_loss, make_ema, train_step, warmup_cosine
+from .report import save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
+from .sampling import step_generator
 from .state import read_training_state, restore_training_state, save_training_state
 
 
-def working_pixel_spacing(records: list[ImageRecord], resolution: int) -> float | None:
-    """Pixel spacing (mm) of the working grid when every image's manifest gives the same spacing and size.
-
-    A whole image's short side maps to `resolution` pixels (as the validation crop does), so one
-    working pixel covers spacing * short_side / resolution millimetres; None when unknown or mixed."""
-    values = {(r.extra.get("pixel_spacing_mm"), r.extra.get("rows"), r.extra.get("cols")) for r in records}
-    if len(values) != 1:
-        return None
-    spacing, rows, cols = values.pop()
-    try:
-        spacing_mm, short_side = float(spacing), min(int(rows), int(cols))
-    except (TypeError, ValueError):
-        return None
-    return spacing_mm * short_side / resolution if math.isfinite(spacing_mm) and spacing_mm > 0 < short_side else None
-
-
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, loss_fn: FlowMatchingLoss, loader: DataLoader, device: torch.device,
+def validation_loss(model: torch.nn.Module, loss_fn: FlowMatchingLoss, loader: Iterable, device: torch.device,
                     seed: int) -> float:
     """Mean flow-matching loss on the validation images with fixed noise and times, labels kept."""
     model.eval()
@@ -98,13 +81,29 @@ def training_device(config: TrainingConfig, place: ProcessPlace) -> torch.device
     return device
 
 
-def train(config: TrainingConfig, progress: bool = True, stop_after: int | None = None) -> Path:
+DataFactory = Callable[[TrainingConfig, ProcessPlace, torch.device], object]
+"""Builds a run's training data (folder_data.py describes what it provides) for one process."""
+
+
+def folder_data(config: TrainingConfig, place: ProcessPlace, device: torch.device):
+    """The run's data folder, split by subject (folder_data.FolderData; imported here: reading image files
+    needs packages that training on the fly does not)."""
+    from .folder_data import FolderData
+
+    return FolderData(config.data_dir, config.domains, config.resolution, config.batch_size,
+                      config.validation_fraction, config.seed, config.num_workers, place.rank, place.world_size)
+
+
+def train(config: TrainingConfig, progress: bool = True, stop_after: int | None = None,
+          data: DataFactory = folder_data) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
     Under torchrun, every process calls this; the process group is opened here and always closed again.
-    `stop_after` ends the run after that many steps in this call (to test resuming)."""
+    `stop_after` ends the run after that many steps in this call (to test resuming); `data` builds the
+    training data (default: config.data_dir; `medshift train --simulate` passes the simulator's)."""
     config.check()
-    config = replace(config, data_dir=os.path.realpath(config.data_dir))  # recorded resolved: --resume compares it
+    if config.data_dir:
+        config = replace(config, data_dir=os.path.realpath(config.data_dir))  # recorded resolved: --resume compares it
     place = ProcessPlace.from_environment()
     if config.batch_size % place.world_size:
         raise MedShiftError(f"--batch-size {config.batch_size} is the global batch and must be a multiple of the "
@@ -112,43 +111,38 @@ def train(config: TrainingConfig, progress: bool = True, stop_after: int | None 
                             f"{max(1, config.batch_size // place.world_size) * place.world_size}")
     device = training_device(config, place)
     with process_group(place, device):
-        run = TrainingRun(config, place, device)
-        run.resume_or_start()
-        return run.run(progress, stop_after)
+        source = data(config, place, device)
+        try:
+            run = TrainingRun(config, place, device, source)
+            run.resume_or_start()
+            return run.run(progress, stop_after)
+        finally:
+            if hasattr(source, "close"):
+                source.close()
 
 
-def train_from_arguments(args: argparse.Namespace) -> Path:
+def train_from_arguments(args: argparse.Namespace, data: DataFactory = folder_data) -> Path:
     """Entry point of `medshift train`."""
-    return train(config_from_arguments(args), progress=not args.quiet)
+    return train(config_from_arguments(args), progress=not args.quiet, data=data)
 
 
 class TrainingRun:
     """One run: its data, network, EMA, optimiser and loss, its step counter and its run folder."""
 
-    def __init__(self, config: TrainingConfig, place: ProcessPlace, device: torch.device) -> None:
-        """Set up: scan and split the data, build the network, EMA, optimiser, scheduler and loss."""
-        self.config, self.place, self.device = config, place, device
-        # Naming exactly one domain asks for a single-domain model (one half of a DDIB pair, evaluation/ddib.py).
-        self.folder = scan_data_folder(config.data_dir, domains=config.domains or None,
-                                       min_domains=1 if len(config.domains) == 1 else 2)
-        train_records, val_records = split_by_subject(self.folder, config.validation_fraction, config.seed)
-        check_training_files(self.folder.records, report=place.is_main)  # headers only: bad files before step 1
-        if len(train_records) < config.batch_size:
-            raise DataFolderError(f"{config.data_dir}: {len(train_records)} training images, fewer than the batch "
-                                  f"size {config.batch_size}; lower --batch-size or add images")
-        self.domains = list(self.folder.domains)
-        self.train_set = RadiographDomainDataset(train_records, self.domains, config.resolution, train=True,
-                                                 seed=config.seed)
-        self.val_set = RadiographDomainDataset(val_records, self.domains, config.resolution, train=False,
-                                               seed=config.seed)
+    def __init__(self, config: TrainingConfig, place: ProcessPlace, device: torch.device, data) -> None:
+        """Set up with `data` (folder_data.py): build the network, EMA, optimiser, scheduler and loss."""
+        self.config, self.place, self.device, self.data = config, place, device, data
+        self.domains = list(data.domains)
         torch.manual_seed(config.seed)
         self.model_config = config_from_preset(config.preset, len(self.domains))
         if config.resolution % self.model_config.downsampling_factor:
             raise MedShiftError(f"resolution {config.resolution} must be a multiple of "
                                 f"{self.model_config.downsampling_factor} for the {config.preset!r} model")
-        self.model = VelocityUNet(self.model_config).to(device)
+        # channels-last: the layout the GPU's convolution kernels prefer (the weights' values are unchanged)
+        memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+        self.model = VelocityUNet(self.model_config).to(device, memory_format=memory_format)
         self.ema = make_ema(self.model, config.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.peak_learning_rate,
                                            weight_decay=config.weight_decay, betas=(0.9, 0.99))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps))
@@ -198,11 +192,19 @@ class TrainingRun:
         if config.compile:
             self.net = torch.compile(self.net)
         self.autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
-        self.val_loader = DataLoader(self.val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
-        self.sample_images = (self._sample_batch() if self.place.is_main and config.sample_interval else None)
-        self.statistics = (statistics_for_run(self.out / "latest.safetensors", config.resume, self.folder.records,
-                                              self.domains, config.resolution, seed=config.seed)
+        self.val_loader = self.data.validation_batches()
+        self.sample_images = (self.data.sample_batch() if self.place.is_main and config.sample_interval else None)
+        self.statistics = (statistics_for_run(self.out / "latest.safetensors", config.resume, self._measure_statistics)
                            if self.place.is_main else None)
+
+    def _measure_statistics(self) -> DomainStatistics:
+        images = self.data.statistics_images()
+        if images is None:  # a data folder: measured on its records
+            from .domain_statistics import statistics_of_records
+
+            return statistics_of_records(self.data.folder.records, self.domains, self.config.resolution,
+                                         seed=self.config.seed)
+        return measure_domain_statistics(images)
 
     def _start_from_weights(self, path: str) -> None:
         """Fine-tuning: the network and its EMA start from checkpoint `path` (same preset and domains)."""
@@ -218,9 +220,14 @@ class TrainingRun:
 
     def optimisation_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
         """One optimisation step on this process's share of a batch, then the EMA update."""
-        result = train_step(self.net, self.optimizer, self.loss_fn, x1.to(self.device), labels.to(self.device),
-                            step_generator(self.config.seed, self.step, self.place.rank), scheduler=self.scheduler,
-                            autocast_dtype=self.autocast_dtype)
+        on_gpu = self.device.type == "cuda"
+        x1 = x1.to(self.device, non_blocking=True)
+        if on_gpu:
+            x1 = x1.contiguous(memory_format=torch.channels_last)
+        result = train_step(self.net, self.optimizer, self.loss_fn, x1, labels.to(self.device, non_blocking=True),
+                            step_generator(self.config.seed, self.step, self.place.rank,
+                                           self.device if on_gpu else "cpu"),
+                            scheduler=self.scheduler, autocast_dtype=self.autocast_dtype, check_finite=not on_gpu)
         self.ema.update_parameters(self.model)  # the same update on every process: the replicas hold equal weights
         self.step += 1
         return result
@@ -228,16 +235,21 @@ class TrainingRun:
     def checkpoint_info(self, metrics: dict) -> CheckpointInfo:
         """The metadata of a checkpoint at the current step with `metrics`."""
         config = self.config
-        provenance = {"data_dir": str(Path(config.data_dir).resolve()), "train_images": len(self.train_set),
-                      "validation_images": len(self.val_set), "steps": self.step, "medshift": __version__,
+        provenance = self.data.provenance() | {
+                      "steps": self.step, "images_seen": self.step * config.batch_size, "medshift": __version__,
                       "torch": torch.__version__, "python": platform.python_version(),
                       "processes": self.place.world_size,
                       "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(config), "metrics": metrics}
         return CheckpointInfo(config=self.model_config, domains=tuple(self.domains), resolution=config.resolution,
-                              pixel_spacing_mm=working_pixel_spacing(self.folder.records, config.resolution),
+                              pixel_spacing_mm=self.data.working_pixel_spacing(),
                               provenance=provenance, statistics=self.statistics,
-                              statistics_provenance={"data_dir": str(Path(config.data_dir).resolve()),
-                                                     "images_per_domain": IMAGES_PER_DOMAIN})
+                              statistics_provenance=self._statistics_provenance())
+
+    def _statistics_provenance(self) -> dict:
+        if self.data.statistics_images() is None:
+            return {"data_dir": self.data.provenance()["data_dir"], "images_per_domain": IMAGES_PER_DOMAIN}
+        return {"simulated": self.data.provenance().get("simulate"), "images_per_domain": self.data.validation_size
+                // max(len(self.domains), 1)}
 
     def save_checkpoint(self, metrics: dict) -> None:
         """Write latest (and best, when the validation loss improved) and the state --resume needs."""
@@ -253,7 +265,7 @@ class TrainingRun:
 
     def log(self, record: dict, checkpoint_now: bool) -> None:
         """Rank 0: validate at checkpoints, append the log line, save, redraw the loss curve."""
-        if checkpoint_now and len(self.val_set):
+        if checkpoint_now and self.data.validation_size:
             record["validation_loss"] = validation_loss(self.ema.module, self.loss_fn, self.val_loader, self.device,
                                                         self.config.seed)
         # the log line goes first: a run killed before the save below redoes (and relogs) the step
@@ -274,63 +286,39 @@ class TrainingRun:
     def run(self, progress: bool = True, stop_after: int | None = None) -> Path:
         """Train up to config.steps (or `stop_after` steps in this call); returns the best checkpoint's path."""
         config, place = self.config, self.place
-        batches_per_epoch = len(self.train_set) // config.batch_size
-        local_batch = config.batch_size // place.world_size
         bar = progress_bar(progress and place.is_main, total=config.steps, initial=self.step, desc="training",
                            unit="step")
         last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
+        batches = self.data.batches(self.step)
         while self.step < config.steps and (stop_after is None or steps_this_call < stop_after):
-            epoch, start = divmod(self.step, batches_per_epoch)
-            sampler = EpochPermutationSampler(len(self.train_set), config.seed, epoch, start * config.batch_size,
-                                              rank=place.rank, world_size=place.world_size,
-                                              batch_size=config.batch_size)
-            self.train_set.set_epoch(epoch)
-            loader = DataLoader(self.train_set, batch_size=local_batch, sampler=sampler, drop_last=True,
-                                num_workers=config.num_workers, persistent_workers=False)
-            for x1, labels in loader:
-                result = self.optimisation_step(x1, labels)
-                steps_this_call += 1
-                bar.update(1)
+            x1, labels = next(batches)
+            result = self.optimisation_step(x1, labels)
+            steps_this_call += 1
+            bar.update(1)
+            step_finished = time.perf_counter()
+            done = self.step >= config.steps or (stop_after is not None and steps_this_call >= stop_after)
+            checkpoint_now = self.step % config.checkpoint_every == 0 or done
+            if self.step % config.log_every == 0 or checkpoint_now:
+                check_finite_loss(result.loss_tensor)  # read back only here: the device is not waited for per step
                 bar.set_postfix(loss=f"{result.loss:.4f}")
+                loss = mean_across_processes(result.loss, place, self.device)
                 step_finished = time.perf_counter()
-                done = self.step >= config.steps or (stop_after is not None and steps_this_call >= stop_after)
-                checkpoint_now = self.step % config.checkpoint_every == 0 or done
-                if self.step % config.log_every == 0 or checkpoint_now:
-                    loss = mean_across_processes(result.loss, place, self.device)
-                    seconds = max(step_finished - last_time, 1e-9)
-                    record = {"step": self.step, "loss": loss, "grad_norm": result.grad_norm,
-                              "lr": self.optimizer.param_groups[0]["lr"],
-                              "images_per_s": (self.step - last_step) * config.batch_size / seconds}
-                    last_time, last_step = step_finished, self.step
-                    if place.is_main:
-                        self.log(record, checkpoint_now)
-                sample_now = bool(config.sample_interval) and (self.step % config.sample_interval == 0
-                                                               or self.step == config.steps)
-                if checkpoint_now or sample_now:
-                    if place.is_main and sample_now:
-                        self.write_samples()
-                    barrier(place, self.device)
-                    last_time += time.perf_counter() - step_finished  # images/s counts training time only
-                if done:
-                    break
+                seconds = max(step_finished - last_time, 1e-9)
+                record = {"step": self.step, "loss": loss, "grad_norm": result.grad_norm,
+                          "lr": self.optimizer.param_groups[0]["lr"],
+                          "images_per_s": (self.step - last_step) * config.batch_size / seconds}
+                last_time, last_step = step_finished, self.step
+                if place.is_main:
+                    self.log(record, checkpoint_now)
+            sample_now = bool(config.sample_interval) and (self.step % config.sample_interval == 0
+                                                           or self.step == config.steps)
+            if checkpoint_now or sample_now:
+                if place.is_main and sample_now:
+                    self.write_samples()
+                barrier(place, self.device)
+                last_time += time.perf_counter() - step_finished  # images/s counts training time only
         bar.close()
         write_replica_digest(place, self.step, self.model, self.ema.module)
         barrier(place, self.device)
         best_path = self.out / "best.safetensors"
         return best_path if best_path.exists() else self.out / "latest.safetensors"
-
-    def _sample_batch(self) -> tuple[torch.Tensor, list[int]]:
-        """Up to SAMPLE_IMAGES fixed images for the sample grids, spread over the domains (validation if any)."""
-        dataset = self.val_set if len(self.val_set) else RadiographDomainDataset(
-            self.train_set.records, self.train_set.domains, self.train_set.resolution, train=False)
-        by_domain: dict[int, list[int]] = {}
-        for index in range(len(dataset)):
-            by_domain.setdefault(dataset.label(index), []).append(index)
-        chosen: list[int] = []
-        while len(chosen) < min(SAMPLE_IMAGES, len(dataset)):
-            for indices in by_domain.values():
-                taken = [i for i in indices if i not in chosen]
-                if taken and len(chosen) < SAMPLE_IMAGES:
-                    chosen.append(taken[0])
-        items = [dataset[i] for i in chosen]
-        return torch.stack([x for x, _ in items]), [label for _, label in items]

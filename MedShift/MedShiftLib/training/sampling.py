@@ -42,11 +42,14 @@ class EpochPermutationSampler(Sampler[int]):
         return remaining
 
 
-def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+def step_generator(seed: int, step: int, rank: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
     """Noise, times and label dropout of one step on one process, from (seed, step, rank).
 
     Rank 0 keeps the single-process seeds; other ranks hash (seed, step, rank) with numpy's SeedSequence
-    (torch's CPU generator keeps only 32 bits of a seed, so adding a large rank offset would be lost)."""
+    (torch's CPU generator keeps only 32 bits of a seed, so adding a large rank offset would be lost).
+    `device`: where the draws are made; a CUDA generator draws on the GPU (no host-to-device copy per step;
+    its numbers differ from the CPU generator's, reproducibly)."""
+    generator = torch.Generator(device=device)
     if rank == 0:
-        return torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed % 2**32, step, rank]).generate_state(1)[0]))
+        return generator.manual_seed(seed * 1_000_003 + 7919 * step + 1)
+    return generator.manual_seed(int(np.random.SeedSequence([seed % 2**32, step, rank]).generate_state(1)[0]))
