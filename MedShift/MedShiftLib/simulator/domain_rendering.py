@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
 
 # Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
@@ -118,11 +119,11 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
     return np.clip(image, 0.0, 1.0)
 
 
-def _band_decomposition(image: np.ndarray, sigmas_px) -> tuple[list[np.ndarray], np.ndarray]:
-    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass."""
+def _band_decomposition(image: np.ndarray, sigmas_px, fast: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass (fast: wide_blur)."""
     bands, previous = [], image
     for sigma in sigmas_px:
-        smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+        smooth = gaussian_blur(image, sigma) if fast else ndimage.gaussian_filter(image, sigma, mode="nearest")
         bands.append(previous - smooth)
         previous = smooth
     return bands, previous
@@ -176,7 +177,7 @@ def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spaci
     (for scatter, the SPR: 0.2-0.6 for a head with an anti-scatter grid, PHYSICS.md).
     """
     depth = -np.log(np.clip(primary, 1e-9, None))
-    spread = ndimage.gaussian_filter(primary * depth, sigma_mm / pixel_spacing_mm, mode="nearest")
+    spread = gaussian_blur(primary * depth, sigma_mm / pixel_spacing_mm)
     anatomy = depth > ANATOMY_MIN_ATTENUATION
     if not anatomy.any() or ratio == 0:
         return np.zeros_like(primary)
@@ -201,7 +202,8 @@ def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: flo
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
-    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM])
+    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM],
+                                          style.fast_wide_blur)
     out = style.base_gain * residual
     for gain, band in zip(style.band_gains, bands):
         out = out + gain * _compress(band, style.band_exponent, style.band_knee)
