@@ -29,11 +29,15 @@ QUANTUM_PIXEL_MM = 0.308
 # Exposure recognition: the display window is taken over the anatomy, pixels attenuated by more than
 # 1 - exp(-0.1) (10 %) of the open field, from its 0.5th to its 99.7th percentile.
 ANATOMY_MIN_ATTENUATION = 0.1
+# Direct exposure (black on the display): pixels attenuated by less than 1 - exp(-0.02) (2 %).
+DIRECT_EXPOSURE_MAX_ATTENUATION = 0.02
 # Scales (Gaussian sigma at the detector, mm) of the contrast-equalisation bands: 1-16 pixels of the
 # default 1.25 mm pitch, fixed in mm as vendor processing is, so a finer pitch sees the same bands
 # (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
 BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
 WINDOW_PERCENTILES = (0.5, 99.7)
+# The window fraction over which the display toe (ClinicalStyle.lut_toe) rises to its full height.
+TOE_RAMP = 0.04
 
 
 def check_domain(domain: str) -> None:
@@ -159,13 +163,23 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     processed = _equalise(log_image, style, pixel_spacing_mm)
     processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
     if style.window_on_anatomy:
-        low, high = _anatomy_window(processed_clean, clean_log)
+        # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
+        attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, style.detector_blur_px, mode="nearest"),
+                                      1e-9, None))
+        low, high = _anatomy_window(processed_clean, attenuation)
     else:
         low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
     # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
     extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
-    return _sigmoid_lut(x, style.lut_slope)
+    image = _sigmoid_lut(x, style.lut_slope)
+    if style.window_on_anatomy:  # exposure recognition: the open field black, from the skin line on
+        tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
+        x_clean = (processed_clean - low) / max(high - low, 1e-6)  # noise-free
+        # film-like toe (lut_toe > 0): the thinnest anatomy (skin, facial profile) grey, the open field black
+        toe = style.lut_toe * np.clip(x_clean / TOE_RAMP, 0.0, 1.0)
+        image = tissue * (toe + (1.0 - style.lut_toe) * image)
+    return image
 
 
 def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float) -> np.ndarray:
@@ -185,14 +199,15 @@ def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spaci
     return ratio / max(median, 1e-12) * spread
 
 
-def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple[float, float]:
+def _anatomy_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[float, float]:
     """Display window from the anatomy only (exposure recognition): the direct-exposure field goes black."""
-    anatomy = clean_log > ANATOMY_MIN_ATTENUATION
+    anatomy = attenuation > ANATOMY_MIN_ATTENUATION
     if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
         values = processed_clean.ravel()
         return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
-    low = max(float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[0])),
-              float(np.percentile(processed_clean[~anatomy], 75.0)))  # direct exposure saturates black
+    # the low end over all tissue, the thin skin and facial profile included (the processing's halo can push
+    # them below the open field, so the open field is set black by its own mask in _render_clinical)
+    low = float(np.percentile(processed_clean[attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION], WINDOW_PERCENTILES[0]))
     high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
     return low, max(high, low + 1e-6)
 
@@ -202,10 +217,13 @@ def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: flo
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
-    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM],
-                                          style.fast_wide_blur)
+    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least one pixel)
+    fine = [(sigma / pixel_spacing_mm, gain) for sigma, gain in zip(style.fine_band_sigmas_mm, style.fine_band_gains)
+            if sigma >= pixel_spacing_mm]
+    sigmas = [sigma for sigma, _ in fine] + [sigma * scale_px for sigma in BAND_SIGMAS_MM]
+    bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
     out = style.base_gain * residual
-    for gain, band in zip(style.band_gains, bands):
+    for gain, band in zip([gain for _, gain in fine] + list(style.band_gains), bands):
         out = out + gain * _compress(band, style.band_exponent, style.band_knee)
     return out
 

@@ -52,13 +52,19 @@ class ClinicalStyle:
     scatter_from_object: bool = True  # False (legacy): SPR times the blurred primary, open field included
     window_on_anatomy: bool = True  # False (legacy): window over the whole image
     band_scales_in_mm: bool = True  # False (legacy): bands at 1-16 px whatever the pixel size
+    fine_band_sigmas_mm: tuple[float, ...] = ()  # detail bands below BAND_SIGMAS_MM (used where pixels resolve them)
+    fine_band_gains: tuple[float, ...] = ()
+    lut_toe: float = 0.0  # display value the anatomy starts from above black (0: the plain sigmoid LUT)
     fast_wide_blur: bool = True  # False (legacy): every band blurred directly (wide_blur.py: within 0.3 %)
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
 _CLINICAL = dict(scatter_to_primary=0.4, scatter_sigma_mm=40.0, electronic_noise_quanta=3.0, heel_range=(0.05, 0.15))
-_FLUORO = dict(detector_blur_px=1.0, band_gains=(1.0, 1.6, 1.9, 1.6, 1.2), base_gain=0.4, lut_slope=5.0,
-               band_exponent=0.7)
+# Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (docs/simulator.md, "Against real skull films"):
+# bands at 0.3 and 0.6 mm where the pixels resolve them, stronger compression of large edges, a grey toe.
+_FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.5, base_gain=0.3, lut_toe=0.15)
+_FLUORO = dict(detector_blur_px=1.0, band_gains=(2.0, 1.8, 1.9, 1.4, 1.0), fine_band_gains=(2.5, 2.5), lut_slope=5.0,
+               **_FILM)
 
 DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
@@ -68,8 +74,8 @@ DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), **_FLUORO, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), **_FLUORO, **_CLINICAL),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
-                                       band_gains=(1.8, 2.4, 2.2, 1.8, 1.4), base_gain=0.4, lut_slope=5.5,
-                                       band_exponent=0.7, **_CLINICAL),
+                                       band_gains=(2.4, 2.4, 2.2, 1.6, 1.2), fine_band_gains=(3.0, 3.0),
+                                       lut_slope=5.5, **_FILM, **_CLINICAL),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)

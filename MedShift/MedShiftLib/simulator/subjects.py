@@ -3,7 +3,8 @@
 Subject k is a phantom when no CT is given, or (with CTs and `phantoms_fraction` f > 0) when its own
 seeded draw falls below f; otherwise it is CT number k mod (number of CTs), varied by its own seeded
 size, proportions, pose and deformation (`anatomical_variation`). Each CT is read once (non-patient
-objects removed) and kept in memory.
+objects removed) and kept in memory, at its own resolution unless `ct_grid` (voxels along its longest side) asks
+for a coarser grid.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class Subject:
 class SubjectSource:
     """Makes subject k of a data set from phantoms and/or CTs (see the module docstring)."""
 
-    def __init__(self, seed: int, phantom_grid: int, ct_paths: tuple[str, ...] = (), ct_grid: int = 192,
+    def __init__(self, seed: int, phantom_grid: int, ct_paths: tuple[str, ...] = (), ct_grid: int | None = None,
                  phantoms_fraction: float = 0.0, vary_anatomy: bool = True, device: str = "cpu") -> None:
         if not 0.0 <= phantoms_fraction <= 1.0:
             raise SimulationOptionError(f"phantoms fraction {phantoms_fraction:g} must be within 0..1")
@@ -69,9 +70,3 @@ class SubjectSource:
         variation = draw_variation(seeded_rng(self.seed, subject, 7)) if self.vary_anatomy else NO_VARIATION
         varied = hu if variation.is_identity else vary_hounsfield(hu, spacing, variation, self.device)
         return Subject(volume_from_hounsfield(varied, spacing), Path(path).name, variation)
-
-
-def ct_grid_size(phantom_grid: int, smallest_pixel_mm: float, magnification: float) -> int:
-    """CT grid (voxels along the longest side, 128-256) fine enough for the pixel size at the isocentre."""
-    wanted = int(round(240.0 / max(smallest_pixel_mm / magnification, 1e-3)))  # a ~240 mm head field
-    return int(np.clip(wanted, max(phantom_grid, 128), 256))
