@@ -27,11 +27,17 @@ from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS  # noqa: E402
 
 
-def timed(function):
+def timed(function, *args):
     """(result, wall s, CPU s) of a call."""
     wall, cpu = time.perf_counter(), time.process_time()
-    result = function()
+    result = function(*args)
     return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def all_domains(integrals: np.ndarray, pitch: float) -> list:
+    """Every domain, noisy and noise-free."""
+    return [render_domain(integrals, draw_domain_settings(d, np.random.default_rng(0)), pitch, rng)
+            for d in SIMULATOR_DOMAINS for rng in (np.random.default_rng(1), None)]
 
 
 def main() -> None:
@@ -43,7 +49,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--exact", action="store_true", help="also trace every ray (the previous projector)")
     args = parser.parse_args()
-    volume, read_s, _ = timed(lambda: read_ct_volume(args.ct, grid_size=None))
+    volume, read_s, _ = timed(read_ct_volume, args.ct, None)
     z, y, x = volume.shape_zyx
     print(f"CT {args.ct.name}: {x} x {y} x {z} voxels at {volume.spacing_mm} mm, read in {read_s:.1f} s; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}\n")
@@ -56,13 +62,10 @@ def main() -> None:
         for label, oversampling in variants:
             projector = ConeBeamProjector(volume, device=args.device, ray_oversampling=oversampling)
             rays = projector._traced_grid(geometry)
-            integrals, project_s, project_cpu = timed(lambda: projector.project(geometry))
+            integrals, project_s, project_cpu = timed(projector.project, geometry)
             settings = replace(draw_domain_settings("clinical-normal", np.random.default_rng(0)), heel=0.0)
-            _, render_s, render_cpu = timed(
-                lambda: render_domain(integrals, settings, args.pitch, np.random.default_rng(1)))
-            _, all_s, _ = timed(lambda: [render_domain(integrals, draw_domain_settings(d, np.random.default_rng(0)),
-                                                       args.pitch, rng)
-                                         for d in SIMULATOR_DOMAINS for rng in (np.random.default_rng(1), None)])
+            _, render_s, render_cpu = timed(render_domain, integrals, settings, args.pitch, np.random.default_rng(1))
+            _, all_s, _ = timed(all_domains, integrals, args.pitch)
             print(f"| {name} {args.size} px at {args.pitch} mm, {label} | {rays[0]} x {rays[1]} | "
                   f"{project_s:.1f} ({project_cpu:.1f}) | {render_s:.1f} ({render_cpu:.1f}) | {all_s:.1f} | "
                   f"{project_s + render_s:.1f} |")
