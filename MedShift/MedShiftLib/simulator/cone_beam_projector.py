@@ -113,7 +113,7 @@ class ConeBeamProjector:
     Rays finer than the volume can resolve are not traced one by one: where the detector pitch is finer
     than `ray_oversampling` rays per voxel as magnified onto the detector (the least magnified voxel, on
     the detector side of the volume), the line integrals are traced on a coarser detector grid with the
-    same corners and interpolated bilinearly to the pitch asked for (Testing/test_projector.py bounds the
+    same corners and interpolated bilinearly to the pitch asked for (Testing/test_fast_rendering.py bounds the
     difference from tracing every ray). Training images (1.25 mm pitch) are traced ray by ray as before.
     """
 
