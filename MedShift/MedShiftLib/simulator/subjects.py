@@ -70,3 +70,9 @@ class SubjectSource:
         variation = draw_variation(seeded_rng(self.seed, subject, 7)) if self.vary_anatomy else NO_VARIATION
         varied = hu if variation.is_identity else vary_hounsfield(hu, spacing, variation, self.device)
         return Subject(volume_from_hounsfield(varied, spacing), Path(path).name, variation)
+
+
+def ct_grid_size(phantom_grid: int, smallest_pixel_mm: float, magnification: float) -> int:
+    """CT grid (voxels along the longest side, 128-256) fine enough for the pixel size at the isocentre."""
+    wanted = int(round(240.0 / max(smallest_pixel_mm / magnification, 1e-3)))  # a ~240 mm head field
+    return int(np.clip(wanted, max(phantom_grid, 128), 256))
