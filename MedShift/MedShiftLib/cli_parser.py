@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sod-mm", type=float, default=DEFAULT_SOD_MM,
                    help=f"source-object (isocentre) distance (default {DEFAULT_SOD_MM:g})")
     p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
-                   help="radiograph: the clinical domains processed like skull radiographs (default); legacy: the "
-                        "renderer the bundled model was trained on")
+                   help="film: clinical domains fitted to real skull films (default); radiograph: the look the bundled "
+                        "model was fine-tuned on; legacy: the earlier renderer")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
     p.add_argument("--preview", metavar="PNG", help="also write subject 0, view 0 in all five domains side by side "
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "else the procedural phantom)")
     p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
     p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
-                   help="simulator look of the input (legacy: the renderer the bundled model was trained on)")
+                   help="simulator look of the input (radiograph: the one the bundled model was fine-tuned on)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(

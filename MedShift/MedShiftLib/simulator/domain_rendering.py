@@ -107,7 +107,8 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
         transmission = ndimage.zoom(transmission, factors, order=1)
         transmission = transmission[: line_integrals.shape[0], : line_integrals.shape[1]]
     if style.veil_from_object:
-        hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm)
+        hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm,
+                                           style.fast_wide_blur)
     else:
         veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
         hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
@@ -140,7 +141,8 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
     if style.scatter_from_object:
-        scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm)
+        scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm,
+                               style.fast_wide_blur)
     else:
         scatter = style.scatter_to_primary * ndimage.gaussian_filter(
             primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
@@ -162,18 +164,20 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
     processed = _equalise(log_image, style, pixel_spacing_mm)
     processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
-    if style.window_on_anatomy:
+    if style.skin_window:
         # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
         attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, style.detector_blur_px, mode="nearest"),
                                       1e-9, None))
-        low, high = _anatomy_window(processed_clean, attenuation)
+        low, high = _skin_window(processed_clean, attenuation)
+    elif style.window_on_anatomy:
+        low, high = _anatomy_window(processed_clean, clean_log)
     else:
         low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
     # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
     extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     image = _sigmoid_lut(x, style.lut_slope)
-    if style.window_on_anatomy:  # exposure recognition: the open field black, from the skin line on
+    if style.skin_window:  # exposure recognition: the open field black, from the skin line on
         tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
         x_clean = (processed_clean - low) / max(high - low, 1e-6)  # noise-free
         # film-like toe (lut_toe > 0): the thinnest anatomy (skin, facial profile) grey, the open field black
@@ -182,7 +186,8 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     return image
 
 
-def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float) -> np.ndarray:
+def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float,
+                 fast: bool = False) -> np.ndarray:
     """Scatter (or a simulator's veil) from the object: a Gaussian kernel over sources P * ln(1/P), none in air.
 
     Single scatter leaves the object roughly in proportion to the primary and the path length through
@@ -191,7 +196,9 @@ def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spaci
     (for scatter, the SPR: 0.2-0.6 for a head with an anti-scatter grid, PHYSICS.md).
     """
     depth = -np.log(np.clip(primary, 1e-9, None))
-    spread = gaussian_blur(primary * depth, sigma_mm / pixel_spacing_mm)
+    sigma_px = sigma_mm / pixel_spacing_mm
+    spread = (gaussian_blur(primary * depth, sigma_px) if fast
+              else ndimage.gaussian_filter(primary * depth, sigma_px, mode="nearest"))
     anatomy = depth > ANATOMY_MIN_ATTENUATION
     if not anatomy.any() or ratio == 0:
         return np.zeros_like(primary)
@@ -199,14 +206,26 @@ def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spaci
     return ratio / max(median, 1e-12) * spread
 
 
-def _anatomy_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[float, float]:
+def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple[float, float]:
     """Display window from the anatomy only (exposure recognition): the direct-exposure field goes black."""
+    anatomy = clean_log > ANATOMY_MIN_ATTENUATION
+    if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
+        values = processed_clean.ravel()
+        return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
+    low = max(float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[0])),
+              float(np.percentile(processed_clean[~anatomy], 75.0)))  # direct exposure saturates black
+    high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
+    return low, max(high, low + 1e-6)
+
+
+def _skin_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[float, float]:
+    """Display window from the 0.5th percentile over all tissue (skin and facial profile included) to the
+    99.7th over the anatomy; the processing's halo can push thin tissue below the open field, so the open
+    field is set black by its own mask in _render_clinical, not by the window."""
     anatomy = attenuation > ANATOMY_MIN_ATTENUATION
     if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
         values = processed_clean.ravel()
         return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
-    # the low end over all tissue, the thin skin and facial profile included (the processing's halo can push
-    # them below the open field, so the open field is set black by its own mask in _render_clinical)
     low = float(np.percentile(processed_clean[attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION], WINDOW_PERCENTILES[0]))
     high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
     return low, max(high, low + 1e-6)
