@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
     from .simulator.cone_beam_projector import DEFAULT_SID_MM, DEFAULT_SOD_MM
-    from .simulator.domain_styles import DEFAULT_LOOK, LOOKS
+    from .simulator.domain_styles import BUNDLED_MODEL_LOOK, DEFAULT_LOOK, LOOKS
     from .simulator.views import VIEW_KINDS
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--subjects", type=int, default=10, help="number of subjects (phantoms or CT variants)")
@@ -175,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
                                 "else the procedural phantom)")
     p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
-    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
-                   help="simulator look of the input (radiograph: the one the bundled model was fine-tuned on)")
+    p.add_argument("--look", choices=LOOKS, default=BUNDLED_MODEL_LOOK,
+                   help=f"simulator look of the input (default {BUNDLED_MODEL_LOOK}: the one the bundled model was "
+                        "fine-tuned on)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(

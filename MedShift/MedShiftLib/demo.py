@@ -26,7 +26,7 @@ from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
 from .settings import DEFAULTS, TranslationSettings
 from .simulator.domain_rendering import to_uint16
-from .simulator.domain_styles import DEFAULT_LOOK
+from .simulator.domain_styles import BUNDLED_MODEL_LOOK
 from .simulator.simulation import simulate_view
 from .simulator.views import ViewOptions
 
@@ -35,7 +35,7 @@ WHOLE_HEAD_DETECTOR_MM = 400.0  # 267 mm at the isocentre (magnification 1.5): v
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
              target: str = "clinical-normal", tau: float = DEFAULTS["tau"], seed: int = 7,
-             device: str = "auto", ct_path: str | Path | None = None, look: str = DEFAULT_LOOK) -> list[Path]:
+             device: str = "auto", ct_path: str | Path | None = None, look: str = BUNDLED_MODEL_LOOK) -> list[Path]:
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths.
 
     `ct_path`: the CT to render (None: the procedural phantom); the view is lateral view 0 of `seed` (the whole

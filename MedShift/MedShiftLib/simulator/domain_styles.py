@@ -18,6 +18,7 @@ from .domains import SIMULATOR_DOMAINS
 
 LOOKS = ("film", "radiograph", "legacy")
 DEFAULT_LOOK = "film"
+BUNDLED_MODEL_LOOK = "radiograph"  # the look the bundled model was fine-tuned on (the demo's default until a retrain)
 
 
 @dataclass(frozen=True)
