@@ -155,5 +155,5 @@ def test_demo_renders_the_shipped_head_ct_unless_told_otherwise(tmp_path):
         assert main(["demo", "--out", str(tmp_path / name), "--model", str(model), *extra]) == 0
         inputs[name] = np.asarray(Image.open(tmp_path / name / "input_sim-low.png"), float)
     assert len({inputs[k].tobytes() for k in inputs}) == 3
-    # the Cranium head fills the field more than the small synthetic head does
+    # the shipped head (the Visible Human head) fills the field more than the small synthetic head does
     assert (inputs["shipped"] > 0.2 * 65535).mean() > (inputs["other"] > 0.2 * 65535).mean()

@@ -63,3 +63,18 @@ def test_an_unknown_look_is_refused(tmp_path, capsys):
         draw_domain_settings("sim-low", np.random.default_rng(0), "cinematic")
     with pytest.raises(SystemExit):
         main(["simulate", str(tmp_path), "--look", "cinematic"])
+
+
+@pytest.mark.parametrize("domain", ["clinical-low", "clinical-normal", "clinical-exposure"])
+def test_the_facial_profile_stays_grey_against_black_air(domain):
+    """A thin soft-tissue rim (a nose, the scalp: 0.3-2 g/cm^2) beside a head is grey, not in the LUT's black toe."""
+    integrals, inside, _ = thick_head()
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    radius = np.hypot(yy - SIZE / 2, xx - SIZE / 2)
+    rim = ~inside & (radius < SIZE * 0.43)
+    tissue = MATERIALS.index("soft_tissue")
+    integrals[..., tissue] += rim * (0.3 + 2.0 * np.clip((SIZE * 0.43 - radius) / (SIZE * 0.08), 0, 1))
+    air = radius > SIZE * 0.47
+    image = render_domain(integrals, draw_domain_settings(domain, np.random.default_rng(0)), PITCH,
+                          np.random.default_rng(1)).image
+    assert np.median(image[rim]) > 0.12 and image[air].mean() < 0.01

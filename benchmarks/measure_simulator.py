@@ -1,8 +1,10 @@
 """Prints the simulator's sharpness (edge MTF), noise (NPS) and contrast figures against PHYSICS.md, and the
 display statistics of real-CT renderings beside real CR radiographs.
 
-Run from the repository root: `python benchmarks/measure_simulator.py [--ct CT.nrrd] [--real RG1.dcm RG3.dcm]`
-(default CT: the shipped Cranium CT; the real radiographs are optional). Results go to docs/simulator.md.
+Run from the repository root: `python benchmarks/measure_simulator.py [--ct CT.nrrd] [--real RG1.dcm RG3.dcm]
+[--films FILM_DIR --film-cts CT.nrrd ... --film-picture PNG]` (default CT: the shipped head CT; the real radiographs
+and the skull films are optional; the film comparison is in benchmarks/skull_films.py). Results go to
+docs/simulator.md.
 
 - Edge MTF: a 3-degree slanted bone edge (0.3 g/cm^2 of cortical bone on 15 g/cm^2 of soft tissue), each
   pixel the mean of 8 x 8 sub-pixel samples; ESF binned at 1/4 pixel across the edge, LSF by differences
@@ -169,7 +171,7 @@ def print_display_comparison(ct: Path | None, real: list[str]) -> None:
             view = simulate_view(seed=3, size=256, ct_path=str(ct), views=views, vary_anatomy=False, clean=True)
             anatomy = view.clean_images["sim-high"] > 0.1
             for domain in ("sim-low", "clinical-normal", "clinical-exposure"):
-                print(f"| Cranium CT {kind}, {domain} | {display_statistics(view.images[domain], anatomy)} |")
+                print(f"| {ct.name} {kind}, {domain} | {display_statistics(view.images[domain], anatomy)} |")
     for path in real:
         from PIL import Image
 
@@ -187,16 +189,26 @@ def print_display_comparison(ct: Path | None, real: list[str]) -> None:
 
 def main() -> None:
     """Print every table."""
-    from MedShiftLib.simulator.invesalius_ct import shipped_ct_path
+    from MedShiftLib.simulator.head_cts import shipped_ct_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ct", type=Path, default=shipped_ct_path())
     parser.add_argument("--real", nargs="*", default=[])
+    parser.add_argument("--films", type=Path, help="folder with the Bolton-Brush films B1893L12.jpg and B1893F12.jpg "
+                        "(open-ortho/dcm4ceph, dcm4ceph-sampledata/): compare clinical renderings with them")
+    parser.add_argument("--film-cts", type=Path, nargs="*", default=[],
+                        help="full-resolution CTs for the film comparison (medshift fetch-ct OUT_DIR)")
+    parser.add_argument("--film-picture", type=Path, help="write the films and renderings side by side here")
+    parser.add_argument("--only-films", action="store_true", help="print only the film comparison")
     args = parser.parse_args()
-    print_mtf()
-    print_nps()
-    print_contrast()
-    print_display_comparison(args.ct, args.real)
+    if not args.only_films:
+        print_mtf()
+        print_nps()
+        print_contrast()
+        print_display_comparison(args.ct, args.real)
+    if args.films is not None:
+        from skull_films import compare_with_films
+        compare_with_films(args.film_cts or [args.ct], args.films, args.film_picture)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Writes the simulator pictures of docs/simulator.md (run from the repository root).
 
-`python scripts/make_simulator_figures.py [--real RG1_UNCR.dcm RG3_UNCR.dcm]`: the shipped Cranium CT in
-the five domains (PA, lateral and C-arm views) and, given real CR radiographs (PyPI pydicom-data), the
-clinical renderings beside them.
+`python scripts/make_simulator_figures.py [--real RG1_UNCR.dcm RG3_UNCR.dcm]`: the shipped head CTs (Cranium and
+the Visible Human head) in the five domains (PA, lateral and C-arm views), the Visible Human head's mid-sagittal
+and axial slices (orientation check) and, given real CR radiographs (PyPI pydicom-data), the clinical renderings
+beside them.
 """
 import argparse
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 sys.path.insert(0, "MedShift")
 from MedShiftLib.io.comparison_figure import display_window, save_side_by_side  # noqa: E402
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
-from MedShiftLib.simulator.invesalius_ct import shipped_ct_path  # noqa: E402
+from MedShiftLib.simulator import invesalius_ct, visible_human_ct  # noqa: E402
 from MedShiftLib.simulator.simulation import render_domain_strip, simulate_view  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
 
@@ -30,10 +31,27 @@ def views(kind: str, size: int) -> ViewOptions:
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--real", nargs="*", default=[])
 args = parser.parse_args()
-ct = shipped_ct_path()
-for kind in ("pa", "lateral", "c-arm"):
-    print(render_domain_strip(OUT / f"simulator_cranium_{kind}.png", seed=3, size=200, ct_path=ct,
-                              views=views(kind, 200)))
+ct = invesalius_ct.shipped_ct_path()
+for name, path in (("cranium", ct), ("visible_human", visible_human_ct.shipped_ct_path())):
+    for kind in ("pa", "lateral", "c-arm"):
+        print(render_domain_strip(OUT / f"simulator_{name}_{kind}.png", seed=3, size=200, ct_path=path,
+                                  views=views(kind, 200)))
+
+
+def orientation_figure(path: Path, out: Path) -> Path:
+    """Mid-sagittal (anterior left, superior up) and axial (anterior up) slices of a shipped LPS CT."""
+    import SimpleITK as sitk
+
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # [z, y, x], LPS: z superior, y posterior
+    window = lambda a: (np.clip((a + 1000.0) / 2500.0, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    sagittal = window(hu[::-1, :, hu.shape[2] // 2])  # rows: superior first; columns: anterior first
+    axial = window(hu[hu.shape[0] // 3])  # through the teeth; rows: anterior first
+    return save_side_by_side([sagittal, axial], ["mid-sagittal: anterior left, superior up",
+                                                 "axial (teeth): anterior up, patient's left right"], out,
+                             panel_size=300)
+
+
+print(orientation_figure(visible_human_ct.shipped_ct_path(), OUT / "visible_human_orientation.png"))
 panels, labels = [], []
 for path in args.real:
     image = read_radiograph(path)

@@ -198,10 +198,19 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def run_fetch_ct(args: argparse.Namespace) -> int:
     """`medshift fetch-ct`."""
-    from .simulator.invesalius_ct import OUTPUT_NAME, fetch_cranium_ct
-    refuse_outputs_over_inputs(output_files=[("OUT_DIR", Path(args.out_dir) / OUTPUT_NAME)],
-                               input_files=[("--deb", args.deb)])
-    print(fetch_cranium_ct(args.out_dir, deb=args.deb))
+    from .simulator.head_cts import HEAD_CTS, fetch_head_cts
+    from .simulator.invesalius_ct import OUTPUT_NAME as CRANIUM_NAME
+    from .simulator.visible_human_ct import ACKNOWLEDGEMENT
+    from .simulator.visible_human_ct import OUTPUT_NAME as VISIBLE_HUMAN_NAME
+    refuse_outputs_over_inputs(output_files=[("OUT_DIR", Path(args.out_dir) / name)
+                                             for name in (CRANIUM_NAME, VISIBLE_HUMAN_NAME)],
+                               input_files=[("--deb", args.deb), ("--wheel", args.wheel)])
+    given = tuple(name for name, file in (("visible-human", args.wheel), ("cranium", args.deb)) if file)
+    which = (args.only,) if args.only else (given or HEAD_CTS)
+    if "visible-human" in which:  # said first, so it is said even when the other CT then fails
+        print(f"Visible Human head: {ACKNOWLEDGEMENT}.", file=sys.stderr)
+    for path in fetch_head_cts(args.out_dir, which, deb=args.deb, wheel=args.wheel):
+        print(path)
     return 0
 
 
@@ -244,7 +253,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """`medshift demo`."""
     from .demo import run_demo as demo
-    from .simulator.invesalius_ct import shipped_ct_path
+    from .simulator.head_cts import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
     ct_file, ct_folder = _file_and_folder(ct)
     refuse_outputs_over_inputs(output_folders=[("--out", args.out)], input_files=[("--model", args.model),

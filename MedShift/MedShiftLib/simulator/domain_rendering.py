@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
 
 # Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
@@ -28,11 +29,15 @@ QUANTUM_PIXEL_MM = 0.308
 # Exposure recognition: the display window is taken over the anatomy, pixels attenuated by more than
 # 1 - exp(-0.1) (10 %) of the open field, from its 0.5th to its 99.7th percentile.
 ANATOMY_MIN_ATTENUATION = 0.1
+# Direct exposure (black on the display): pixels attenuated by less than 1 - exp(-0.02) (2 %).
+DIRECT_EXPOSURE_MAX_ATTENUATION = 0.02
 # Scales (Gaussian sigma at the detector, mm) of the contrast-equalisation bands: 1-16 pixels of the
 # default 1.25 mm pitch, fixed in mm as vendor processing is, so a finer pitch sees the same bands
 # (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
 BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
 WINDOW_PERCENTILES = (0.5, 99.7)
+# The window fraction over which the display toe (ClinicalStyle.lut_toe) rises to its full height.
+TOE_RAMP = 0.04
 
 
 def check_domain(domain: str) -> None:
@@ -102,7 +107,8 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
         transmission = ndimage.zoom(transmission, factors, order=1)
         transmission = transmission[: line_integrals.shape[0], : line_integrals.shape[1]]
     if style.veil_from_object:
-        hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm)
+        hazy = transmission + _object_veil(transmission, style.haze_strength, style.haze_sigma_mm, pixel_spacing_mm,
+                                           style.fast_wide_blur)
     else:
         veil = ndimage.gaussian_filter(transmission, style.haze_sigma_mm / pixel_spacing_mm, mode="nearest")
         hazy = (transmission + style.haze_strength * veil) / (1.0 + style.haze_strength)
@@ -118,11 +124,11 @@ def _render_simulator(line_integrals, style: SimulatorStyle, pixel_spacing_mm, n
     return np.clip(image, 0.0, 1.0)
 
 
-def _band_decomposition(image: np.ndarray, sigmas_px) -> tuple[list[np.ndarray], np.ndarray]:
-    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass."""
+def _band_decomposition(image: np.ndarray, sigmas_px, fast: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """Difference-of-Gaussian detail bands at increasing scales and the residual low-pass (fast: wide_blur)."""
     bands, previous = [], image
     for sigma in sigmas_px:
-        smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+        smooth = gaussian_blur(image, sigma) if fast else ndimage.gaussian_filter(image, sigma, mode="nearest")
         bands.append(previous - smooth)
         previous = smooth
     return bands, previous
@@ -135,7 +141,8 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
     if style.scatter_from_object:
-        scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm)
+        scatter = _object_veil(primary, style.scatter_to_primary, style.scatter_sigma_mm, pixel_spacing_mm,
+                               style.fast_wide_blur)
     else:
         scatter = style.scatter_to_primary * ndimage.gaussian_filter(
             primary, style.scatter_sigma_mm / pixel_spacing_mm, mode="nearest")
@@ -157,17 +164,30 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
     processed = _equalise(log_image, style, pixel_spacing_mm)
     processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
-    if style.window_on_anatomy:
+    if style.skin_window:
+        # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
+        attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, style.detector_blur_px, mode="nearest"),
+                                      1e-9, None))
+        low, high = _skin_window(processed_clean, attenuation)
+    elif style.window_on_anatomy:
         low, high = _anatomy_window(processed_clean, clean_log)
     else:
         low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
     # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
     extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
-    return _sigmoid_lut(x, style.lut_slope)
+    image = _sigmoid_lut(x, style.lut_slope)
+    if style.skin_window:  # exposure recognition: the open field black, from the skin line on
+        tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
+        x_clean = (processed_clean - low) / max(high - low, 1e-6)  # noise-free
+        # film-like toe (lut_toe > 0): the thinnest anatomy (skin, facial profile) grey, the open field black
+        toe = style.lut_toe * np.clip(x_clean / TOE_RAMP, 0.0, 1.0)
+        image = tissue * (toe + (1.0 - style.lut_toe) * image)
+    return image
 
 
-def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float) -> np.ndarray:
+def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float,
+                 fast: bool = False) -> np.ndarray:
     """Scatter (or a simulator's veil) from the object: a Gaussian kernel over sources P * ln(1/P), none in air.
 
     Single scatter leaves the object roughly in proportion to the primary and the path length through
@@ -176,7 +196,9 @@ def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spaci
     (for scatter, the SPR: 0.2-0.6 for a head with an anti-scatter grid, PHYSICS.md).
     """
     depth = -np.log(np.clip(primary, 1e-9, None))
-    spread = ndimage.gaussian_filter(primary * depth, sigma_mm / pixel_spacing_mm, mode="nearest")
+    sigma_px = sigma_mm / pixel_spacing_mm
+    spread = (gaussian_blur(primary * depth, sigma_px) if fast
+              else ndimage.gaussian_filter(primary * depth, sigma_px, mode="nearest"))
     anatomy = depth > ANATOMY_MIN_ATTENUATION
     if not anatomy.any() or ratio == 0:
         return np.zeros_like(primary)
@@ -196,14 +218,31 @@ def _anatomy_window(processed_clean: np.ndarray, clean_log: np.ndarray) -> tuple
     return low, max(high, low + 1e-6)
 
 
+def _skin_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[float, float]:
+    """Display window from the 0.5th percentile over all tissue (skin and facial profile included) to the
+    99.7th over the anatomy; the processing's halo can push thin tissue below the open field, so the open
+    field is set black by its own mask in _render_clinical, not by the window."""
+    anatomy = attenuation > ANATOMY_MIN_ATTENUATION
+    if anatomy.mean() < 0.02 or anatomy.mean() > 0.98:  # no anatomy, or no direct exposure: the whole image
+        values = processed_clean.ravel()
+        return float(np.percentile(values, WINDOW_PERCENTILES[0])), float(np.percentile(values, WINDOW_PERCENTILES[1]))
+    low = float(np.percentile(processed_clean[attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION], WINDOW_PERCENTILES[0]))
+    high = float(np.percentile(processed_clean[anatomy], WINDOW_PERCENTILES[1]))
+    return low, max(high, low + 1e-6)
+
+
 def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
     """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass."""
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
-    bands, residual = _band_decomposition(log_image, [sigma * scale_px for sigma in BAND_SIGMAS_MM])
+    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least one pixel)
+    fine = [(sigma / pixel_spacing_mm, gain) for sigma, gain in zip(style.fine_band_sigmas_mm, style.fine_band_gains)
+            if sigma >= pixel_spacing_mm]
+    sigmas = [sigma for sigma, _ in fine] + [sigma * scale_px for sigma in BAND_SIGMAS_MM]
+    bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
     out = style.base_gain * residual
-    for gain, band in zip(style.band_gains, bands):
+    for gain, band in zip([gain for _, gain in fine] + list(style.band_gains), bands):
         out = out + gain * _compress(band, style.band_exponent, style.band_knee)
     return out
 

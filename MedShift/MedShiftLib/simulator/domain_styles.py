@@ -1,11 +1,13 @@
-"""The parameters of each simulator domain, in two looks: "radiograph" (default) and "legacy".
+"""The parameters of each simulator domain, in three looks: "film" (default), "radiograph" and "legacy".
 
-- radiograph: scatter (and the simulator domains' veil) comes from the object only, the display
-  window is set on the anatomy (direct exposure black), the detail bands are compressed as in
-  multi-scale contrast equalisation (MUSICA) and their scales are fixed in mm: real heads look like
-  skull radiographs (docs/simulator.md, "The look").
-- legacy: the renderer the bundled model was trained on (until it is retrained): a veil and scatter
-  that blur the open field into the head, the window over the whole image, linear bands in pixels.
+- film: the radiograph look fitted to real skull films (docs/simulator.md, "Against real skull films"):
+  detail bands down to 0.3 mm where the pixels resolve them, stronger compression of large edges, the skin
+  and facial profile grey above a black open field (a film-like toe), fast wide filters for large views.
+- radiograph: the look the bundled model was fine-tuned on (until it is retrained), kept byte for byte:
+  scatter (and the simulator domains' veil) from the object only, the display window on the anatomy
+  (direct exposure black), MUSICA-style compressed bands at fixed mm scales (docs/simulator.md, "The look").
+- legacy: the earlier renderer: a veil and scatter that blur the open field into the head, the window
+  over the whole image, linear bands in pixels.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 from ..errors import DomainError
 from .domains import SIMULATOR_DOMAINS
 
-LOOKS = ("radiograph", "legacy")
-DEFAULT_LOOK = "radiograph"
+LOOKS = ("film", "radiograph", "legacy")
+DEFAULT_LOOK = "film"
+BUNDLED_MODEL_LOOK = "radiograph"  # the look the bundled model was fine-tuned on (the demo's default until a retrain)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class SimulatorStyle:
     white_noise_std: float  # in display units, after the display mapping
     display_range: tuple[float, float]  # display values of zero and of the reference attenuation
     veil_from_object: bool = True  # False (legacy): the veil blurs the whole transmission, open field included
+    fast_wide_blur: bool = False  # True (film): the veil on block averages (wide_blur.py: within 0.3 %)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class ClinicalStyle:
     scatter_from_object: bool = True  # False (legacy): SPR times the blurred primary, open field included
     window_on_anatomy: bool = True  # False (legacy): window over the whole image
     band_scales_in_mm: bool = True  # False (legacy): bands at 1-16 px whatever the pixel size
+    fine_band_sigmas_mm: tuple[float, ...] = ()  # detail bands below BAND_SIGMAS_MM (used where pixels resolve them)
+    fine_band_gains: tuple[float, ...] = ()
+    skin_window: bool = False  # True (film): window over all tissue, open field black by its own mask, toe
+    lut_toe: float = 0.0  # display value the tissue starts from above black (skin_window only)
+    fast_wide_blur: bool = False  # True (film): scatter and wide bands on block averages (wide_blur.py: within 0.3 %)
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
@@ -59,7 +68,7 @@ _CLINICAL = dict(scatter_to_primary=0.4, scatter_sigma_mm=40.0, electronic_noise
 _FLUORO = dict(detector_blur_px=1.0, band_gains=(1.0, 1.6, 1.9, 1.6, 1.2), base_gain=0.4, lut_slope=5.0,
                band_exponent=0.7)
 
-DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
+RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
                               display_range=(0.06, 0.78), **_SIM),
     "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
@@ -69,6 +78,24 @@ DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
                                        band_gains=(1.8, 2.4, 2.2, 1.8, 1.4), base_gain=0.4, lut_slope=5.5,
                                        band_exponent=0.7, **_CLINICAL),
+}
+
+# Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (docs/simulator.md, "Against real skull films"):
+# bands at 0.3 and 0.6 mm where the pixels resolve them, stronger compression of large edges, a grey toe.
+_FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.5, base_gain=0.3, skin_window=True, lut_toe=0.15,
+             fast_wide_blur=True)
+_FILM_FLUORO = dict(detector_blur_px=1.0, band_gains=(2.0, 1.8, 1.9, 1.4, 1.0), fine_band_gains=(2.5, 2.5),
+                    lut_slope=5.0, **_FILM)
+FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
+    "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
+                              display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
+    "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
+                               display_range=(0.05, 0.82), fast_wide_blur=True, **_SIM),
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), **_FILM_FLUORO, **_CLINICAL),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), **_FILM_FLUORO, **_CLINICAL),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
+                                       band_gains=(2.4, 2.4, 2.2, 1.6, 1.2), fine_band_gains=(3.0, 3.0),
+                                       lut_slope=5.5, **_FILM, **_CLINICAL),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)
@@ -88,7 +115,7 @@ LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
                                        **_LEGACY),
 }
 
-LOOK_STYLES = {"radiograph": DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
+LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
 
 
 def check_look(look: str) -> None:
@@ -100,7 +127,7 @@ def check_look(look: str) -> None:
 def domain_style(domain: str, look: str = DEFAULT_LOOK) -> SimulatorStyle | ClinicalStyle:
     """The parameters of a domain in a look; DomainError for an unknown domain or look."""
     check_look(look)
-    if domain not in DOMAIN_STYLES:
+    if domain not in FILM_DOMAIN_STYLES:
         raise DomainError(f"unknown simulator domain {domain!r}; the simulator renders: "
                           f"{', '.join(SIMULATOR_DOMAINS)}")
     return LOOK_STYLES[look][domain]

@@ -21,7 +21,7 @@ from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
 from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16
 from .domain_styles import DEFAULT_LOOK, check_look, domain_style
 from .domains import SIMULATOR_DOMAINS
-from .subjects import SubjectSource, ct_grid_size
+from .subjects import SubjectSource
 from .views import ViewOptions, angle_limit, draw_view, seeded_rng
 
 MANIFEST_COLUMNS = ("file", "domain", "subject", "view", "lao_rao_deg", "cranial_caudal_deg", "dose_nGy",
@@ -98,10 +98,9 @@ def _as_tuple(value) -> tuple:
 
 def subject_source(seed: int, size: int, views: ViewOptions, ct_paths=(), phantom_grid: int | None = None,
                    phantoms_fraction: float = 0.0, vary_anatomy: bool = True, device: str = "cpu") -> SubjectSource:
-    """The subjects of a data set rendered at `size` px with `views` (CT grid fine enough for its pixels)."""
+    """The subjects of a data set rendered at `size` px with `views` (CTs at their own resolution)."""
     grid = phantom_grid or default_phantom_grid(size)
-    ct_grid = ct_grid_size(grid, views.smallest_spacing(size), views.sid_mm / views.sod_mm)
-    return SubjectSource(seed, grid, tuple(str(p) for p in _as_tuple(ct_paths)), ct_grid, phantoms_fraction,
+    return SubjectSource(seed, grid, tuple(str(p) for p in _as_tuple(ct_paths)), None, phantoms_fraction,
                          vary_anatomy, device)
 
 

@@ -3,7 +3,8 @@
 Subject k is a phantom when no CT is given, or (with CTs and `phantoms_fraction` f > 0) when its own
 seeded draw falls below f; otherwise it is CT number k mod (number of CTs), varied by its own seeded
 size, proportions, pose and deformation (`anatomical_variation`). Each CT is read once (non-patient
-objects removed) and kept in memory.
+objects removed) and kept in memory, at its own resolution unless `ct_grid` (voxels along its longest side) asks
+for a coarser grid.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class Subject:
 class SubjectSource:
     """Makes subject k of a data set from phantoms and/or CTs (see the module docstring)."""
 
-    def __init__(self, seed: int, phantom_grid: int, ct_paths: tuple[str, ...] = (), ct_grid: int = 192,
+    def __init__(self, seed: int, phantom_grid: int, ct_paths: tuple[str, ...] = (), ct_grid: int | None = None,
                  phantoms_fraction: float = 0.0, vary_anatomy: bool = True, device: str = "cpu") -> None:
         if not 0.0 <= phantoms_fraction <= 1.0:
             raise SimulationOptionError(f"phantoms fraction {phantoms_fraction:g} must be within 0..1")

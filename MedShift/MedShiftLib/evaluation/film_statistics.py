@@ -1,0 +1,156 @@
+"""Does a rendering look like a skull film? Edge width, band energies and grey levels over the head.
+
+Every image is first brought to one pixel size (`common_pixel_mm`) and normalised to its own 1st-99th
+percentile over the head (0..1, bright = dense), so scanner, film and display curve offsets cancel.
+
+- edge width: the 10-90 % rise distance (mm) across the strongest edges (the top 0.5 % of the gradient over
+  the head, at least 2 mm apart), measured on profiles +-3 mm along the gradient, median over the edges;
+- band energies: the variance over the head of difference-of-Gaussian octave bands with sigma 0.5, 1, 2, 4 and
+  8 mm (band k: G(sigma_k / 2) - G(sigma_k)); two images compare by the mean |log ratio| of their energies;
+- grey levels: the normalised values over the head; two images compare by the 1-D Wasserstein distance of
+  their distributions (the mean absolute difference of their quantiles, 0..1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+BAND_SIGMAS_MM = (0.5, 1.0, 2.0, 4.0, 8.0)
+EDGE_SHARE = 0.005
+PROFILE_HALF_MM = 3.0
+
+
+@dataclass(frozen=True)
+class FilmStatistics:
+    """Statistics of one image over its head region."""
+
+    edge_width_mm: float
+    band_energies: tuple[float, ...]
+    quantiles: np.ndarray  # 101 quantiles of the normalised grey levels over the head
+    median_grey: float
+
+
+def resample(image: np.ndarray, pixel_mm: float, target_mm: float) -> np.ndarray:
+    """The image at `target_mm` pixels: area-averaged when shrinking, linear when enlarging."""
+    factor = pixel_mm / target_mm
+    image = np.asarray(image, dtype=np.float32)
+    if abs(factor - 1) < 1e-3:
+        return image
+    if factor < 1:
+        image = ndimage.gaussian_filter(image, 0.5 / factor * 0.85, mode="nearest")  # anti-alias
+    return ndimage.zoom(image, factor, order=1, mode="nearest", grid_mode=True)
+
+
+def normalise(image: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Values mapped so the head's 1st and 99th percentiles become 0 and 1 (clipped)."""
+    low, high = np.percentile(image[head], [1, 99])
+    return np.clip((image - low) / max(high - low, 1e-9), 0.0, 1.0)
+
+
+def edge_width_mm(image: np.ndarray, head: np.ndarray, pixel_mm: float) -> float:
+    """Median 10-90 % rise distance (mm) across the strongest edges inside the head."""
+    smooth = ndimage.gaussian_filter(image, 0.5)
+    gy, gx = ndimage.sobel(smooth, 0), ndimage.sobel(smooth, 1)
+    magnitude = np.hypot(gy, gx)
+    inner = ndimage.binary_erosion(head, iterations=int(np.ceil(PROFILE_HALF_MM / pixel_mm)) + 1)
+    if not inner.any():
+        return float("nan")
+    threshold = np.quantile(magnitude[inner], 1 - EDGE_SHARE)
+    candidates = inner & (magnitude >= threshold)
+    spacing = max(1, int(round(2.0 / pixel_mm)))  # one edge per 2 mm cell: no edge counted twice
+    ys, xs = np.nonzero(candidates)
+    order = np.argsort(-magnitude[ys, xs])
+    cells, points = set(), []
+    for i in order:
+        cell = (ys[i] // spacing, xs[i] // spacing)
+        if cell not in cells:
+            cells.add(cell)
+            points.append((ys[i], xs[i]))
+        if len(points) >= 400:
+            break
+    t = np.arange(-PROFILE_HALF_MM, PROFILE_HALF_MM + 1e-9, 0.05) / pixel_mm  # pixels along the gradient
+    widths = []
+    for y, x in points:
+        norm = magnitude[y, x]
+        dy, dx = gy[y, x] / norm, gx[y, x] / norm
+        profile = ndimage.map_coordinates(image, [y + t * dy, x + t * dx], order=1, mode="nearest")
+        width = _rise_width(profile) * 0.05
+        if np.isfinite(width):
+            widths.append(width)
+    return float(np.median(widths)) if widths else float("nan")
+
+
+def _rise_width(profile: np.ndarray) -> float:
+    """Samples between the 10 % and 90 % crossings nearest the centre of a rising profile."""
+    centre = len(profile) // 2
+    low, high = profile[:centre].min(), profile[centre:].max()
+    if high - low <= 1e-9:
+        return float("nan")
+    p10, p90 = low + 0.1 * (high - low), low + 0.9 * (high - low)
+    below = np.nonzero(profile[:centre + 1] <= p10)[0]
+    above = np.nonzero(profile[centre:] >= p90)[0]
+    if not len(below) or not len(above):
+        return float("nan")
+    return float(centre + above[0] - below[-1])
+
+
+def band_energies(image: np.ndarray, head: np.ndarray, pixel_mm: float) -> tuple[float, ...]:
+    """Variance over the head of each octave band (sigma BAND_SIGMAS_MM)."""
+    energies = []
+    for sigma in BAND_SIGMAS_MM:
+        band = (ndimage.gaussian_filter(image, sigma / 2 / pixel_mm, mode="nearest")
+                - ndimage.gaussian_filter(image, sigma / pixel_mm, mode="nearest"))
+        energies.append(float(np.mean(band[head] ** 2)))
+    return tuple(energies)
+
+
+def film_statistics(image: np.ndarray, head: np.ndarray, pixel_mm: float, common_pixel_mm: float = 0.15
+                    ) -> FilmStatistics:
+    """Statistics of an image (bright = dense) over `head`, at `common_pixel_mm` pixels."""
+    small = resample(image, pixel_mm, common_pixel_mm)
+    mask = resample(head.astype(np.float32), pixel_mm, common_pixel_mm) > 0.5
+    mask = mask[: small.shape[0], : small.shape[1]]
+    x = normalise(small, mask)
+    quantiles = np.quantile(x[mask], np.linspace(0, 1, 101))
+    return FilmStatistics(edge_width_mm(x, mask, common_pixel_mm), band_energies(x, mask, common_pixel_mm),
+                          quantiles, float(np.median(x[mask])))
+
+
+def band_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:
+    """Mean |log ratio| of two images' band energies."""
+    return float(np.mean(np.abs(np.log(np.asarray(a.band_energies) / np.asarray(b.band_energies)))))
+
+
+def histogram_distance(a: FilmStatistics, b: FilmStatistics) -> float:
+    """1-D Wasserstein distance between two images' normalised grey levels over the head."""
+    return float(np.mean(np.abs(a.quantiles - b.quantiles)))
+
+
+def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, int, int, int], ...] = ()
+                ) -> np.ndarray:
+    """The head: the largest object brighter than the background (Otsu on a 2 mm blur), holes filled,
+    minus `exclude` boxes (row0, row1, col0, col1) such as a film's labels and rulers."""
+    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 2.0 / pixel_mm)
+    threshold = _otsu(smooth)
+    mask = smooth > threshold
+    labels, count = ndimage.label(mask)
+    if count > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    mask = ndimage.binary_fill_holes(mask)
+    for r0, r1, c0, c1 in exclude:
+        mask[r0:r1, c0:c1] = False
+    return mask
+
+
+def _otsu(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, 256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * centres)
+    total, total_mean = weight[-1], mean[-1]
+    between = (total_mean * weight - mean * total) ** 2 / np.maximum(weight * (total - weight), 1)
+    return float(centres[int(np.argmax(between[:-1]))])
