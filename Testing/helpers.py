@@ -1,9 +1,15 @@
 """Small shared builders for the tests: tiny checkpoints and tiny data folders."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -35,3 +41,18 @@ def write_png_domains(root: Path, domains=("a", "b"), subjects: int = 4, views: 
                 img = img + d * 4000 * np.cos(np.pi * xx / 2) + rng.normal(0, 300, img.shape)
                 sitk.WriteImage(sitk.GetImageFromArray(img.astype(np.uint16)), str(root / domain / f"s{s}_v{v}.png"))
     return root
+
+
+@contextmanager
+def small_tmpfs(tmp_path: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs (e.g. "ro" or "size=8k") at tmp_path/mnt; the test is skipped where mounting is not allowed."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small file system needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

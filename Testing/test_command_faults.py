@@ -7,14 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import write_png_domains, write_tiny_checkpoint
+from helpers import small_tmpfs, write_png_domains, write_tiny_checkpoint
 
 from MedShiftLib import atomic_files
 from MedShiftLib.cli import main
@@ -39,19 +38,7 @@ def data(tmp_path_factory):
     return write_png_domains(tmp_path_factory.mktemp("data"), domains=("a", "b"), subjects=4, views=2, size=48)
 
 
-@contextmanager
-def _tmpfs(tmp_path, options):
-    """A small tmpfs (e.g. "ro" or "size=8k") at tmp_path/mnt; the test is skipped where mounting is not allowed."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small file system needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+_tmpfs = small_tmpfs
 
 
 def _png(path, shape=(40, 48), seed=0):

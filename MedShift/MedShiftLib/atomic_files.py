@@ -129,19 +129,23 @@ def publish_folder(temp_folder: Path, path: Path, overwrite: bool = True) -> Non
     """Move every file written into `temp_folder` beside `path`, the one named like `path` last.
 
     Used for a header and its detached data file: the header appears only once its data is in place.
-    overwrite=False creates each exclusively (FileExistsError when one exists); the files already moved
-    are removed again when a later one cannot be."""
+    overwrite=False creates each exclusively (FileExistsError when one exists), except a data file whose
+    header does not exist: that is the leftover of a run killed between the two moves, not an output, and
+    is replaced. The files this call created are removed again when a later one cannot be moved."""
     last = temp_folder / path.name
-    placed: list[Path] = []
+    header_exists = os.path.lexists(path)
+    created: list[Path] = []
     try:
         for file in [f for f in sorted(temp_folder.iterdir()) if f != last] + [last]:
             fsync_file(file)
             destination = path.parent / file.name
-            publish(file, destination, overwrite)
-            placed.append(destination)
+            leftover = file != last and not header_exists and os.path.lexists(destination)
+            publish(file, destination, overwrite or leftover)
+            if not leftover:
+                created.append(destination)
     except BaseException:
         if not overwrite:
-            for destination in placed:
+            for destination in created:
                 destination.unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)

@@ -15,13 +15,28 @@ import time
 from pathlib import Path
 
 from .cli_checks import check_command_options
-from .cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, run_guarded
+from .cli_errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OUT_OF_MEMORY,
+    EXIT_USER_ERROR,
+    escape_machine_text,
+    run_guarded,
+)
 from .cli_parser import build_parser, settings_from_arguments, translation_arguments
 from .errors import MedShiftError
+from .io.output_guard import refuse_outputs_over_inputs
 from .settings import DEFAULT_PRESET
 
+PLANNING_PROGRESS_FROM = 2000
+TRAINING_OUTPUTS = ("latest.safetensors", "best.safetensors", "training_state.safetensors")
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OUT_OF_MEMORY", "EXIT_USER_ERROR", "build_parser", "main",
            "settings_from_arguments", "translation_arguments"]
+
+
+def _file_and_folder(path: str | Path | None) -> tuple[str | Path | None, str | Path | None]:
+    """(path, None) for a file or a path that is not there yet, (None, path) for a folder, for the output checks."""
+    return (None, path) if path is not None and os.path.isdir(path) else (path, None)
 
 
 def _progress_printer(prefix: str):
@@ -29,6 +44,14 @@ def _progress_printer(prefix: str):
         end = "\n" if done == total else ""
         print(f"\r{prefix} step {done}/{total}", end=end, file=sys.stderr, flush=True)
     return report
+
+
+def _planning_printer(count: int):
+    """Progress of the output planning on standard error, for batches large enough to take a while."""
+    if count < PLANNING_PROGRESS_FROM:
+        return None
+    return lambda done, total: print(f"\rmedshift: planning outputs {done}/{total}", end="\n" if done == total else "",
+                                     file=sys.stderr, flush=True)
 
 
 def _print_warning(text: str) -> None:
@@ -66,7 +89,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
     def on_outcome(kind: str, source: Path, detail: Path | str) -> None:
         if kind == "written" and machine:
-            _emit("OUTPUT", detail)
+            _emit("OUTPUT", escape_machine_text(str(detail)))  # a newline in a name cannot fake another line
         elif kind == "written":
             print(detail, flush=True)
         else:
@@ -83,8 +106,9 @@ def run_translate(args: argparse.Namespace) -> int:
                              progress=(lambda done, total: _emit("PROGRESS", f"{done}/{total}")) if machine else None,
                              on_device=(lambda text: _emit("DEVICE", text)) if machine else None,
                              overwrite=args.overwrite, output_format=args.output_format, on_outcome=on_outcome,
-                             on_warning=(lambda text: _emit("WARNING", text)) if machine else _print_warning,
-                             strict=args.strict)
+                             on_warning=(lambda text: _emit("WARNING", " ".join(text.split()))) if machine
+                             else _print_warning,
+                             strict=args.strict, planning_progress=_planning_printer(len(files)))
     print(f"medshift: {report.summary()} of {len(files)} input(s) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
     return EXIT_FAILED if report.failed or report.skipped else 0
@@ -175,7 +199,12 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_fetch_ct(args: argparse.Namespace) -> int:
     """`medshift fetch-ct`."""
     from .simulator.head_cts import HEAD_CTS, fetch_head_cts
+    from .simulator.invesalius_ct import OUTPUT_NAME as CRANIUM_NAME
     from .simulator.visible_human_ct import ACKNOWLEDGEMENT
+    from .simulator.visible_human_ct import OUTPUT_NAME as VISIBLE_HUMAN_NAME
+    refuse_outputs_over_inputs(output_files=[("OUT_DIR", Path(args.out_dir) / name)
+                                             for name in (CRANIUM_NAME, VISIBLE_HUMAN_NAME)],
+                               input_files=[("--deb", args.deb), ("--wheel", args.wheel)])
     given = tuple(name for name, file in (("visible-human", args.wheel), ("cranium", args.deb)) if file)
     which = (args.only,) if args.only else (given or HEAD_CTS)
     if "visible-human" in which:  # said first, so it is said even when the other CT then fails
@@ -191,6 +220,12 @@ def _check_simulate_options(args: argparse.Namespace) -> None:
     from .engine.devices import resolve_device
     resolve_device(args.device)  # MedShiftError naming the fix when CUDA is asked for but absent
     out = Path(args.out_dir)
+    cts = [_file_and_folder(ct) for ct in args.ct or []]
+    refuse_outputs_over_inputs(output_files=[("OUT_DIR", out / "manifest.csv" if args.subjects else None),
+                                             ("--preview", args.preview)],
+                               output_folders=[("OUT_DIR", out if args.subjects else None)],
+                               input_files=[("--ct", file) for file, _ in cts],
+                               input_folders=[("--ct", folder) for _, folder in cts])
     if args.subjects and out.exists() and not out.is_dir():
         raise MedShiftError(f"OUT_DIR {out} is a file, not a folder; give a folder for the data set")
     if args.subjects:
@@ -200,6 +235,8 @@ def _check_simulate_options(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     """`medshift train` (with --processes N, N processes started here, each running it without --processes)."""
     from .training.distributed import ProcessPlace, launched_by_torchrun
+    refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / name) for name in TRAINING_OUTPUTS],
+                               input_files=[("--init-from", getattr(args, "init_from", None))])
     if args.processes != 1 and not launched_by_torchrun():
         from .training.launcher import launch_training_processes, without_processes_option
         return launch_training_processes(without_processes_option(argv), args.processes)
@@ -218,6 +255,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo as demo
     from .simulator.head_cts import shipped_ct_path
     ct = None if args.phantom else (args.ct or shipped_ct_path())
+    ct_file, ct_folder = _file_and_folder(ct)
+    refuse_outputs_over_inputs(output_folders=[("--out", args.out)], input_files=[("--model", args.model),
+                               ("--ct", ct_file)], input_folders=[("--ct", ct_folder)])
     for path in demo(args.out, model_path=args.model, source=args.source, target=args.target, tau=args.tau,
                      seed=args.seed, ct_path=ct, look=args.look):
         print(path)
@@ -243,7 +283,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .engine.devices import resolve_device
     from .evaluation.ddib import load_ddib_models, parse_ddib_models
     from .evaluation.domain_classifier import ClassifierTraining
-    from .evaluation.protocol import EvaluationSettings, require_evaluation_packages, run_evaluation
+    from .evaluation.protocol import CLASSIFIER_FILE, EvaluationSettings, require_evaluation_packages, run_evaluation
+    refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / CLASSIFIER_FILE)],
+                               output_folders=[("--out", args.out)], input_files=[("--model", args.model)],
+                               input_folders=[("--data", args.data), ("--train-data", args.train_data)])
     from .io.data_folder import check_outside_data_folder
     require_evaluation_packages()
     check_outside_data_folder(args.out, args.train_data)  # its plots would become training images

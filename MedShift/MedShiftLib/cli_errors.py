@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import warnings
@@ -27,6 +28,7 @@ from .errors import MedShiftError, TranslationCancelled
 
 EXIT_FAILED, EXIT_USER_ERROR, EXIT_OUT_OF_MEMORY = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
+_CONTROL = re.compile(r"[\\\x00-\x1f\x7f]")
 OUT_OF_MEMORY_MESSAGE = "out of GPU memory; use --device cpu, or a smaller --tile-size"
 
 _ADVICE = {
@@ -35,6 +37,7 @@ _ADVICE = {
     errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
     errno.ENOSPC: ("no space left on the disk", "free some space or choose a folder on another disk"),
     errno.EDQUOT: ("disk quota exceeded", "free some space or choose a folder on another disk"),
+    errno.EFBIG: ("the file is larger than this process may write (ulimit -f)", "raise the limit or write less"),
     errno.ENOTDIR: ("a file stands where a folder is needed", "give a folder, or move that file away"),
     errno.EEXIST: ("a file of that name exists", "give a folder, or move that file away"),
     errno.EISDIR: ("is a folder, not a file", "give a file"),
@@ -85,6 +88,17 @@ def plain_warnings() -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = previous
+
+
+def escape_machine_text(text: str) -> str:
+    """`text` on one line (`--machine-progress`): backslash as `\\\\`, control characters (a newline in a file
+    name) as `\\xNN`."""
+    return _CONTROL.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]):02x}", text)
+
+
+def unescape_machine_text(text: str) -> str:
+    """The text `escape_machine_text` escaped."""
+    return re.sub(r"\\(\\|x[0-9a-f]{2})", lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)), text)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from MedShiftLib.cli_errors import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY
+from MedShiftLib.cli_errors import EXIT_INTERRUPTED, EXIT_OUT_OF_MEMORY, unescape_machine_text
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.settings import TranslationSettings
@@ -165,7 +165,7 @@ def parse_worker_line(line: str) -> tuple[str, Any]:
     if kind == "DEVICE":
         return "device", rest
     if kind == "OUTPUT":
-        return "output", rest
+        return "output", unescape_machine_text(rest)
     if kind == "ERROR":
         return "error", rest
     if kind == "WARNING":

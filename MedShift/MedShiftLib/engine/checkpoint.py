@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +211,9 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     beside = statistics_path(path)
     if beside.is_file():
         info.statistics, info.statistics_provenance = read_statistics(beside, info.domains)
+    elif os.path.lexists(beside):  # a folder or a FIFO of that name: say so rather than fall back silently
+        warnings.warn(f"{beside} is not a file, so the model's domain statistics are not read from it; "
+                      "move it away (or run `medshift domain-contrast` again)", UserWarning, stacklevel=1)
     return info
 
 

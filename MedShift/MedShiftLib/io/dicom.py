@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,15 +155,22 @@ def _apply_modality_rescale(arr: np.ndarray, ds: Dataset, frame: int) -> np.ndar
     return (arr.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
-def dicom_geometry(ds: Dataset, frame: int) -> tuple[tuple[float, float, float], tuple[float, float, float],
-                                                       tuple[float, ...], str]:
-    """(spacing, origin, direction, spacing_source) of one frame; see the module docstring for the rules."""
+def dicom_geometry(ds: Dataset, frame: int, name: str = "DICOM") -> tuple[tuple[float, float, float],
+                                                                         tuple[float, float, float],
+                                                                         tuple[float, ...], str]:
+    """(spacing, origin, direction, spacing_source) of one frame; see the module docstring for the rules.
+
+    A negative pitch (a distance cannot be) is used by its magnitude, with a warning naming `name`."""
     spacing_source = "none"
     spacing = (1.0, 1.0, 1.0)
     for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
         value = _find_attribute(ds, keyword, frame)
-        if value and len(value) >= 2 and float(value[0]) > 0 and float(value[1]) > 0:
-            spacing = (float(value[1]), float(value[0]), 1.0)
+        pitches = [float(v) for v in value[:2]] if value and len(value) >= 2 else []
+        if len(pitches) == 2 and all(math.isfinite(p) and p != 0 for p in pitches):
+            if min(pitches) < 0:
+                warnings.warn(f"{name}: {keyword} {pitches[0]:g}\\{pitches[1]:g} is negative; a pixel spacing is a "
+                              "distance, so its magnitude is used", UserWarning, stacklevel=2)
+            spacing = (abs(pitches[1]), abs(pitches[0]), 1.0)
             spacing_source = keyword
             break
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -363,7 +372,7 @@ def _set_pixels(ds: Dataset, image: RadiographImage, reference: Dataset | None) 
 
 def _set_geometry(ds: Dataset, image: RadiographImage, reference: Dataset | None) -> None:
     """Write the image's pixel spacing (and position/orientation when not the default) into `ds`."""
-    pitch = [f"{image.spacing[1]:.10g}", f"{image.spacing[0]:.10g}"]  # row pitch (y) first
+    pitch = [f"{abs(image.spacing[1]):.10g}", f"{abs(image.spacing[0]):.10g}"]  # row pitch (y) first; a distance
     source_tag = image.metadata.get("spacing_source")
     if reference is not None and source_tag in ("ImagerPixelSpacing", "PixelSpacing"):
         setattr(ds, source_tag, pitch)  # keep the reference's choice of tag

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 MAX_HEADER_BYTES = 1024 * 1024
@@ -19,12 +20,22 @@ _META_KEY = re.compile(r"^ElementDataFile\s*=\s*(.*)$")
 
 
 def _header_lines(path: Path) -> list[str]:
-    """The text lines of the first MAX_HEADER_BYTES of a file ([] when it cannot be read)."""
+    """The text lines of the first MAX_HEADER_BYTES of a file ([] when it cannot be read or is no regular file).
+
+    Opened without blocking and checked on the descriptor, so a FIFO named like a header never hangs the run."""
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        with os.fdopen(os.dup(fd), "rb") as handle:
             text = handle.read(MAX_HEADER_BYTES).decode("latin-1")
     except OSError:
         return []
+    finally:
+        os.close(fd)
     return text.splitlines()
 
 

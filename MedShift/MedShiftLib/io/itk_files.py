@@ -5,6 +5,7 @@ array_files); asking it for one of these formats gives one line naming the packa
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from ..errors import InputImageError
 from ..optional_packages import OptionalModule
+from .input_size import check_input_size
+from .regular_files import readable_path
 
 sitk = OptionalModule("SimpleITK", "NRRD, NIfTI and MHA files")
 
@@ -41,24 +44,34 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InputImageError:
     )
 
 
+def _check_size(path: Path, reader) -> None:
+    """check_input_size for a file whose header `reader` has read (the whole file is decoded at once)."""
+    size = reader.GetSize()
+    component = sitk.Image([1] * len(size), reader.GetPixelID()).GetSizeOfPixelComponent()
+    check_input_size(str(path), size[1], size[0], math.prod(size) * reader.GetNumberOfComponents() * component)
+
+
 def itk_frame_count(path: Path, fmt: str) -> int:
     """Slices along the third axis (1 for a 2-D image), read from the header only."""
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with readable_path(path) as readable:  # the checked regular file, never a FIFO put in its place
+            reader.SetFileName(str(readable))
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         raise _unreadable(path, fmt, exc) from exc
     size = reader.GetSize()
     if len(size) > 3:
         raise InputImageError(f"{path}: a {len(size)}-D image cannot be read as radiographs")
+    _check_size(path, reader)  # from the header, before decoding
     return int(size[2]) if len(size) == 3 else 1
 
 
 def read_itk_slices(path: Path, fmt: str, frames: list[int] | None, count: int) -> ItkSlices:
     """The chosen slices (all when frames is None) of a SimpleITK-readable file, each (rows, cols[, components])."""
     try:
-        image = sitk.ReadImage(str(path))
+        with readable_path(path) as readable:
+            image = sitk.ReadImage(str(readable))
     except RuntimeError as exc:
         raise _unreadable(path, fmt, exc) from exc
     dim = image.GetDimension()

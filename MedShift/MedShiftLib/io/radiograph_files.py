@@ -1,10 +1,9 @@
 """Radiograph files (DICOM, NRRD, NIfTI, MHA/MHD, PNG, TIFF, JPEG, BMP, NumPy .npy) to and from RadiographImage.
 
-DICOM goes through pydicom (see dicom.py for its rules); NRRD, NIfTI and MHA through SimpleITK
-(itk_files.py); PNG, TIFF, JPEG and BMP through Pillow (raster_files.py: pixel spacing from TIFF
-resolution tags); .npy through numpy (array_files.py). Each package is imported when a file of its
-format is first read or written, so importing this module needs only numpy; a missing one is named in a
-one-line MissingPackageError with its pip command.
+DICOM goes through pydicom (see dicom.py for its rules); NRRD, NIfTI and MHA through SimpleITK (itk_files.py); PNG,
+TIFF, JPEG and BMP through Pillow (raster_files.py: pixel spacing from TIFF resolution tags); .npy through numpy
+(array_files.py). Each package is imported when a file of its format is first read or written, so importing this
+module needs only numpy; a missing one is named in a one-line MissingPackageError with its pip command.
 
 What each format keeps on a write-then-read round trip (tested in Testing/test_radiograph_io.py):
 - NRRD, MHA/MHD: pixels, dtype, spacing, origin and direction exactly.
@@ -25,11 +24,10 @@ numbers in 0..65535 as 16-bit. Anything else (fractional, negative or larger val
 InputImageError that suggests NRRD, MHA or NIfTI, which keep any pixel type: no silent rescaling of
 stored values.
 
-An image whose pixel spacing is not a physical size (read from PNG, JPEG, BMP, .npy or a TIFF without
-physical resolution tags, or a Slicer node loaded from one: metadata["spacing_known"] False) is written
-to NRRD or MHA with the key `medshift_spacing` = `unknown`, and read back with spacing_known False, so
-the translation still treats its spacing as unknown (NIfTI has no room for the key); to TIFF without
-resolution tags.
+An image whose pixel spacing is not a physical size (read from PNG, JPEG, BMP, .npy or a TIFF without physical
+resolution tags, or a Slicer node loaded from one: metadata["spacing_known"] False) is written to NRRD or MHA with
+the key `medshift_spacing` = `unknown`, and read back with spacing_known False, so the translation still treats its
+spacing as unknown (NIfTI has no room for the key); to TIFF without resolution tags.
 
 Colour inputs are converted to grey with the ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded
 back to the input's integer type), with a warning and metadata["converted_from_rgb"] = True.
@@ -46,10 +44,13 @@ from ..engine.intensity import check_finite_grey
 from ..errors import InputImageError, MedShiftError
 from ..optional_packages import OptionalModule
 from .array_files import array_frame_count, read_array_frames, write_array
+from .checked_writes import write_itk_checked
+from .dicom_classes import check_dicom_input
 from .file_dependencies import files_of_image, files_written_for, same_file
 from .itk_files import itk_error_text, itk_frame_count, read_itk_slices, sitk
 from .radiograph import RadiographImage
 from .raster_files import raster_frame_count, read_raster_frames, write_raster
+from .regular_files import check_regular_file
 
 dicom = OptionalModule(f"{__package__}.dicom", "DICOM files", requires="pydicom")
 
@@ -127,6 +128,7 @@ def _check_readable(path: Path) -> str:
         raise InputImageError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise InputImageError(f"{path}: is a folder; give one image file")
+    check_regular_file(path)  # a FIFO, device or socket is refused here, never opened to wait
     return radiograph_format(path)
 
 
@@ -182,8 +184,9 @@ def _select_frame(path: Path, frame: int | None, count: int) -> int:
 
 def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
     """One decoded DICOM frame as a RadiographImage sharing `header` (the dataset without pixel data)."""
+    check_dicom_input(ds, path)  # a SEG or an RT dose has pixels but is no radiograph; size from the header
     pixels = dicom.decode_dicom_frame(ds, path, frame)
-    spacing, origin, direction, spacing_source = dicom.dicom_geometry(ds, frame)
+    spacing, origin, direction, spacing_source = dicom.dicom_geometry(ds, frame, str(path))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     metadata = {
         "source_path": str(path.resolve()),
@@ -377,7 +380,7 @@ def _write_into(folder: Path, name: str, fmt: str, image: RadiographImage, sourc
     out = _itk_image(image, image.pixels, two_d=_is_planar(image))
     if not _spacing_known(image):
         out.SetMetaData(SPACING_KEY, UNKNOWN_SPACING)
-    sitk.WriteImage(out, str(target), useCompression=fmt in ("nrrd", "mha"))
+    write_itk_checked(out, target, final_path, fmt, compress=fmt in ("nrrd", "mha"))
 
 
 def write_radiograph(

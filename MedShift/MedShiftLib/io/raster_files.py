@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputImageError
 from ..optional_packages import OptionalModule
+from .input_size import check_input_size
 
 PIL_Image = OptionalModule("PIL.Image", "PNG, TIFF, JPEG and BMP files", pip_name="pillow")
 
@@ -68,9 +69,22 @@ def _open(path: Path, fmt: str):
     return image
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(rows, cols) from a PNG's header chunk, or None when the file does not start like a PNG."""
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if len(head) < 24 or not head.startswith(b"\x89PNG") or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
 def raster_frame_count(path: Path, fmt: str) -> int:
-    """Pages of a TIFF (1 for the other formats), from the headers only."""
+    """Pages of a TIFF (1 for the other formats), from the headers only; an image too large is refused here."""
+    size = _png_size(path) if fmt == "png" else None
+    if size is not None:  # before Pillow's own, vaguer bomb check
+        check_input_size(str(path), *size, size[0] * size[1] * 8)
     with _open(path, fmt) as image:
+        check_input_size(str(path), image.height, image.width, image.height * image.width * 8)
         return int(getattr(image, "n_frames", 1)) if fmt == "tiff" else 1
 
 

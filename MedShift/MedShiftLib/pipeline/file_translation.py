@@ -84,6 +84,7 @@ def translate_files(
     on_outcome: OutcomeCallback | None = None,
     on_warning: Callable[[str], None] | None = None,
     strict: bool = False,
+    planning_progress: Callable[[int, int], None] | None = None,
 ) -> BatchReport:
     """Translate each file into `out_dir` (same name and format, or `output_format`); goes on past a bad file.
 
@@ -91,9 +92,10 @@ def translate_files(
     existing output is skipped unless `overwrite`, outputs are created exclusively). `progress_factory(name)`
     gives a per-file progress callback; `progress(done, total)` counts solver steps over all files;
     `on_device` hears which device the model runs on; `on_outcome` hears each input's outcome as it happens;
-    `on_warning` hears each input_checks finding once (with `strict`, an input with a finding fails instead).
+    `on_warning` hears each input_checks finding once (with `strict`, an input with a finding fails instead);
+    `planning_progress(done, total)` hears how far the planning of a large batch is.
     """
-    plans = plan_outputs(files, out_dir, overwrite, output_format)
+    plans = plan_outputs(files, out_dir, overwrite, output_format, planning_progress)
     if on_warning is not None and (note := format_change_note(plans)):
         on_warning(note)
     torch_device = resolve_device(device)
@@ -115,7 +117,7 @@ def translate_files(
     for plan in plans:
         if plan.skip_reason:
             tell("skipped", plan.input, plan.skip_reason)
-    to_translate = [plan for plan in plans if not plan.skip_reason]
+    to_translate = [(place, plan) for place, plan in enumerate(plans) if not plan.skip_reason]
     per_file, warned = 2 * settings.steps, set()
 
     def check_input(image) -> None:
@@ -127,10 +129,10 @@ def translate_files(
             if on_warning is not None:
                 on_warning(text)
 
-    for index, plan in enumerate(to_translate):
+    for index, (place, plan) in enumerate(to_translate):
         try:  # noise seeds follow the input's place in the whole run, so skipping outputs changes no other result
             file_progress = _file_progress(plan.input, index, per_file, len(to_translate), progress_factory, progress)
-            output = _translate_one(plan, plans.index(plan), model, info, settings, frame, overwrite, cancel,
+            output = _translate_one(plan, place, model, info, settings, frame, overwrite, cancel,
                                     check_input, file_progress)
         except (InputImageError, OutputPlanError) as exc:
             tell("failed", plan.input, str(exc))

@@ -7,7 +7,8 @@ says so), and refuses the whole run (OutputPlanError) when
 * an output, or the data file a detached `.nhdr`/`.mhd` header writes, would land on any file an
   input is read from (its header or its detached data files, compared resolved and by inode),
 * `--out` is not a folder that can be made and written to.
-An output that exists already is skipped unless `overwrite`. `check_output_holds` then refuses, per
+An output that exists already is skipped unless `overwrite` (a detached header's data file alone is not an
+output: radiograph_files replaces such a leftover). `check_output_holds` then refuses, per
 image and before its compute, a format that cannot hold the result (a float image into PNG/TIFF).
 Outputs are finally created exclusively (radiograph_files.write_radiograph, overwrite=False), so a
 concurrent run that writes the same name meanwhile makes this one fail for that file instead of losing
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic_files import check_writable_folder
 from ..errors import InputImageError, MedShiftError
-from ..io.file_dependencies import files_of_image, files_written_for, same_file
+from ..io.file_dependencies import files_of_image, files_written_for
 from ..io.radiograph import RadiographImage
 from ..io.radiograph_files import SUPPORTED_EXTENSIONS, has_supported_extension, radiograph_format
 
@@ -30,6 +32,7 @@ OUTPUT_FORMATS: dict[str, str] = {"dicom": ".dcm", "nrrd": ".nrrd", "nifti": ".n
                                   "png": ".png", "tiff": ".tif", "bmp": ".bmp", "npy": ".npy"}
 """`--format` choices and the extension each gives the output."""
 LOSSLESS_FOR_ANY_PIXELS = ("nrrd", "mha", "nifti")
+PLAN_PROGRESS_EVERY = 1000
 
 
 class OutputPlanError(MedShiftError):
@@ -88,31 +91,78 @@ def _check_folder(out_dir: Path) -> None:
         raise OutputPlanError(f"--out {out_dir}: {ancestor} is a file, not a folder; give another --out")
 
 
+class _ReadFiles:
+    """Every file the inputs are read from, found by resolved path or by inode in constant time."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.by_path: dict[str, tuple[Path, Path]] = {}
+        self.by_inode: dict[tuple[int, int], tuple[Path, Path]] = {}
+        for source in files:
+            for dependency in files_of_image(source):
+                self.by_path.setdefault(str(dependency), (source, dependency))
+                try:
+                    status = os.stat(dependency)
+                except OSError:
+                    continue
+                self.by_inode.setdefault((status.st_dev, status.st_ino), (source, dependency))
+
+    def reader_of(self, written: Path, resolved: str, exists: bool) -> tuple[Path, Path] | None:
+        """(input, file it is read from) when writing `written` (resolved: `resolved`) would land on it."""
+        found = self.by_path.get(resolved)
+        if found is None and exists:
+            try:
+                status = os.stat(written)
+            except OSError:
+                return None
+            found = self.by_inode.get((status.st_dev, status.st_ino))
+        return found
+
+
+def _existing_entries(out_dir: Path) -> dict[str, bool]:
+    """The names in `out_dir` (one listing), each with whether it is a symbolic link."""
+    try:
+        return {entry.name: entry.is_symlink() for entry in os.scandir(out_dir)}
+    except OSError:
+        return {}
+
+
 def plan_outputs(files: list[Path], out_dir: str | Path, overwrite: bool = False,
-                 output_format: str | None = None) -> list[PlannedOutput]:
-    """Every input's output in `out_dir`; OutputPlanError when the run would overwrite an input or collide."""
+                 output_format: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[PlannedOutput]:
+    """Every input's output in `out_dir`; OutputPlanError when the run would overwrite an input or collide.
+
+    Linear in the number of inputs (one listing of `out_dir`, look-ups by resolved path and inode);
+    `progress(done, total)` hears every PLAN_PROGRESS_EVERY inputs and at the end. A detached header's data
+    file without its header (left by a run killed between the two) is not an output: that input is translated."""
     out_dir = Path(out_dir)
     if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise OutputPlanError(f"unknown output format {output_format!r}; choose one of: {', '.join(OUTPUT_FORMATS)}")
     _check_folder(out_dir)
-    read = [(f, dependency) for f in files for dependency in files_of_image(f)]
+    read, entries = _ReadFiles(files), _existing_entries(out_dir)
+    resolved_out = os.path.realpath(out_dir)
     plans, taken = [], {}
-    for f in files:
+    for count, f in enumerate(files, start=1):
         output = out_dir / output_name(f, output_format)
-        key = os.path.normcase(os.path.abspath(output))
+        key = os.path.normcase(os.path.join(resolved_out, output.name))
         if key in taken:
             raise OutputPlanError(f"{taken[key]} and {f} would both be written to {output}; translate them into "
                                   "separate --out folders, or rename one")
         taken[key] = f
         for written in files_written_for(output):
-            for source, dependency in read:
-                if same_file(written, dependency):
-                    what = "is the input" if dependency == Path(os.path.realpath(source)) else \
-                        f"is a data file the input {source} is read from"
-                    raise OutputPlanError(f"output {written} {what}; choose another --out so no input is overwritten")
-        existing = [w for w in files_written_for(output) if os.path.lexists(w)]
-        reason = (f"{existing[0]} exists; pass --overwrite to replace it" if existing and not overwrite else None)
+            exists = written.name in entries
+            resolved = os.path.realpath(written) if entries.get(written.name) else os.path.join(resolved_out,
+                                                                                                 written.name)
+            found = read.reader_of(written, resolved, exists)
+            if found is not None:
+                source, dependency = found
+                what = "is the input" if dependency == Path(os.path.realpath(source)) else \
+                    f"is a data file the input {source} is read from"
+                raise OutputPlanError(f"output {written} {what}; choose another --out so no input is overwritten")
+        reason = (f"{output} exists; pass --overwrite to replace it" if output.name in entries and not overwrite
+                  else None)
         plans.append(PlannedOutput(f, output, reason))
+        if progress is not None and (count % PLAN_PROGRESS_EVERY == 0 or count == len(files)):
+            progress(count, len(files))
     return plans
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import plistlib
 import shutil
 import subprocess
@@ -24,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import publish_folder, temporary_folder
 from ..errors import MedShiftError
+from ..io.checked_writes import write_itk_checked
 
 PACKAGE = "invesalius-examples"
 INV3_PATH = "usr/share/doc/invesalius-examples/examples/Cranium.inv3"
@@ -144,14 +145,9 @@ def write_ct_nrrd(volume: InVesaliusVolume, path: str | Path) -> Path:
     image.SetSpacing(volume.spacing_mm)
     n_xyz = np.asarray(volume.hounsfield.shape[::-1], dtype=float)
     image.SetOrigin(tuple(-(n_xyz - 1) / 2 * np.asarray(volume.spacing_mm)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=".medshift-ct-", dir=path.parent))
-    try:
-        target = folder / ("volume" + "".join(path.suffixes))
-        sitk.WriteImage(image, str(target), useCompression=True)
-        os.replace(target, path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_folder(path) as folder:  # read back whole before it takes the name (a full disk cuts it short)
+        write_itk_checked(image, folder / path.name, path, "nrrd", compress=True)
+        publish_folder(folder, path)
     return path
 
 

@@ -15,6 +15,7 @@ from ..atomic_files import atomic_target
 from ..engine.checkpoint import read_checkpoint_info
 from ..engine.domain_statistics import DomainStatistics, statistics_path, write_statistics
 from ..errors import MedShiftError
+from ..io.output_guard import refuse_outputs_over_inputs
 from ..postprocess.contrast_transfer import measure_domain_statistics
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ def record_domain_statistics(model_path: str | Path, data_dir: str | Path, out_p
     if copy_to is not None and copy_to.resolve() == model_path.resolve():
         raise MedShiftError(f"--out {copy_to} is the input checkpoint; write the new checkpoint to another file")
     target = statistics_path(copy_to or model_path) if out_path is None or copy_to else Path(out_path)
+    label = "--out" if out_path is not None else "the statistics file"
+    refuse_outputs_over_inputs(output_files=[(label, copy_to), (label, target)], input_files=[("--model", model_path)],
+                               input_folders=[("--data", data_dir)])
     existing = [path for path in (copy_to, target) if path is not None and path.exists()]
     if existing and not overwrite:
         raise MedShiftError(f"{existing[0]} already exists; pass --overwrite to replace it (the statistics are "
