@@ -93,21 +93,27 @@ def remove_noise_power(image: Tensor, excess_rings: Sequence[float]) -> Tensor:
     gain = ((ring_power - excess) / ring_power.clamp_min(1e-20)).clamp(0.0, 1.0)
     removed = centred - torch.fft.ifft2(spectrum * gain).real[:rows, :cols]
     sigma = robust_noise_sigma(removed)
-    return image - noise_part(removed[None, None], torch.tensor(sigma * sigma, dtype=torch.float64))[0, 0]
+    noise = noise_part(removed[None, None], torch.tensor(sigma * sigma, dtype=torch.float64))[0, 0]
+    return image - noise * unclipped(image)
+
+
+def unclipped(image: Tensor) -> Tensor:
+    """0..1 per pixel of a 2-D image: 0 where it is clipped at either end of the model range (and no noise is)."""
+    clipped = ((image <= -1 + CLIPPED_MARGIN) | (image >= 1 - CLIPPED_MARGIN)).double()
+    return 1.0 - gaussian_blur(clipped[None, None], 1.0)[0, 0]
 
 
 def grey_level_gain(image: Tensor, target_curve: Sequence[float | None] | None) -> Tensor:
     """Amplitude factor of added noise per pixel of a 2-D image: sqrt(target level at its grey level / the
     image's median such level), 0 where the image is clipped; 1 everywhere without a curve."""
-    clipped = ((image <= -1 + CLIPPED_MARGIN) | (image >= 1 - CLIPPED_MARGIN)).double()
-    unclipped = 1.0 - gaussian_blur(clipped[None, None], 1.0)[0, 0]
+    free = unclipped(image)
     if target_curve is None:
-        return unclipped
+        return free
     level = curve_at(filled_curve(target_curve, image.device), local_grey_level(image.double()[None, None])[0, 0])
-    typical = level[unclipped > 0.5].median() if bool((unclipped > 0.5).any()) else level.median()
+    typical = level[free > 0.5].median() if bool((free > 0.5).any()) else level.median()
     if float(typical) <= 0:
-        return unclipped
-    return (level / typical).sqrt().clamp(max=MAX_LEVEL_GAIN) * unclipped
+        return free
+    return (level / typical).sqrt().clamp(max=MAX_LEVEL_GAIN) * free
 
 
 def match_noise(image: Tensor, target_nps: Sequence[float], generator: torch.Generator,
