@@ -12,7 +12,9 @@
    the high-pass residual) in direct exposure (the target's noise-free rendering at its dark end; goal
    no higher than the real target rendering's there) and over the body (goal 0.7-1.4x the target's).
 
-Run:  .venv/bin/python benchmarks/benchmark_noise.py [--heldout DIR] [--views N]
+With --pictures DIR it also writes, per real image, a 384-px window at full resolution: the input, the
+MedShift output, the physics baseline, and the two added-noise maps (output - input, high-pass, mid-grey = 0).
+Run:  .venv/bin/python benchmarks/benchmark_noise.py [--heldout DIR] [--views N] [--pictures DIR]
 """
 from __future__ import annotations
 
@@ -41,7 +43,19 @@ CLINICAL = ("clinical-low", "clinical-normal", "clinical-exposure")
 DIRECT_EXPOSURE = -0.9  # model range: the noise-free target rendering's dark end
 
 
-def real_rows(model, info) -> list[str]:
+def save_picture(folder: Path, name: str, x: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+    """Input, outputs and their added-noise maps (a 384-px centre window) side by side as one PNG."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    top, left = (x.shape[0] - 384) // 2, (x.shape[1] - 384) // 2
+    window = (slice(top, top + 384), slice(left, left + 384))
+    panels = [np.clip((x[window] + 1) * 127.5, 0, 255)]
+    panels += [np.clip((y[window] + 1) * 127.5, 0, 255) for y in outputs.values()]
+    panels += [np.clip(128 + noise_residual(y - x)[window] / 0.04 * 127, 0, 255) for y in outputs.values()]
+    Image.fromarray(np.hstack(panels).astype(np.uint8)).save(folder / f"dose_{name.split('_')[0]}.png")
+
+
+def real_rows(model, info, pictures: Path | None = None) -> list[str]:
     """One row per image and method: dose-change measures against the image's own noise."""
     from pydicom.data import get_testdata_file
     fraction = statistics_dose_fraction(info.statistics, SOURCE, TARGET)
@@ -58,6 +72,8 @@ def real_rows(model, info) -> list[str]:
         x = normalize(image.pixels, window)
         outputs = {"MedShift default": normalize(translate_image(image, model, info, settings).pixels, window),
                    "Veldkamp dose noise": dose_noise_baseline(x.astype(np.float32), fraction, 0)}
+        if pictures is not None:
+            save_picture(pictures, name, x, outputs)
         for method, y in outputs.items():
             r = added_noise(x, y)
             rows.append(f"| {name.split('_')[0]} | {method} | {r.own_dependence:.2f} / {r.added_dependence:.2f} "
@@ -99,11 +115,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", type=Path, help="a `medshift simulate --clean` folder the model never saw")
     parser.add_argument("--views", type=int, default=8, help="held-out views per pair")
+    parser.add_argument("--pictures", type=Path, help="also write the real images' dose-change pictures here")
     args = parser.parse_args()
     model, info = load_checkpoint(default_model_path())
     print(f"# Dose change and noise (torch {torch.__version__}; {platform.machine()}; bundled model; "
           f"preset {DEFAULT_PRESET})\n")
-    for row in real_rows(model, info):
+    for row in real_rows(model, info, args.pictures):
         print(row, flush=True)
     if args.heldout is not None:
         print()
