@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,10 @@ def real_rows(model, info, pictures: Path | None = None) -> list[str]:
     return rows
 
 
-def heldout_rows(model, info, folder: Path, views: int) -> list[str]:
+def heldout_rows(model, info, folder: Path, views: int) -> Iterator[str]:
     """Per pair into a clinical domain: output noise against the real target rendering's, background and body."""
-    rows = ["| pair | views | background noise output / target | body noise output / target |", "|---|---|---|---|"]
+    yield "| pair | views | background noise output / target | body noise output / target |"
+    yield "|---|---|---|---|"
     names = sorted(p.name for p in (folder / "clinical-low").glob("*.png"))[:views]
     for target in CLINICAL:
         for source in info.domains:
@@ -107,8 +109,7 @@ def heldout_rows(model, info, folder: Path, views: int) -> list[str]:
                 body.append(robust_level(out_res[inside]) / max(robust_level(target_res[inside]), 1e-12))
             air_text = (" / ".join(f"{np.mean([b[i] for b in background]):.4f}" for i in (0, 1))
                         if background else "no direct exposure")
-            rows.append(f"| {source} -> {target} | {len(names)} | {air_text} | {np.mean(body):.2f} |")
-    return rows
+            yield f"| {source} -> {target} | {len(names)} | {air_text} | {np.mean(body):.2f} |"
 
 
 def main() -> None:
