@@ -14,7 +14,7 @@
 
 With --pictures DIR it also writes, per real image, a 384-px window at full resolution: the input, the
 MedShift output, the physics baseline, and the two added-noise maps (output - input, high-pass, mid-grey = 0).
-Run:  .venv/bin/python benchmarks/benchmark_noise.py [--heldout DIR] [--views N] [--pictures DIR]
+Run:  .venv/bin/python benchmarks/benchmark_noise.py [--heldout DIR] [--views N] [--pictures DIR] [--skip-real]
 """
 from __future__ import annotations
 
@@ -117,11 +117,12 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, help="a `medshift simulate --clean` folder the model never saw")
     parser.add_argument("--views", type=int, default=8, help="held-out views per pair")
     parser.add_argument("--pictures", type=Path, help="also write the real images' dose-change pictures here")
+    parser.add_argument("--skip-real", action="store_true", help="only the held-out table")
     args = parser.parse_args()
     model, info = load_checkpoint(default_model_path())
     print(f"# Dose change and noise (torch {torch.__version__}; {platform.machine()}; bundled model; "
           f"preset {DEFAULT_PRESET})\n")
-    for row in real_rows(model, info, args.pictures):
+    for row in () if args.skip_real else real_rows(model, info, args.pictures):
         print(row, flush=True)
     if args.heldout is not None:
         print()

@@ -13,7 +13,8 @@ statistics) ring by ring, then
 * adds the deficit: Gaussian noise shaped to the missing power, whose variance follows the target
   domain's noise level at each pixel's grey level (noise_model.py; relative to the image's typical
   level, so the spectrum's power is kept on average): none where the target carries no noise (direct
-  exposure it renders noise-free) or where the image is clipped.
+  exposure it renders noise-free) or where the image is clipped; noise the image has at such grey levels
+  is taken out (`quiet_where_target_is_noiseless`).
 
 All in the model range on the working grid (NPS rings in cycles per pixel, noise_power.py).
 """
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS
 from .fine_noise import noise_part
-from .noise_model import curve_at, filled_curve, local_grey_level
+from .noise_model import CHI2_MEDIAN, carries_noise, curve_at, filled_curve, highpass_residual, local_grey_level
 from .noise_power import image_nps, own_flat_patches
 from .patch_grid import gaussian_blur
 
@@ -105,12 +106,16 @@ def unclipped(image: Tensor) -> Tensor:
 
 def grey_level_gain(image: Tensor, target_curve: Sequence[float | None] | None) -> Tensor:
     """Amplitude factor of added noise per pixel of a 2-D image: sqrt(target level at its grey level / the
-    image's median such level), 0 where the image is clipped; 1 everywhere without a curve."""
+    median such level over the pixels where the target carries noise), 0 where the image is clipped; 1
+    everywhere without a curve."""
     free = unclipped(image)
     if target_curve is None:
         return free
-    level = curve_at(filled_curve(target_curve, image.device), local_grey_level(image.double()[None, None])[0, 0])
-    typical = level[free > 0.5].median() if bool((free > 0.5).any()) else level.median()
+    curve = filled_curve(target_curve, image.device)
+    grey = local_grey_level(image.double()[None, None])[0, 0]
+    level = curve_at(curve, grey)
+    noisy = (free > 0.5) & (curve_at(carries_noise(curve), grey) > 0.99)  # where the target has noise at all
+    typical = level[noisy].median() if bool(noisy.any()) else level.median()
     if float(typical) <= 0:
         return free
     return (level / typical).sqrt().clamp(max=MAX_LEVEL_GAIN) * free
@@ -134,7 +139,21 @@ def match_noise(image: Tensor, target_nps: Sequence[float], generator: torch.Gen
         own = torch.as_tensor(image_nps([result]), dtype=torch.float64)  # filtered: its NPS is measured again
     missing = (target - own).clamp_min(0.0)
     noise = shaped_noise(image.shape, missing.tolist(), generator, image.device)
-    return (result + noise * grey_level_gain(result, target_curve)).to(image.dtype)
+    result = result + noise * grey_level_gain(result, target_curve)
+    return (quiet_where_target_is_noiseless(result, target_curve) if target_curve is not None else result
+            ).to(image.dtype)
+
+
+def quiet_where_target_is_noiseless(image: Tensor, target_curve: Sequence[float | None]) -> Tensor:
+    """A 2-D image without the noise part of its high-pass residual at grey levels where the target carries
+    no noise (direct exposure it renders noise-free): a local Wiener split, so edges stay."""
+    grey = local_grey_level(image.double()[None, None])
+    silence = 1.0 - curve_at(carries_noise(filled_curve(target_curve, image.device)), grey)
+    if not bool((silence > 0.5).any()):
+        return image
+    residual = highpass_residual(image.double()[None, None])
+    variance = residual[silence > 0.5].square().median() / CHI2_MEDIAN
+    return image - (silence * noise_part(residual, variance))[0, 0]
 
 
 def match_noise_batch(x: Tensor, target_nps: Sequence[float], seed: int,
