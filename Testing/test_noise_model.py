@@ -187,3 +187,15 @@ def test_the_dose_change_runs_on_the_gpu_like_on_the_cpu():
     out = insert_dose_noise(x.cuda(), own_gpu, 0.5, torch.Generator(device="cuda").manual_seed(0))
     report = added_noise(image, out[0, 0].cpu().numpy(), np.ones(image.shape, bool))
     assert out.device.type == "cuda" and report.size == pytest.approx(implied_size(0.5), rel=0.25)
+
+
+def test_working_grid_noise_matching_takes_noise_out_where_the_target_renders_none():
+    yy, xx = np.mgrid[:128, :128] / 128
+    clean = np.where(xx < 0.4, -0.95, 0.3 * np.sin(6 * yy) * np.cos(5 * xx))  # dark direct exposure on the left
+    noisy = clean + 0.02 * np.random.default_rng(11).standard_normal(clean.shape)
+    x = torch.from_numpy(noisy[None, None]).float()
+    target_curve = [0.0, 0.0] + [4e-4] * 14  # the target renders its dark end noise-free
+    out = match_noise_batch(x, [4e-4] * 7, 0, target_curve)[0, 0].numpy()
+    background = (slice(8, -8), slice(8, 40))
+    assert noise_residual(out)[background].std() < 0.3 * noise_residual(noisy)[background].std()
+    assert out[:, 60:].std() == pytest.approx(noisy[:, 60:].std(), rel=0.1)  # the body keeps its noise and anatomy

@@ -27,13 +27,15 @@ from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS
 from .fine_noise import noise_part
-from .noise_model import CHI2_MEDIAN, carries_noise, curve_at, filled_curve, highpass_residual, local_grey_level
+from .noise_model import CHI2_MEDIAN, carries_noise, curve_at, filled_curve, local_grey_level, smooth
 from .noise_power import image_nps, own_flat_patches
 from .patch_grid import gaussian_blur
 
 SPECTRUM_RINGS = 32  # rings of the image's own power spectrum in the Wiener filter
 CLIPPED_MARGIN = 1e-3  # model-range values this close to -1 or 1 are clipped
 MAX_LEVEL_GAIN = 3.0  # largest noise amplitude relative to the image's typical grey level's
+QUIET_SIGMA_PX = 4.0  # the residual (image - Gaussian) whose noise part is taken out there
+QUIET_VARIANCE_FACTOR = 4.0  # where the target has no noise, local variance up to 4x the noise's is noise
 
 
 def _radius(shape: Sequence[int], device: torch.device) -> Tensor:
@@ -151,9 +153,10 @@ def quiet_where_target_is_noiseless(image: Tensor, target_curve: Sequence[float 
     silence = 1.0 - curve_at(carries_noise(filled_curve(target_curve, image.device)), grey)
     if not bool((silence > 0.5).any()):
         return image
-    residual = highpass_residual(image.double()[None, None])
+    batch = image.double()[None, None]
+    residual = batch - smooth(batch, QUIET_SIGMA_PX)
     variance = residual[silence > 0.5].square().median() / CHI2_MEDIAN
-    return image - (silence * noise_part(residual, variance))[0, 0]
+    return image - (silence * noise_part(residual, QUIET_VARIANCE_FACTOR * variance))[0, 0]
 
 
 def match_noise_batch(x: Tensor, target_nps: Sequence[float], seed: int,
