@@ -147,7 +147,7 @@ def match_noise(image: Tensor, target_nps: Sequence[float], generator: torch.Gen
 
 
 def quiet_where_target_is_noiseless(image: Tensor, target_curve: Sequence[float | None]) -> Tensor:
-    """A 2-D image without the noise part of its high-pass residual at grey levels where the target carries
+    """A 2-D image without the noise part of its 4-px residual at grey levels where the target carries
     no noise (direct exposure it renders noise-free): a local Wiener split, so edges stay."""
     grey = local_grey_level(image.double()[None, None])
     silence = 1.0 - curve_at(carries_noise(filled_curve(target_curve, image.device)), grey)
