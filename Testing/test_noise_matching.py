@@ -38,6 +38,17 @@ def with_noise(image: np.ndarray, std: float, seed: int, correlation_px: float =
     return image + noise * std / noise.std()
 
 
+def noise_matched(image: np.ndarray, target_nps, seed: int = 0, target_curve=None) -> np.ndarray:
+    """match_noise on a NumPy image (torch underneath)."""
+    generator = torch.Generator().manual_seed(seed)
+    return match_noise(torch.from_numpy(image), target_nps, generator, target_curve).numpy()
+
+
+def removed(image: np.ndarray, excess) -> np.ndarray:
+    """remove_noise_power on a NumPy image."""
+    return remove_noise_power(torch.from_numpy(image), excess).numpy()
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
     return float(structural_similarity(b, a, data_range=2.0))
@@ -50,7 +61,7 @@ QUIET_DOMAIN = [with_noise(anatomy(s), 0.01, 200 + s) for s in range(6, 12)]
 def test_a_smooth_image_gets_the_target_domains_noise_and_keeps_its_structure():
     target = image_nps(NOISY_DOMAIN)
     clean = anatomy(42)
-    matched = match_noise(clean, target, np.random.default_rng(0))
+    matched = noise_matched(clean, target)
     assert nps_relative_error(image_nps([clean]), target) > 0.6
     assert nps_relative_error(image_nps([matched]), target) < 0.3
     reference = with_noise(clean, 0.08, 7)  # the same anatomy really imaged in the noisy domain
@@ -62,7 +73,7 @@ def test_noise_the_target_lacks_is_filtered_out_and_the_anatomy_kept():
     target = image_nps(QUIET_DOMAIN)
     clean = anatomy(43)
     noisy = with_noise(clean, 0.08, 8)
-    matched = match_noise(noisy, target, np.random.default_rng(0))
+    matched = noise_matched(noisy, target)
     assert nps_relative_error(image_nps([matched]), target) < 0.5 * nps_relative_error(image_nps([noisy]), target)
     assert ssim(matched, clean) > ssim(noisy, clean) + 0.2
     def coarse_error(image):
@@ -73,7 +84,7 @@ def test_noise_the_target_lacks_is_filtered_out_and_the_anatomy_kept():
 def test_an_image_that_already_has_the_target_noise_is_left_nearly_alone():
     target = image_nps(NOISY_DOMAIN)
     image = with_noise(anatomy(44), 0.08, 9)
-    matched = match_noise(image, target, np.random.default_rng(0))
+    matched = noise_matched(image, target)
     assert np.sqrt(np.mean((matched - image) ** 2)) < 0.35 * 0.08
 
 
@@ -82,10 +93,10 @@ def test_filtering_takes_noise_power_where_it_dominates_and_keeps_strong_signal(
     edge[:, SIZE // 2:] = 0.8
     white = np.random.default_rng(1).normal(0, 0.05, edge.shape)
     excess = np.full(NPS_BINS - 1, 0.05 ** 2)
-    filtered = remove_noise_power(edge + white, excess)
+    filtered = removed(edge + white, excess)
     assert np.std(filtered[:, :40] - edge[:, :40]) < 0.5 * 0.05  # borders included: no wrap-around ringing
     assert filtered[:, SIZE // 2 + 10:].mean() - filtered[:, :SIZE // 2 - 10].mean() == pytest.approx(0.8, abs=0.02)
-    assert np.array_equal(remove_noise_power(edge, np.zeros(NPS_BINS - 1)), edge)
+    assert np.array_equal(removed(edge, np.zeros(NPS_BINS - 1)), edge)
 
 
 def test_matching_is_seeded_and_leaves_images_without_measurable_patches_alone():
@@ -135,7 +146,8 @@ def test_translation_with_noise_matching_matches_the_translation_s_noise(tmp_pat
     labels = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
     on = TranslationSettings("quiet", "noisy", steps=2, noise_matching=True, seed=9)
     off = TranslationSettings("quiet", "noisy", steps=2)
-    expected = match_noise_batch(translate_batch(model, x, *labels, off), contrast.noise_power_of("noisy"), 9)
+    expected = match_noise_batch(translate_batch(model, x, *labels, off), contrast.noise_power_of("noisy"), 9,
+                                 contrast.noise_level_of("noisy"))
     assert torch.allclose(translate_batch(model, x, *labels, on, statistics=contrast), expected)
     assert on.description() == "quiet->noisy tau0.6 matched-noise seed9"
     with pytest.raises(MedShiftError, match="domain-contrast"):

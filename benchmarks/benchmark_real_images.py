@@ -2,7 +2,8 @@
 
 On pydicom-data's CR radiographs (RG1 chest 1955 x 1841, RG3 tibia 1760 x 1760; `pip install pydicom-data`)
 with the bundled model, for each pair and each preset and for the network-free baselines at full
-resolution (histogram matching + noise, contrast transfer + noise), prints:
+resolution (histogram matching + noise, contrast transfer + noise, dose noise insertion after Veldkamp et al.
+2009 with the dose fraction the model's statistics imply), prints:
 
 * detail kept: correlation of the input's and output's band-pass (Gaussian 1.5 px minus 6 px at the
   input's resolution) over the body (evaluation/detail_preservation.py);
@@ -39,12 +40,14 @@ from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa
 from MedShiftLib.evaluation.baselines import (  # noqa: E402
     BaselineDomain,
     contrast_noise_baseline,
+    dose_noise_baseline,
     histogram_noise_baseline,
 )
 from MedShiftLib.evaluation.detail_preservation import detail_correlation  # noqa: E402
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
+from MedShiftLib.postprocess.noise_model import statistics_dose_fraction  # noqa: E402
 from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings  # noqa: E402
 
 PAIRS = (("clinical-normal", "clinical-exposure"), ("sim-low", "clinical-normal"))
@@ -83,7 +86,8 @@ def quality_rows(pictures: Path | None) -> list[str]:
                 started = time.perf_counter()
                 result = translate_image(image, model, info, TranslationSettings(source, target).with_preset(preset))
                 outputs[f"MedShift {preset}"] = (normalize(result.pixels, window), time.perf_counter() - started)
-            domain = BaselineDomain(pixels=np.asarray(target_q), nps=np.asarray(stats.noise_power_of(target)))
+            domain = BaselineDomain(pixels=np.asarray(target_q), nps=np.asarray(stats.noise_power_of(target)),
+                                    level=stats.noise_level_of(target))
             rng = np.random.default_rng(0)
             started = time.perf_counter()
             outputs["histogram + noise (full res.)"] = (histogram_noise_baseline(x, domain, rng),
@@ -91,6 +95,10 @@ def quality_rows(pictures: Path | None) -> list[str]:
             started = time.perf_counter()
             outputs["contrast transfer + noise (full res.)"] = (
                 contrast_noise_baseline(x, source, target, stats, domain, rng), time.perf_counter() - started)
+            started = time.perf_counter()
+            outputs["Veldkamp dose noise (full res.)"] = (
+                dose_noise_baseline(x.astype(np.float32), statistics_dose_fraction(stats, source, target), 0),
+                time.perf_counter() - started)
             for method, (y, seconds) in outputs.items():
                 rows.append(f"| {name.split('_')[0]} | {source} -> {target} | {method} | "
                             f"{detail_correlation(x, y, mask):.3f} | {before:.3f} -> "

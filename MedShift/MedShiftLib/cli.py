@@ -75,7 +75,7 @@ def default_preset_for(model_path: str | None) -> str:
     except MedShiftError:
         return DEFAULT_PRESET
     measured = info.statistics is not None and info.statistics.noise_power is not None
-    return DEFAULT_PRESET if measured else "deterministic"
+    return DEFAULT_PRESET if measured and info.statistics.noise_level is not None else "deterministic"
 
 
 def run_translate(args: argparse.Namespace) -> int:
@@ -138,7 +138,8 @@ def run_info(args: argparse.Namespace) -> int:
     contrast = (f"recorded {where} (--contrast-transfer available)" if info.statistics
                 else "not recorded (see domain-contrast)")
     print(f"domain contrast   {contrast}")
-    noise = ("recorded (--noise-matching available)" if info.statistics and info.statistics.noise_power
+    noise_recorded = info.statistics and info.statistics.noise_power and info.statistics.noise_level
+    noise = ("recorded (--noise-matching available)" if noise_recorded
              else "not recorded (see domain-contrast)")
     print(f"domain noise      {noise}")
     print("provenance")

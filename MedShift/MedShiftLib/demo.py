@@ -65,7 +65,7 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
         paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast.png"))
         panels.append(matched.pixels)
         labels.append("same, matched contrast")
-    if info.statistics is not None and info.statistics.noise_power is not None:
+    if info.statistics is not None and None not in (info.statistics.noise_power, info.statistics.noise_level):
         matched_noise = translate_image(image, model, info, noisy.with_preset("matched-contrast-and-noise"))
         paths.append(write_radiograph(matched_noise,
                                       out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))

@@ -88,6 +88,11 @@ class CheckpointInfo:
                 "this model records no domain noise power spectra, which noise matching needs; add them with "
                 "`medshift domain-contrast --model CKPT --data TRAINING_DIR`, or translate without noise matching "
                 "(--preset deterministic)")
+        if settings.noise_matching and self.statistics.noise_level is None:
+            raise MedShiftError(
+                "this model's domain statistics predate noise levels that follow the grey level (format version 1), "
+                "which noise matching needs; measure them again with `medshift domain-contrast --model CKPT --data "
+                "TRAINING_DIR --overwrite`, or translate without noise matching (--preset matched-contrast)")
         factor = self.config.downsampling_factor
         if settings.tile_size < factor:
             raise MedShiftError(f"tile size must be at least {factor} pixels, got {settings.tile_size}")

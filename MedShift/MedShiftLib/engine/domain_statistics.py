@@ -6,6 +6,8 @@
                      grey levels ([t][t]: the target's own images)
     noise_power      domain -> radially averaged noise power spectrum, rings 1..NPS_BINS-1 (flattest
                      NPS_PATCH-pixel patches); None in statistics measured before noise matching existed
+    noise_level      domain -> noise variance in NOISE_LEVEL_BINS bins of local grey level over [-1, 1]
+                     (null: too few pixels; postprocess/noise_model.py); None in files of format version 1
 
 They live in a small JSON file beside the weights, `<checkpoint stem>.stats.json` (`statistics_path`),
 so re-measuring them never rewrites the weights. Checkpoints written before that held them inside the
@@ -28,7 +30,9 @@ NPS_PATCH = 32
 NPS_PATCHES_PER_IMAGE = 12
 NPS_BINS = 8
 STATISTICS_FORMAT = "medshift-domain-statistics"
-STATISTICS_FORMAT_VERSION = 1
+NOISE_LEVEL_BINS = 16
+STATISTICS_FORMAT_VERSION = 2  # 2: with each domain's noise level curve
+READABLE_FORMAT_VERSIONS = (1, 2)
 STATISTICS_SUFFIX = ".stats.json"
 MAX_STATISTICS_BYTES = 16 * 1024 * 1024
 
@@ -41,6 +45,15 @@ class DomainStatistics:
     quantiles: dict[str, tuple[float, ...]]
     band_rms: dict[str, dict[str, tuple[float, ...]]]
     noise_power: dict[str, tuple[float, ...]] | None = None
+    noise_level: dict[str, tuple[float | None, ...]] | None = None
+
+    def noise_level_of(self, domain: str) -> tuple[float | None, ...]:
+        """The domain's noise level curve; MedShiftError naming the fix when it was not measured."""
+        if self.noise_level is None or domain not in self.noise_level:
+            raise MedShiftError(f"the model's domain statistics hold no noise level curve of {domain!r} (they predate "
+                                "noise that follows the grey level); re-measure them with `medshift domain-contrast "
+                                "--model CKPT --data TRAINING_DIR --overwrite`, or translate without noise matching")
+        return self.noise_level[domain]
 
     def noise_power_of(self, domain: str) -> tuple[float, ...]:
         """The domain's noise power spectrum; MedShiftError naming the fix when it was not measured."""
@@ -57,6 +70,8 @@ class DomainStatistics:
                  "band_rms": {s: {t: list(v) for t, v in row.items()} for s, row in self.band_rms.items()}}
         if self.noise_power is not None:
             entry["noise_power"] = {d: list(v) for d, v in self.noise_power.items()}
+        if self.noise_level is not None:
+            entry["noise_level"] = {d: list(v) for d, v in self.noise_level.items()}
         return entry
 
     @classmethod
@@ -107,7 +122,23 @@ class DomainStatistics:
             noise_power = {d: numbers(noise_raw[d], NPS_BINS - 1, f"noise_power of {d}") for d in domains}
             if any(v < 0 for values in noise_power.values() for v in values):
                 raise CheckpointError("domain statistics: noise_power must not be negative")
-        return cls(band_sigmas_px=sigmas, quantiles=quantiles, band_rms=band_rms, noise_power=noise_power)
+        level_raw, noise_level = raw.get("noise_level"), None
+        if level_raw is not None:
+            if not isinstance(level_raw, dict) or set(level_raw) != set(domains):
+                raise CheckpointError("domain statistics: noise_level must list exactly the model's domains")
+            noise_level = {d: _optional_variances(level_raw[d], f"noise_level of {d}") for d in domains}
+        return cls(band_sigmas_px=sigmas, quantiles=quantiles, band_rms=band_rms, noise_power=noise_power,
+                   noise_level=noise_level)
+
+
+def _optional_variances(values: object, what: str) -> tuple[float | None, ...]:
+    """NOISE_LEVEL_BINS finite non-negative numbers or nulls; CheckpointError otherwise."""
+    if not (isinstance(values, list) and len(values) == NOISE_LEVEL_BINS and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0)
+            for v in values)):
+        raise CheckpointError(f"domain statistics: {what} must be a list of {NOISE_LEVEL_BINS} non-negative numbers "
+                              "or nulls; measure them again with `medshift domain-contrast`")
+    return tuple(None if v is None else float(v) for v in values)
 
 
 def statistics_path(checkpoint_path: str | Path) -> Path:
@@ -136,9 +167,9 @@ def read_statistics(path: str | Path, domains: Sequence[str]) -> tuple[DomainSta
                               "`medshift domain-contrast`, or delete the file to translate without them") from None
     if not isinstance(record, dict) or record.get("format") != STATISTICS_FORMAT:
         raise CheckpointError(f"{path}: not a MedShift domain statistics file")
-    if record.get("format_version") != STATISTICS_FORMAT_VERSION:
+    if record.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise CheckpointError(f"{path}: domain statistics format version {record.get('format_version')!r}; this "
-                              f"MedShift reads version {STATISTICS_FORMAT_VERSION}")
+                              f"MedShift reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}")
     if not isinstance(record.get("provenance", {}), dict):
         raise CheckpointError(f"{path}: 'provenance' must be a JSON object")
     if record.get("domains") != list(domains):

@@ -14,8 +14,9 @@ ordered domain pair and every method/setting the evaluation measures, on the sam
 
 Methods: the oracle (the real noisy target rendering, i.e. a perfect translation: a ceiling, not
 ranked), no translation, histogram matching plus matched noise, contrast transfer plus matched noise,
-SDEdit with the same network, DDIB with one single-domain model per domain when they are given
-(ddib.py), and MedShift over tau, guidance, noise renewal, contrast transfer and noise matching.
+dose noise insertion (Veldkamp et al. 2009; for pairs whose statistics imply a lower dose), SDEdit
+with the same network, DDIB with one single-domain model per domain when they are given (ddib.py),
+and MedShift over tau, guidance, noise renewal, contrast transfer and noise matching.
 Everything runs at the model's working resolution in the model range. The test set is test_set.py's,
 the scores and ranks results.py's, the written report report.py's.
 """
@@ -39,10 +40,18 @@ from ..errors import CheckpointError, DataFolderError, MedShiftError
 from ..io.data_folder import scan_data_folder
 from ..pipeline.image_translation import translate_batch
 from ..postprocess.contrast_transfer import measure_domain_statistics
+from ..postprocess.noise_model import statistics_dose_fraction
 from ..postprocess.noise_power import flat_patch_corners, noise_power_spectrum
 from ..settings import DEFAULTS, TranslationSettings
 from ..training.dataset import sample_domain_images
-from .baselines import BaselineDomain, baseline_domain, contrast_noise_baseline, histogram_noise_baseline, sdedit_batch
+from .baselines import (
+    BaselineDomain,
+    baseline_domain,
+    contrast_noise_baseline,
+    dose_noise_baseline,
+    histogram_noise_baseline,
+    sdedit_batch,
+)
 from .ddib import SingleDomainModel, translate_ddib
 from .domain_classifier import (
     ClassifierTraining,
@@ -62,6 +71,7 @@ from .test_set import TestSet, check_held_out, load_test_set
 CLASSIFIER_FILE = "domain_classifier.safetensors"
 ORACLE, IDENTITY, HISTOGRAM = "oracle (real target rendering)", "no translation", "histogram + noise"
 CONTRAST_BASELINE = "contrast transfer + noise"
+DOSE_BASELINE = "dose noise insertion (Veldkamp)"
 
 
 EVALUATION_PACKAGES = {"skimage": "scikit-image", "torchmetrics": "torchmetrics", "prdc": "prdc",
@@ -186,6 +196,11 @@ def evaluate_pair(model: VelocityUNet, info: CheckpointInfo, test: TestSet, sour
         outputs = np.stack([contrast_noise_baseline(image, source, target, measured, baseline_domains[target], rng)
                             for image in x])
         add(CONTRAST_BASELINE, "baseline", outputs, time.perf_counter() - start, 0)
+        dose = statistics_dose_fraction(measured, source, target)
+        if dose is not None and dose < 1.0:  # the physics method makes lower doses only
+            start = time.perf_counter()
+            outputs = np.stack([dose_noise_baseline(image, dose, settings.seed + k) for k, image in enumerate(x)])
+            add(DOSE_BASELINE, "baseline", outputs, time.perf_counter() - start, 0)
 
     device = next(model.parameters()).device
     for tau in settings.ddib_taus if ddib else ():
@@ -297,7 +312,8 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
     log(f"domain classifier accuracy on untranslated held-out images: {test_accuracy:.3f}")
     measured = measure_domain_statistics({d: train_images[train_labels == i] for i, d in enumerate(domains)})
     baseline_domains = {d: baseline_domain([im[0].double().numpy() for im in train_images[train_labels == i]],
-                                           nps=measured.noise_power[d] if measured.noise_power else None)
+                                           nps=measured.noise_power[d] if measured.noise_power else None,
+                                           level=measured.noise_level[d] if measured.noise_level else None)
                         for i, d in enumerate(domains)}
     results: list[MethodResult] = []
     for k, (source, target) in enumerate(pairs):

@@ -34,7 +34,6 @@ from ..engine.translation import ProgressCallback, invert_and_regenerate
 from ..engine.working_grid import SPACING_FORMATS, resample, working_shape
 from ..errors import InputImageError, MedShiftError
 from ..io.radiograph import RadiographImage
-from ..postprocess.body_region import body_mask
 from ..postprocess.contrast_transfer import split_contrast_transfer, transfer_contrast, without_band_gain_changes
 from ..postprocess.detail_transfer import (
     add_change_at_full_resolution,
@@ -44,8 +43,9 @@ from ..postprocess.detail_transfer import (
     translation_change,
     upsampling,
 )
-from ..postprocess.fine_noise import noise_amplitude_ratio, rescale_fine_noise, robust_noise_sigma
+from ..postprocess.fine_noise import change_dose, measure_own_noise
 from ..postprocess.noise_matching import match_noise_batch
+from ..postprocess.noise_model import statistics_dose_fraction
 from ..settings import TranslationSettings
 
 
@@ -69,16 +69,15 @@ def translate_batch(
     if (settings.contrast_transfer or settings.noise_matching) and statistics is None:
         raise MedShiftError("contrast transfer and noise matching need the model's domain statistics (info.statistics)")
     target_nps = statistics.noise_power_of(settings.target_domain) if settings.noise_matching else None
+    target_curve = statistics.noise_level_of(settings.target_domain) if settings.noise_matching else None
     if settings.contrast_transfer:
         x = transfer_contrast(x, statistics, settings.source_domain, settings.target_domain)
     x = invert_and_regenerate(model, x, source_labels, target_labels, settings, progress, cancel, stats)
-    return match_noise_batch(x, target_nps, settings.seed) if target_nps is not None else x
+    return match_noise_batch(x, target_nps, settings.seed, target_curve) if target_nps is not None else x
 
 
 OUTPUT_PITCH_NOISE_SCALE = 2.0
 """From this upsampling on, noise synthesis and matching act at the output's pitch, not on the working grid."""
-MEASURABLE_NOISE_SIGMA = 1e-3
-"""Fine-band noise (model range) below which an input counts as noise-free: its noise comes from the working grid."""
 PLAUSIBLE_SPACING_MM = (0.02, 5.0)
 """Pixel spacings a projection radiograph can have; outside them the recorded spacing is taken as unknown."""
 
@@ -123,12 +122,9 @@ def translate_image(
     source = torch.tensor([info.label_of(settings.source_domain)], device=device)
     target = torch.tensor([info.label_of(settings.target_domain)], device=device)
     coarse = resample(x, shape)
-    ratio = fine_noise_ratio(settings, info.statistics)
-    band = fine_band(x, shape)[0, 0].cpu().numpy() if ratio is not None and shape != tuple(image.shape) else None
-    mask = body_mask(x[0, 0].cpu().numpy()) if band is not None else None
-    sigma = robust_noise_sigma(band, mask) if band is not None else 0.0
-    if upsampling(image.shape, shape) >= OUTPUT_PITCH_NOISE_SCALE and sigma > MEASURABLE_NOISE_SIGMA:
-        # the noise is made at the output's pitch below, not on the coarse grid
+    dose = output_pitch_dose_fraction(settings, info.statistics, upsampling(image.shape, shape))
+    own = measure_own_noise(x) if dose is not None else None
+    if own is not None:  # the noise is changed at the output's pitch below, not on the coarse grid
         settings = replace(settings, noise_renewal=0.0, noise_matching=False)
     flow_input, tone = coarse, None
     if settings.contrast_transfer:  # the grey-level curve at the input's resolution, the flow on the transferred image
@@ -142,26 +138,22 @@ def translate_image(
         change = without_band_gain_changes(change, flow_input, info.statistics.band_sigmas_px) + band_change
     del coarse, translated, flow_input
     grey_level = 2.0 / (window.high - window.low) if image.pixels.dtype.kind in "iu" else 0.0  # in the model range
-    y = add_change_at_full_resolution(x, change, tone, grey_level)[0, 0].cpu().numpy()
-    if band is not None:
-        y = rescale_fine_noise(y, band, ratio, np.random.default_rng(settings.seed),
-                               lambda noise: fine_band(torch.from_numpy(noise)[None, None], shape)[0, 0].numpy(), mask,
-                               sigma)
-        full = x[0, 0].cpu()  # the fine band's noise adds no clipped pixels either (on the host while it runs there)
-        y = (full + bounded_change(full, torch.from_numpy(y).to(full.dtype) - full, grey_level)).numpy()
+    y = add_change_at_full_resolution(x, change, tone, grey_level)
+    if own is not None:
+        y = change_dose(y, x, fine_band(x, shape), own, dose, settings.seed,
+                        info.statistics.noise_level_of(settings.target_domain))
+        y = x + bounded_change(x, y - x, grey_level)  # the fine band's noise adds no clipped pixels either
+    y = y[0, 0].cpu().numpy()
     return image.with_pixels(denormalize(y, window, image.pixels.dtype))
 
 
-def fine_noise_ratio(settings: TranslationSettings, statistics: DomainStatistics | None) -> float | None:
-    """How much the fine band's noise is scaled (target/source noise amplitude), or None to keep it.
+def output_pitch_dose_fraction(settings: TranslationSettings, statistics: DomainStatistics | None,
+                               upsampling_factor: float) -> float | None:
+    """The dose fraction (target/source) to make at the output's pitch, or None to leave the noise to the working grid.
 
-    Only settings that change the noise (noise synthesis or noise matching) change it, and only with
-    the model's recorded noise spectra.
+    Only settings that change the noise (noise synthesis or noise matching) change it, only from
+    OUTPUT_PITCH_NOISE_SCALE upsampling on, and only with the model's recorded noise levels.
     """
-    if not (settings.noise_renewal > 0 or settings.noise_matching) or statistics is None:
+    if not (settings.noise_renewal > 0 or settings.noise_matching) or upsampling_factor < OUTPUT_PITCH_NOISE_SCALE:
         return None
-    if statistics.noise_power is None or not {settings.source_domain, settings.target_domain} <= set(
-            statistics.noise_power):
-        return None
-    return noise_amplitude_ratio(statistics.noise_power[settings.source_domain],
-                                 statistics.noise_power[settings.target_domain])
+    return statistics_dose_fraction(statistics, settings.source_domain, settings.target_domain)

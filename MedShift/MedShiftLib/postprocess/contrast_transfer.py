@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS, QUANTILE_COUNT, DomainStatistics
 from ..errors import MedShiftError
-from .noise_power import image_nps
+from .noise_model import domain_noise_statistics
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 FIRST_TRANSFERRED_BAND = 1  # band 0 (sigma < 1 px: noise and finest detail) keeps gain 1
@@ -211,13 +211,4 @@ def measure_domain_statistics(images: Mapping[str, Tensor], sigmas_px: Sequence[
                                      sigmas_px)
                     for target in images} for source in images}
     return DomainStatistics(band_sigmas_px=tuple(float(s) for s in sigmas_px), quantiles=quantiles, band_rms=rms,
-                          noise_power=_noise_power(images))
-
-
-def _noise_power(images: Mapping[str, Tensor]) -> dict[str, tuple[float, ...]] | None:
-    """Each domain's NPS over its images' flattest patches; None when some domain has no measurable patch."""
-    try:
-        return {domain: tuple(image_nps(list(batch[:, 0].double().numpy())).tolist())
-                for domain, batch in images.items()}
-    except ValueError:  # some domain has no measurable patch (images smaller than a patch, or all air)
-        return None
+                          **domain_noise_statistics(images))

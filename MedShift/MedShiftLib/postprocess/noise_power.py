@@ -1,76 +1,114 @@
-"""Noise power spectra (NPS) of radiographs in the model range, measured in their flattest patches.
+"""Noise power spectra (NPS) of radiographs in the model range, measured in their flattest patches (torch).
 
-The radially averaged NPS of detrended NPS_PATCH-pixel patches, in NPS_BINS rings from 0 to Nyquist
-(ring 0, which holds the mean and trend remnants, is dropped). Patches come either from a noise-free
-reference (`flat_patch_corners` of a clean rendering, as `medshift evaluate` does) or from the image
-itself, lightly smoothed (`image_nps`, as the recorded domain statistics and noise matching do).
+The NPS of detrended NPS_PATCH-pixel patches, either 2-D (`patch_nps_2d`, the texture that noise
+insertion copies) or radially averaged in NPS_BINS rings from 0 to Nyquist (ring 0, which holds the
+mean and trend remnants, is dropped). Patches come either from a noise-free reference
+(`flat_patch_corners` of a clean rendering, as `medshift evaluate` does) or from the image itself,
+lightly smoothed (`image_nps`, as the recorded domain statistics and noise matching do). Images may be
+NumPy arrays or tensors on any device; spectra are computed where the pixels are.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+import torch
+from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS, NPS_PATCH, NPS_PATCHES_PER_IMAGE
+from .patch_grid import gaussian_blur
+
+FLAT_RANGE = 0.9  # patches whose smoothed mean lies beyond +-this (air, clipped) are not measured
 
 
-def flat_patch_corners(reference: np.ndarray, patch: int = NPS_PATCH,
-                       count: int = NPS_PATCHES_PER_IMAGE) -> list[tuple[int, int]]:
+def _image(image: np.ndarray | Tensor) -> Tensor:
+    """A 2-D image as a float64 tensor on its own device."""
+    tensor = torch.as_tensor(image)
+    return tensor.reshape(tensor.shape[-2:]).double()
+
+
+def _plane(image: np.ndarray | Tensor) -> Tensor:
+    """A 2-D view of an image (array or tensor, any leading singleton axes), without copying."""
+    tensor = torch.as_tensor(image)
+    return tensor.reshape(tensor.shape[-2:])
+
+
+def flat_patch_corners(reference: np.ndarray | Tensor, patch: int = NPS_PATCH,
+                       count: int = NPS_PATCHES_PER_IMAGE, smoothing_px: float = 1.0) -> list[tuple[int, int]]:
     """Top-left corners of the `count` flattest non-overlapping patches of a noise-free image (model range).
 
-    Flat = least structure (standard deviation of the lightly smoothed image inside the patch);
-    patches near the ends of the range (air or clipped regions, where there is no noise to measure)
-    are left out.
+    Flat = least structure (standard deviation of the image smoothed by `smoothing_px` inside the patch;
+    0: `reference` is smooth already); patches near the ends of the range (air or clipped regions, where
+    there is no noise to measure) are left out.
     """
-    smooth = gaussian_filter(reference, 1.0)
-    rows, cols = reference.shape
-    candidates = []
-    for top in range(0, rows - patch + 1, patch):
-        for left in range(0, cols - patch + 1, patch):
-            block = smooth[top:top + patch, left:left + patch]
-            if -0.9 < block.mean() < 0.9:
-                candidates.append((float(block.std()), top, left))
-    candidates.sort()
-    return [(top, left) for _, top, left in candidates[:count]]
+    image = _image(reference)
+    rows, cols = image.shape
+    if rows < patch or cols < patch:
+        return []
+    smooth = gaussian_blur(image[None, None], smoothing_px)[0, 0] if smoothing_px > 0 else image
+    blocks = smooth[:rows // patch * patch, :cols // patch * patch].reshape(rows // patch, patch, cols // patch, patch)
+    means, stds = blocks.mean(dim=(1, 3)), blocks.std(dim=(1, 3), correction=0)
+    order = torch.argsort(torch.where(means.abs() < FLAT_RANGE, stds, torch.inf).flatten(), stable=True)
+    usable = int((means.abs() < FLAT_RANGE).sum())
+    width = cols // patch
+    return [(int(k) // width * patch, int(k) % width * patch) for k in order[:min(count, usable)].tolist()]
 
 
-def _detrended(block: np.ndarray) -> np.ndarray:
-    """A patch minus its least-squares quadratic surface (what remains is noise and fine texture)."""
-    n, m = block.shape
-    y, x = np.mgrid[0:n, 0:m] / max(n, m)
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
-    coef, *_ = np.linalg.lstsq(basis, block.reshape(-1), rcond=None)
-    return block - (basis @ coef).reshape(n, m)
+def _detrending_projector(patch: int, device: torch.device) -> Tensor:
+    """(patch^2, patch^2) matrix taking a flattened patch to its residual after a least-squares quadratic surface."""
+    y, x = torch.meshgrid(torch.arange(patch, dtype=torch.float64, device=device) / patch,
+                          torch.arange(patch, dtype=torch.float64, device=device) / patch, indexing="ij")
+    basis = torch.stack([torch.ones_like(x), x, y, x * x, x * y, y * y], dim=-1).reshape(-1, 6)
+    return torch.eye(patch * patch, dtype=torch.float64, device=device) - basis @ torch.linalg.pinv(basis)
 
 
-def noise_power_spectrum(images: Sequence[np.ndarray], corners: Sequence[Sequence[tuple[int, int]]],
+def patch_nps_2d(images: Sequence[np.ndarray | Tensor], corners: Sequence[Sequence[tuple[int, int]]],
+                 patch: int = NPS_PATCH, robust: bool = False) -> Tensor:
+    """Mean 2-D NPS (per pixel^2, unshifted FFT layout) of the detrended patches; ValueError when there are none.
+
+    `robust`: the median periodogram over ln 2 (the mean for Gaussian noise) instead of the mean, so the
+    few patches that hold structure do not colour the spectrum.
+    """
+    blocks = [pixels[top:top + patch, left:left + patch].double()
+              for image, image_corners in zip(images, corners) if image_corners
+              for pixels in [_plane(image)]
+              for top, left in image_corners]
+    if not blocks:
+        raise ValueError("no flat patches to measure the noise power spectrum on")
+    stacked = torch.stack(blocks).reshape(len(blocks), -1)
+    detrended = (stacked @ _detrending_projector(patch, stacked.device).T).reshape(-1, patch, patch)
+    periodograms = torch.fft.fft2(detrended).abs() ** 2 / (patch * patch)
+    return periodograms.median(dim=0).values / math.log(2.0) if robust else periodograms.mean(dim=0)
+
+
+def radial_rings(spectrum: Tensor, bins: int = NPS_BINS) -> np.ndarray:
+    """Rings 1..bins-1 (0 to Nyquist) of a square 2-D power spectrum in FFT layout, radially averaged."""
+    size = spectrum.shape[-1]
+    frequency = torch.fft.fftfreq(size, dtype=torch.float64, device=spectrum.device)
+    radius = torch.hypot(frequency[None, :], frequency[:, None]) / 0.5  # 1 = Nyquist
+    ring = torch.clamp((radius * bins).long(), max=bins)  # corners beyond Nyquist go to an extra ring, dropped
+    sums = torch.zeros(bins + 1, dtype=torch.float64, device=spectrum.device).index_add_(
+        0, ring.flatten(), spectrum.flatten().double())
+    counts = torch.bincount(ring.flatten(), minlength=bins + 1).double()
+    return (sums / counts)[1:bins].cpu().numpy()
+
+
+def noise_power_spectrum(images: Sequence[np.ndarray | Tensor], corners: Sequence[Sequence[tuple[int, int]]],
                          patch: int = NPS_PATCH, bins: int = NPS_BINS) -> np.ndarray:
-    """Radially averaged NPS (per pixel^2, `bins` rings from 0 to Nyquist) over the given patches of each image.
+    """Radially averaged NPS (per pixel^2, rings 1..`bins`-1 from 0 to Nyquist) over the given patches of each image.
 
     `corners[i]` lists the patches of `images[i]` (model range); patches are detrended before the FFT.
     """
-    spectra = []
-    for image, image_corners in zip(images, corners):
-        for top, left in image_corners:
-            block = _detrended(image[top:top + patch, left:left + patch])
-            spectra.append(np.abs(np.fft.fft2(block)) ** 2 / block.size)
-    if not spectra:
-        raise ValueError("no flat patches to measure the noise power spectrum on")
-    mean = np.mean(spectra, axis=0)
-    fy, fx = np.meshgrid(np.fft.fftfreq(patch), np.fft.fftfreq(patch), indexing="ij")
-    radius = np.hypot(fx, fy) / 0.5  # 1 = Nyquist
-    ring = np.minimum((radius * bins).astype(int), bins)  # corners beyond Nyquist go to an extra ring, dropped
-    nps = np.array([mean[ring == k].mean() for k in range(bins)])
-    return nps[1:]  # ring 0 holds the mean and the trend remnants, not noise
+    return radial_rings(patch_nps_2d(images, corners, patch), bins)
 
 
-def own_flat_patches(image: np.ndarray) -> list[tuple[int, int]]:
+def own_flat_patches(image: np.ndarray | Tensor) -> list[tuple[int, int]]:
     """Corners of an image's own flattest patches (none when it is smaller than a patch, or all air)."""
-    return flat_patch_corners(gaussian_filter(image, 2.0))
+    return flat_patch_corners(gaussian_blur(_image(image)[None, None], 2.0)[0, 0])
 
 
-def image_nps(images: Sequence[np.ndarray]) -> np.ndarray:
+def image_nps(images: Sequence[np.ndarray | Tensor]) -> np.ndarray:
     """Radial NPS of images (model range) over their own flattest patches (no noise-free reference needed).
 
     Images without a measurable patch are skipped; ValueError when none has one.

@@ -39,14 +39,14 @@ def statistics_for_run(latest_checkpoint: Path, resuming: bool, measure: Callabl
 
     A resumed run has the same data folder and options (the trainer checks), so its recorded statistics
     are what measuring again would give; measuring takes minutes. A checkpoint that cannot be read or
-    predates the noise power spectra is measured again.
+    predates the noise power spectra or noise levels is measured again.
     """
     if resuming:
         try:
             recorded = read_checkpoint_info(latest_checkpoint).statistics
         except (MedShiftError, OSError):
             recorded = None
-        if recorded is not None and recorded.noise_power is not None:
+        if recorded is not None and recorded.noise_power is not None and recorded.noise_level is not None:
             return recorded
     return measure()
 
