@@ -649,17 +649,14 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         executable = pythonSlicerExecutable()
         folder = Path(tempfile.mkdtemp(prefix="MedShift-projection-", dir=slicer.app.temporaryPath))
         sitk.WriteImage(image, str(folder / "ct.nrrd"))
-        process = qt.QProcess(slicer.app)  # a parent, as for the translation
-        state = dict(process=process, folder=folder, out=folder / "radiograph.nrrd", ct=ctNode, text="",
+        state = dict(folder=folder, out=folder / "radiograph.nrrd", ct=ctNode, text="",
                      name=ct_projection.projection_name(ctNode.GetName(), domain, primaryAngleDeg, secondaryAngleDeg),
                      onFinished=onFinished, ended=False)
-        process.setWorkingDirectory(str(background_job.MODULE_DIR))
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyReadStandardOutput()", lambda: self._readProjectionOutput(state))
-        process.connect("finished(int,QProcess::ExitStatus)",
-                        lambda exitCode, exitStatus: self._endProjection(state, exitCode))
-        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._endProjection(
-            state, None, _("The projection process could not start ({reason})").format(reason=process.errorString()))
+        state["process"] = process = background_job.new_worker_process(
+            background_job.MODULE_DIR, lambda: self._readProjectionOutput(state),
+            lambda exitCode, exitStatus: self._endProjection(state, exitCode),
+            lambda error: self._endProjection(state, None, _("The projection process could not start ({reason})")
+                                              .format(reason=process.errorString()))
             if error == qt.QProcess.FailedToStart else None)
         self._projection = state
         process.start(executable, projection_worker.worker_arguments(
@@ -720,17 +717,13 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         executable = pythonSlicerExecutable()
         job = background_job.BackgroundTranslation.in_temporary_folder(slicer.app.temporaryPath, frames, settings,
                                                                        modelPath, device)
-        # A parent: PythonQt deletes a parentless object created from Python with its last Python reference,
-        # which could be dropped inside the process's own signal handler (docs/slicer.md).
-        process = qt.QProcess(slicer.app)
-        run = dict(job=job, process=process, input=inputNode, output=outputNode, frame=frame, device=device,
+        run = dict(job=job, input=inputNode, output=outputNode, frame=frame, device=device,
                    onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), killWhenKnown=False)
-        process.setWorkingDirectory(job.working_directory)
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyReadStandardOutput()", lambda: self._onProcessOutput(run))
-        process.connect("finished(int,QProcess::ExitStatus)",
-                        lambda exitCode, exitStatus: self._onProcessFinished(run, exitCode, exitStatus))
-        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._onProcessError(run, error))
+        run["process"] = background_job.new_worker_process(
+            job.working_directory, lambda: self._onProcessOutput(run),
+            lambda exitCode, exitStatus: self._onProcessFinished(run, exitCode, exitStatus),
+            lambda error: self._onProcessError(run, error))
+        process = run["process"]
         self._run = run
         process.start(executable, job.arguments())
 

@@ -171,15 +171,12 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
             raise MedShiftError("choose a run folder for the checkpoints and logs")
         app = getattr(slicer, "app", None)
         executable = background_job.python_slicer_executable(getattr(app, "slicerHome", "") if app else "")
-        process = qt.QProcess(slicer.app)  # a parent: PythonQt must not delete it inside its own handler
-        state = dict(process=process, workerPid=None, buffer="", lastLine="", stopped=False, onOutput=onOutput,
+        state = dict(workerPid=None, buffer="", lastLine="", stopped=False, onOutput=onOutput,
                      onFinished=onFinished, ended=False)
-        process.setWorkingDirectory(str(background_job.MODULE_DIR))
-        process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyReadStandardOutput()", lambda: self._onTrainingOutput(state))
-        process.connect("finished(int,QProcess::ExitStatus)",
-                        lambda exitCode, exitStatus: self._endTraining(state, exitCode))
-        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self._onTrainingError(state, error))
+        state["process"] = process = background_job.new_worker_process(
+            background_job.MODULE_DIR, lambda: self._onTrainingOutput(state),
+            lambda exitCode, exitStatus: self._endTraining(state, exitCode),
+            lambda error: self._onTrainingError(state, error))
         self._training = state
         process.start(executable, background_job.training_arguments(dataDir, outDir, steps, resume))
 

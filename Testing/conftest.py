@@ -29,3 +29,20 @@ def scene():
     slicer.mrmlScene = scene
     yield scene
     scene.Clear(1)
+
+
+@pytest.fixture
+def medshift(monkeypatch, tmp_path):
+    """MedShift.py imported with the Slicer stand-ins (Testing/slicer_stand_ins.py)."""
+    from slicer_stand_ins import load_module
+
+    return load_module(REPO_ROOT / "MedShift" / "MedShift.py", monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def python_slicer(tmp_path):
+    """A PythonSlicer where the stand-in slicer.app's home says it is."""
+    path = tmp_path / "slicer_home" / "bin" / "PythonSlicer"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    return path

@@ -31,20 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
 
 
-@pytest.fixture
-def medshift(monkeypatch, tmp_path):
-    return load_module(ROOT / "MedShift" / "MedShift.py", monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def python_slicer(tmp_path):
-    """A PythonSlicer where the stand-in slicer.app's home says it is."""
-    path = tmp_path / "slicer_home" / "bin" / "PythonSlicer"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")

@@ -35,19 +35,6 @@ def model_path(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
-@pytest.fixture
-def medshift(monkeypatch, tmp_path):
-    return load_module(ROOT / "MedShift" / "MedShift.py", monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def python_slicer(tmp_path):
-    path = tmp_path / "slicer_home" / "bin" / "PythonSlicer"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n")
-    return path
-
-
 class Label(types.SimpleNamespace):
     def __init__(self):
         super().__init__(text="", toolTip="", enabled=True)

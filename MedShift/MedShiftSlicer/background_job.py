@@ -203,6 +203,24 @@ def training_arguments(data_dir: str | Path, out_dir: str | Path, steps: int, re
             *(["--resume"] if resume else [])]
 
 
+def new_worker_process(working_directory: str | Path, on_output, on_finished, on_error):
+    """A qt.QProcess for a worker: parented to slicer.app, output channels merged, its signals connected.
+
+    The parent matters: PythonQt deletes a parentless object created from Python with its last Python
+    reference, which could be dropped inside the process's own signal handler (docs/slicer.md).
+    `on_finished(exit_code, exit_status)`, `on_error(error)`, `on_output()`."""
+    import qt
+    import slicer
+
+    process = qt.QProcess(slicer.app)
+    process.setWorkingDirectory(str(working_directory))
+    process.setProcessChannelMode(qt.QProcess.MergedChannels)
+    process.connect("readyReadStandardOutput()", on_output)
+    process.connect("finished(int,QProcess::ExitStatus)", on_finished)
+    process.connect("errorOccurred(QProcess::ProcessError)", on_error)
+    return process
+
+
 def kill_process(pid: int) -> None:
     """Kill one process by id; nothing happens when it has already ended."""
     try:
