@@ -699,7 +699,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     @property
     def isRunning(self) -> bool:
-        """True while a background translation runs (a cancelled one whose worker still stops is not counted)."""
+        """True from the start of a background translation until its worker has ended (a cancelled one too)."""
         return self._run is not None
 
     def startBackgroundTranslation(self, inputNode, settings: TranslationSettings, device="auto", modelPath=None,
@@ -758,7 +758,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                 self._kill(run)
             elif kind == "device":
                 self.usedDevices[run["device"]] = value
-            elif kind == "progress" and run["onProgress"] and run is self._run:
+            elif kind == "progress" and run["onProgress"]:
                 done, total = value
                 eta = background_job.format_eta(
                     background_job.eta_seconds(time.monotonic() - run["started"], done, total))
@@ -802,8 +802,7 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         if run.get("ended"):
             return
         run["ended"] = True
-        if self._run is run:
-            self._run = None
+        self._run = None
         self.lastWarnings = list(run["job"].warnings)
         if workerGone:
             run["job"].remove()

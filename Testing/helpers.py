@@ -17,6 +17,15 @@ from MedShiftLib.engine.checkpoint import CheckpointInfo, save_checkpoint
 from MedShiftLib.engine.network import VelocityUNet, config_from_preset
 
 
+def one_error_line(capsys, *needles: str) -> str:
+    """The command's stderr, asserted to be one line, no traceback, holding every needle."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
 def write_tiny_checkpoint(path: Path, domains=("a", "b", "c"), resolution: int = 32, seed: int = 0) -> Path:
     """A tiny model with small random weights everywhere, so translations differ from their input."""
     torch.manual_seed(seed)

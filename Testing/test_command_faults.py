@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import small_tmpfs, write_png_domains, write_tiny_checkpoint
+from helpers import one_error_line, small_tmpfs, write_png_domains, write_tiny_checkpoint
 
 from MedShiftLib import atomic_files
 from MedShiftLib.cli import main
@@ -48,14 +48,6 @@ def _png(path, shape=(40, 48), seed=0):
     return path
 
 
-def _one_line(capsys, *needles):
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
 # ---- OS errors: one line, in every sub-command -----------------------------------------------------------------
 
 def test_a_read_only_out_is_refused_before_the_model_runs(tmp_path, model, capsys, monkeypatch):
@@ -65,21 +57,21 @@ def test_a_read_only_out_is_refused_before_the_model_runs(tmp_path, model, capsy
     with _tmpfs(tmp_path, "ro,size=1m") as read_only:
         assert main(["translate", str(source), "--out", str(read_only / "out"), "--model", str(model), "--source",
                      "a", "--target", "b", "--device", "cpu"]) == 2
-    _one_line(capsys, "read-only", "choose")
+    one_error_line(capsys, "read-only", "choose")
 
 
-def test_an_out_that_is_a_file_is_one_line(tmp_path, model, data, capsys):
+def test_an_out_that_is_a_file_isone_error_line(tmp_path, model, data, capsys):
     source, not_a_folder = _png(tmp_path / "x.png"), tmp_path / "file"
     not_a_folder.write_text("keep me")
     assert main(["translate", str(source), "--out", str(not_a_folder), "--model", str(model), "--source", "a",
                  "--target", "b"]) == 2
-    _one_line(capsys, "is a file, not a folder")
+    one_error_line(capsys, "is a file, not a folder")
     assert main(["train", str(data), "--out", str(not_a_folder)]) == 2
-    _one_line(capsys, str(not_a_folder), "is a file, not a folder")
+    one_error_line(capsys, str(not_a_folder), "is a file, not a folder")
     assert main(["simulate", str(not_a_folder), "--subjects", "1", "--size", "32"]) == 2
-    _one_line(capsys, "is a file, not a folder")
+    one_error_line(capsys, "is a file, not a folder")
     assert main(["demo", "--out", str(not_a_folder)]) == 2
-    _one_line(capsys, str(not_a_folder))
+    one_error_line(capsys, str(not_a_folder))
     assert not_a_folder.read_text() == "keep me"
 
 
@@ -107,7 +99,7 @@ def test_training_into_a_full_disk_is_one_line_not_a_safetensors_error(data, tmp
     monkeypatch.setattr(checkpoint, "save_file", full_disk)
     assert main(["train", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--resolution", "32",
                  "--batch-size", "4", "--steps", "1", "--workers", "0", "--device", "cpu", "--quiet"]) == 1
-    _one_line(capsys, "no space left on the disk", "free some space")
+    one_error_line(capsys, "no space left on the disk", "free some space")
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
 
 
@@ -118,11 +110,11 @@ def test_training_into_a_full_disk_is_one_line_not_a_safetensors_error(data, tmp
      "1", "--workers", "0", "--device", "cpu", "--quiet"],
     ["evaluate", "--data", "{data}", "--train-data", "{data}", "--out", "{out}"],
 ])
-def test_every_command_into_a_read_only_folder_is_one_line(tmp_path, data, capsys, command):
+def test_every_command_into_a_read_only_folder_isone_error_line(tmp_path, data, capsys, command):
     with _tmpfs(tmp_path, "ro,size=1m") as read_only:
         rc = main([a.format(out=read_only / "out", data=data) for a in command])
     assert rc == 2
-    _one_line(capsys, "read-only", "writable disk")
+    one_error_line(capsys, "read-only", "writable disk")
 
 
 def test_a_closed_pipe_ends_info_quietly(model):
@@ -271,10 +263,10 @@ def test_hostile_checkpoint_sizes_are_refused_before_any_network_is_built(model,
 
 def test_simulate_refuses_sizes_it_cannot_render_and_a_missing_gpu(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "sim"), "--size", "8192"]) == 2
-    _one_line(capsys, "--size 8192", "16..4096")
+    one_error_line(capsys, "--size 8192", "16..4096")
     if not torch.cuda.is_available():
         assert main(["simulate", str(tmp_path / "sim"), "--size", "32", "--device", "cuda"]) == 2
-        _one_line(capsys, "no CUDA GPU", "--device cpu")
+        one_error_line(capsys, "no CUDA GPU", "--device cpu")
     assert not (tmp_path / "sim").exists()
 
 
@@ -283,7 +275,7 @@ def test_simulate_refuses_sizes_it_cannot_render_and_a_missing_gpu(tmp_path, cap
 def test_a_folder_as_model_says_it_is_a_folder_and_what_it_holds(tmp_path, model, capsys):
     shutil.copy(model, tmp_path / "best.safetensors")
     assert main(["info", str(tmp_path)]) == 2
-    _one_line(capsys, "is a folder, not a checkpoint file", "best.safetensors")
+    one_error_line(capsys, "is a folder, not a checkpoint file", "best.safetensors")
 
 
 def test_a_damaged_weight_body_is_blamed_on_damage(model, tmp_path):

@@ -148,6 +148,9 @@ def test_translate_turns_a_jpeg_into_a_png_and_says_so(tmp_path, capsys):
     assert os.listdir(tmp_path / "out") == ["film.png"]
     out = read_radiograph(tmp_path / "out" / "film.png")
     assert out.pixels.dtype == np.uint8 and out.shape == (64, 64)
+    code = main(["translate", str(tmp_path / "film.jpg"), "--out", str(tmp_path / "chosen"), "--format", "png",
+                 "--source", "clinical-normal", "--target", "clinical-low"])
+    assert code == 0 and "JPEG is lossy" not in capsys.readouterr().err  # the user chose the format: no note
 
 
 def test_a_write_cut_short_by_the_file_size_limit_fails_and_leaves_nothing(tmp_path):

@@ -3,7 +3,7 @@ it (NaN and infinity included) is refused with one line before any compute."""
 from dataclasses import fields, replace
 
 import pytest
-from helpers import write_png_domains, write_tiny_checkpoint
+from helpers import one_error_line, write_png_domains, write_tiny_checkpoint
 
 from MedShiftLib.cli import main
 from MedShiftLib.cli_checks import COMMAND_BOUNDS
@@ -81,13 +81,6 @@ def data(tmp_path_factory):
     return write_png_domains(tmp_path_factory.mktemp("data"), domains=("a", "b"), subjects=2, views=1, size=32)
 
 
-def _one_line(capsys, *needles):
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 @pytest.mark.parametrize("option, value", [("--guidance", "1e5"), ("--steps", "1000000000"), ("--seed", "-1"),
                                            ("--tau", "nan"), ("--noise-renewal", "inf"), ("--tile-size", "100000"),
                                            ("--frame", "-1")])
@@ -98,7 +91,7 @@ def test_translate_refuses_absurd_values_in_one_line_before_any_compute(tmp_path
     rc = main(["translate", str(data / "a" / "s0_v0.png"), "--out", str(tmp_path / "out"), "--model", str(model),
                "--source", "a", "--target", "b", "--device", "cpu", option, value])
     assert rc == 2
-    _one_line(capsys, option, "must be within")
+    one_error_line(capsys, option, "must be within")
     assert not (tmp_path / "out").exists()
 
 
@@ -111,7 +104,7 @@ def test_train_refuses_absurd_values_in_one_line_before_any_work(tmp_path, data,
     rc = main(["train", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--resolution", "32",
                "--device", "cpu", "--quiet", *options])
     assert rc == 2
-    _one_line(capsys, options[-2], "must be within")
+    one_error_line(capsys, options[-2], "must be within")
     assert not (tmp_path / "run").exists()
 
 
@@ -128,4 +121,4 @@ def test_every_other_numeric_option_is_refused_outside_its_range(tmp_path, model
                                                               "seed", "max_views", "classifier_steps",
                                                               "images_per_domain", "steps") else "-5"])
     assert rc == 2
-    _one_line(capsys, flag, "must be within")
+    one_error_line(capsys, flag, "must be within")

@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from test_radiograph_io import make_dicom, ramp
 
@@ -123,17 +122,11 @@ def test_without_pot_every_coupling_runs(tmp_path):
     assert run.stdout.splitlines() == [f"{name} (4, 1, 8, 8)" for name in ("independent", "ot", "schrodinger-bridge")]
 
 
-@pytest.mark.parametrize("progress", [True, False])
-def test_training_and_simulation_progress_bars_need_no_tqdm(progress):
-    from MedShiftLib.optional_packages import progress_bar
-
-    bar = progress_bar(progress, total=3, disable=True)
-    bar.update(1)
-    bar.set_postfix(loss="0.1")
-    bar.close()
-    run = _run(f"""
+def test_training_and_simulation_progress_bars_need_no_tqdm():
+    """Without tqdm an asked-for progress bar is a silent stand-in, not an ImportError."""
+    run = _run("""
         from MedShiftLib.optional_packages import progress_bar
-        bar = progress_bar({progress}, total=3)
+        bar = progress_bar(True, total=3)
         bar.update(1); bar.set_postfix(loss="0.1"); bar.close()
         print(type(bar).__name__)
     """, ROOT)

@@ -77,7 +77,7 @@ package() {
         --note "Trained on simulated skull radiographs only (phantoms and real head CTs rendered on the fly)."
     # shellcheck disable=SC2046
     "$PYTHON" scripts/quick_bundled_evaluation.py "$OUT/bundled/medshift_default.safetensors" \
-        --views "$EVAL_VIEWS" --size "$RESOLUTION" $(ct_options) --json "$OUT/bundled/quick_evaluation.json"
+        --views "$EVAL_VIEWS" --size "$RESOLUTION" --pixel-pitch-mm $PITCHES $(ct_options) --json "$OUT/bundled/quick_evaluation.json"
     "$PYTHON" -c 'import sys; from MedShiftLib.engine.checkpoint import read_checkpoint_info as r; p = r(sys.argv[1]).provenance
 print("trained", p["steps"], "steps,", p["images_seen"], "images seen")' "$OUT/bundled/medshift_default.safetensors"
 }
@@ -87,9 +87,7 @@ case "${1:-gpu}" in
         mkdir -p "$CTS"
         for ct in $CT_SOURCES; do
             name=$(basename "$ct"); name=${name%%.*}
-            # shellcheck disable=SC2086
-            "$PYTHON" scripts/prepare_training_ct.py "$ct" "$CTS/$name.hu.npz" --size "$RESOLUTION" \
-                --pixel-pitch-mm $PITCHES
+            "$PYTHON" scripts/prepare_training_ct.py "$ct" "$CTS/$name.hu.npz"
         done ;;
     gpu)
         started=$(date +%s)

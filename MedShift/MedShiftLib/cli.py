@@ -288,9 +288,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     refuse_outputs_over_inputs(output_files=[("--out", Path(args.out) / CLASSIFIER_FILE)],
                                output_folders=[("--out", args.out)], input_files=[("--model", args.model)],
                                input_folders=[("--data", args.data), ("--train-data", args.train_data)])
-    from .io.data_folder import check_outside_data_folder
     require_evaluation_packages()
-    check_outside_data_folder(args.out, args.train_data)  # its plots would become training images
     check_writable_folder(args.out)  # an unwritable --out fails now, not after the evaluation
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.model or default_model_path(), device)

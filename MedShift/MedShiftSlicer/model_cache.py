@@ -37,13 +37,6 @@ def cached_model(model_path: str | Path | None = None, device: str = "auto") -> 
     return _MODEL_CACHE[key]
 
 
-def read_model_info(model_path: str | Path | None = None) -> Any:
-    """CheckpointInfo of a checkpoint (None: the default model), read without loading its weights."""
-    from MedShiftLib.engine.checkpoint import default_model_path, read_checkpoint_info
-
-    return read_checkpoint_info(Path(model_path) if model_path else default_model_path())
-
-
 def model_domains(model_path: str | Path | None = None) -> tuple[str, ...]:
     """Domain names a checkpoint knows, in label order (read without torch)."""
     from MedShiftLib.engine.checkpoint_header import default_model_path, read_domains

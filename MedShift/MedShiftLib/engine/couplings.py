@@ -179,17 +179,23 @@ def round_to_permutation(log_plan: Tensor, rounds: int = ROUNDING_ROUNDS) -> Ten
     return partner
 
 
-def ot_plan(x0: Tensor, x1: Tensor) -> Tensor:
-    """Minibatch optimal-transport plan (B0, B1) with uniform weights, on x0's device (float64).
+def ot_partners(x0: Tensor, x1: Tensor) -> Tensor:
+    """For each x1[j], the row of x0 the exact minibatch OT plan pairs it with (a permutation, on x0's device).
 
     The exact plan of two equal batches is a permutation; it is found as the limit of the entropic plan at a
     regularisation of `EXACT_REG` times the cost's spread (log_sinkhorn), rounded to a permutation
     (round_to_permutation). Testing/test_couplings.py checks the pairing against POT's exact solver (ot.emd)."""
     cost = squared_distances(x0, x1)
     spread = (cost.max() - cost.min()).clamp_min(1e-12)
-    log_plan = device_log_sinkhorn(cost / spread, EXACT_REG, stages=math.ceil(math.log2(1.0 / EXACT_REG)))
-    plan = torch.zeros_like(cost)
-    plan[round_to_permutation(log_plan), torch.arange(cost.shape[1], device=cost.device)] = 1.0 / cost.shape[1]
+    return round_to_permutation(device_log_sinkhorn(cost / spread, EXACT_REG,
+                                                    stages=math.ceil(math.log2(1.0 / EXACT_REG))))
+
+
+def ot_plan(x0: Tensor, x1: Tensor) -> Tensor:
+    """Minibatch optimal-transport plan (B0, B1), uniform weights, float64 on x0's device: ot_partners as a plan."""
+    columns = torch.arange(x1.shape[0], device=x0.device)
+    plan = torch.zeros(x0.shape[0], x1.shape[0], dtype=torch.float64, device=x0.device)
+    plan[ot_partners(x0, x1), columns] = 1.0 / x1.shape[0]
     return plan
 
 
@@ -241,7 +247,7 @@ class MinibatchOTCoupling(IndependentCoupling):
 
     def pair_noise(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The noise reordered so that row j is x1[j]'s OT partner (the plan is a permutation)."""
-        return x0[ot_plan(x0, x1).argmax(dim=0)]
+        return x0[ot_partners(x0, x1)]
 
 
 class SchrodingerBridgeCoupling:

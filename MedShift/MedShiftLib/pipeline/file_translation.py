@@ -96,7 +96,7 @@ def translate_files(
     `planning_progress(done, total)` hears how far the planning of a large batch is.
     """
     plans = plan_outputs(files, out_dir, overwrite, output_format, planning_progress)
-    if on_warning is not None and (note := format_change_note(plans)):
+    if on_warning is not None and output_format is None and (note := format_change_note(plans)):
         on_warning(note)
     torch_device = resolve_device(device)
     model, info = load_checkpoint(model_path or default_model_path(), torch_device)

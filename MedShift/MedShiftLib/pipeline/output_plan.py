@@ -62,10 +62,11 @@ def output_name(input_path: Path, output_format: str | None = None) -> str:
     extension-less DICOM (so the output's format is known)."""
     if output_format is not None:
         return _stem(input_path.name) + OUTPUT_FORMATS[output_format]
-    if radiograph_format(input_path) == "jpeg":
+    input_format = radiograph_format(input_path)
+    if input_format == "jpeg":
         return _stem(input_path.name) + OUTPUT_FORMATS["png"]
     if not has_supported_extension(input_path):
-        return input_path.name + OUTPUT_FORMATS[radiograph_format(input_path)]
+        return input_path.name + OUTPUT_FORMATS[input_format]
     return input_path.name
 
 

@@ -33,7 +33,7 @@ class SimulatorStyle:
     white_noise_std: float  # in display units, after the display mapping
     display_range: tuple[float, float]  # display values of zero and of the reference attenuation
     veil_from_object: bool = True  # False (legacy): the veil blurs the whole transmission, open field included
-    fast_wide_blur: bool = False  # True (film): the veil on block averages (wide_blur.py: within 0.3 %)
+    fast_wide_blur: bool = False  # True (film): the veil on block averages (wide_blur.py: within 0.5 %)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ClinicalStyle:
     fine_band_gains: tuple[float, ...] = ()
     skin_window: bool = False  # True (film): window over all tissue, open field black by its own mask, toe
     lut_toe: float = 0.0  # display value the tissue starts from above black (skin_window only)
-    fast_wide_blur: bool = False  # True (film): scatter and wide bands on block averages (wide_blur.py: within 0.3 %)
+    fast_wide_blur: bool = False  # True (film): scatter and wide bands on block averages (wide_blur.py: within 0.5 %)
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)

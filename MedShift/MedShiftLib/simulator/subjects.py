@@ -102,8 +102,3 @@ def read_prepared_ct(path: str | Path) -> tuple[np.ndarray, tuple[float, float, 
         raise SimulationOptionError(f"{path}: a prepared CT holds a 3-D HU array and three positive spacings")
     return hounsfield, tuple(float(v) for v in spacing)
 
-
-def ct_grid_size(phantom_grid: int, smallest_pixel_mm: float, magnification: float) -> int:
-    """CT grid (voxels along the longest side, 128-256) fine enough for the pixel size at the isocentre."""
-    wanted = int(round(240.0 / max(smallest_pixel_mm / magnification, 1e-3)))  # a ~240 mm head field
-    return int(np.clip(wanted, max(phantom_grid, 128), 256))
