@@ -20,7 +20,7 @@ from MedShiftLib.cli import main
 from MedShiftLib.engine.checkpoint import read_checkpoint_info
 from MedShiftLib.errors import InputImageError
 from MedShiftLib.io import input_size
-from MedShiftLib.io.radiograph_files import read_radiograph, write_radiograph
+from MedShiftLib.io.radiograph_files import count_frames, read_radiograph, write_radiograph
 from MedShiftSlicer.background_job import parse_worker_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,8 @@ def test_non_image_dicom_objects_are_refused_naming_what_they_are(tmp_path, mode
     path = _dicom(tmp_path, "object", make_it)
     with pytest.raises(InputImageError, match=re.escape(f"is {kind}, not an image")):
         read_radiograph(path)
+    with pytest.raises(InputImageError, match=re.escape(f"is {kind}, not an image")):
+        count_frames(path)  # the training files' header check (check_training_files) refuses it too
     rc = main(["translate", str(path), "--out", str(tmp_path / "out"), "--model", str(model), "--source", "a",
                "--target", "b", "--steps", "1", "--device", "cpu"])
     assert rc == 1 and kind in capsys.readouterr().err

@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputImageError
+from ..optional_packages import OptionalModule
 from .input_size import check_dicom_input_size
+
+_dicom = OptionalModule(f"{__package__}.dicom", "DICOM files", requires="pydicom")  # pydicom only for DICOM
 
 NON_IMAGE_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "a segmentation (SEG)",
@@ -59,3 +62,10 @@ def check_dicom_input(ds, path: Path) -> None:
     """Before decoding: InputImageError for a non-image object or an image too large (io/input_size.py)."""
     refuse_non_image(ds, path)
     check_dicom_input_size(str(path), ds)
+
+
+def read_checked_dicom_header(path: Path):
+    """The DICOM dataset of `path` (dicom.read_dicom_header), refused by check_dicom_input before any decoding."""
+    ds = _dicom.read_dicom_header(path)
+    check_dicom_input(ds, path)
+    return ds

@@ -45,7 +45,7 @@ from ..errors import InputImageError, MedShiftError
 from ..optional_packages import OptionalModule
 from .array_files import array_frame_count, read_array_frames, write_array
 from .checked_writes import write_itk_checked
-from .dicom_classes import check_dicom_input
+from .dicom_classes import read_checked_dicom_header
 from .file_dependencies import files_of_image, files_written_for, same_file
 from .itk_files import itk_error_text, itk_frame_count, read_itk_slices, sitk
 from .radiograph import RadiographImage
@@ -184,7 +184,6 @@ def _select_frame(path: Path, frame: int | None, count: int) -> int:
 
 def _dicom_image(ds, path: Path, frame: int, header) -> RadiographImage:
     """One decoded DICOM frame as a RadiographImage sharing `header` (the dataset without pixel data)."""
-    check_dicom_input(ds, path)  # a SEG or an RT dose has pixels but is no radiograph; size from the header
     pixels = dicom.decode_dicom_frame(ds, path, frame)
     spacing, origin, direction, spacing_source = dicom.dicom_geometry(ds, frame, str(path))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
@@ -245,7 +244,7 @@ def count_frames(path: str | Path) -> int:
     path = Path(path)
     fmt = _check_readable(path)
     if fmt == "dicom":
-        return dicom.dicom_frame_count(dicom.read_dicom_header(path))
+        return dicom.dicom_frame_count(read_checked_dicom_header(path))  # a SEG or RT dose, or too large: refused
     return _frame_count(path, fmt)
 
 
@@ -260,7 +259,7 @@ def read_radiograph(path: str | Path, frame: int | None = None) -> RadiographIma
     path = Path(path)
     fmt = _check_readable(path)
     if fmt == "dicom":
-        ds = dicom.read_dicom_header(path)
+        ds = read_checked_dicom_header(path)
         index = _select_frame(path, frame, dicom.dicom_frame_count(ds))
         header = dicom.header_without_pixels(ds)
         return _dicom_image(ds, path, index, header)
@@ -273,7 +272,7 @@ def read_radiograph_frames(path: str | Path) -> list[RadiographImage]:
     path = Path(path)
     fmt = _check_readable(path)
     if fmt == "dicom":
-        ds = dicom.read_dicom_header(path)
+        ds = read_checked_dicom_header(path)
         header = dicom.header_without_pixels(ds)
         return [_dicom_image(ds, path, k, header) for k in range(dicom.dicom_frame_count(ds))]
     return _file_images(path, fmt, None, _frame_count(path, fmt))

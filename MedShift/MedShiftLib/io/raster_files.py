@@ -48,10 +48,9 @@ _TO_RGB_MODES = ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa")
 
 @dataclass
 class RasterFrames:
-    """The chosen frames of a raster file, its frame count and its pixel spacing (x, y) in mm."""
+    """The chosen frames of a raster file and its pixel spacing (x, y) in mm."""
 
     arrays: list[np.ndarray]
-    count: int
     spacing: tuple[float, float]
     spacing_known: bool
     spacing_source: str
@@ -84,7 +83,8 @@ def raster_frame_count(path: Path, fmt: str) -> int:
     if size is not None:  # before Pillow's own, vaguer bomb check
         check_input_size(str(path), *size, size[0] * size[1] * 8)
     with _open(path, fmt) as image:
-        check_input_size(str(path), image.height, image.width, image.height * image.width * 8)
+        if size is None:  # a PNG's size was checked from its header already
+            check_input_size(str(path), image.height, image.width, image.height * image.width * 8)
         return int(getattr(image, "n_frames", 1)) if fmt == "tiff" else 1
 
 
@@ -167,7 +167,7 @@ def read_raster_frames(path: Path, fmt: str, frames: list[int] | None) -> Raster
             source = "TIFF resolution" if known else "none"
         elif fmt == "png":
             spacing = _png_scale(path) or spacing
-    return RasterFrames(arrays, count, spacing, known, source)
+    return RasterFrames(arrays, spacing, known, source)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
