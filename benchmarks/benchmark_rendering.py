@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
-from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector  # noqa: E402
+from MedShiftLib.simulator.cone_beam_projector import RAY_OVERSAMPLING, CArmGeometry, ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.ct_volume import read_ct_volume  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain  # noqa: E402
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}\n")
     print("| view | rays | project s (CPU s) | clinical-normal s (CPU s) | five domains, noisy + clean s | total s |")
     print("|---|---|---|---|---|---|")
-    variants = [("fast", 2.0)] + ([("every ray", None)] if args.exact else [])
+    variants = [("fast", RAY_OVERSAMPLING)] + ([("every ray", None)] if args.exact else [])
     for name, lao, cran in (("lateral", 90.0, 0.0), ("C-arm", 23.0, -12.0)):
         geometry = CArmGeometry(lao_rao_deg=lao, cranial_caudal_deg=cran, rows=args.size, cols=args.size,
                                 pixel_spacing_mm=args.pitch)

@@ -33,17 +33,8 @@ def patient_mask(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float],
     opened = ndimage.binary_opening(above, structure=ball) if ball.size > 1 else above
     if not opened.any():  # everything thinner than the opening: keep the plain threshold
         opened = above
-    labels, count = ndimage.label(opened)
-    if count > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        opened = labels == int(np.argmax(sizes))
-    body = ndimage.binary_dilation(opened, structure=ball) & above  # grow back what the opening took
-    labels, count = ndimage.label(body)
-    if count > 1:  # grown back as one piece only
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        body = labels == int(np.argmax(sizes))
+    opened = largest_component(opened)
+    body = largest_component(ndimage.binary_dilation(opened, structure=ball) & above)  # grown back as one piece
     for k in range(body.shape[0]):  # sinuses, airway, mouth: inside the patient
         body[k] = ndimage.binary_fill_holes(body[k])
     return ndimage.binary_dilation(body, iterations=1)  # keep the partial-volume skin voxels
@@ -56,3 +47,13 @@ def remove_non_patient(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float
     out = np.array(hu_zyx, dtype=np.float32, copy=True)
     out[~mask] = AIR_HU
     return out
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a boolean mask (the mask itself when it has one part or none)."""
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))

@@ -3,7 +3,7 @@
 `TrainingRun` (run.py) asks its data for the same few things whatever it is: this folder, or images
 rendered on the fly by the simulator (simulator/training_views.py, built by `medshift train --simulate`):
 
-    domains, train_size, validation_size, check_batch_size(batch)
+    domains, validation_size
     batches(start_step)      (x1, labels) of this process's share of each step's batch, from start_step on
     validation_batches()     the fixed validation images in batches
     sample_batch()           up to SAMPLE_IMAGES fixed images for the sample grids, spread over the domains
