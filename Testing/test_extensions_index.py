@@ -77,3 +77,18 @@ def test_a_fresh_full_clone_stays_under_95_mib(tmp_path):
     assert total_mib <= CLONE_LIMIT_MIB, (
         f"a full clone is {total_mib:.1f} MiB ({git_mib:.1f} MiB .git), over {CLONE_LIMIT_MIB} MiB (the Extensions "
         "Index refuses 100): move large files out of the history")
+
+
+PICTURE_LIMIT_KB = 300
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def test_each_docs_picture_stays_small():
+    """Every version of a committed picture stays in the history a clone downloads: each one small."""
+    pictures = [p for p in (ROOT / "docs").rglob("*") if p.suffix.lower() in PICTURE_SUFFIXES]
+    assert len(pictures) >= 10, "the docs pictures were not found"
+    too_large = [f"{p.relative_to(ROOT)} ({p.stat().st_size // 1024} KB)" for p in pictures
+                 if p.stat().st_size > PICTURE_LIMIT_KB * 1024]
+    assert not too_large, (
+        f"docs pictures over {PICTURE_LIMIT_KB} KB: {', '.join(too_large)}; save photographic pictures as JPEG "
+        "(Pillow: quality=80, optimize=True), crop or scale them down, and fix the links")

@@ -45,7 +45,7 @@ DIRECT_EXPOSURE = -0.9  # model range: the noise-free target rendering's dark en
 
 
 def save_picture(folder: Path, name: str, x: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
-    """Input, outputs and their added-noise maps (a 384-px centre window) side by side as one PNG."""
+    """Input, outputs and their added-noise maps (a 384-px centre window) side by side as one JPEG (docs/images/dose_RG3.jpg)."""
     from PIL import Image
     folder.mkdir(parents=True, exist_ok=True)
     top, left = (x.shape[0] - 384) // 2, (x.shape[1] - 384) // 2
@@ -53,7 +53,7 @@ def save_picture(folder: Path, name: str, x: np.ndarray, outputs: dict[str, np.n
     panels = [np.clip((x[window] + 1) * 127.5, 0, 255)]
     panels += [np.clip((y[window] + 1) * 127.5, 0, 255) for y in outputs.values()]
     panels += [np.clip(128 + noise_residual(y - x)[window] / 0.04 * 127, 0, 255) for y in outputs.values()]
-    Image.fromarray(np.hstack(panels).astype(np.uint8)).save(folder / f"dose_{name.split('_')[0]}.png")
+    Image.fromarray(np.hstack(panels).astype(np.uint8)).save(folder / f"dose_{name.split('_')[0]}.jpg", quality=80)
 
 
 def real_rows(model, info, pictures: Path | None = None) -> list[str]:

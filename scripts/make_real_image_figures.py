@@ -68,7 +68,7 @@ def main() -> None:
         labels = [f"input ({name.split('_')[0]}, as {source})", "before: working grid scaled up",
                   f"-> {target}, deterministic", f"-> {target}, default ({DEFAULT_PRESET})",
                   f"change of the default x{gain:.1f} (grey: none)"]
-        print(save_side_by_side(crops, labels, args.out / f"real_{name.split('_')[0]}_{source}_to_{target}.png"))
+        print(save_side_by_side(crops, labels, args.out / f"real_{name.split('_')[0]}_{source}_to_{target}.jpg"))
 
 
 if __name__ == "__main__":

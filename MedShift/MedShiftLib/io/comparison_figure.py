@@ -1,4 +1,4 @@
-"""Side-by-side pictures of radiographs (input, translation, reference) as labelled 8-bit PNGs."""
+"""Side-by-side pictures of radiographs (input, translation, reference) as labelled 8-bit PNGs or JPEGs."""
 from __future__ import annotations
 
 import io
@@ -23,7 +23,10 @@ def display_window(pixels: np.ndarray, photometric: str = "MONOCHROME2",
 
 def save_side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], path: str | Path,
                       panel_size: int | None = None) -> Path:
-    """Write grey panels next to each other with a caption above each (written atomically)."""
+    """Write grey panels next to each other with a caption above each (written atomically).
+
+    A `.jpg`/`.jpeg` path gets a JPEG (quality 80: a documentation picture of modest size), any other a PNG.
+    """
     from PIL import Image, ImageDraw
 
     if len(panels) != len(labels):
@@ -39,8 +42,11 @@ def save_side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], path:
         x = i * (size + gap)
         canvas.paste(im, (x, caption))
         draw.text((x + 4, 5), label, fill=0)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
     path = Path(path)
+    buffer = io.BytesIO()
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        canvas.save(buffer, format="JPEG", quality=80, optimize=True)
+    else:
+        canvas.save(buffer, format="PNG")
     write_bytes_atomically(path, buffer.getvalue())
     return path
