@@ -45,7 +45,7 @@ DIRECT_EXPOSURE = -0.9  # model range: the noise-free target rendering's dark en
 
 
 def save_picture(folder: Path, name: str, x: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
-    """Input, outputs and their added-noise maps (a 384-px centre window) side by side as one JPEG (docs/images/dose_RG3.jpg)."""
+    """Input, outputs and their added-noise maps (a 384-px centre window) side by side as one JPEG."""
     from PIL import Image
     folder.mkdir(parents=True, exist_ok=True)
     top, left = (x.shape[0] - 384) // 2, (x.shape[1] - 384) // 2
