@@ -42,8 +42,8 @@ from .checkpoint_header import (  # noqa: F401 (BUNDLED_MODEL_*, default_model_p
     checked_domains,
     default_model_path,
     domain_label,
+    read_medshift_metadata,
 )
-from .checkpoint_header import read_metadata as _read_header
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES
 from .network import UNetConfig, VelocityUNet, count_parameters
@@ -154,13 +154,8 @@ def stored_weight(value: torch.Tensor, weights_dtype: torch.dtype) -> torch.Tens
     return value.contiguous().clone()
 
 
-def _parse_info(path: Path, text: str) -> CheckpointInfo:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: MedShift metadata is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: MedShift metadata must be a JSON object")
+def _parse_info(path: Path, raw: dict) -> CheckpointInfo:
+    """The checkpoint's decoded MedShift metadata checked field by field."""
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
@@ -212,7 +207,7 @@ def _check_network_fits_file(path: Path, config: UNetConfig) -> None:
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     """The metadata of a checkpoint and its domain statistics, validated, without loading its weights."""
     path = Path(path)
-    info = _parse_info(path, _read_header(path)["medshift"])
+    info = _parse_info(path, read_medshift_metadata(path))
     beside = statistics_path(path)
     if beside.is_file():
         info.statistics, info.statistics_provenance = read_statistics(beside, info.domains)

@@ -71,15 +71,20 @@ def checked_domains(path: Path, domains: object) -> tuple[str, ...]:
     return tuple(domains)
 
 
-def read_domains(path: Path) -> tuple[str, ...]:
-    """Domain names a checkpoint knows, in label order, from its header alone."""
+def read_medshift_metadata(path: Path) -> dict:
+    """MedShift's own metadata (the "medshift" entry: a JSON object) decoded, fields not yet checked."""
     try:
         raw = json.loads(read_metadata(path)["medshift"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: MedShift metadata is not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: MedShift metadata must be a JSON object")
-    return checked_domains(path, raw.get("domains"))
+    return raw
+
+
+def read_domains(path: Path) -> tuple[str, ...]:
+    """Domain names a checkpoint knows, in label order, from its header alone."""
+    return checked_domains(path, read_medshift_metadata(path).get("domains"))
 
 
 def domain_label(domains: tuple[str, ...], domain: str) -> int:
