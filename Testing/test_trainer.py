@@ -31,8 +31,12 @@ def test_a_run_writes_checkpoints_state_and_log(data, tmp_path):
     model, info = load_checkpoint(best)
     assert info.domains == ("b", "a") and info.resolution == 32
     assert info.provenance["config"]["coupling"] == "ot"
-    # contrast transfer works with it
-    assert info.statistics is not None and set(info.statistics.quantiles) == {"a", "b"}
+    # contrast transfer works with it: statistics of up to 200 training images per domain, recorded as such
+    from MedShiftLib.io.data_folder import scan_data_folder
+    from MedShiftLib.training.domain_statistics import statistics_of_records
+    records = scan_data_folder(data, ["b", "a"]).records
+    assert info.statistics == statistics_of_records(records, ["b", "a"], 32, seed=_config(data, run).seed)
+    assert info.statistics_provenance == {"data_dir": str(data.resolve()), "images_per_domain": 200}
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert all(r["loss"] > 0 and r["images_per_s"] > 0 for r in log)
@@ -49,7 +53,7 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path,
 
     def must_not_measure(*args, **kwargs):
         raise AssertionError("a resumed run measured its domain statistics again")
-    monkeypatch.setattr("MedShiftLib.training.domain_statistics.statistics_of_records", must_not_measure)
+    monkeypatch.setattr("MedShiftLib.training.domain_statistics.images_by_domain", must_not_measure)
     resumed = train(_config(data, tmp_path / "split", resume=True), progress=False)
     assert read_checkpoint_info(tmp_path / "split" / "latest.safetensors").statistics == measured
     a = load_checkpoint(tmp_path / "straight" / "latest.safetensors")[0].state_dict()

@@ -80,6 +80,8 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
     model, info = load_checkpoint(straight)
     assert info.domains == OPTIONS.domains and info.provenance["simulate"]["pool_views"] == 3
     assert info.provenance["images_seen"] == 16 and info.statistics is not None
+    recorded = json.loads(json.dumps({"simulated": OPTIONS.to_dict(), "images_per_domain": 1}))  # as read back
+    assert info.statistics_provenance == recorded
     log = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and "validation_loss" in log[3]
     with pytest.raises(MedShiftError, match="pool_views"):

@@ -298,6 +298,11 @@ class SimulatedData:
         """The held-out images of each domain (for the checkpoints' domain statistics)."""
         return {d: self.validation_images[self.validation_labels == i] for i, d in enumerate(self.domains)}
 
+    def statistics_provenance(self) -> dict:
+        """What the checkpoint records about the images its domain statistics were measured on."""
+        return {"simulated": self.options.to_dict(), "images_per_domain": self.validation_size
+                // max(len(self.domains), 1)}
+
     def working_pixel_spacing(self) -> float | None:
         """The working grid's pixel spacing (mm) when every view has one pitch: pitch * size / resolution."""
         pitches = set(self.options.pixel_spacings_mm or (self.renderer.views.smallest_spacing(self.options.size),))

@@ -19,18 +19,26 @@ from ..io.output_guard import refuse_outputs_over_inputs
 from ..postprocess.contrast_transfer import measure_domain_statistics
 
 if TYPE_CHECKING:
+    import torch
+
     from ..io.data_folder import ImageRecord
 
 IMAGES_PER_DOMAIN = 200
 
 
-def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
-                          per_domain: int = IMAGES_PER_DOMAIN, seed: int = 0) -> DomainStatistics:
-    """Statistics of up to `per_domain` training images of each domain (centre squares at `resolution`)."""
+def images_by_domain(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
+                     per_domain: int = IMAGES_PER_DOMAIN, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Up to `per_domain` training images of each domain (centre squares at `resolution`), to measure on."""
     from .dataset import sample_domain_images  # reads image files: only for a data folder
 
     images, labels = sample_domain_images(records, domains, resolution, per_domain, seed)
-    return measure_domain_statistics({d: images[labels == i] for i, d in enumerate(domains)})
+    return {d: images[labels == i] for i, d in enumerate(domains)}
+
+
+def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
+                          per_domain: int = IMAGES_PER_DOMAIN, seed: int = 0) -> DomainStatistics:
+    """Statistics of up to `per_domain` training images of each domain (centre squares at `resolution`)."""
+    return measure_domain_statistics(images_by_domain(records, domains, resolution, per_domain, seed))
 
 
 def statistics_for_run(latest_checkpoint: Path, resuming: bool, measure: Callable[[], DomainStatistics]

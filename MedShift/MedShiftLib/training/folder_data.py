@@ -7,7 +7,8 @@ rendered on the fly by the simulator (simulator/training_views.py, built by `med
     batches(start_step)      (x1, labels) of this process's share of each step's batch, from start_step on
     validation_batches()     the fixed validation images in batches
     sample_batch()           up to SAMPLE_IMAGES fixed images for the sample grids, spread over the domains
-    statistics_images()      images of each domain for the domain statistics (or None: measured from records)
+    statistics_images()      images of each domain for the domain statistics
+    statistics_provenance()  what the checkpoint records about those images
     working_pixel_spacing()  the working grid's pixel spacing (mm) when known
     provenance()             what the checkpoint records about the data
 """
@@ -107,9 +108,17 @@ class FolderData:
         items = [dataset[i] for i in chosen]
         return torch.stack([x for x, _ in items]), [label for _, label in items]
 
-    def statistics_images(self) -> None:
-        """None: the statistics are measured from the folder's records (domain_statistics.statistics_of_records)."""
-        return None
+    def statistics_images(self) -> dict[str, torch.Tensor]:
+        """Up to IMAGES_PER_DOMAIN training images of each domain, for the checkpoints' domain statistics."""
+        from .domain_statistics import images_by_domain
+
+        return images_by_domain(self.folder.records, self.domains, self.resolution, seed=self.seed)
+
+    def statistics_provenance(self) -> dict:
+        """What the checkpoint records about the images its domain statistics were measured on."""
+        from .domain_statistics import IMAGES_PER_DOMAIN
+
+        return {"data_dir": self.provenance()["data_dir"], "images_per_domain": IMAGES_PER_DOMAIN}
 
     def working_pixel_spacing(self) -> float | None:
         """The working grid's pixel spacing (mm) when every image gives the same spacing and size."""

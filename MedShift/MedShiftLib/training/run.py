@@ -52,7 +52,7 @@ from .distributed import (
     process_group,
     write_replica_digest,
 )
-from .domain_statistics import IMAGES_PER_DOMAIN, statistics_for_run
+from .domain_statistics import statistics_for_run
 from .optimisation import StepResult, check_finite_loss, make_ema, train_step, warmup_cosine
 from .report import save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
 from .sampling import step_generator
@@ -198,13 +198,7 @@ class TrainingRun:
                            if self.place.is_main else None)
 
     def _measure_statistics(self) -> DomainStatistics:
-        images = self.data.statistics_images()
-        if images is None:  # a data folder: measured on its records
-            from .domain_statistics import statistics_of_records
-
-            return statistics_of_records(self.data.folder.records, self.domains, self.config.resolution,
-                                         seed=self.config.seed)
-        return measure_domain_statistics(images)
+        return measure_domain_statistics(self.data.statistics_images())
 
     def _start_from_weights(self, path: str) -> None:
         """Fine-tuning: the network and its EMA start from checkpoint `path` (same preset and domains)."""
@@ -243,13 +237,7 @@ class TrainingRun:
         return CheckpointInfo(config=self.model_config, domains=tuple(self.domains), resolution=config.resolution,
                               pixel_spacing_mm=self.data.working_pixel_spacing(),
                               provenance=provenance, statistics=self.statistics,
-                              statistics_provenance=self._statistics_provenance())
-
-    def _statistics_provenance(self) -> dict:
-        if self.data.statistics_images() is None:
-            return {"data_dir": self.data.provenance()["data_dir"], "images_per_domain": IMAGES_PER_DOMAIN}
-        return {"simulated": self.data.provenance().get("simulate"), "images_per_domain": self.data.validation_size
-                // max(len(self.domains), 1)}
+                              statistics_provenance=self.data.statistics_provenance())
 
     def save_checkpoint(self, metrics: dict) -> None:
         """Write latest (and best, when the validation loss improved) and the state --resume needs."""
