@@ -50,12 +50,12 @@ def split_torch(requirements: list) -> tuple[object | None, list]:
     return torch, [r for r in requirements if r is not torch]
 
 
-IMPORT_NAMES = {"pot": "ot", "pillow": "PIL"}
+IMPORT_NAMES = {"pillow": "PIL"}
 """Distributions whose import name is not their PyPI name."""
 
 
 def import_name(distribution: str) -> str:
-    """The top-level module a distribution provides (e.g. 'ot' for 'pot')."""
+    """The top-level module a distribution provides (e.g. 'PIL' for 'pillow')."""
     return IMPORT_NAMES.get(distribution.lower(), distribution)
 
 
