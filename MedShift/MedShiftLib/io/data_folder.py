@@ -135,10 +135,8 @@ def scan_data_folder(root: str | Path, domains: Sequence[str] | None = None, min
     """
     root = Path(root)
     if not root.is_dir():
-        what = describe_unusable_path(root).replace("an image file", "a data folder")
-        what = what.replace("image file", "data folder")
-        what = {"is a file": "is a file; give the data folder",
-                "no such file or folder; check the path": "no such data folder; check the path"}.get(what, what)
+        what = ("is a file; give the data folder" if root.is_file()
+                else describe_unusable_path(root, wanted="data folder", missing="data folder"))
         raise DataFolderError(f"{root}: {what}")
     records = _read_manifest(root) if (root / MANIFEST_NAME).is_file() else _scan_domain_folders(root)
     found = sorted({r.domain for r in records})

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from ..errors import InputImageError
 from .file_dependencies import detached_data_files
+from .path_kinds import special_file_kind
 
-_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"))
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -39,7 +38,7 @@ def open_regular_file(path: str | Path) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+        kind = special_file_kind(mode) or ("a folder" if stat.S_ISDIR(mode) else "not a regular file")
         raise InputImageError(f"{path}: is {kind}, not an image file; give the image file itself")
     return fd
 
