@@ -651,29 +651,23 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         sitk.WriteImage(image, str(folder / "ct.nrrd"))
         state = dict(folder=folder, out=folder / "radiograph.nrrd", ct=ctNode, text="",
                      name=ct_projection.projection_name(ctNode.GetName(), domain, primaryAngleDeg, secondaryAngleDeg),
-                     onFinished=onFinished, ended=False)
-        state["process"] = process = background_job.new_worker_process(
-            background_job.MODULE_DIR, lambda: self._readProjectionOutput(state),
-            lambda exitCode, exitStatus: self._endProjection(state, exitCode),
-            lambda error: self._endProjection(state, None, _("The projection process could not start ({reason})")
-                                              .format(reason=process.errorString()))
-            if error == qt.QProcess.FailedToStart else None)
+                     onFinished=onFinished)
+        state["worker"] = worker = background_job.WorkerProcess(
+            background_job.MODULE_DIR, lambda text: self._addProjectionOutput(state, text),
+            lambda exitCode, exitStatus, startError: self._endProjection(state, exitCode, startError))
         self._projection = state
-        process.start(executable, projection_worker.worker_arguments(
+        worker.start(executable, projection_worker.worker_arguments(
             folder / "ct.nrrd", state["out"], f"'{ctNode.GetName()}'", primaryAngleDeg, secondaryAngleDeg,
             sourceDetectorDistanceMm, detectorPixels, domain))
 
-    def _readProjectionOutput(self, state) -> None:
-        if not state["ended"]:
-            state["text"] += bytes(state["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+    def _addProjectionOutput(self, state, text: str) -> None:
+        state["text"] += text
 
-    def _endProjection(self, state, exitCode, message=None) -> None:
-        if state["ended"]:
-            return
-        self._readProjectionOutput(state)
-        state["ended"] = True
+    def _endProjection(self, state, exitCode, startError) -> None:
         self._projection = None
-        node, error = None, message or ""
+        node, error = None, ""
+        if startError is not None:
+            error = _("The projection process could not start ({reason})").format(reason=startError)
         errors = [value for kind, value in map(background_job.parse_worker_line, state["text"].splitlines())
                   if kind == "error"]
         try:
@@ -691,7 +685,6 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             logging.exception("MedShift: reading the projection failed")
             error = str(exc)
         shutil.rmtree(state["folder"], ignore_errors=True)
-        state["process"].deleteLater()  # Qt deletes it after this handler has returned
         if state["onFinished"]:
             state["onFinished"](node, error)
 
@@ -719,13 +712,11 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
                                                                        modelPath, device)
         run = dict(job=job, input=inputNode, output=outputNode, frame=frame, device=device,
                    onProgress=onProgress, onFinished=onFinished, started=time.monotonic(), killWhenKnown=False)
-        run["process"] = background_job.new_worker_process(
-            job.working_directory, lambda: self._onProcessOutput(run),
-            lambda exitCode, exitStatus: self._onProcessFinished(run, exitCode, exitStatus),
-            lambda error: self._onProcessError(run, error))
-        process = run["process"]
+        run["worker"] = worker = background_job.WorkerProcess(
+            job.working_directory, lambda text: self._onProcessOutput(run, text),
+            lambda exitCode, exitStatus, startError: self._onProcessEnded(run, exitCode, exitStatus, startError))
         self._run = run
-        process.start(executable, job.arguments())
+        worker.start(executable, job.arguments())
 
     def cancelBackgroundTranslation(self, killNow=False) -> None:
         """Ask the running translation to stop (it stops within one solver step); no node is added.
@@ -744,15 +735,12 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
 
     def _kill(self, run) -> None:
         """Kill a run's worker and launcher now, or as soon as the worker has printed its PID."""
-        if run.get("ended"):
+        if run["worker"].ended:
             return
-        if not run["job"].kill(int(run["process"].processId()) or None):
+        if not run["job"].kill(run["worker"].launcher_pid()):
             run["killWhenKnown"] = True
 
-    def _onProcessOutput(self, run) -> None:
-        if run.get("ended"):
-            return
-        text = bytes(run["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+    def _onProcessOutput(self, run, text: str) -> None:
         for kind, value in run["job"].read(text):
             if kind == "pid" and run["killWhenKnown"]:
                 self._kill(run)
@@ -769,18 +757,12 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
             elif kind == "log":
                 logging.info(f"MedShift worker: {value}")
 
-    def _onProcessError(self, run, error) -> None:
-        # A process that cannot start emits errorOccurred and never finished: end the run here.
-        if error == qt.QProcess.FailedToStart:
-            process = run["process"]
+    def _onProcessEnded(self, run, exitCode, exitStatus, startError) -> None:
+        if startError is not None:
             message = _("The translation process could not start ({reason}): {program}").format(
-                reason=process.errorString(), program=process.program())
+                reason=startError, program=run["worker"].process.program())
             self._endBackgroundRun(run, None, message, outOfMemory=False, workerGone=True)
-
-    def _onProcessFinished(self, run, exitCode, exitStatus) -> None:
-        if run.get("ended"):
             return
-        self._onProcessOutput(run)
         outputNode, error = None, ""
         job = run["job"]
         try:
@@ -798,10 +780,8 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         self._endBackgroundRun(run, outputNode, error, outOfMemory=job.out_of_memory(exitCode), workerGone=workerGone)
 
     def _endBackgroundRun(self, run, outputNode, error: str, outOfMemory: bool, workerGone: bool) -> None:
-        """Forget the run, delete its job folder (when its worker has exited) and tell the panel, once per run."""
-        if run.get("ended"):
-            return
-        run["ended"] = True
+        """Forget the run, delete its job folder (when its worker has exited) and tell the panel (once per run:
+        its WorkerProcess ends once)."""
         self._run = None
         self.lastWarnings = list(run["job"].warnings)
         if workerGone:
@@ -809,9 +789,6 @@ class MedShiftLogic(ScriptedLoadableModuleLogic):
         else:
             run["job"].request_cancel()
             logging.warning(f"MedShift: the worker may still be running; {run['job'].cancel_file} tells it to stop")
-        # Released by Qt after this handler has returned (deleteLater); it has a parent, so dropping the Python
-        # reference here does not delete it under Qt's feet.
-        run["process"].deleteLater()
         if run["onFinished"]:
             run["onFinished"](outputNode, error, outOfMemory)
 

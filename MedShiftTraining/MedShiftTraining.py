@@ -171,14 +171,12 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
             raise MedShiftError("choose a run folder for the checkpoints and logs")
         app = getattr(slicer, "app", None)
         executable = background_job.python_slicer_executable(getattr(app, "slicerHome", "") if app else "")
-        state = dict(workerPid=None, buffer="", lastLine="", stopped=False, onOutput=onOutput,
-                     onFinished=onFinished, ended=False)
-        state["process"] = process = background_job.new_worker_process(
-            background_job.MODULE_DIR, lambda: self._onTrainingOutput(state),
-            lambda exitCode, exitStatus: self._endTraining(state, exitCode),
-            lambda error: self._onTrainingError(state, error))
+        state = dict(workerPid=None, buffer="", lastLine="", stopped=False, onOutput=onOutput, onFinished=onFinished)
+        state["worker"] = worker = background_job.WorkerProcess(
+            background_job.MODULE_DIR, lambda text: self._onTrainingOutput(state, text),
+            lambda exitCode, exitStatus, startError: self._endTraining(state, exitCode, startError))
         self._training = state
-        process.start(executable, background_job.training_arguments(dataDir, outDir, steps, resume))
+        worker.start(executable, background_job.training_arguments(dataDir, outDir, steps, resume))
 
     def stopBackgroundTraining(self) -> None:
         """End the training worker (its last save stays; Resume continues from it)."""
@@ -191,12 +189,10 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
         if state["workerPid"]:  # else killed as soon as it prints its PID (its first line): killing the launcher
             background_job.kill_process(state["workerPid"])  # would orphan it; the launcher ends with its worker
 
-    def _onTrainingOutput(self, state) -> None:
+    def _onTrainingOutput(self, state, text: str) -> None:
         from MedShiftSlicer.background_job import parse_worker_line
 
-        if state["ended"]:
-            return
-        state["buffer"] += bytes(state["process"].readAllStandardOutput().data()).decode("utf-8", "replace")
+        state["buffer"] += text
         *lines, state["buffer"] = state["buffer"].replace("\r", "\n").split("\n")
         for line in (line.strip() for line in lines):
             if not line:
@@ -212,19 +208,11 @@ class MedShiftTrainingLogic(ScriptedLoadableModuleLogic):
             if state["onOutput"]:
                 state["onOutput"](line)
 
-    def _onTrainingError(self, state, error) -> None:
-        if error == qt.QProcess.FailedToStart:
-            self._endTraining(state, None, _("The training process could not start ({reason})").format(
-                reason=state["process"].errorString()))
-
-    def _endTraining(self, state, exitCode, message=None) -> None:
-        if state["ended"]:
-            return
-        self._onTrainingOutput(state)
-        state["ended"] = True
+    def _endTraining(self, state, exitCode, startError) -> None:
         self._training = None
-        state["process"].deleteLater()  # Qt deletes it after this handler has returned
-        if message is None:
+        if startError is not None:
+            message = _("The training process could not start ({reason})").format(reason=startError)
+        else:
             message = (_("Stopped; Train with Resume continues from the last save.") if state["stopped"]
                        else _("Done: {line}").format(line=state["lastLine"]) if exitCode == 0
                        else _("Training failed (exit code {code}): {line}").format(code=exitCode,
@@ -295,7 +283,7 @@ def main(argv=None) -> int:
     logging.getLogger().setLevel(logging.INFO)
     try:
         return MedShiftTrainingLogic().trainFromArguments(sys.argv[1:] if argv is None else argv)
-    except Exception:  # e.g. torch or POT missing: report it and still end Slicer
+    except Exception:  # e.g. torch missing: report it and still end Slicer
         traceback.print_exc()
         print("MedShiftTraining: error: training stopped by an unexpected error (traceback above)", file=sys.stderr)
         return 1

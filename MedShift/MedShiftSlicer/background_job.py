@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,22 +203,57 @@ def training_arguments(data_dir: str | Path, out_dir: str | Path, steps: int, re
             *(["--resume"] if resume else [])]
 
 
-def new_worker_process(working_directory: str | Path, on_output, on_finished, on_error):
-    """A qt.QProcess for a worker: parented to slicer.app, output channels merged, its signals connected.
+class WorkerProcess:
+    """A panel's worker (translation, CT projection, training) in a qt.QProcess: its output as it comes, one end.
 
-    The parent matters: PythonQt deletes a parentless object created from Python with its last Python
-    reference, which could be dropped inside the process's own signal handler (docs/slicer.md).
-    `on_finished(exit_code, exit_status)`, `on_error(error)`, `on_output()`."""
-    import qt
-    import slicer
+    `on_text(text)` gets what the worker printed (output channels merged); `on_end(exit_code, exit_status,
+    start_error)` runs exactly once, after the last output: when the process has finished (start_error
+    None), or when it could not start (Qt then emits errorOccurred and never finished: exit code and status
+    None, start_error Qt's reason). The QProcess is parented to slicer.app, since PythonQt deletes a
+    parentless object created from Python with its last Python reference, which could be dropped inside the
+    process's own signal handler (docs/slicer.md); it is released with deleteLater when the worker ends."""
 
-    process = qt.QProcess(slicer.app)
-    process.setWorkingDirectory(str(working_directory))
-    process.setProcessChannelMode(qt.QProcess.MergedChannels)
-    process.connect("readyReadStandardOutput()", on_output)
-    process.connect("finished(int,QProcess::ExitStatus)", on_finished)
-    process.connect("errorOccurred(QProcess::ProcessError)", on_error)
-    return process
+    def __init__(self, working_directory: str | Path, on_text: Callable[[str], None],
+                 on_end: Callable[[int | None, int | None, str | None], None]) -> None:
+        import qt
+        import slicer
+
+        self.on_text, self.on_end, self.ended = on_text, on_end, False
+        self.failed_to_start = qt.QProcess.FailedToStart
+        self.process = qt.QProcess(slicer.app)
+        self.process.setWorkingDirectory(str(working_directory))
+        self.process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        self.process.connect("readyReadStandardOutput()", self.read_output)
+        self.process.connect("finished(int,QProcess::ExitStatus)", self._finished)
+        self.process.connect("errorOccurred(QProcess::ProcessError)", self._error)
+
+    def start(self, executable: str, arguments: Sequence[str]) -> None:
+        """Start `executable` (PythonSlicer) with `arguments`."""
+        self.process.start(executable, arguments)
+
+    def launcher_pid(self) -> int | None:
+        """The started program's process id (PythonSlicer's launcher, not the worker behind it); None before."""
+        return int(self.process.processId()) or None
+
+    def read_output(self) -> None:
+        """Hand what the worker printed since the last call to on_text (nothing once it has ended)."""
+        if not self.ended:
+            self.on_text(bytes(self.process.readAllStandardOutput().data()).decode("utf-8", "replace"))
+
+    def _finished(self, exit_code: int, exit_status: int) -> None:
+        self._end(exit_code, exit_status, None)
+
+    def _error(self, error: int) -> None:
+        if error == self.failed_to_start:  # the one error after which Qt never emits finished
+            self._end(None, None, self.process.errorString())
+
+    def _end(self, exit_code: int | None, exit_status: int | None, start_error: str | None) -> None:
+        if self.ended:
+            return
+        self.read_output()
+        self.ended = True
+        self.process.deleteLater()  # Qt deletes it after this handler has returned
+        self.on_end(exit_code, exit_status, start_error)
 
 
 def kill_process(pid: int) -> None:
