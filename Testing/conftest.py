@@ -46,3 +46,11 @@ def python_slicer(tmp_path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/bin/sh\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A tiny random model's checkpoint (domains a, b, c; 32 px), written once per test module."""
+    from helpers import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")

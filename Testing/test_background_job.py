@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_tiny_checkpoint
 
 from MedShiftLib.engine.checkpoint import load_checkpoint
 from MedShiftLib.errors import MedShiftError
@@ -33,11 +32,6 @@ from MedShiftSlicer.node_translation import translate_frames
 
 SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
 TILTED = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _frames(count=2, size=(40, 48), spacing_known=True):

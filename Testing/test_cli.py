@@ -11,11 +11,6 @@ from MedShiftLib.cli import build_parser, main, settings_from_arguments, transla
 from MedShiftLib.settings import COMMAND_LINE_OPTIONS, PRESETS, TranslationSettings
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _nrrd(path, shape=(40, 56)):
     rng = np.random.default_rng(3)
     image = sitk.GetImageFromArray((1000 + 500 * rng.random(shape)).astype(np.int16))
@@ -25,13 +20,13 @@ def _nrrd(path, shape=(40, 56)):
     return path
 
 
-def test_translate_writes_one_output_per_input_with_name_format_and_grid(tmp_path, model, capsys):
+def test_translate_writes_one_output_per_input_with_name_format_and_grid(tmp_path, model_path, capsys):
     inputs = tmp_path / "in"
     write_png_domains(inputs, domains=("a",), subjects=2, views=1)
     nrrd = _nrrd(tmp_path / "scan.nrrd")
     before = nrrd.read_bytes()
     out = tmp_path / "out"
-    rc = main(["translate", str(inputs / "a"), str(nrrd), "--out", str(out), "--model", str(model),
+    rc = main(["translate", str(inputs / "a"), str(nrrd), "--out", str(out), "--model", str(model_path),
                "--source", "a", "--target", "b", "--steps", "2", "--device", "cpu"])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["s0_v0.png", "s1_v0.png", "scan.nrrd"]
@@ -44,9 +39,9 @@ def test_translate_writes_one_output_per_input_with_name_format_and_grid(tmp_pat
     assert str(out / "scan.nrrd") in capsys.readouterr().out
 
 
-def test_noise_renewal_options_reach_the_translation_and_the_seed_decides(tmp_path, model):
+def test_noise_renewal_options_reach_the_translation_and_the_seed_decides(tmp_path, model_path):
     nrrd = _nrrd(tmp_path / "scan.nrrd")
-    common = ["translate", str(nrrd), "--model", str(model), "--source", "a", "--target", "b", "--steps", "2",
+    common = ["translate", str(nrrd), "--model", str(model_path), "--source", "a", "--target", "b", "--steps", "2",
               "--device", "cpu"]
 
     def run(name, *extra):
@@ -61,19 +56,19 @@ def test_noise_renewal_options_reach_the_translation_and_the_seed_decides(tmp_pa
     assert not np.array_equal(seed3, seed4) and not np.array_equal(seed3, plain)
 
 
-def test_images_of_one_run_get_their_own_noise(tmp_path, model):
+def test_images_of_one_run_get_their_own_noise(tmp_path, model_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     _nrrd(inputs / "first.nrrd"), _nrrd(inputs / "second.nrrd")  # the same pixels twice
-    assert main(["translate", str(inputs), "--model", str(model), "--source", "a", "--target", "b", "--steps", "2",
+    assert main(["translate", str(inputs), "--model", str(model_path), "--source", "a", "--target", "b", "--steps", "2",
                  "--noise-renewal", "1", "--seed", "3", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     first, second = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / name)))
                      for name in ("first.nrrd", "second.nrrd"))
     assert not np.array_equal(first, second)  # seeds 3 and 4: no noise field shared across a data set
 
 
-def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
-    rc = main(["translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model),
+def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model_path, capsys):
+    rc = main(["translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model_path),
                "--source", "real", "--target", "b"])
     err = capsys.readouterr().err
     assert rc == 2
@@ -81,12 +76,12 @@ def test_wrong_domain_is_one_line_listing_valid_names(tmp_path, model, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_default_preset_is_the_best_ranked_one_and_deterministic_for_a_model_without_statistics(model, capsys):
+def test_default_preset_is_the_best_ranked_one_and_deterministic_for_a_model_without_statistics(model_path, capsys):
     from MedShiftLib.cli import default_preset_for
     from MedShiftLib.settings import DEFAULT_PRESET
     assert DEFAULT_PRESET == "matched-contrast-and-noise"
     assert default_preset_for(None) == DEFAULT_PRESET  # the bundled model records its statistics
-    assert default_preset_for(str(model)) == "deterministic"  # the tiny test model records none
+    assert default_preset_for(str(model_path)) == "deterministic"  # the tiny test model records none
     args = build_parser().parse_args(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b"])
     assert settings_from_arguments(args) == TranslationSettings("a", "b").with_preset(DEFAULT_PRESET)
     args = build_parser().parse_args(["translate", "x.png", "--out", "o", "--source", "a", "--target", "b",
@@ -94,11 +89,11 @@ def test_default_preset_is_the_best_ranked_one_and_deterministic_for_a_model_wit
     assert settings_from_arguments(args).noise_matching is False and settings_from_arguments(args).contrast_transfer
 
 
-def test_debug_shows_the_traceback(tmp_path, model):
+def test_debug_shows_the_traceback(tmp_path, model_path):
     from MedShiftLib.errors import DomainError
     with pytest.raises(DomainError):
         main(["--debug", "translate", str(_nrrd(tmp_path / "x.nrrd")), "--out", str(tmp_path / "o"),
-              "--model", str(model), "--source", "real", "--target", "b"])
+              "--model", str(model_path), "--source", "real", "--target", "b"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -116,19 +111,19 @@ def test_debug_shows_the_traceback(tmp_path, model):
     (["translate", "{tmp}/x.nrrd", "--out", "{tmp}/o", "--source", "a", "--target", "b", "--model", "{model}",
       "--device", "tpu"], "unknown device"),
 ])
-def test_errors_exit_2_with_one_line(tmp_path, model, capsys, args, message):
+def test_errors_exit_2_with_one_line(tmp_path, model_path, capsys, args, message):
     _nrrd(tmp_path / "x.nrrd")
-    rc = main([a.format(tmp=tmp_path, model=model) for a in args])
+    rc = main([a.format(tmp=tmp_path, model=model_path) for a in args])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_info_lists_domains_in_label_order(model, capsys):
-    assert main(["info", str(model)]) == 0
+def test_info_lists_domains_in_label_order(model_path, capsys):
+    assert main(["info", str(model_path)]) == 0
     out = capsys.readouterr().out
     assert "0:a, 1:b, 2:c" in out and "resolution        32 px" in out
     assert max(len(line) for line in out.splitlines()) < 200 and "\nprovenance\n" in out
-    assert main(["info", str(model), "--json"]) == 0
+    assert main(["info", str(model_path), "--json"]) == 0
     assert '"domains": [\n    "a",' in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import one_error_line, small_tmpfs, write_png_domains, write_tiny_checkpoint
+from helpers import one_error_line, small_tmpfs, write_png_domains
 
 from MedShiftLib import atomic_files
 from MedShiftLib.cli import main
@@ -26,11 +26,6 @@ from MedShiftLib.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT / "MedShift"), "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +45,20 @@ def _png(path, shape=(40, 48), seed=0):
 
 # ---- OS errors: one line, in every sub-command -----------------------------------------------------------------
 
-def test_a_read_only_out_is_refused_before_the_model_runs(tmp_path, model, capsys, monkeypatch):
+def test_a_read_only_out_is_refused_before_the_model_runs(tmp_path, model_path, capsys, monkeypatch):
     from MedShiftLib.pipeline import file_translation
     monkeypatch.setattr(file_translation, "translate_image", lambda *a, **k: pytest.fail("computed before the check"))
     source = _png(tmp_path / "x.png")
     with _tmpfs(tmp_path, "ro,size=1m") as read_only:
-        assert main(["translate", str(source), "--out", str(read_only / "out"), "--model", str(model), "--source",
+        assert main(["translate", str(source), "--out", str(read_only / "out"), "--model", str(model_path), "--source",
                      "a", "--target", "b", "--device", "cpu"]) == 2
     one_error_line(capsys, "read-only", "choose")
 
 
-def test_an_out_that_is_a_file_isone_error_line(tmp_path, model, data, capsys):
+def test_an_out_that_is_a_file_isone_error_line(tmp_path, model_path, data, capsys):
     source, not_a_folder = _png(tmp_path / "x.png"), tmp_path / "file"
     not_a_folder.write_text("keep me")
-    assert main(["translate", str(source), "--out", str(not_a_folder), "--model", str(model), "--source", "a",
+    assert main(["translate", str(source), "--out", str(not_a_folder), "--model", str(model_path), "--source", "a",
                  "--target", "b"]) == 2
     one_error_line(capsys, "is a file, not a folder")
     assert main(["train", str(data), "--out", str(not_a_folder)]) == 2
@@ -75,12 +70,12 @@ def test_an_out_that_is_a_file_isone_error_line(tmp_path, model, data, capsys):
     assert not_a_folder.read_text() == "keep me"
 
 
-def test_a_full_disk_with_dicom_output_is_one_line_and_leaves_no_temporary(tmp_path, model, capsys):
+def test_a_full_disk_with_dicom_output_is_one_line_and_leaves_no_temporary(tmp_path, model_path, capsys):
     image = read_radiograph(_png(tmp_path / "x.png", shape=(256, 256)))
     dicom = write_radiograph(image, tmp_path / "in" / "x.dcm")
     with _tmpfs(tmp_path, "size=8k") as small:
-        rc = main(["translate", str(dicom), "--out", str(small), "--model", str(model), "--source", "a", "--target",
-                   "b", "--steps", "1", "--device", "cpu"])
+        rc = main(["translate", str(dicom), "--out", str(small), "--model", str(model_path), "--source", "a",
+                   "--target", "b", "--steps", "1", "--device", "cpu"])
         err = capsys.readouterr().err
         left = sorted(p.name for p in small.iterdir())
     assert rc == 1 and "no space left" in err and "Traceback" not in err
@@ -117,11 +112,11 @@ def test_every_command_into_a_read_only_folder_isone_error_line(tmp_path, data, 
     one_error_line(capsys, "read-only", "writable disk")
 
 
-def test_a_closed_pipe_ends_info_quietly(model):
+def test_a_closed_pipe_ends_info_quietly(model_path):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written, as with `| head -3` on a long output
     try:
-        process = subprocess.run([sys.executable, "-m", "MedShiftLib.cli", "info", str(model)], env=ENV,
+        process = subprocess.run([sys.executable, "-m", "MedShiftLib.cli", "info", str(model_path)], env=ENV,
                                  stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)
@@ -133,23 +128,23 @@ def test_a_closed_pipe_ends_info_quietly(model):
 HANGING_WRITE = """
 import sys, time
 from pathlib import Path
-from MedShiftLib.io import radiograph_files
-real = radiograph_files._write_into
+from MedShiftLib.io import radiograph_writing
+real = radiograph_writing._write_into
 def hanging(folder, name, *args):
     real(folder, name, *args)
     Path(sys.argv[1]).touch()
     time.sleep(120)
-radiograph_files._write_into = hanging
+radiograph_writing._write_into = hanging
 from MedShiftLib.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
 
-def _hang_in_a_write(tmp_path, model, signal_number):
+def _hang_in_a_write(tmp_path, model_path, signal_number):
     ready, out = tmp_path / "ready", tmp_path / "out"
     command = [sys.executable, "-c", HANGING_WRITE, str(ready), "translate", str(_png(tmp_path / "x.nrrd")),
-               "--out", str(out), "--model", str(model), "--source", "a", "--target", "b", "--steps", "1", "--device",
-               "cpu"]
+               "--out", str(out), "--model", str(model_path), "--source", "a", "--target", "b", "--steps", "1",
+               "--device", "cpu"]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -161,14 +156,14 @@ def _hang_in_a_write(tmp_path, model, signal_number):
     return process, out
 
 
-def test_sigterm_in_the_middle_of_a_write_removes_the_temporary_files(tmp_path, model):
-    process, out = _hang_in_a_write(tmp_path, model, signal.SIGTERM)
+def test_sigterm_in_the_middle_of_a_write_removes_the_temporary_files(tmp_path, model_path):
+    process, out = _hang_in_a_write(tmp_path, model_path, signal.SIGTERM)
     assert process.returncode == 143 and "terminated" in process.stderr.read()
     assert list(out.iterdir()) == []
 
 
-def test_temporaries_of_a_killed_process_are_swept_by_the_next_write(tmp_path, model):
-    process, out = _hang_in_a_write(tmp_path, model, signal.SIGKILL)
+def test_temporaries_of_a_killed_process_are_swept_by_the_next_write(tmp_path, model_path):
+    process, out = _hang_in_a_write(tmp_path, model_path, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL and list(out.iterdir())
     mine = out / f".other{atomic_files.TEMPORARY_MARK}live-{os.getpid()}-x.tmp"
     mine.write_bytes(b"")  # another tag: not ours to remove
@@ -221,7 +216,7 @@ def test_resume_accepts_the_same_folders_spelled_otherwise_and_a_moved_run_folde
 
 # ---- sizes bounded before anything is allocated -------------------------------------------------------------------
 
-def test_strips_and_huge_working_grids_are_refused_saying_what_to_do(tmp_path, model, capsys):
+def test_strips_and_huge_working_grids_are_refused_saying_what_to_do(tmp_path, model_path, capsys):
     with pytest.raises(InputImageError, match="crop or pad"):
         working_shape((2, 20000), 256, None, None)
     with pytest.raises(InputImageError, match="crop or pad"):
@@ -231,7 +226,7 @@ def test_strips_and_huge_working_grids_are_refused_saying_what_to_do(tmp_path, m
     assert working_shape((1000, 3000), 256, None, None) == (256, 768)
     strip = tmp_path / "strip.png"
     sitk.WriteImage(sitk.GetImageFromArray(np.arange(40000, dtype=np.uint16).reshape(2, 20000)), str(strip))
-    assert main(["translate", str(strip), "--out", str(tmp_path / "o"), "--model", str(model), "--source", "a",
+    assert main(["translate", str(strip), "--out", str(tmp_path / "o"), "--model", str(model_path), "--source", "a",
                  "--target", "b", "--device", "cpu"]) == 1
     assert "strip.png: the image is 2 x 20000 pixels" in capsys.readouterr().err
 
@@ -255,8 +250,8 @@ def _with_metadata(source: Path, target: Path, change) -> Path:
     (lambda m: m["model_config"].update(channels=[65536, 65536]), "channels 65536"),
     (lambda m: m["model_config"].update(channels=[4096, 4096, 4096], attention_heads=4), "parameters"),
 ])
-def test_hostile_checkpoint_sizes_are_refused_before_any_network_is_built(model, tmp_path, change, message):
-    hostile = _with_metadata(model, tmp_path / "hostile.safetensors", change)
+def test_hostile_checkpoint_sizes_are_refused_before_any_network_is_built(model_path, tmp_path, change, message):
+    hostile = _with_metadata(model_path, tmp_path / "hostile.safetensors", change)
     with pytest.raises(CheckpointError, match=message):
         read_checkpoint_info(hostile)
 
@@ -272,16 +267,16 @@ def test_simulate_refuses_sizes_it_cannot_render_and_a_missing_gpu(tmp_path, cap
 
 # ---- messages that said the wrong thing ---------------------------------------------------------------------------
 
-def test_a_folder_as_model_says_it_is_a_folder_and_what_it_holds(tmp_path, model, capsys):
-    shutil.copy(model, tmp_path / "best.safetensors")
+def test_a_folder_as_model_says_it_is_a_folder_and_what_it_holds(tmp_path, model_path, capsys):
+    shutil.copy(model_path, tmp_path / "best.safetensors")
     assert main(["info", str(tmp_path)]) == 2
     one_error_line(capsys, "is a folder, not a checkpoint file", "best.safetensors")
 
 
-def test_a_damaged_weight_body_is_blamed_on_damage(model, tmp_path):
-    info = read_checkpoint_info(model)
+def test_a_damaged_weight_body_is_blamed_on_damage(model_path, tmp_path):
+    info = read_checkpoint_info(model_path)
     assert "loss" not in info.provenance.get("metrics", {})
-    damaged = _with_metadata(model, tmp_path / "damaged.safetensors",
+    damaged = _with_metadata(model_path, tmp_path / "damaged.safetensors",
                              lambda m: m["provenance"].update(metrics={"loss": 0.2}))
     raw = bytearray(damaged.read_bytes())
     raw[-4:] = np.array([np.nan], dtype=np.float32).tobytes()  # the last weight's bytes flipped to NaN
@@ -291,17 +286,17 @@ def test_a_damaged_weight_body_is_blamed_on_damage(model, tmp_path):
     assert "diverged" not in str(error.value)
 
 
-def test_the_colour_warning_is_one_plain_line(tmp_path, model, capsys):
+def test_the_colour_warning_is_one_plain_line(tmp_path, model_path, capsys):
     colour = tmp_path / "rgb.png"
     rgb = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(colour))
-    assert main(["translate", str(colour), "--out", str(tmp_path / "o"), "--model", str(model), "--source", "a",
+    assert main(["translate", str(colour), "--out", str(tmp_path / "o"), "--model", str(model_path), "--source", "a",
                  "--target", "b", "--steps", "1", "--device", "cpu"]) == 0
     warning = [line for line in capsys.readouterr().err.splitlines() if "colour image" in line]
     assert len(warning) == 1 and warning[0].startswith("medshift: warning: ") and ".py:" not in warning[0]
 
 
-def test_malformed_statistics_say_what_they_found(model, tmp_path):
+def test_malformed_statistics_say_what_they_found(model_path, tmp_path):
     from MedShiftLib.engine.domain_statistics import DomainStatistics
     with pytest.raises(CheckpointError, match="found 2 values"):
         DomainStatistics.from_dict({"band_sigmas_px": [1.0], "quantiles": {"a": [0.0, 1.0]}, "band_rms": {}}, ["a"])

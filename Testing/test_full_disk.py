@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import small_tmpfs, write_tiny_checkpoint
+from helpers import small_tmpfs
 
 from MedShiftLib.cli import main
 from MedShiftLib.io.radiograph_files import read_radiograph
@@ -20,11 +20,6 @@ from MedShiftLib.io.radiograph_files import read_radiograph
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT / "MedShift"), "OMP_NUM_THREADS": "1"}
 FORMATS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".dcm")
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _limited(limit: int):
@@ -97,37 +92,38 @@ def _inputs(folder: Path, count: int, shape=(64, 64)) -> list[Path]:
     return paths
 
 
-def _translate_command(inputs: Path, out: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "MedShiftLib.cli", "translate", str(inputs), "--out", str(out), "--model", str(model),
-            "--source", "a", "--target", "b", "--steps", "1", "--device", "cpu", "--format", "nifti", *extra]
+def _translate_command(inputs: Path, out: Path, model_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "MedShiftLib.cli", "translate", str(inputs), "--out", str(out),
+            "--model", str(model_path), "--source", "a", "--target", "b", "--steps", "1", "--device", "cpu",
+            "--format", "nifti", *extra]
 
 
-def test_translate_past_a_file_size_limit_counts_no_broken_output_and_a_rerun_writes_them(tmp_path, model):
+def test_translate_past_a_file_size_limit_counts_no_broken_output_and_a_rerun_writes_them(tmp_path, model_path):
     _inputs(tmp_path / "in", 3, shape=(128, 128))  # a 16-bit NIfTI output of 32 KB each: past the limit
     out = tmp_path / "out"
     out.mkdir()
-    cut = subprocess.run(_translate_command(tmp_path / "in", out, model), env=ENV, capture_output=True, text=True,
+    cut = subprocess.run(_translate_command(tmp_path / "in", out, model_path), env=ENV, capture_output=True, text=True,
                          timeout=180, preexec_fn=_limited(20_000))
     assert cut.returncode == 1, cut.stderr
     assert "0 written" in cut.stderr and "Traceback" not in cut.stderr
     assert list(out.iterdir()) == []  # nothing cut short, no temporary
-    rerun = subprocess.run(_translate_command(tmp_path / "in", out, model), env=ENV, capture_output=True, text=True,
-                           timeout=180)
+    rerun = subprocess.run(_translate_command(tmp_path / "in", out, model_path), env=ENV, capture_output=True,
+                           text=True, timeout=180)
     assert rerun.returncode == 0 and "3 written, 0 skipped" in rerun.stderr, rerun.stderr
     for output in out.iterdir():
         assert read_radiograph(output).pixels.shape == (128, 128)
 
 
-def test_a_full_tmpfs_stops_the_batch_in_one_line_and_keeps_only_whole_outputs(tmp_path, model, capsys):
+def test_a_full_tmpfs_stops_the_batch_in_one_line_and_keeps_only_whole_outputs(tmp_path, model_path, capsys):
     inputs = _inputs(tmp_path / "in", 4, shape=(128, 128))
     with small_tmpfs(tmp_path, "size=80k") as small:
-        rc = main(["translate", *map(str, inputs), "--out", str(small), "--model", str(model), "--source", "a",
+        rc = main(["translate", *map(str, inputs), "--out", str(small), "--model", str(model_path), "--source", "a",
                    "--target", "b", "--steps", "1", "--device", "cpu", "--format", "nifti"])
         printed, err = capsys.readouterr()
         kept = {p.name: read_radiograph(p).pixels for p in small.iterdir()}
         hidden = [name for name in os.listdir(small) if name.startswith(".")]
-        rc_overwrite = main(["translate", *map(str, inputs), "--out", str(small), "--model", str(model), "--source",
-                             "a", "--target", "b", "--steps", "1", "--device", "cpu", "--format", "nifti",
+        rc_overwrite = main(["translate", *map(str, inputs), "--out", str(small), "--model", str(model_path),
+                             "--source", "a", "--target", "b", "--steps", "1", "--device", "cpu", "--format", "nifti",
                              "--overwrite"])
         err_overwrite = capsys.readouterr().err
         kept_after = {p.name: read_radiograph(p).pixels for p in small.iterdir()}

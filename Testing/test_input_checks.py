@@ -4,7 +4,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import write_tiny_checkpoint
 from pydicom.dataset import Dataset
 
 from MedShiftLib.cli import main
@@ -15,11 +14,6 @@ from MedShiftLib.settings import TranslationSettings
 from MedShiftSlicer.background_job import parse_worker_line
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _radiograph(pixels=None, **metadata):
     pixels = np.linspace(100, 4000, 64 * 64).reshape(64, 64).astype(np.uint16) if pixels is None else pixels
     return RadiographImage(pixels=pixels, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
@@ -27,8 +21,8 @@ def _radiograph(pixels=None, **metadata):
                            metadata={"source_path": "x.png", **metadata})
 
 
-def test_a_radiograph_within_range_has_no_findings(model):
-    info = read_checkpoint_info(model)
+def test_a_radiograph_within_range_has_no_findings(model_path):
+    info = read_checkpoint_info(model_path)
     assert out_of_range_findings(_radiograph(), TranslationSettings("a", "b"), info) == []
 
 
@@ -38,8 +32,8 @@ def test_a_radiograph_within_range_has_no_findings(model):
     (lambda im: replace(im, pixels=np.full((64, 64), -1000, np.int16)), "CT numbers"),
     (lambda im: replace(im, file_format="nrrd", spacing=(40.0, 40.0, 1.0)), "implausible"),
 ])
-def test_out_of_range_inputs_are_named(model, change, words):
-    info = read_checkpoint_info(model)
+def test_out_of_range_inputs_are_named(model_path, change, words):
+    info = read_checkpoint_info(model_path)
     findings = out_of_range_findings(change(_radiograph()), TranslationSettings("a", "b"), info)
     assert len(findings) == 1 and words in findings[0] and "x.png" in findings[0]
 
@@ -50,8 +44,8 @@ def _dataset(modality):
     return ds
 
 
-def test_source_equal_to_target_is_named(model):
-    findings = out_of_range_findings(_radiograph(), TranslationSettings("b", "b"), read_checkpoint_info(model))
+def test_source_equal_to_target_is_named(model_path):
+    findings = out_of_range_findings(_radiograph(), TranslationSettings("b", "b"), read_checkpoint_info(model_path))
     assert findings and "both 'b'" in findings[0]
 
 
@@ -73,27 +67,27 @@ def _ct_slice(path):
     return path
 
 
-def test_cli_warns_in_one_line_and_translates(tmp_path, model, capsys):
+def test_cli_warns_in_one_line_and_translates(tmp_path, model_path, capsys):
     rc = main(["translate", str(_ct_slice(tmp_path / "slice.nrrd")), "--out", str(tmp_path / "o"), "--model",
-               str(model), "--source", "a", "--target", "b", "--steps", "1"])
+               str(model_path), "--source", "a", "--target", "b", "--steps", "1"])
     err = capsys.readouterr().err
     assert rc == 0 and (tmp_path / "o" / "slice.nrrd").is_file()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "CT numbers" in warnings[0] and "Traceback" not in err
 
 
-def test_strict_refuses_the_input_before_its_translation(tmp_path, model, capsys):
+def test_strict_refuses_the_input_before_its_translation(tmp_path, model_path, capsys):
     rc = main(["translate", str(_ct_slice(tmp_path / "slice.nrrd")), "--out", str(tmp_path / "o"), "--model",
-               str(model), "--source", "a", "--target", "b", "--steps", "1", "--strict"])
+               str(model_path), "--source", "a", "--target", "b", "--steps", "1", "--strict"])
     err = capsys.readouterr().err
     refusal = [line for line in err.splitlines() if "CT numbers" in line]
     assert rc == 1 and len(refusal) == 1 and "slice.nrrd" in refusal[0] and "--strict" in refusal[0]
     assert not (tmp_path / "o" / "slice.nrrd").exists()
 
 
-def test_machine_progress_passes_warnings_to_the_panel(tmp_path, model, capsys):
-    main(["translate", str(_ct_slice(tmp_path / "slice.nrrd")), "--out", str(tmp_path / "o"), "--model", str(model),
-          "--source", "a", "--target", "a", "--steps", "1", "--machine-progress"])
+def test_machine_progress_passes_warnings_to_the_panel(tmp_path, model_path, capsys):
+    main(["translate", str(_ct_slice(tmp_path / "slice.nrrd")), "--out", str(tmp_path / "o"),
+          "--model", str(model_path), "--source", "a", "--target", "a", "--steps", "1", "--machine-progress"])
     lines = [parse_worker_line(line) for line in capsys.readouterr().out.splitlines()]
     warnings = [value for kind, value in lines if kind == "warning"]
     assert len(warnings) == 2 and any("both 'a'" in w for w in warnings)

@@ -14,7 +14,6 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from helpers import write_tiny_checkpoint
 
 from MedShiftLib.cli import main
 from MedShiftLib.engine.checkpoint import read_checkpoint_info
@@ -27,20 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT / "MedShift"), "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _png(path: Path, shape=(40, 48)) -> Path:
     pixels = (20000 + 20000 * np.random.default_rng(0).random(shape)).astype(np.uint16)
     sitk.WriteImage(sitk.GetImageFromArray(pixels), str(path))
     return path
 
 
-def test_a_newline_in_a_file_name_cannot_fake_an_output_line(tmp_path, model, capsys):
+def test_a_newline_in_a_file_name_cannot_fake_an_output_line(tmp_path, model_path, capsys):
     source = _png(tmp_path / "x\nOUTPUT fake.nrrd\nERROR boom\\n.png")
-    rc = main(["translate", str(source), "--out", str(tmp_path / "out"), "--model", str(model), "--source", "a",
+    rc = main(["translate", str(source), "--out", str(tmp_path / "out"), "--model", str(model_path), "--source", "a",
                "--target", "b", "--steps", "1", "--device", "cpu", "--machine-progress"])
     parsed = [parse_worker_line(line) for line in capsys.readouterr().out.splitlines()]
     assert rc == 0
@@ -48,9 +42,9 @@ def test_a_newline_in_a_file_name_cannot_fake_an_output_line(tmp_path, model, ca
     assert [kind for kind, _ in parsed if kind == "error"] == []
 
 
-def test_a_statistics_file_that_is_a_folder_is_warned_about(tmp_path, model):
+def test_a_statistics_file_that_is_a_folder_is_warned_about(tmp_path, model_path):
     copy = tmp_path / "model.safetensors"
-    shutil.copy(model, copy)
+    shutil.copy(model_path, copy)
     (tmp_path / "model.stats.json").mkdir()
     with pytest.warns(UserWarning, match=r"model\.stats\.json is not a file"):
         read_checkpoint_info(copy)
@@ -71,7 +65,7 @@ def _dicom(tmp_path: Path, name: str, change) -> Path:
     ("1.2.840.10008.5.1.4.1.1.11.1", "PR", "a presentation state (PR)"),
     ("1.2.3.4.5.6", "KO", "a key object selection (KOS)"),
 ])
-def test_non_image_dicom_objects_are_refused_naming_what_they_are(tmp_path, model, capsys, sop_class, modality,
+def test_non_image_dicom_objects_are_refused_naming_what_they_are(tmp_path, model_path, capsys, sop_class, modality,
                                                                      kind):
     def make_it(ds):
         ds.SOPClassUID, ds.file_meta.MediaStorageSOPClassUID, ds.Modality = sop_class, sop_class, modality
@@ -80,7 +74,7 @@ def test_non_image_dicom_objects_are_refused_naming_what_they_are(tmp_path, mode
         read_radiograph(path)
     with pytest.raises(InputImageError, match=re.escape(f"is {kind}, not an image")):
         count_frames(path)  # the training files' header check (check_training_files) refuses it too
-    rc = main(["translate", str(path), "--out", str(tmp_path / "out"), "--model", str(model), "--source", "a",
+    rc = main(["translate", str(path), "--out", str(tmp_path / "out"), "--model", str(model_path), "--source", "a",
                "--target", "b", "--steps", "1", "--device", "cpu"])
     assert rc == 1 and kind in capsys.readouterr().err
     assert not (tmp_path / "out" / "object.dcm").exists()
@@ -143,3 +137,21 @@ def test_an_image_needing_more_memory_than_is_available_is_refused(tmp_path, mon
         read_radiograph(path)
     monkeypatch.setenv(input_size.LIMIT_VARIABLE, "60000")
     assert read_radiograph(path).pixels.shape == (200, 300)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null (a character device)")
+def test_a_device_is_named_the_same_way_wherever_it_is_refused(tmp_path):
+    from MedShiftLib.errors import DataFolderError
+    from MedShiftLib.io.data_folder import scan_data_folder
+    from MedShiftLib.io.path_kinds import describe_unusable_path
+    from MedShiftLib.io.regular_files import open_regular_file
+
+    assert describe_unusable_path("/dev/null") == "is a character device, not an image file; give the image file itself"
+    with pytest.raises(InputImageError, match=r"^/dev/null: is a character device, not an image file; give the image"):
+        open_regular_file("/dev/null")
+    with pytest.raises(DataFolderError, match=r"is a character device, not a data folder; give the data folder itself"):
+        scan_data_folder("/dev/null")
+    with pytest.raises(DataFolderError, match=r"is a file; give the data folder$"):
+        scan_data_folder(_png(tmp_path / "x.png"))
+    with pytest.raises(DataFolderError, match=r"no such data folder; check the path$"):
+        scan_data_folder(tmp_path / "gone")

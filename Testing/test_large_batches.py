@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import write_tiny_checkpoint
 
 from MedShiftLib import cli
 from MedShiftLib.io.radiograph_files import read_radiograph
@@ -19,11 +18,6 @@ from MedShiftLib.pipeline.output_plan import output_name, plan_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT / "MedShift"), "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _batch(root: Path, count: int) -> tuple[list[Path], Path]:
@@ -84,14 +78,14 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_run_killed_between_an_nrrd_data_file_and_its_header_leaves_nothing_a_rerun_skips(tmp_path, model):
+def test_a_run_killed_between_an_nrrd_data_file_and_its_header_leaves_nothing_a_rerun_skips(tmp_path, model_path):
     source = tmp_path / "in" / "scan.nhdr"
     source.parent.mkdir()
     pixels = (20000 + 20000 * np.random.default_rng(3).random((48, 40))).astype(np.uint16)
     sitk.WriteImage(sitk.GetImageFromArray(pixels), str(source), useCompression=True)
     out = tmp_path / "out"
-    arguments = ["translate", str(source), "--out", str(out), "--model", str(model), "--source", "a", "--target", "b",
-                 "--steps", "1", "--device", "cpu"]
+    arguments = ["translate", str(source), "--out", str(out), "--model", str(model_path), "--source", "a",
+                 "--target", "b", "--steps", "1", "--device", "cpu"]
     killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_DATA_AND_HEADER, *arguments], env=ENV,
                             capture_output=True, text=True, timeout=180)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -122,13 +116,14 @@ sys.exit(main(sys.argv[2:]))
 
 
 @pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_input_replaced_by_a_fifo_is_refused_and_signals_still_stop_the_run(tmp_path, model, signal_number, status):
+def test_an_input_replaced_by_a_fifo_is_refused_and_signals_still_stop_the_run(tmp_path, model_path, signal_number,
+                                                                                status):
     for name in ("a.png", "b.png"):
         pixels = (20000 + 20000 * np.random.default_rng(0).random((40, 48))).astype(np.uint16)
         sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / name))
     ready = tmp_path / "ready"
     command = [sys.executable, "-c", FIFO_SWAPPED_IN, str(ready), "translate", str(tmp_path / "a.png"),
-               str(tmp_path / "b.png"), "--out", str(tmp_path / "out"), "--model", str(model), "--source", "a",
+               str(tmp_path / "b.png"), "--out", str(tmp_path / "out"), "--model", str(model_path), "--source", "a",
                "--target", "b", "--steps", "1", "--device", "cpu"]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -3,7 +3,7 @@ it (NaN and infinity included) is refused with one line before any compute."""
 from dataclasses import fields, replace
 
 import pytest
-from helpers import one_error_line, write_png_domains, write_tiny_checkpoint
+from helpers import one_error_line, write_png_domains
 
 from MedShiftLib.cli import main
 from MedShiftLib.cli_checks import COMMAND_BOUNDS
@@ -72,11 +72,6 @@ def test_help_texts_give_the_ranges(capsys):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_png_domains(tmp_path_factory.mktemp("data"), domains=("a", "b"), subjects=2, views=1, size=32)
 
@@ -84,11 +79,11 @@ def data(tmp_path_factory):
 @pytest.mark.parametrize("option, value", [("--guidance", "1e5"), ("--steps", "1000000000"), ("--seed", "-1"),
                                            ("--tau", "nan"), ("--noise-renewal", "inf"), ("--tile-size", "100000"),
                                            ("--frame", "-1")])
-def test_translate_refuses_absurd_values_in_one_line_before_any_compute(tmp_path, model, data, capsys, monkeypatch,
+def test_translate_refuses_absurd_values_in_one_line_before_any_compute(tmp_path, model_path, data, capsys, monkeypatch,
                                                                          option, value):
     from MedShiftLib.pipeline import file_translation
     monkeypatch.setattr(file_translation, "translate_image", lambda *a, **k: pytest.fail("computed"))
-    rc = main(["translate", str(data / "a" / "s0_v0.png"), "--out", str(tmp_path / "out"), "--model", str(model),
+    rc = main(["translate", str(data / "a" / "s0_v0.png"), "--out", str(tmp_path / "out"), "--model", str(model_path),
                "--source", "a", "--target", "b", "--device", "cpu", option, value])
     assert rc == 2
     one_error_line(capsys, option, "must be within")
@@ -109,13 +104,13 @@ def test_train_refuses_absurd_values_in_one_line_before_any_work(tmp_path, data,
 
 
 @pytest.mark.parametrize("command, dest", [(c, d) for c, table in COMMAND_BOUNDS.items() for d in table])
-def test_every_other_numeric_option_is_refused_outside_its_range(tmp_path, model, data, capsys, monkeypatch,
+def test_every_other_numeric_option_is_refused_outside_its_range(tmp_path, model_path, data, capsys, monkeypatch,
                                                                  command, dest):
     from MedShiftLib import cli
     monkeypatch.setattr(cli, "COMMANDS", {}, raising=True)  # a check that let a value through fails with KeyError
     required = {"translate": ["x.png", "--out", "o", "--source", "a", "--target", "b"], "simulate": ["sim"],
                 "demo": [], "evaluate": ["--data", "t", "--train-data", "d", "--out", "e"],
-                "domain-contrast": ["--model", str(model), "--data", str(data)]}[command]
+                "domain-contrast": ["--model", str(model_path), "--data", str(data)]}[command]
     flag = "--" + dest.replace("_", "-")
     rc = main([command, *required, flag, "nan" if dest not in ("frame", "subjects", "views_per_subject", "size",
                                                               "seed", "max_views", "classifier_steps",

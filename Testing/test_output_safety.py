@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import write_tiny_checkpoint
 
 from MedShiftLib.cli import main
 from MedShiftLib.errors import MedShiftError
@@ -19,11 +18,6 @@ from MedShiftLib.pipeline import file_translation
 from MedShiftLib.pipeline.output_plan import OutputPlanError, plan_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _png(path, seed=0, shape=(40, 48)):
@@ -46,8 +40,8 @@ def _detached_nrrd(tmp_path):
     return tmp_path / "hdr" / "scan.nhdr", tmp_path / "data" / "scan.raw.gz"
 
 
-def _translate(model, *args):
-    return main(["translate", *map(str, args), "--model", str(model), "--source", "a", "--target", "b",
+def _translate(model_path, *args):
+    return main(["translate", *map(str, args), "--model", str(model_path), "--source", "a", "--target", "b",
                  "--steps", "2", "--device", "cpu"])
 
 
@@ -64,11 +58,11 @@ def test_detached_headers_name_their_data_files(tmp_path):
     assert detached_data_files(tmp_path / "local.mhd") == [] and detached_data_files(tmp_path / "x.png") == []
 
 
-def test_the_data_file_of_a_detached_nrrd_is_never_written_over(tmp_path, model, capsys):
+def test_the_data_file_of_a_detached_nrrd_is_never_written_over(tmp_path, model_path, capsys):
     header, data = _detached_nrrd(tmp_path)
     assert detached_data_files(header) == [data.resolve()]
     before = data.read_bytes()
-    assert _translate(model, header, "--out", tmp_path / "data") == 2
+    assert _translate(model_path, header, "--out", tmp_path / "data") == 2
     err = capsys.readouterr().err
     assert "data file the input" in err and err.count("\n") == 1
     assert data.read_bytes() == before and not (tmp_path / "data" / "scan.nhdr").exists()
@@ -79,28 +73,28 @@ def test_the_data_file_of_a_detached_nrrd_is_never_written_over(tmp_path, model,
     assert data.read_bytes() == before
 
 
-def test_an_existing_output_is_skipped_unless_overwrite(tmp_path, model, capsys):
+def test_an_existing_output_is_skipped_unless_overwrite(tmp_path, model_path, capsys):
     source = _png(tmp_path / "in" / "x.png")
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.png").write_bytes(b"earlier result")
-    assert _translate(model, source, "--out", out) == 1
+    assert _translate(model_path, source, "--out", out) == 1
     err = capsys.readouterr().err
     assert "x.png exists; pass --overwrite" in err and "0 written, 1 skipped, 0 failed" in err
     assert (out / "x.png").read_bytes() == b"earlier result"
-    assert _translate(model, source, "--out", out, "--overwrite") == 0
+    assert _translate(model_path, source, "--out", out, "--overwrite") == 0
     assert read_radiograph(out / "x.png").shape == (40, 48)
 
 
-def test_two_inputs_of_one_name_are_refused_naming_both(tmp_path, model, capsys):
+def test_two_inputs_of_one_name_are_refused_naming_both(tmp_path, model_path, capsys):
     a, b = _png(tmp_path / "dirA" / "same.png"), _png(tmp_path / "dirB" / "same.png", seed=1)
-    assert _translate(model, a, b, "--out", tmp_path / "out") == 2
+    assert _translate(model_path, a, b, "--out", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert str(a) in err and str(b) in err and "same.png" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_made_by_another_run_meanwhile_is_kept_and_reported(tmp_path, model, monkeypatch, capsys):
+def test_an_output_made_by_another_run_meanwhile_is_kept_and_reported(tmp_path, model_path, monkeypatch, capsys):
     source, out = _png(tmp_path / "in" / "x.png"), tmp_path / "out"
     real = file_translation.translate_image
 
@@ -110,18 +104,18 @@ def test_an_output_made_by_another_run_meanwhile_is_kept_and_reported(tmp_path, 
         return result
 
     monkeypatch.setattr(file_translation, "translate_image", slow_translation)
-    assert _translate(model, source, "--out", out) == 1
+    assert _translate(model_path, source, "--out", out) == 1
     err = capsys.readouterr().err
     assert "was created meanwhile" in err and str(source) in err
     assert (out / "x.png").read_bytes() == b"the other run's result"
     assert [p.name for p in out.iterdir()] == ["x.png"]  # no temporary left
 
 
-def test_concurrent_runs_into_one_folder_never_both_report_the_same_output(tmp_path, model):
+def test_concurrent_runs_into_one_folder_never_both_report_the_same_output(tmp_path, model_path):
     a, b = _png(tmp_path / "dirA" / "same.png"), _png(tmp_path / "dirB" / "same.png", seed=1)
     env = os.environ | {"PYTHONPATH": str(ROOT / "MedShift"), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "MedShiftLib.cli", "translate", "--out", str(tmp_path / "out"), "--model",
-               str(model), "--source", "a", "--target", "b", "--steps", "2", "--device", "cpu"]
+               str(model_path), "--source", "a", "--target", "b", "--steps", "2", "--device", "cpu"]
     runs = [subprocess.Popen(command + [str(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for p in (a, b)]
     results = [(r.wait(timeout=120), *r.communicate()) for r in runs]
@@ -133,12 +127,12 @@ def test_concurrent_runs_into_one_folder_never_both_report_the_same_output(tmp_p
     assert "same.png" in loser_err and ("exists" in loser_err or "created meanwhile" in loser_err)
 
 
-def test_a_batch_goes_on_past_bad_files_and_ends_with_a_summary(tmp_path, model, capsys):
+def test_a_batch_goes_on_past_bad_files_and_ends_with_a_summary(tmp_path, model_path, capsys):
     folder = tmp_path / "in"
     _png(folder / "b_good.png"), _png(folder / "d_good.png", seed=2)
     (folder / "a_broken.png").write_bytes(b"not a png")
     (folder / "c_broken.png").write_bytes(b"\x89PNG truncated")
-    assert _translate(model, folder, "--out", tmp_path / "out") == 1
+    assert _translate(model_path, folder, "--out", tmp_path / "out") == 1
     captured = capsys.readouterr()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b_good.png", "d_good.png"]
     assert captured.out.split() == [str(tmp_path / "out" / "b_good.png"), str(tmp_path / "out" / "d_good.png")]
@@ -147,7 +141,7 @@ def test_a_batch_goes_on_past_bad_files_and_ends_with_a_summary(tmp_path, model,
     assert "2 written, 0 skipped, 2 failed of 4 input(s)" in captured.err
 
 
-def test_each_outcome_is_reported_when_it_happens(tmp_path, model, monkeypatch):
+def test_each_outcome_is_reported_when_it_happens(tmp_path, model_path, monkeypatch):
     from MedShiftLib.settings import TranslationSettings
     files = [_png(tmp_path / "in" / "a.png"), tmp_path / "in" / "b.png", _png(tmp_path / "in" / "c.png")]
     files[1].write_bytes(b"broken")
@@ -159,14 +153,14 @@ def test_each_outcome_is_reported_when_it_happens(tmp_path, model, monkeypatch):
 
     monkeypatch.setattr(file_translation, "read_radiograph", read)
     report = file_translation.translate_files(
-        files, tmp_path / "out", TranslationSettings("a", "b", steps=1), model_path=model, device="cpu",
+        files, tmp_path / "out", TranslationSettings("a", "b", steps=1), model_path=model_path, device="cpu",
         on_outcome=lambda kind, f, detail: events.append((kind, f.name)))
     assert events == [("read", "a.png"), ("written", "a.png"), ("read", "b.png"), ("failed", "b.png"),
                       ("read", "c.png"), ("written", "c.png")]
     assert report.summary() == "2 written, 0 skipped, 1 failed"
 
 
-def test_formats_that_cannot_hold_the_result_fail_before_the_compute(tmp_path, model, monkeypatch, capsys):
+def test_formats_that_cannot_hold_the_result_fail_before_the_compute(tmp_path, model_path, monkeypatch, capsys):
     float_tiff = tmp_path / "in" / "f.tif"
     float_tiff.parent.mkdir()
     sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((40, 48)).astype(np.float32) * 100),
@@ -179,12 +173,12 @@ def test_formats_that_cannot_hold_the_result_fail_before_the_compute(tmp_path, m
     monkeypatch.setattr(file_translation, "translate_image",
                         lambda image, *a, **k: computed.append(image.file_format) or real(image, *a, **k))
     files = [float_tiff] + ([dicom] if dicom.stat().st_size else [])
-    assert _translate(model, *files, "--out", tmp_path / "out") == 1
+    assert _translate(model_path, *files, "--out", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "f.tif" in err and "--format nrrd" in err and "tiff" not in computed
     if dicom.stat().st_size:  # the extension-less DICOM is written with .dcm, so its format is known
         assert (tmp_path / "out" / "IMG0001.dcm").is_file()
-    assert _translate(model, float_tiff, "--out", tmp_path / "out2", "--format", "nrrd") == 0
+    assert _translate(model_path, float_tiff, "--out", tmp_path / "out2", "--format", "nrrd") == 0
     assert read_radiograph(tmp_path / "out2" / "f.nrrd").pixels.dtype == np.float32
 
 
@@ -197,12 +191,12 @@ def test_the_plan_refuses_an_out_that_is_a_file_and_outputs_landing_on_another_i
         plan_outputs([a, tmp_path / "in" / "b.png"], tmp_path / "in", output_format="png")
 
 
-def test_a_skipped_output_changes_no_other_images_noise(tmp_path, model):
+def test_a_skipped_output_changes_no_other_images_noise(tmp_path, model_path):
     inputs = [_png(tmp_path / "in" / "first.png"), _png(tmp_path / "in" / "second.png", seed=1)]
     noisy = ["--noise-renewal", "1", "--seed", "3"]
-    assert _translate(model, *inputs, "--out", tmp_path / "all", *noisy) == 0
+    assert _translate(model_path, *inputs, "--out", tmp_path / "all", *noisy) == 0
     (tmp_path / "rerun").mkdir()
     (tmp_path / "rerun" / "first.png").write_bytes(b"kept")
-    assert _translate(model, *inputs, "--out", tmp_path / "rerun", *noisy) == 1  # first skipped
+    assert _translate(model_path, *inputs, "--out", tmp_path / "rerun", *noisy) == 1  # first skipped
     assert np.array_equal(read_radiograph(tmp_path / "all" / "second.png").pixels,
                           read_radiograph(tmp_path / "rerun" / "second.png").pixels)

@@ -20,7 +20,6 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core's MRML scene is not available", allow_module_level=True)
 
-from helpers import write_tiny_checkpoint  # noqa: E402
 from slicer_stand_ins import Bar, Combo, FakeProcess, FakeTimer, ParameterNode, load_module  # noqa: E402
 
 from MedShiftLib.errors import MedShiftError  # noqa: E402
@@ -29,11 +28,6 @@ from MedShiftSlicer.parameters import FrameChoice  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TranslationSettings("a", "c", tau=0.5, steps=2)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _radiograph(name="xr"):
@@ -92,6 +86,31 @@ def test_the_panel_runs_the_projects_command_in_pythonslicer(medshift, scene, mo
     assert slicer.util.arrayFromVolume(added).shape == (1, 40, 48)
     assert [p[:2] for p in run.progress] == [(k, 4) for k in range(1, 5)] and "CPU" in run.progress[-1][2]
     assert process.deleted and not _job_folders(tmp_path)
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed to start"])
+def test_a_worker_process_hands_on_all_its_output_and_ends_once(medshift, tmp_path, ending):
+    """The one QProcess wrapper of the translation, projection and training workers (background_job.WorkerProcess)."""
+    from MedShiftSlicer.background_job import WorkerProcess
+    texts, ends = [], []
+    worker = WorkerProcess(tmp_path, texts.append, lambda *end: ends.append(end))
+    process = FakeProcess.last()
+    assert process.parent is slicer.app and process.cwd == str(tmp_path) and worker.launcher_pid() is None
+    worker.start("PythonSlicer", ["-c", "pass"])
+    assert process.program() == "PythonSlicer" and process.arguments == ["-c", "pass"]
+    process.pid = 4242
+    process.output("PID 12\n")
+    process.pending = b"last words\n"  # printed, not yet read, when it ends
+    if ending == "finished":
+        process.finish(3, FakeProcess.CrashExit)
+        expected = (3, FakeProcess.CrashExit, None)
+    else:
+        process.fail_to_start()
+        expected = (None, None, "No such file or directory")
+    assert worker.launcher_pid() == 4242 and worker.ended and process.deleted
+    process.finish(0)  # a second end, and output after the end, change nothing
+    process.output("too late\n")
+    assert ends == [expected] and "".join(texts) == "PID 12\nlast words\n"
 
 
 def test_a_process_that_cannot_start_ends_the_run_with_a_message(medshift, scene, model_path, python_slicer,
@@ -352,7 +371,7 @@ def test_declining_installs_nothing_and_only_a_package_slicer_itself_needs_asks_
                                                                                                 monkeypatch):
     from MedShiftSlicer import requirements
 
-    versions = {"pydicom": "2.4.4", "pot": "0.8.0"}
+    versions = {"pydicom": "2.4.4", "torchdiffeq": "0.2.0"}
     monkeypatch.setattr(requirements, "installed_version", lambda name: versions.get(name, "99"))
     pip_installs, restarts, asked = [], [], []
     monkeypatch.setattr(slicer.util, "pip_install", pip_installs.append)
@@ -362,13 +381,13 @@ def test_declining_installs_nothing_and_only_a_package_slicer_itself_needs_asks_
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None: asked.append(text) or True)
     # Slicer's DICOM module loaded its pydicom 2.4: only the worker needs pydicom 3, so no restart for it
     monkeypatch.setitem(sys.modules, "pydicom", types.ModuleType("pydicom"))
-    monkeypatch.delitem(sys.modules, "ot", raising=False)
+    monkeypatch.delitem(sys.modules, "torchdiffeq", raising=False)
     assert medshift.MedShiftLogic().setupPythonRequirements() is True and restarts == []
     assert medshift.MedShiftLogic().setupPythonRequirements(askConfirmation=False) is True  # the self-test's call
     # a package Slicer's own process has loaded and uses: the restart is offered, not an error
-    monkeypatch.setitem(sys.modules, "ot", types.ModuleType("ot"))
+    monkeypatch.setitem(sys.modules, "torchdiffeq", types.ModuleType("torchdiffeq"))
     assert medshift.MedShiftLogic().setupPythonRequirements() is False
-    assert restarts == [True] and "Restart Slicer now?" in asked[-1] and "pot>=0.9.0" in asked[-1]
+    assert restarts == [True] and "Restart Slicer now?" in asked[-1] and "torchdiffeq>=0.2.3" in asked[-1]
     with pytest.raises(MedShiftError, match="must restart"):
         medshift.MedShiftLogic().setupPythonRequirements(askConfirmation=False)
 
@@ -405,8 +424,8 @@ def test_requirements_are_checked_by_version_not_by_presence():
 
     from MedShiftSlicer.requirements import already_loaded, import_name, unmet
 
-    wanted = [Requirement("pydicom>=3.0"), Requirement("pot>=0.9.0"), Requirement("tqdm>=4.60")]
-    installed = {"pydicom": "2.4.4", "pot": "0.9.7.post1"}.get
+    wanted = [Requirement("pydicom>=3.0"), Requirement("pillow>=9.0"), Requirement("tqdm>=4.60")]
+    installed = {"pydicom": "2.4.4", "pillow": "12.0.0"}.get
     assert unmet(wanted, installed) == ["pydicom>=3.0", "tqdm>=4.60"]  # too old, and missing
-    assert import_name("pot") == "ot" and import_name("pillow") == "PIL"
-    assert already_loaded(["pot>=0.9.0", "tqdm>=4.60"], {"ot": object()}) == ["pot>=0.9.0"]
+    assert import_name("pillow") == "PIL" and import_name("tqdm") == "tqdm"
+    assert already_loaded(["pillow>=9.0", "tqdm>=4.60"], {"PIL": object()}) == ["pillow>=9.0"]

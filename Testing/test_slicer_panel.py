@@ -21,18 +21,12 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core's MRML scene is not available", allow_module_level=True)
 
-from helpers import write_tiny_checkpoint  # noqa: E402
 from slicer_stand_ins import Bar, Combo, FakeProcess, FakeTimer, ParameterNode, load_module  # noqa: E402
 
 from MedShiftLib.settings import DEFAULTS  # noqa: E402
 from MedShiftSlicer.parameters import PARAMETER_OF_SETTING, FrameChoice, panel_device_choices  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 class Label(types.SimpleNamespace):
