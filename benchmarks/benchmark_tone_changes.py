@@ -39,10 +39,10 @@ from MedShiftLib.engine.working_grid import resample  # noqa: E402
 from MedShiftLib.evaluation.detail_preservation import detail_correlation, lattice_peak  # noqa: E402
 from MedShiftLib.io.radiograph_files import read_radiograph  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
+from MedShiftLib.postprocess.blur import gaussian_blur  # noqa: E402
 from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
 from MedShiftLib.postprocess.contrast_transfer import (  # noqa: E402
     band_gains,
-    gaussian_blur,
     map_grey_levels,
     transfer_contrast,
 )
