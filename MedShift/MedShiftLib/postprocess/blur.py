@@ -14,6 +14,8 @@ summed as shifted slices of the padded image (the same sums as conv2d, which on 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,6 +28,14 @@ def gaussian_taps(sigma: float, radius: int, dtype: torch.dtype, device: torch.d
     offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
     return taps / taps.sum()
+
+
+def box_taps(width: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Normalised taps of a box `width` pixels wide centred on a pixel (the end taps partly covered)."""
+    radius = int(math.ceil(width / 2 - 0.5))
+    offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    weights = ((offsets + 0.5).clamp(max=width / 2) - (offsets - 0.5).clamp(min=-width / 2)).clamp(min=0.0)
+    return weights / weights.sum()
 
 
 def gaussian_blur(x: Tensor, sigma: float, border: str = "replicate", truncate: float = 4.0) -> Tensor:

@@ -20,13 +20,11 @@ the sum is bounded so that no pixel is taken to the ends of the image's range (`
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ..engine.working_grid import resample
-from .blur import local_mean, separable_filter
+from .blur import box_taps, local_mean, separable_filter
 from .patch_grid import remove_patch_grid
 
 EASING_LIMIT = 4.0  # tanh(4) = 0.9993: the eased change stops 0.07 % of the headroom short of the end
@@ -79,14 +77,6 @@ def working_pixel_average(x: Tensor, pixels_per_working_pixel: tuple[float, floa
     """
     taps = [box_taps(width, x.dtype, x.device) if width > 1.0 else None for width in pixels_per_working_pixel]
     return separable_filter(x, taps[0], taps[1], border="replicate")
-
-
-def box_taps(width: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Normalised taps of a box `width` pixels wide centred on a pixel (the end taps partly covered)."""
-    radius = int(math.ceil(width / 2 - 0.5))
-    offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    weights = ((offsets + 0.5).clamp(max=width / 2) - (offsets - 0.5).clamp(min=-width / 2)).clamp(min=0.0)
-    return weights / weights.sum()
 
 
 def bounded_change(full_input: Tensor, change: Tensor, margin: float = 0.0) -> Tensor:

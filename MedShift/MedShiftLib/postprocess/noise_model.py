@@ -8,8 +8,9 @@ regions carry none. The noise level curve is measured as the variance of the hig
 median of a chi-square with one degree of freedom), so the edges of anatomy, outliers among the
 residuals, barely count. A bin with fewer than MIN_BIN_SHARE of the pixels is unmeasured (None).
 An image of more than CURVE_PIXELS_PER_IMAGE pixels is measured on a regular subgrid of about that many
-(the filters still run on every pixel): a bin's median then rests on at least 2,000 residuals, a few
-per cent of error where the whole image would give about 1 % (Testing/test_noise_model.py checks it).
+(the filters still run on every pixel), so that a bin's median rests on at least 2,000 residuals: on
+pydicom-data's RG1/RG3 (every second pixel each way) the curve is within 1.4 % of the whole image's in
+the median bin and 7.5 % in the sparsest (docs/real_images.md, "Time"; Testing/test_noise_model.py).
 
 Each domain's curve, measured on its training images, sits in the model's domain statistics
 (`noise_level`). Quantum noise variance is inversely proportional to dose, so two domains' curves
