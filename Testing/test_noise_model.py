@@ -125,8 +125,8 @@ def test_the_right_dose_noise_lowers_fine_detail_correlation_to_its_ceiling_and_
     (ceiling), while the anatomy under it keeps every detail; an output that also blurs the anatomy does not."""
     rng = np.random.default_rng(3)
     grey = np.tile(np.linspace(-0.6, 0.6, 384), (384, 1))
-    anatomy = grey + 0.4 * gaussian_filter(rng.standard_normal(grey.shape), 2.0)  # fine structure, like trabeculae
-    image = anatomy + noise_std(grey) * gaussian_filter(rng.standard_normal(grey.shape), 0.8) / 0.33
+    structure = grey + 0.4 * gaussian_filter(rng.standard_normal(grey.shape), 2.0)  # fine, like trabeculae
+    image = structure + noise_std(grey) * gaussian_filter(rng.standard_normal(grey.shape), 0.8) / 0.33
     mask = np.ones(image.shape, dtype=bool)
     own = measure_own_noise(as_tensor(image))
     outputs = [insert_dose_noise(as_tensor(image), own, 0.25, torch.Generator().manual_seed(seed))[0, 0]

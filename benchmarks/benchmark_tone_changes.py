@@ -131,7 +131,8 @@ def curve_lattice_rows(names: list[str]) -> list[str]:
 
 def seconds_at_512(preset: str) -> tuple[float, float]:
     """Median wall and CPU (process) seconds of 5 translations of RG1 resized to 512 x 512 with `preset`
-    (after one warm-up); CPU time counts every thread and says less about other processes sharing the CPU."""
+    (after one warm-up). CPU time counts every thread; with one thread (OMP_NUM_THREADS=1) it is what other
+    processes sharing the CPU change least (with two under load, waiting threads inflate it too)."""
     from pydicom.data import get_testdata_file
     model, info = load_checkpoint(default_model_path())
     image = read_radiograph(get_testdata_file("RG1_UNCR.dcm"))
