@@ -59,6 +59,19 @@ def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differ
     assert torch.unique(flat).numel() == 1  # flat air stays flat
 
 
+def test_grey_level_mapping_in_single_precision_matches_double_with_flat_runs():
+    """The curve is applied in the image's dtype: float32 gives float64's result (flat air runs included)."""
+    rng = np.random.default_rng(4)
+    source_q = np.r_[[-1.0] * 30, np.sort(rng.uniform(-1, 0.9, QUANTILE_COUNT - 40)), [0.9] * 10]
+    target_q = np.r_[-1.0, np.sort(rng.uniform(-0.9, 1.0, QUANTILE_COUNT - 1))]
+    x = torch.from_numpy(np.r_[[-1.5, -1.0, 0.9, 0.95], rng.uniform(-1.1, 1.1, 2000)])[None, None, None]
+    single = map_grey_levels(x.float(), source_q, target_q)
+    double = map_grey_levels(x, source_q, target_q)
+    assert single.dtype == torch.float32 and double.dtype == torch.float64
+    assert torch.isfinite(single).all()
+    assert torch.allclose(single.double(), double, atol=1e-6)
+
+
 def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
     source, target = smooth_fields(12, seed=2), processed(smooth_fields(12, seed=3))  # different images
     contrast = measure_domain_statistics({"sim": source, "clinical": target})

@@ -64,13 +64,18 @@ def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], T
 def map_grey_levels(x: Tensor, source_quantiles: Sequence[float], target_quantiles: Sequence[float]) -> Tensor:
     """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x.
 
-    Runs where x is, in x's dtype (the segments' ends and slopes worked out in float64), on any batch shape.
+    Runs where x is, in x's dtype, on any batch shape. The segments' ends and slopes are worked out in
+    float64; the segment of each value is searched among the ends rounded down to x's dtype, which for a
+    value of that dtype is the same comparison as with the exact ends (no run of equal rounded ends is
+    entered in its middle), and values beyond the ends take the end segments' ends (weight clamped).
     """
     source = torch.tensor(source_quantiles, dtype=torch.float64)
     source = source + torch.arange(len(source), dtype=torch.float64) * 1e-9  # flat air: a run of tiny segments
     target = torch.tensor(target_quantiles, dtype=torch.float64)
-    values = x.detach().clamp(float(source[0]), float(source[-1]))
-    segment = (torch.searchsorted(source.to(x.device, x.dtype), values) - 1).clamp_(0, len(source) - 2)
+    ends = source.to(x.dtype)
+    ends = torch.where(ends.double() > source, torch.nextafter(ends, torch.tensor(-torch.inf, dtype=x.dtype)), ends)
+    values = x.detach()
+    segment = (torch.searchsorted(ends.to(x.device), values.contiguous()) - 1).clamp_(0, len(source) - 2)
     start, inverse_width, low, rise = (table.to(x.device, x.dtype)[segment] for table in (
         source[:-1], 1.0 / (source[1:] - source[:-1]), target[:-1], target[1:] - target[:-1]))
     return (values - start).mul_(inverse_width).clamp_(0.0, 1.0).mul_(rise).add_(low)
