@@ -50,6 +50,18 @@ def test_round_trip_keeps_weights_and_metadata(checkpoint):
     assert not list(path.parent.glob("*.tmp")), "no temporary file may be left behind"
 
 
+def test_a_loaded_network_has_channels_last_weights_computes_as_the_plain_one_and_saves_again(checkpoint, tmp_path):
+    path, model, info = checkpoint
+    loaded, _ = load_checkpoint(path)
+    assert loaded.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not loaded.stem.weight.is_contiguous()
+    x, t, labels = torch.randn(2, 1, 32, 32), torch.tensor([0.3, 0.8]), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x, t, labels), model.eval()(x, t, labels), atol=1e-5)
+    again = save_checkpoint(tmp_path / "again.safetensors", loaded.state_dict(), info)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in load_file(str(again)).items())
+
+
 def test_domain_lookup_lists_valid_names(checkpoint):
     _, _, info = checkpoint
     assert info.label_of("clinical-normal") == 1
@@ -58,7 +70,7 @@ def test_domain_lookup_lists_valid_names(checkpoint):
 
 
 def _rewrite_metadata(path, tmp_path, change):
-    tensors = {k: v for k, v in load_checkpoint(path)[0].state_dict().items()}
+    tensors = {k: v.contiguous() for k, v in load_checkpoint(path)[0].state_dict().items()}
     meta = json.loads(read_checkpoint_info(path).to_json())
     change(meta, tensors)
     bad = tmp_path / "bad.safetensors"

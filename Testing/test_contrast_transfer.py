@@ -18,7 +18,6 @@ from MedShiftLib.postprocess.contrast_transfer import (
     band_gains,
     band_rms,
     detail_bands,
-    gaussian_blur,
     map_grey_levels,
     measure_domain_statistics,
     transfer_contrast,
@@ -43,13 +42,6 @@ def processed(images: torch.Tensor) -> torch.Tensor:
     return residual + sum(g * b for g, b in zip(GAINS, bands))
 
 
-def test_blur_is_scipys_gaussian_with_edge_replication():
-    image = torch.from_numpy(np.random.default_rng(0).standard_normal((40, 50)))
-    for sigma in (1.0, 4.0):
-        expected = gaussian_filter(image.numpy(), sigma, mode="nearest")
-        assert np.allclose(gaussian_blur(image[None, None], sigma)[0, 0].numpy(), expected, atol=1e-6)
-
-
 def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differences_between_images():
     rng = np.random.default_rng(2)
     levels = np.linspace(0, 1, QUANTILE_COUNT)
@@ -65,6 +57,19 @@ def test_grey_level_mapping_takes_one_distribution_onto_another_and_keeps_differ
     flat = map_grey_levels(torch.full((1, 1, 8, 8), -1.0), np.r_[[-1.0] * 40, np.linspace(-1, 1, QUANTILE_COUNT - 40)],
                            target_q)
     assert torch.unique(flat).numel() == 1  # flat air stays flat
+
+
+def test_grey_level_mapping_in_single_precision_matches_double_with_flat_runs():
+    """The curve is applied in the image's dtype: float32 gives float64's result (flat air runs included)."""
+    rng = np.random.default_rng(4)
+    source_q = np.r_[[-1.0] * 30, np.sort(rng.uniform(-1, 0.9, QUANTILE_COUNT - 40)), [0.9] * 10]
+    target_q = np.r_[-1.0, np.sort(rng.uniform(-0.9, 1.0, QUANTILE_COUNT - 1))]
+    x = torch.from_numpy(np.r_[[-1.5, -1.0, 0.9, 0.95], rng.uniform(-1.1, 1.1, 2000)])[None, None, None]
+    single = map_grey_levels(x.float(), source_q, target_q)
+    double = map_grey_levels(x, source_q, target_q)
+    assert single.dtype == torch.float32 and double.dtype == torch.float64
+    assert torch.isfinite(single).all()
+    assert torch.allclose(single.double(), double, atol=1e-6)
 
 
 def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():

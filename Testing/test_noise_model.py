@@ -20,11 +20,13 @@ from MedShiftLib.engine.domain_statistics import (
 )
 from MedShiftLib.errors import CheckpointError, MedShiftError
 from MedShiftLib.evaluation.baselines import dose_noise_baseline
+from MedShiftLib.evaluation.detail_preservation import detail_correlation, detail_under_added_noise
 from MedShiftLib.evaluation.noise_texture import added_noise, implied_size, lag1_correlation, noise_residual
+from MedShiftLib.postprocess import noise_model
 from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics
 from MedShiftLib.postprocess.fine_noise import change_dose, insert_dose_noise, measure_own_noise
 from MedShiftLib.postprocess.noise_matching import match_noise_batch, remove_noise_power
-from MedShiftLib.postprocess.noise_model import dose_fraction, noise_level_curve
+from MedShiftLib.postprocess.noise_model import curve_sample_stride, dose_fraction, noise_level_curve
 
 SIZE = 256
 CLIPPED_ROWS = 40
@@ -67,6 +69,28 @@ def test_the_noise_level_curve_follows_the_grey_level_and_clipped_pixels_carry_n
     assert curve[-1] is not None and curve[-1] < 1e-6  # the clipped band (grey level 1) carries none
 
 
+def test_a_large_images_curve_from_a_subgrid_agrees_with_the_whole_images(monkeypatch):
+    """Over CURVE_PIXELS_PER_IMAGE pixels the curve is measured on a regular subgrid: within 5 % of the
+    whole image's in every bin, and it follows the known noise level."""
+    rng = np.random.default_rng(5)
+    size = 1100
+    grey = np.tile(np.linspace(-0.8, 0.8, size), (size, 1))
+    image = as_tensor(grey + noise_std(grey) * gaussian_filter(rng.standard_normal((size, size)), 0.8) / 0.33)
+    assert curve_sample_stride(image.shape) == 2
+    sampled = noise_level_curve(image)
+    monkeypatch.setattr(noise_model, "CURVE_PIXELS_PER_IMAGE", size * size)
+    assert curve_sample_stride(image.shape) == 1
+    whole = noise_level_curve(image)
+    measured = [k for k in range(NOISE_LEVEL_BINS) if whole[k] is not None]
+    assert len(measured) >= 12 and [k for k in range(NOISE_LEVEL_BINS) if sampled[k] is not None] == measured
+    for k in measured:
+        assert sampled[k] == pytest.approx(whole[k], rel=0.05)
+    inner = measured[1], measured[-2]  # bins the ramp covers whole
+    centres = [-1 + (k + 0.5) * 2 / NOISE_LEVEL_BINS for k in inner]
+    expected_ratio = (noise_std(centres[1]) / noise_std(centres[0])) ** 2
+    assert sampled[inner[1]] / sampled[inner[0]] == pytest.approx(expected_ratio, rel=0.1)
+
+
 def test_dose_fraction_is_the_variance_ratio_where_both_domains_carry_noise():
     source = [None, 0.0, 2e-4, 3e-4, 4e-4] + [5e-4] * 11
     target = [None, 0.0] + [v / 0.4 for v in source[2:]]
@@ -94,6 +118,27 @@ def test_added_noise_has_the_dose_ratios_variance_the_images_grey_level_dependen
     flat[CLIPPED_ROWS + 8:] = True
     own_lag = lag1_correlation(noise_residual(image), flat)
     assert lag1_correlation(noise_residual(added), flat) == pytest.approx(own_lag, abs=0.1)
+
+
+def test_the_right_dose_noise_lowers_fine_detail_correlation_to_its_ceiling_and_no_further():
+    """A dose decrease's noise counts as lost detail in detail_correlation: by exactly what the noise sets
+    (ceiling), while the anatomy under it keeps every detail; an output that also blurs the anatomy does not."""
+    rng = np.random.default_rng(3)
+    grey = np.tile(np.linspace(-0.6, 0.6, 384), (384, 1))
+    structure = grey + 0.4 * gaussian_filter(rng.standard_normal(grey.shape), 2.0)  # fine, like trabeculae
+    image = structure + noise_std(grey) * gaussian_filter(rng.standard_normal(grey.shape), 0.8) / 0.33
+    mask = np.ones(image.shape, dtype=bool)
+    own = measure_own_noise(as_tensor(image))
+    outputs = [insert_dose_noise(as_tensor(image), own, 0.25, torch.Generator().manual_seed(seed))[0, 0]
+               .double().numpy() for seed in (0, 1)]
+    detail = detail_correlation(image, outputs[0], mask)
+    anatomy, ceiling = detail_under_added_noise(image, *outputs, mask)
+    assert detail < 0.95  # the measure counts the noise of a quarter of the dose as lost detail ...
+    assert anatomy > 0.99  # ... while every detail is in place under it
+    assert ceiling == pytest.approx(detail, abs=0.01)
+    blurred = [gaussian_filter(image, 3.0) + (out - image) for out in outputs]
+    blurred_anatomy, _ = detail_under_added_noise(image, *blurred, mask)
+    assert blurred_anatomy < anatomy - 0.03
 
 
 def test_added_noise_copies_the_images_texture_white_or_correlated():

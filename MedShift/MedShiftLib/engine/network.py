@@ -277,11 +277,14 @@ class VelocityUNet(nn.Module):
             if i < len(self.upsamplers):
                 h = self.upsamplers[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         out = self.head(F.silu(self.head_norm(h)))
-        if self.patch_skip is not None:
-            b, pixels, height, width = out.shape
-            maps = self.patch_skip(patches).view(b, self.config.patch_skip, pixels, height, width)
-            gates = self.patch_skip_gates(F.silu(emb)).view(b, self.config.patch_skip, 1, 1, 1)
-            out = out + (gates.to(maps.dtype) * maps).sum(1)
+        if self.patch_skip is not None:  # sum_k gate_k (W_k patches + b_k), as one 1x1 map per image
+            b, pixels = out.shape[:2]
+            gates = self.patch_skip_gates(F.silu(emb)).to(out.dtype)
+            weights = self.patch_skip.weight.view(self.config.patch_skip, pixels, pixels)
+            biases = self.patch_skip.bias.view(self.config.patch_skip, pixels)
+            mixed = torch.einsum("bk,koi->boi", gates, weights)
+            skip = torch.bmm(mixed, patches.reshape(b, pixels, -1)).view(out.shape)
+            out = out + skip + (gates @ biases)[:, :, None, None]
         return F.pixel_shuffle(out, self.config.patch_size)
 
 

@@ -27,18 +27,23 @@ def band_pass(pixels: np.ndarray, fine_sigma: float = FINE_SIGMA_PX,
 
 def detail_correlation(source: np.ndarray, output: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Correlation of the band-passes of `source` and `output` (same shape) over `mask` (default: the source's body)."""
+    a, b = body_bands(source, [output], mask)
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def body_bands(source: np.ndarray, outputs: list[np.ndarray], mask: np.ndarray | None = None) -> list[np.ndarray]:
+    """The band-passes of `source` and each output over `mask` (default: the source's body), mean removed, all
+    in the source's robust window mapped to [0, 1]."""
     source = np.asarray(source, dtype=np.float64)
-    output = np.asarray(output, dtype=np.float64)
-    if source.shape != output.shape:
-        raise ValueError(f"source {source.shape} and output {output.shape} differ in shape")
+    for output in outputs:
+        if source.shape != np.shape(output):
+            raise ValueError(f"source {source.shape} and output {np.shape(output)} differ in shape")
     low, high = np.percentile(source, [0.5, 99.5])
     scale = max(high - low, 1e-12)
     mask = body_mask(source) if mask is None else mask
-    a = band_pass((source - low) / scale)[mask]
-    b = band_pass((output - low) / scale)[mask]
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+    bands = [band_pass((np.asarray(image, dtype=np.float64) - low) / scale)[mask] for image in [source, *outputs]]
+    return [band - band.mean() for band in bands]
 
 
 def lattice_peak(change: np.ndarray, period: float) -> float:
@@ -61,3 +66,23 @@ def lattice_peak(change: np.ndarray, period: float) -> float:
         ring = (np.abs(radius - np.hypot(py, px)) <= 0.05 * np.hypot(py, px)) & ~near
         worst = max(worst, float(power[near].max() / np.median(power[ring])))
     return worst
+
+
+def detail_under_added_noise(source: np.ndarray, output: np.ndarray, other_seed_output: np.ndarray,
+                             mask: np.ndarray | None = None) -> tuple[float, float]:
+    """(detail kept by the output's anatomy, the most detail kept its added noise allows) for a translation
+    that adds random noise (a dose decrease), from two outputs of the same input and settings with different seeds.
+
+    The outputs y1 = A + n1, y2 = A + n2 share their anatomy A and differ by the added noise, independent
+    and alike, so var(b n) = var(b(y1 - y2)) / 2 (b: the band-pass over the body) and var(b A) = var(b y) -
+    var(b n). The first number is the correlation of b x with b A (1: every detail in place), the second
+    sqrt(var(b A) / var(b y)), what `detail_correlation` gives an output whose anatomy keeps every detail
+    and carries that noise: added noise of the right amount lowers `detail_correlation` to it and no
+    further. Their product is `detail_correlation` of the outputs (to sampling error).
+    """
+    a, b1, b2 = body_bands(source, [output, other_seed_output], mask)
+    noise = np.var(b1 - b2) / 2
+    output_variance = (np.var(b1) + np.var(b2)) / 2
+    anatomy = max(output_variance - noise, 1e-30)
+    covariance = (np.mean(a * b1) + np.mean(a * b2)) / 2
+    return float(covariance / np.sqrt(np.var(a) * anatomy)), float(np.sqrt(anatomy / output_variance))

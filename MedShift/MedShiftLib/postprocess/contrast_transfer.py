@@ -37,11 +37,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS, QUANTILE_COUNT, DomainStatistics
 from ..errors import MedShiftError
+from .blur import gaussian_blur
 from .noise_model import domain_noise_statistics
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -49,16 +49,6 @@ FIRST_TRANSFERRED_BAND = 1  # band 0 (sigma < 1 px: noise and finest detail) kee
 NPS_GRID = 128  # frequencies per axis on which a domain's NPS is integrated against the bands' filters
 MIN_SIGNAL_SHARE = 0.1  # a source band with less anatomy power than this share keeps the raw rms ratio
 AIR_LEVEL = -0.999  # grey levels at or below this are air or direct exposure, where the images carry no noise
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (B, 1, H, W) with edge replication (scipy's mode="nearest")."""
-    radius = int(math.ceil(4.0 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    rows = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return F.conv2d(F.pad(rows, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
 
 
 def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], Tensor]:
@@ -74,18 +64,21 @@ def detail_bands(x: Tensor, sigmas_px: Sequence[float]) -> tuple[list[Tensor], T
 def map_grey_levels(x: Tensor, source_quantiles: Sequence[float], target_quantiles: Sequence[float]) -> Tensor:
     """The monotone curve taking one grey-level distribution (given by quantiles) onto another, applied to x.
 
-    Runs where x is (float64 tables; float32 on devices without float64), on any batch shape.
+    Runs where x is, in x's dtype, on any batch shape. The segments' ends and slopes are worked out in
+    float64; the segment of each value is searched among the ends rounded down to x's dtype, which for a
+    value of that dtype is the same comparison as with the exact ends (no run of equal rounded ends is
+    entered in its middle), and values beyond the ends take the end segments' ends (weight clamped).
     """
-    table_dtype = torch.float32 if x.device.type == "mps" else torch.float64
     source = torch.tensor(source_quantiles, dtype=torch.float64)
-    source = (source + torch.arange(len(source), dtype=torch.float64) * 1e-9).to(x.device, table_dtype)  # flat air
-    target = torch.tensor(target_quantiles, dtype=torch.float64).to(x.device, table_dtype)
-    values = x.detach().to(table_dtype).clamp(float(source[0]), float(source[-1])).contiguous()
-    upper = torch.searchsorted(source, values).clamp(1, len(source) - 1)
-    low, high = source[upper - 1], source[upper]
-    weight = (values - low) / (high - low)
-    mapped = target[upper - 1] + weight * (target[upper] - target[upper - 1])
-    return mapped.to(x.dtype)
+    source = source + torch.arange(len(source), dtype=torch.float64) * 1e-9  # flat air: a run of tiny segments
+    target = torch.tensor(target_quantiles, dtype=torch.float64)
+    ends = source.to(x.dtype)
+    ends = torch.where(ends.double() > source, torch.nextafter(ends, torch.tensor(-torch.inf, dtype=x.dtype)), ends)
+    values = x.detach()
+    segment = (torch.searchsorted(ends.to(x.device), values.contiguous()) - 1).clamp_(0, len(source) - 2)
+    start, inverse_width, low, rise = (table.to(x.device, x.dtype)[segment] for table in (
+        source[:-1], 1.0 / (source[1:] - source[:-1]), target[:-1], target[1:] - target[:-1]))
+    return (values - start).mul_(inverse_width).clamp_(0.0, 1.0).mul_(rise).add_(low)
 
 
 def band_gains(statistics: DomainStatistics, source: str, target: str) -> Tensor:

@@ -20,14 +20,12 @@ the sum is bounded so that no pixel is taken to the ends of the image's range (`
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine.working_grid import resample
-from .patch_grid import gaussian_blur, remove_patch_grid
+from .blur import box_taps, local_mean, separable_filter
+from .patch_grid import remove_patch_grid
 
 EASING_LIMIT = 4.0  # tanh(4) = 0.9993: the eased change stops 0.07 % of the headroom short of the end
 
@@ -49,7 +47,7 @@ def change_smoothing_px(full_shape: tuple[int, int], working_shape: tuple[int, i
 def translation_change(coarse_input: Tensor, coarse_output: Tensor, patch_size: int, smoothing_px: float) -> Tensor:
     """What the translation changed on the working grid, without the patch stem's grid pattern, smoothed."""
     change = remove_patch_grid(coarse_output - coarse_input, patch_size)
-    return gaussian_blur(change, smoothing_px) if smoothing_px > 0 else change
+    return local_mean(change, smoothing_px) if smoothing_px > 0 else change
 
 
 def fine_band(full: Tensor, working_shape: tuple[int, int]) -> Tensor:
@@ -77,17 +75,8 @@ def working_pixel_average(x: Tensor, pixels_per_working_pixel: tuple[float, floa
     around the grid's frequencies (k / working pixel), a lattice of peaks, i.e. blobs one working pixel
     apart. A box exactly one working pixel wide has its zeros at those frequencies and takes them out.
     """
-    for axis, width in ((-2, pixels_per_working_pixel[0]), (-1, pixels_per_working_pixel[1])):
-        if width <= 1.0:
-            continue
-        radius = int(math.ceil(width / 2 - 0.5))
-        taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-        weights = ((taps + 0.5).clamp(max=width / 2) - (taps - 0.5).clamp(min=-width / 2)).clamp(min=0.0)
-        shape = (1, 1, -1, 1) if axis == -2 else (1, 1, 1, -1)
-        weights = (weights / weights.sum()).view(shape)
-        padding = (0, 0, radius, radius) if axis == -2 else (radius, radius, 0, 0)
-        x = F.conv2d(F.pad(x, padding, mode="replicate"), weights)
-    return x
+    taps = [box_taps(width, x.dtype, x.device) if width > 1.0 else None for width in pixels_per_working_pixel]
+    return separable_filter(x, taps[0], taps[1], border="replicate")
 
 
 def bounded_change(full_input: Tensor, change: Tensor, margin: float = 0.0) -> Tensor:
@@ -102,8 +91,12 @@ def bounded_change(full_input: Tensor, change: Tensor, margin: float = 0.0) -> T
     """
     low = full_input.amin(dim=(-2, -1), keepdim=True)
     high = full_input.amax(dim=(-2, -1), keepdim=True)
-    half = 0.5 * torch.where(change > 0, high - full_input, full_input - low).sub(margin).clamp(min=0.0)
+    half = torch.where(change > 0, high - full_input, full_input - low).sub_(margin).clamp_(min=0.0).mul_(0.5)
     size = change.abs()
-    eased = half + half * torch.tanh(((size - half) / half.clamp(min=1e-12)).clamp(max=EASING_LIMIT))
-    at_an_end = (full_input == low) | (full_input == high)
-    return torch.where(at_an_end, 0.0, torch.sign(change) * torch.where(size <= half, size, eased))
+    over = size > half  # only these are eased; the rest keep their change exactly
+    result = change.clone()
+    if bool(over.any()):
+        h, c = half[over], size[over]
+        eased = h + h * torch.tanh(((c - h) / h.clamp(min=1e-12)).clamp(max=EASING_LIMIT))
+        result[over] = torch.sign(change[over]) * eased
+    return result.masked_fill_((full_input == low) | (full_input == high), 0.0)

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS
+from .blur import local_mean
 from .fine_noise import noise_part
 from .noise_model import CHI2_MEDIAN, carries_noise, curve_at, filled_curve, local_grey_level, smooth
 from .noise_power import image_nps, own_flat_patches
-from .patch_grid import gaussian_blur
 
 SPECTRUM_RINGS = 32  # rings of the image's own power spectrum in the Wiener filter
 CLIPPED_MARGIN = 1e-3  # model-range values this close to -1 or 1 are clipped
@@ -103,7 +103,7 @@ def remove_noise_power(image: Tensor, excess_rings: Sequence[float]) -> Tensor:
 def unclipped(image: Tensor) -> Tensor:
     """0..1 per pixel of a 2-D image: 0 where it is clipped at either end of the model range (and no noise is)."""
     clipped = ((image <= -1 + CLIPPED_MARGIN) | (image >= 1 - CLIPPED_MARGIN)).double()
-    return 1.0 - gaussian_blur(clipped[None, None], 1.0)[0, 0]
+    return 1.0 - local_mean(clipped[None, None], 1.0)[0, 0]
 
 
 def grey_level_gain(image: Tensor, target_curve: Sequence[float | None] | None) -> Tensor:

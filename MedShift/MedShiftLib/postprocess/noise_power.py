@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS, NPS_PATCH, NPS_PATCHES_PER_IMAGE
-from .patch_grid import gaussian_blur
+from .blur import local_mean
 
 FLAT_RANGE = 0.9  # patches whose smoothed mean lies beyond +-this (air, clipped) are not measured
 
@@ -46,7 +46,7 @@ def flat_patch_corners(reference: np.ndarray | Tensor, patch: int = NPS_PATCH,
     rows, cols = image.shape
     if rows < patch or cols < patch:
         return []
-    smooth = gaussian_blur(image[None, None], smoothing_px)[0, 0] if smoothing_px > 0 else image
+    smooth = local_mean(image[None, None], smoothing_px)[0, 0] if smoothing_px > 0 else image
     blocks = smooth[:rows // patch * patch, :cols // patch * patch].reshape(rows // patch, patch, cols // patch, patch)
     means, stds = blocks.mean(dim=(1, 3)), blocks.std(dim=(1, 3), correction=0)
     order = torch.argsort(torch.where(means.abs() < FLAT_RANGE, stds, torch.inf).flatten(), stable=True)
@@ -55,12 +55,12 @@ def flat_patch_corners(reference: np.ndarray | Tensor, patch: int = NPS_PATCH,
     return [(int(k) // width * patch, int(k) % width * patch) for k in order[:min(count, usable)].tolist()]
 
 
-def _detrending_projector(patch: int, device: torch.device) -> Tensor:
-    """(patch^2, patch^2) matrix taking a flattened patch to its residual after a least-squares quadratic surface."""
+def _quadratic_surface_basis(patch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(patch^2, 6) basis of quadratic surfaces over a flattened patch and its pseudo-inverse (6, patch^2)."""
     y, x = torch.meshgrid(torch.arange(patch, dtype=torch.float64, device=device) / patch,
                           torch.arange(patch, dtype=torch.float64, device=device) / patch, indexing="ij")
     basis = torch.stack([torch.ones_like(x), x, y, x * x, x * y, y * y], dim=-1).reshape(-1, 6)
-    return torch.eye(patch * patch, dtype=torch.float64, device=device) - basis @ torch.linalg.pinv(basis)
+    return basis, torch.linalg.pinv(basis)
 
 
 def patch_nps_2d(images: Sequence[np.ndarray | Tensor], corners: Sequence[Sequence[tuple[int, int]]],
@@ -77,7 +77,8 @@ def patch_nps_2d(images: Sequence[np.ndarray | Tensor], corners: Sequence[Sequen
     if not blocks:
         raise ValueError("no flat patches to measure the noise power spectrum on")
     stacked = torch.stack(blocks).reshape(len(blocks), -1)
-    detrended = (stacked @ _detrending_projector(patch, stacked.device).T).reshape(-1, patch, patch)
+    basis, inverse = _quadratic_surface_basis(patch, stacked.device)
+    detrended = (stacked - (stacked @ inverse.T) @ basis.T).reshape(-1, patch, patch)  # less the fitted surface
     periodograms = torch.fft.fft2(detrended).abs() ** 2 / (patch * patch)
     return periodograms.median(dim=0).values / math.log(2.0) if robust else periodograms.mean(dim=0)
 
@@ -105,7 +106,7 @@ def noise_power_spectrum(images: Sequence[np.ndarray | Tensor], corners: Sequenc
 
 def own_flat_patches(image: np.ndarray | Tensor) -> list[tuple[int, int]]:
     """Corners of an image's own flattest patches (none when it is smaller than a patch, or all air)."""
-    return flat_patch_corners(gaussian_blur(_image(image)[None, None], 2.0)[0, 0])
+    return flat_patch_corners(local_mean(_image(image)[None, None], 2.0)[0, 0])
 
 
 def image_nps(images: Sequence[np.ndarray | Tensor]) -> np.ndarray:

@@ -14,25 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .blur import local_mean
+
 SMOOTHING_PATCHES = 2.0  # Gaussian sigma of the local phase means, in patches
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Gaussian-weighted local mean of (B, 1, H, W) over the pixels inside the image (normalised convolution).
-
-    Unlike contrast_transfer.gaussian_blur (edge replication), a border pixel's mean is that of the pixels
-    that exist, so a phase sub-image and the full image give the same local mean at the same place.
-    """
-    radius = max(1, int(3 * sigma + 0.5))
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-
-    def blur(image: Tensor) -> Tensor:
-        image = F.conv2d(image, kernel.view(1, 1, 1, -1), padding=(0, radius))
-        return F.conv2d(image, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-
-    return blur(x) / blur(torch.ones_like(x[:1]))
 
 
 def patch_grid_pattern(change: Tensor, period: int) -> Tensor:
@@ -46,10 +30,10 @@ def patch_grid_pattern(change: Tensor, period: int) -> Tensor:
         return torch.zeros_like(change)
     pad_rows, pad_cols = -rows % period, -cols % period
     padded = F.pad(change, (0, pad_cols, 0, pad_rows), mode="replicate") if pad_rows or pad_cols else change
-    overall = gaussian_blur(padded, SMOOTHING_PATCHES * period)
+    overall = local_mean(padded, SMOOTHING_PATCHES * period)
     batch, height, width = padded.shape[0], padded.shape[-2] // period, padded.shape[-1] // period
     phases = F.pixel_unshuffle(padded, period).reshape(-1, 1, height, width)  # every phase of every image at once
-    phase_means = F.pixel_shuffle(gaussian_blur(phases, SMOOTHING_PATCHES).reshape(batch, -1, height, width), period)
+    phase_means = F.pixel_shuffle(local_mean(phases, SMOOTHING_PATCHES).reshape(batch, -1, height, width), period)
     return (phase_means - overall)[..., :rows, :cols]
 
 
