@@ -256,21 +256,37 @@ def sweep_pair(model: ReusedForwardPasses, info, sets: list[ViewSet], source: st
     return rows
 
 
+def network_twin(row: dict, rows: list[dict]) -> dict | None:
+    """The network-alone row with the same tau, guidance, steps and renewal as `row` (None when row is one)."""
+    if row["kind"] != "post-processing":
+        return None
+    same = ("tau", "guidance_scale", "steps", "schedule", "noise_renewal")
+    return next((r for r in rows if r["kind"] == "network alone"
+                 and all(r["settings"][k] == row["settings"][k] for k in same)), None)
+
+
 def table(rows: list[dict], set_names: list[str], limit: int | None = None) -> list[str]:
-    """Markdown table: references, presets, Pareto points, then the rest by SSIM (up to `limit` rows in all)."""
+    """Markdown table: references, presets and Pareto points (each followed by its network-alone twin), then
+    the rest by SSIM; `limit`: only the first part."""
     head = ["| setting | preset | " + " | ".join(f"{v}: SSIM / band / noise / accept" for v in set_names)
             + " | goals met (" + ", ".join(set_names) + ") | Pareto |",
             "|---|---|" + "---|" * len(set_names) + "---|---|"]
-    refs = [r for r in rows if r["kind"] == "reference"]
     swept = sorted((r for r in rows if r["kind"] != "reference"),
                    key=lambda r: (r.get("preset") is None, not r.get("pareto"), -r["mean"]["ssim"]))
+    chosen = [r for r in rows if r["kind"] == "reference"]
+    for row in swept:
+        if row in chosen or (limit is not None and not (row.get("preset") or row.get("pareto"))):
+            continue
+        chosen.append(row)
+        twin = network_twin(row, rows)
+        if twin is not None and twin not in chosen:
+            chosen.append(twin)
     out = []
-    for row in (refs + swept)[:limit]:
+    for row in chosen:
         cells = [" / ".join(f"{m[k]:.3f}" if k != "noise_ratio" else f"{m[k]:.2f}"
                             for k in ("ssim", "band_error", "noise_ratio", "acceptance"))
                  for m in (row["sets"][v] for v in set_names)]
-        goals = ", ".join("".join(k[0] if ok else "-" for k, ok in row["sets"][v]["goals"].items()) for v in set_names
-                          ) if "goals" in row["sets"][set_names[0]] else ""
+        goals = ", ".join("".join(k[0] if ok else "-" for k, ok in row["sets"][v]["goals"].items()) for v in set_names)
         out.append(f"| {row['setting']} | {row.get('preset') or ''} | " + " | ".join(cells) +
                    f" | {goals} | {'yes' if row.get('pareto') else ''} |")
     return head + out
@@ -353,7 +369,8 @@ def main() -> None:
                         help="rendered views and the trained classifier")
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--plot", type=Path, help="draw the first pair's frontier into this PNG")
-    parser.add_argument("--replot", type=Path, help="only draw --plot from this --json file")
+    parser.add_argument("--replot", type=Path, help="only print the tables (and draw --plot) from this --json file")
+    parser.add_argument("--short", action="store_true", help="tables of references, presets and Pareto points only")
     parser.add_argument("--costs", action="store_true", help="only time each preset on one image (--cost-size)")
     parser.add_argument("--cost-size", type=int, default=512)
     args = parser.parse_args()
@@ -362,8 +379,12 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; {args.model or 'bundled model'})\n")
     if args.replot:
         saved = json.loads(args.replot.read_text())
-        pair, rows = next(iter(saved["pairs"].items()))
-        plot_frontier(rows, plot_title(pair, saved["meta"]), args.plot)
+        for pair, rows in saved["pairs"].items():
+            print(f"## {pair.replace(':', ' -> ')}\n\n" + "\n".join(table(rows, list(rows[0]["sets"]),
+                                                                          0 if args.short else None)) + "\n")
+        if args.plot:
+            pair, rows = next(iter(saved["pairs"].items()))
+            plot_frontier(rows, plot_title(pair, saved["meta"]), args.plot)
         return
     if args.costs:
         print("\n".join(preset_costs(model, info, args.cost_size, 3)))
@@ -388,7 +409,7 @@ def main() -> None:
         print(f"## {source} -> {target} ({args.views} phantom + {args.views} real-CT views, seed {HELD_OUT_SEED}, "
               f"{args.size} px; goals per set: s = SSIM >= genuine - {SSIM_MARGIN}, b = band <= {BAND_GOAL}, "
               f"n = noise {NOISE_GOAL[0]}-{NOISE_GOAL[1]}x)\n")
-        print("\n".join(table(rows, [v.name for v in sets])) + "\n", flush=True)
+        print("\n".join(table(rows, [v.name for v in sets], 0 if args.short else None)) + "\n", flush=True)
     elapsed = time.perf_counter() - started
     print(f"Whole sweep: {elapsed / 60:.1f} min wall ({wrapped.passes} forward passes, {wrapped.reused} reused).")
     meta = {"command": " ".join(sys.argv), "seconds": elapsed, "held_out_seed": HELD_OUT_SEED,
