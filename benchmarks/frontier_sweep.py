@@ -292,6 +292,13 @@ def table(rows: list[dict], set_names: list[str], limit: int | None = None) -> l
     return head + out
 
 
+def current_preset(row: dict) -> str | None:
+    """The preset (or 'default ...') whose values settings.PRESETS gives a swept row now, else None."""
+    if row["kind"] == "reference":
+        return None
+    return preset_of(TranslationSettings(*MAIN_PAIR, **row["settings"]))
+
+
 def plot_frontier(rows: list[dict], title: str, path: Path) -> None:
     """SSIM vs band error (mean over the sets), acceptance as colour, Pareto points ringed, presets named."""
     import matplotlib
@@ -307,15 +314,22 @@ def plot_frontier(rows: list[dict], title: str, path: Path) -> None:
     front = sorted((r for r in swept if r.get("pareto")), key=lambda r: r["mean"]["band_error"])
     ax.scatter([r["mean"]["band_error"] for r in front], [r["mean"]["ssim"] for r in front], s=90,
                facecolors="none", edgecolors="red", linewidths=1.2, label="Pareto (SSIM, band, acceptance)")
-    for r in rows:
-        if r["kind"] == "reference" or r.get("preset"):
-            name = r.get("preset") or r["setting"]
-            ax.annotate(name, (r["mean"]["band_error"], r["mean"]["ssim"]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points", weight="bold" if "default" in name else "normal")
-            ax.plot(r["mean"]["band_error"], r["mean"]["ssim"], "k+" if r["kind"] == "reference" else "kx", ms=9)
+    named = [r for r in rows if r["kind"] == "reference" or r.get("preset") or current_preset(r)]
+    for k, r in enumerate(sorted(named, key=lambda r: r["mean"]["ssim"])):
+        now = current_preset(r)
+        was = f"was {r['preset']}" if r.get("preset") and r.get("preset") != now else ""
+        name = r["setting"] if r["kind"] == "reference" else " / ".join(n for n in (now, was) if n)
+        dx = 5 if r["kind"] == "reference" or k % 2 else -5  # neighbours' labels on alternate sides
+        ax.annotate(name, (r["mean"]["band_error"], r["mean"]["ssim"]), fontsize=7 if now else 6,
+                    xytext=(dx, 4 if now or r["kind"] == "reference" else -10), ha="left" if dx > 0 else "right",
+                    color="black" if now or r["kind"] == "reference" else "dimgrey", textcoords="offset points",
+                    weight="bold" if now and "default" in now else "normal")
+        marker = "+" if r["kind"] == "reference" else "x"
+        ax.plot(r["mean"]["band_error"], r["mean"]["ssim"], marker, color="black" if now else "grey", ms=9)
     ax.axvline(BAND_GOAL, color="grey", lw=0.8, ls="--")
     genuine = next(r for r in rows if r["setting"] == "genuine target rendering")["mean"]["ssim"]
     ax.axhline(genuine - SSIM_MARGIN, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(right=max(r["mean"]["band_error"] for r in rows) * 1.12)
     ax.set_xlabel("band-contrast error (mean |log ratio|, DoG 2/4/8 px; dashed: goal 0.20)")
     ax.set_ylabel("SSIM vs noise-free target (dotted: genuine - 0.05)")
     ax.set_title(title, fontsize=9)
@@ -327,22 +341,28 @@ def plot_frontier(rows: list[dict], title: str, path: Path) -> None:
 
 
 def preset_costs(model, info, size: int, repeats: int) -> list[str]:
-    """Seconds per size x size image of each preset through translate_image (median of `repeats`)."""
+    """Seconds per size x size image of each preset through translate_image (the fastest of `repeats`: the
+    least disturbed by other work on a shared CPU) and its velocity evaluations."""
+    from MedShiftLib.engine.ode_solvers import IntegrationStats
     from MedShiftLib.simulator.simulation import simulate_view
     view = simulate_view(seed=HELD_OUT_SEED, size=size, look=BUNDLED_MODEL_LOOK, clean=False)
     spacing = view.geometry.pixel_spacing_mm
     image = RadiographImage(to_uint16(view.images[MAIN_PAIR[0]]), spacing=(spacing, spacing, 1.0),
                             metadata={"spacing_known": True})
-    rows = [f"| preset | seconds per {size} x {size} image (median of {repeats}) |", "|---|---|"]
+    rows = [f"| preset | tau | guidance | steps | velocity evaluations (x2 batch with guidance) | seconds per "
+            f"{size} x {size} image (fastest of {repeats}) |", "|---|---|---|---|---|---|"]
     for name in PRESETS:
         settings = TranslationSettings(*MAIN_PAIR).with_preset(name)
-        translate_image(image, model, info, settings)  # warm-up
+        stats = IntegrationStats()
+        translate_image(image, model, info, settings, stats=stats)  # warm-up
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             translate_image(image, model, info, settings)
             times.append(time.perf_counter() - start)
-        rows.append(f"| {name}{' (default)' if name == DEFAULT_PRESET else ''} | {np.median(times):.2f} |")
+        rows.append(f"| {name}{' (default)' if name == DEFAULT_PRESET else ''} | {settings.tau:g} | "
+                    f"{settings.guidance_scale:g} | {settings.steps} {settings.schedule} | {stats.nfe} | "
+                    f"{min(times):.2f} |")
     return rows
 
 
@@ -387,7 +407,7 @@ def main() -> None:
             plot_frontier(rows, plot_title(pair, saved["meta"]), args.plot)
         return
     if args.costs:
-        print("\n".join(preset_costs(model, info, args.cost_size, 3)))
+        print("\n".join(preset_costs(model, info, args.cost_size, 5)))
         return
     started = time.perf_counter()
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ NOISE_SYNTHESIS: dict[str, Any] = {"tau": 0.6, "noise_renewal": 1.0, "schedule":
 MATCHED_CONTRAST: dict[str, Any] = {"tau": 0.3, "contrast_transfer": True, "noise_renewal": 0.0,
                                     "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0, "noise_matching": False}
 # Contrast transfer at tau 0.6 plus the target domain's noise (docs/evaluation.md, "Noise matching"): on the
-# frontier of every measured pair into a noisier domain (docs/frontier.md).
+# measured frontier of a dose change and of sim-high -> clinical-exposure (docs/frontier.md).
 MATCHED_CONTRAST_AND_NOISE: dict[str, Any] = MATCHED_CONTRAST | {"tau": 0.6, "noise_matching": True}
 DETERMINISTIC: dict[str, Any] = {"tau": 0.3, "noise_renewal": 0.0, "schedule": "quadratic", "steps": 8,
                                  "guidance_scale": 2.0, "contrast_transfer": False, "noise_matching": False}
@@ -148,7 +148,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULT_PRESET = "matched-contrast-and-noise"
 """The setting the panel and `medshift translate` start from: the best average rank over all pairs
-(docs/evaluation.md) and on the measured frontier of the pairs into a noisier domain (docs/frontier.md); the
-network alone is the preset "deterministic"."""
+(docs/evaluation.md), on the measured frontier of a dose change and of sim-high -> clinical-exposure and of its
+family on sim-low -> clinical-normal (docs/frontier.md); the network alone is the preset "deterministic"."""
 RECOMMENDED: dict[str, Any] = DEFAULTS | PRESETS[DEFAULT_PRESET]
 """Every field's value in the panel's and the command line's default setting (DEFAULTS with DEFAULT_PRESET)."""
