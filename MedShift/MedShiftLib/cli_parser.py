@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint; default: the bundled model")
     p.add_argument("--source", default="sim-low", help="domain the demo image is rendered in")
     p.add_argument("--target", default="clinical-normal", help="domain to translate it into")
-    p.add_argument("--tau", type=float, default=DEFAULTS["tau"], help="structure (0.6) <-> realism (0.3) trade-off")
+    p.add_argument("--tau", type=float, help="every translation's tau (default: each preset's own)")
     p.add_argument("--seed", type=int, default=7, help="seed of the rendered view (the model never saw seed 7)")
     p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
                                 "else the procedural phantom)")

@@ -16,6 +16,7 @@ domain (the reference a perfect translation would resemble, up to its noise).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .engine.checkpoint import default_model_path, load_checkpoint
@@ -24,7 +25,7 @@ from .io.comparison_figure import save_side_by_side
 from .io.radiograph import RadiographImage
 from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
-from .settings import DEFAULTS, TranslationSettings
+from .settings import TranslationSettings
 from .simulator.domain_rendering import to_uint16
 from .simulator.domain_styles import BUNDLED_MODEL_LOOK
 from .simulator.simulation import simulate_view
@@ -34,16 +35,20 @@ WHOLE_HEAD_DETECTOR_MM = 400.0  # 267 mm at the isocentre (magnification 1.5): v
 
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
-             target: str = "clinical-normal", tau: float = DEFAULTS["tau"], seed: int = 7,
+             target: str = "clinical-normal", tau: float | None = None, seed: int = 7,
              device: str = "auto", ct_path: str | Path | None = None, look: str = BUNDLED_MODEL_LOOK) -> list[Path]:
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths.
 
     `ct_path`: the CT to render (None: the procedural phantom); the view is lateral view 0 of `seed` (the whole
-    head), rendered in the simulator's `look` (domain_styles.LOOKS).
+    head), rendered in the simulator's `look` (domain_styles.LOOKS); `tau`: every preset's tau (None: their own).
     """
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
-    settings = info.validate(TranslationSettings(source, target, tau=tau))
-    noisy = info.validate(TranslationSettings(source, target, tau=tau, seed=seed).with_preset("synthesise-noise"))
+
+    def preset(name: str) -> TranslationSettings:
+        settings = TranslationSettings(source, target, seed=seed).with_preset(name)
+        return info.validate(settings if tau is None else replace(settings, tau=tau))
+
+    settings, noisy = preset("deterministic"), preset("synthesise-noise")
     size = info.resolution
     views = ViewOptions("lateral", pixel_spacings_mm=(WHOLE_HEAD_DETECTOR_MM / size,))
     view = simulate_view(seed=seed, subject=0, view=0, size=size, clean=False, ct_path=ct_path, vary_anatomy=False,
@@ -58,19 +63,21 @@ def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: 
              write_radiograph(translated, out / f"translated_{source}_to_{target}.png"),
              write_radiograph(with_noise, out / f"translated_{source}_to_{target}_noise.png")]
     panels = [image.pixels, translated.pixels, with_noise.pixels]
-    labels = [f"input: {source}", f"MedShift -> {target}, tau {tau:g}, deterministic",
-              f"same + noise synthesis (seed {seed})"]
+    labels = [f"input: {source}", f"MedShift -> {target}, deterministic (tau {settings.tau:g})",
+              f"noise synthesis (tau {noisy.tau:g}, seed {seed})"]
     if info.statistics is not None:
-        matched = translate_image(image, model, info, settings.with_preset("matched-contrast"))
+        matched_settings = preset("matched-contrast")
+        matched = translate_image(image, model, info, matched_settings)
         paths.append(write_radiograph(matched, out / f"translated_{source}_to_{target}_matched_contrast.png"))
         panels.append(matched.pixels)
-        labels.append("same, matched contrast")
+        labels.append(f"matched contrast (tau {matched_settings.tau:g})")
     if info.statistics is not None and None not in (info.statistics.noise_power, info.statistics.noise_level):
-        matched_noise = translate_image(image, model, info, noisy.with_preset("matched-contrast-and-noise"))
+        default = preset("matched-contrast-and-noise")
+        matched_noise = translate_image(image, model, info, default)
         paths.append(write_radiograph(matched_noise,
                                       out / f"translated_{source}_to_{target}_matched_contrast_noise.png"))
         panels.append(matched_noise.pixels)
-        labels.append("same, matched contrast and noise (default)")
+        labels.append(f"matched contrast and noise (default, tau {default.tau:g})")
     if target in view.images:
         reference = to_uint16(view.images[target])
         paths.append(write_radiograph(image.with_pixels(reference), out / f"simulator_{target}.png"))

@@ -120,19 +120,23 @@ SETTING_RANGES: dict[str, tuple[float, float]] = {
 COMMAND_LINE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(TranslationSettings) if "flag" in f.metadata)
 """The fields the `medshift translate` command offers as options, in order."""
 
+# Each preset sets tau, guidance and steps: the point of its family (the same noise renewal and
+# post-processing) on the frontier measured by benchmarks/frontier_sweep.py (docs/frontier.md).
 # Renews the latent's noise so the model synthesises the target domain's quantum noise (docs/evaluation.md,
-# "Noise synthesis").
-NOISE_SYNTHESIS: dict[str, Any] = {"noise_renewal": 1.0, "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0,
-                                   "contrast_transfer": False, "noise_matching": False}
-# Keeps the most structure at tau = 0.6 while giving the target domain's contrast (docs/evaluation.md,
-# "Contrast transfer").
-MATCHED_CONTRAST: dict[str, Any] = {"contrast_transfer": True, "noise_renewal": 0.0, "schedule": "quadratic",
-                                    "steps": 8, "guidance_scale": 2.0, "noise_matching": False}
-# MATCHED_CONTRAST plus the target domain's noise spectrum: realism for some structure (docs/evaluation.md,
-# "Noise matching").
-MATCHED_CONTRAST_AND_NOISE: dict[str, Any] = MATCHED_CONTRAST | {"noise_matching": True}
-DETERMINISTIC: dict[str, Any] = {name: DEFAULTS[name] for name in NOISE_SYNTHESIS}
-"""The published deterministic translation: the defaults of the fields the other presets change."""
+# "Noise synthesis"); on its family's frontier once the noise level counts (docs/frontier.md).
+NOISE_SYNTHESIS: dict[str, Any] = {"tau": 0.6, "noise_renewal": 1.0, "schedule": "quadratic", "steps": 8,
+                                   "guidance_scale": 2.0, "contrast_transfer": False, "noise_matching": False}
+# Gives the target domain's contrast before the flow (docs/evaluation.md, "Contrast transfer"); at tau 0.3 it
+# dominates tau 0.6 on SSIM, band-contrast error and classifier acceptance (docs/frontier.md).
+MATCHED_CONTRAST: dict[str, Any] = {"tau": 0.3, "contrast_transfer": True, "noise_renewal": 0.0,
+                                    "schedule": "quadratic", "steps": 8, "guidance_scale": 2.0, "noise_matching": False}
+# Contrast transfer at tau 0.6 plus the target domain's noise (docs/evaluation.md, "Noise matching"): on the
+# measured frontier of a dose change and of sim-high -> clinical-exposure (docs/frontier.md).
+MATCHED_CONTRAST_AND_NOISE: dict[str, Any] = MATCHED_CONTRAST | {"tau": 0.6, "noise_matching": True}
+DETERMINISTIC: dict[str, Any] = {"tau": 0.3, "noise_renewal": 0.0, "schedule": "quadratic", "steps": 8,
+                                 "guidance_scale": 2.0, "contrast_transfer": False, "noise_matching": False}
+"""The published deterministic translation (the network alone, no noise renewal) at its frontier point;
+the plain field defaults (tau 0.6, guidance 1, 4 uniform Euler steps) are dominated by it (docs/frontier.md)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "deterministic": DETERMINISTIC,
@@ -144,6 +148,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULT_PRESET = "matched-contrast-and-noise"
 """The setting the panel and `medshift translate` start from: the best average rank over all pairs
-(docs/evaluation.md); the published deterministic setting is the preset "deterministic"."""
+(docs/evaluation.md), on the measured frontier of a dose change and of sim-high -> clinical-exposure and of its
+family on sim-low -> clinical-normal (docs/frontier.md); the network alone is the preset "deterministic"."""
 RECOMMENDED: dict[str, Any] = DEFAULTS | PRESETS[DEFAULT_PRESET]
 """Every field's value in the panel's and the command line's default setting (DEFAULTS with DEFAULT_PRESET)."""

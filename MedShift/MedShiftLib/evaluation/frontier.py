@@ -1,0 +1,58 @@
+"""The measures of the settings frontier (benchmarks/frontier_sweep.py) and its Pareto points.
+
+On a translation and the aligned target renderings of the same view, over the body (the noise-free
+target's body mask):
+
+* band-contrast error: mean |log ratio| of the output's and the genuine target rendering's energies in
+  the difference-of-Gaussian octave bands with sigma 2, 4 and 8 px (band k: G(sigma_k / 2) - G(sigma_k), as
+  film_statistics.py's bands in mm), each image first mapped to its own 1st-99th percentile over the body
+  (film_statistics.normalise: global tone and contrast cancel); 0 when the output has the target's
+  multi-scale contrast;
+* body noise ratio: the output's noise level (1.4826 x MAD of the high-pass residual,
+  noise_texture.py) over the genuine target rendering's;
+* Pareto points: the settings no other setting beats on every axis at once.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from .film_statistics import normalise
+from .noise_texture import noise_residual, robust_level
+
+FRONTIER_BAND_SIGMAS_PX = (2.0, 4.0, 8.0)
+"""The octave bands (sigma in pixels of the model's working grid) the band-contrast error compares."""
+
+
+def frontier_band_energies(image: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Energies over `body` of the octave bands FRONTIER_BAND_SIGMAS_PX of an image on the working grid
+    (normalised to its 1st-99th percentile over `body`)."""
+    image = normalise(np.asarray(image, dtype=np.float64), body)
+    bands = (gaussian_filter(image, sigma / 2, mode="nearest") - gaussian_filter(image, sigma, mode="nearest")
+             for sigma in FRONTIER_BAND_SIGMAS_PX)
+    return np.array([np.mean(band[body] ** 2) for band in bands])
+
+
+def band_contrast_error(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
+    """Mean |log ratio| of the band energies of `image` and `target` over `body` (0: the same contrast)."""
+    ratio = frontier_band_energies(image, body) / np.maximum(frontier_band_energies(target, body), 1e-30)
+    return float(np.mean(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+
+
+def body_noise_ratio(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
+    """The image's noise level over the target's, both over `body` (1: the target's noise)."""
+    return robust_level(noise_residual(image)[body]) / max(robust_level(noise_residual(target)[body]), 1e-12)
+
+
+def pareto_optimal(scores: np.ndarray, higher_is_better: Sequence[bool]) -> np.ndarray:
+    """Which rows of scores (N, axes) no other row dominates (as good on every axis, better on one)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(higher_is_better):
+        raise ValueError("scores must be (N, axes) with one direction per axis")
+    oriented = scores * np.where(np.asarray(higher_is_better), 1.0, -1.0)
+    at_least = (oriented[:, None, :] >= oriented[None, :, :]).all(axis=2)  # [j, i]: j as good as i everywhere
+    better = (oriented[:, None, :] > oriented[None, :, :]).any(axis=2)
+    dominated = (at_least & better).any(axis=0)
+    return ~dominated
