@@ -71,8 +71,10 @@ def cached_primary(ct: Path, view: str, style: ClinicalStyle, cache: Path) -> tu
     return primary.astype(np.float32).astype(np.float64), head
 
 
-def score_rows(style: ClinicalStyle, views: dict, films: dict) -> tuple[float, list[str]]:
-    """(score, table rows) of a candidate style over every cached view."""
+def score_rows(style: ClinicalStyle, views: dict, films: dict, noise_free_edges: bool = False
+               ) -> tuple[float, list[str]]:
+    """(score, table rows) of a candidate style over every cached view; with noise_free_edges a column with the
+    noise-free image's edge width (far below the noisy one's: the strongest gradients are noise, not anatomy)."""
     low, high = style.dose_range_nGy  # the first draw of draw_domain_settings(seed 0), from this style's range
     dose = float(np.exp(np.random.default_rng(0).uniform(np.log(low), np.log(high))))
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film"), heel=0.0, dose_nGy=dose)
@@ -85,7 +87,11 @@ def score_rows(style: ClinicalStyle, views: dict, films: dict) -> tuple[float, l
         total += sum(max(0.0, value / GOALS[name] - 1.0) for name, value in
                      (("edge", edge), ("bands", bands), ("histogram", hist)))
         total += 0.05 * (edge / GOALS["edge"] + bands / GOALS["bands"] + hist / GOALS["histogram"])
-        rows.append(f"| {ct} {view} | {edge:.2f} | {' / '.join(f'{r:+.2f}' for r in ratios)} | {bands:.2f} | "
+        clean = ""
+        if noise_free_edges:
+            clean_image = render_clinical_primary(primary, style, settings, PITCH_MM, None)
+            clean = f" {film_statistics(clean_image, head, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
+        rows.append(f"| {ct} {view} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} | {bands:.2f} | "
                     f"{hist:.3f} | {stats.median_grey:.2f} |")
     return total, rows
 
@@ -101,11 +107,11 @@ def parse_override(text: str) -> tuple[str, object]:
     return name, (value == "True") if value in ("True", "False") else float(value)
 
 
-def print_table(title: str, score: float, rows: list[str]) -> None:
+def print_table(title: str, score: float, rows: list[str], noise_free_edges: bool = False) -> None:
     print(f"\n### {title}: score {score:.3f}\n")
-    print("| view | edge width mm | band log ratios 0.5/1/2/4/8 mm | mean abs log ratio | histogram distance | "
-          "median grey |")
-    print("|---|---|---|---|---|---|")
+    print("| view | edge width mm |" + (" noise-free edge width mm |" if noise_free_edges else "")
+          + " band log ratios 0.5/1/2/4/8 mm | mean abs log ratio | histogram distance | median grey |")
+    print("|---|---|---|---|---|---|" + ("---|" if noise_free_edges else ""))
     print("\n".join(rows))
 
 
@@ -116,13 +122,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="folder for the cached projections")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="name=value override")
     parser.add_argument("--search", action="store_true", help="coordinate search over SEARCH")
+    parser.add_argument("--noise-free-edges", action="store_true", help="add the noise-free edge width (no search)")
     args = parser.parse_args()
     style = replace(domain_style(DOMAIN, "film"), **dict(parse_override(o) for o in args.overrides))
     films = {view: film_statistics(*read_film(args.films / name, boxes), COMMON_MM, COMMON_MM)
              for view, (name, _, _, boxes) in FILMS.items()}
     views = {(ct.stem, view): cached_primary(ct, view, style, args.cache) for ct in args.cts for view in FILMS}
-    best, rows = score_rows(style, views, films)
-    print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows)
+    best, rows = score_rows(style, views, films, args.noise_free_edges and not args.search)
+    print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
+                args.noise_free_edges and not args.search)
     if not args.search:
         return
     for name, values in SEARCH.items():

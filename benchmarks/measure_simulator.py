@@ -2,7 +2,7 @@
 display statistics of real-CT renderings beside real CR radiographs.
 
 Run from the repository root: `python benchmarks/measure_simulator.py [--ct CT.nrrd] [--real RG1.dcm RG3.dcm]
-[--films FILM_DIR --film-cts CT.nrrd ... --film-picture PNG]` (default CT: the shipped head CT; the real radiographs
+[--films FILM_DIR --film-cts CT.nrrd ... --film-picture PICTURE]` (default CT: the shipped head CT; the real radiographs
 and the skull films are optional; the film comparison is in benchmarks/skull_films.py). Results go to
 docs/simulator.md.
 

@@ -95,7 +95,7 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
 
 
 def _side_by_side(tiles: dict[str, list[np.ndarray]], picture: Path, height: int = 420) -> None:
-    """Film, then each CT; one row per view."""
+    """Film, then each CT; one row per view (a .jpg picture as JPEG, quality 82)."""
     from PIL import Image
 
     rows = []
@@ -113,4 +113,4 @@ def _side_by_side(tiles: dict[str, list[np.ndarray]], picture: Path, height: int
         for tile in row:
             canvas.paste(tile, (x, r * (height + 6)))
             x += tile.width + 6
-    canvas.save(picture)
+    canvas.save(picture, **({"quality": 82} if picture.suffix.lower() in (".jpg", ".jpeg") else {}))
