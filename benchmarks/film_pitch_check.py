@@ -9,7 +9,8 @@ the finest band's RMS of the noise-free image (image minus its 1-px Gaussian: ed
 median grey. Ratios direct / binned near 1 mean the look scales with the pitch as the physics does.
 Run from the repository root:
 
-    python benchmarks/film_pitch_check.py [--cts CT.nrrd ...] [--look film] [--factor 4]
+    python benchmarks/film_pitch_check.py [--cts CT.nrrd ...] [--look film] [--factor 4] [--pitches 0.6 1.25]
+        [--kinds c-arm pa lateral] [--no-phantom]
 """
 from __future__ import annotations
 
@@ -73,11 +74,12 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="the fine rendering's pitch is pitch / factor")
     parser.add_argument("--pitches", type=float, nargs="+", default=[0.6, 1.25])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
+    parser.add_argument("--no-phantom", action="store_true", help="only the CTs")
     args = parser.parse_args()
     print(f"| subject | view | pitch mm | domain | noise std direct / binned from pitch/{args.factor} | "
           "finest band RMS (noise-free) | median grey |")
     print("|---|---|---|---|---|---|---|")
-    for ct in [None, *args.cts]:
+    for ct in ([] if args.no_phantom else [None]) + list(args.cts):
         views = ViewOptions("c-arm")
         volume = subject_source(3, SIZE, views, () if ct is None else (ct,), vary_anatomy=False).subject(0).volume
         projector = ConeBeamProjector(volume)

@@ -38,6 +38,9 @@ DIRECT_EXPOSURE_MAX_ATTENUATION = 0.02
 # (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
 BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
 WINDOW_PERCENTILES = (0.5, 99.7)
+# A fine band (ClinicalStyle.fine_band_sigmas_mm) is used where its sigma is at least this many pixels: a band at
+# one pixel holds mostly pixel noise, which binning from a finer pitch would have averaged away.
+FINE_BAND_MIN_PX = 1.5
 # Scale (Gaussian sigma, mm) at which the film look's window is taken: the first band's, so the same at every pitch.
 WINDOW_SCALE_MM = 1.25
 # The window fraction over which the display toe (ClinicalStyle.lut_toe) rises to its full height.
@@ -276,9 +279,9 @@ def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: flo
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
-    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least one pixel)
+    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least FINE_BAND_MIN_PX)
     fine = [(sigma / pixel_spacing_mm, gain) for sigma, gain in zip(style.fine_band_sigmas_mm, style.fine_band_gains)
-            if sigma >= pixel_spacing_mm]
+            if sigma >= FINE_BAND_MIN_PX * pixel_spacing_mm]
     sigmas = [sigma for sigma, _ in fine] + [sigma * scale_px for sigma in BAND_SIGMAS_MM]
     gains = [gain for _, gain in fine] + list(style.band_gains)
     bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
