@@ -113,7 +113,8 @@ def print_mtf() -> None:
 
 def print_nps() -> None:
     print("\n## Noise (uniform field, 15 g/cm^2 tissue + 0.3 g/cm^2 bone, log signal)\n")
-    print("| domain | dose nGy | quanta/pixel | std ln I measured | std predicted | NPS(0.05-0.15)/NPS(0.35-0.5) |")
+    print("| domain | dose nGy | quanta/pixel (x filter frames) | std ln I measured | std predicted | "
+          "NPS(0.05-0.15)/NPS(0.35-0.5) |")
     print("|---|---|---|---|---|---|")
     integrals = np.zeros((192, 192, len(MATERIALS)))
     integrals[..., 0], integrals[..., 1] = TISSUE, BONE
@@ -133,6 +134,7 @@ def print_nps() -> None:
             signal = rendering.extras["primary"] + rendering.extras["scatter"]
             centre = signal[48:144, 48:144].mean()
             quanta = (dose * 1e-3 * spectrum.photons_per_mm2_per_uGy * quanta_pixel_mm(style, 1.25) ** 2
+                      * style.noise_frames  # a recursive temporal filter's frames (fluoroscopy)
                       * response.detected_fraction / centre * signal[64:160, 96:192].mean())
             delta = np.zeros((33, 33))
             delta[16, 16] = 1.0

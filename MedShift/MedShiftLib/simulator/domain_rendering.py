@@ -181,6 +181,8 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
     response = detector_response(spectrum)
     photons_behind_head = (settings.dose_nGy * 1e-3 * spectrum.photons_per_mm2_per_uGy
                            * quanta_pixel_mm(style, pixel_spacing_mm) ** 2)
+    if style.noise_frames != 1.0:  # a recursive temporal filter: the quanta of noise_frames frames of a still scene
+        photons_behind_head = photons_behind_head * style.noise_frames
     open_field_quanta = photons_behind_head * response.detected_fraction / max(float(centre.mean()), 1e-6)
     quanta = open_field_quanta * signal
     blur_px = detector_blur_px(style, pixel_spacing_mm)

@@ -65,6 +65,7 @@ class ClinicalStyle:
     detector_psf_mm: float = 0.0  # > 0 (film): detector PSF sigma in mm with the pixel aperture (not detector_blur_px)
     band_linear_below: float = 0.0  # band amplitude (log units) below which the compression is linear (noise)
     gain_from_clean: bool = False  # True (film): band gains from the noise-free band (noise amplified linearly)
+    noise_frames: float = 1.0  # frames a recursive temporal filter averages (fluoroscopy): quantum noise variance / it
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
@@ -87,6 +88,9 @@ RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 # Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (benchmarks/fit_film_look.py; docs/simulator.md,
 # "Against real skull films"): quanta per pixel area and a detector PSF in mm (so the look scales with the pitch),
 # bands at 0.3 and 0.6 mm where the pixels resolve them, gains that follow the noise-free bands, a grey toe.
+# A fluoroscopy frame after the usual recursive temporal filter, weight a = 0.25 on the new frame: the quantum noise
+# variance of a still scene falls to a / (2 - a), as if (2 - a) / a = 7 frames were averaged.
+FLUORO_RECURSIVE_FRAMES = 7.0
 _FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.6, base_gain=0.2, skin_window=True, lut_toe=0.15,
              fast_wide_blur=True, noise_per_pixel_area=True, detector_psf_mm=0.15, gain_from_clean=True,
              band_linear_below=0.003)
@@ -97,9 +101,10 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
                               display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
     "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
                                display_range=(0.05, 0.82), fast_wide_blur=True, **_SIM),
-    # single exposures at three doses: low (a tenth of normal), normal (radiographic, as the real skull films), and
-    # exposure (more dose, 70 kVp, stronger detail enhancement)
-    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(150.0, 450.0), **_FILM_NORMAL, **_CLINICAL),
+    # low: fluoroscopy at low dose (visibly noisy, as X-DigiSkull's); normal: a radiographic exposure, as the real
+    # skull films; exposure: more dose, 70 kVp, stronger detail enhancement
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
+                                  **_FILM_NORMAL, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), **_FILM_NORMAL, **_CLINICAL),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_blur_px=0.8,
                                        band_gains=(2.9, 2.4, 2.6, 1.9, 1.2), fine_band_gains=(4.2, 4.2),
