@@ -1,8 +1,10 @@
 """The parameters of each simulator domain, in three looks: "film" (default), "radiograph" and "legacy".
 
-- film: the radiograph look fitted to real skull films (docs/simulator.md, "Against real skull films"):
-  detail bands down to 0.3 mm where the pixels resolve them, stronger compression of large edges, the skin
-  and facial profile grey above a black open field (a film-like toe), fast wide filters for large views.
+- film: fitted to real skull films (benchmarks/fit_film_look.py; docs/simulator.md, "Against real skull films"),
+  scaling with the pitch as a detector does (quanta per pixel area, a PSF in mm): radiographic clinical-normal
+  and -exposure doses, fluoroscopy after a recursive filter for clinical-low, detail bands down to 0.3 mm where
+  the pixels resolve them with gains taken from the noise-free bands, the skin and facial profile grey above a
+  black open field (a film-like toe), fast wide filters for large views.
 - radiograph: the look the bundled model was fine-tuned on (until it is retrained), kept byte for byte:
   scatter (and the simulator domains' veil) from the object only, the display window on the anatomy
   (direct exposure black), MUSICA-style compressed bands at fixed mm scales (docs/simulator.md, "The look").
