@@ -101,3 +101,22 @@ def test_film_band_gains_follow_the_noise_free_bands_so_noise_scales_with_the_do
     assert _display_noise(500.0, True) / _display_noise(2000.0, True) == pytest.approx(2.0, rel=0.06)
     # gains from the noisy bands compress the larger noise more
     assert _display_noise(500.0, False) / _display_noise(2000.0, False) < 1.88
+
+
+def test_a_recursive_filter_divides_the_quantum_noise_variance_by_its_frames():
+    import MedShiftLib.simulator.domain_rendering as rendering
+
+    style = rendering.domain_style("clinical-low", "film")
+    assert style.noise_frames > 1  # the film look's fluoroscopy is filtered
+    settings = replace(draw_domain_settings("clinical-low", np.random.default_rng(0), "film"), heel=0.0)
+    primary = rendering.polychromatic_transmission(
+        head(1.0), rendering.detector_response(rendering.tube_spectrum(style.kvp, style.cu_mm)))
+    inside = head(1.0).sum(-1) > 10
+
+    def log_noise(frames):
+        extras = {}
+        rendering.render_clinical_primary(primary, replace(style, noise_frames=frames, electronic_noise_quanta=0.0),
+                                          settings, 1.0, np.random.default_rng(1), extras)
+        return float((extras["log_image"] - extras["clean_log_image"])[inside].std())
+
+    assert log_noise(1.0) / log_noise(7.0) == pytest.approx(7 ** 0.5, rel=0.1)
