@@ -44,3 +44,34 @@ def test_the_head_region_is_the_bright_object_without_the_excluded_boxes():
     image, inside = _disc_image(0.2)
     head = head_region(image, PIXEL, exclude=((0, 100, 0, 400),))
     assert not head[:100].any() and (head[100:] == inside[100:]).mean() > 0.95  # up to the 2 mm blur at the rim
+
+
+def _film_like(pixel_mm: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 200 mm film: air 0.2, a head (bone 0.85 inside a soft-tissue rim 0.35) with a small dark sinus, and the
+    film's bright unexposed border joined to the head by a bright bar (a ruler), closing off the air."""
+    yy, xx = np.mgrid[:400, :400] * pixel_mm
+    radius = np.hypot(yy - 100, xx - 100)
+    image = np.full((400, 400), 0.2)
+    image[radius < 70] = 0.35  # soft tissue
+    image[radius < 60] = 0.85  # skull
+    sinus = np.hypot(yy - 100, xx - 80) < 5
+    image[sinus] = 0.3
+    border = (yy < 5) | (yy >= 195) | (xx < 5) | (xx >= 195)
+    image[border | ((np.abs(xx - 100) < 3) & (yy > 150))] = 0.95
+    return image, radius < 70, radius < 60, sinus
+
+
+def test_the_head_region_fills_small_holes_but_not_air_closed_off_by_the_film_border():
+    image, tissue, skull, sinus = _film_like()
+    head = head_region(image, 0.5)
+    assert head[sinus].all()  # a dark detail inside the head is filled
+    air = ~tissue & (image < 0.3)
+    assert head[air].mean() < 0.05  # the air closed off by the border is not (up to the 2 mm blur)
+
+
+def test_a_tissue_fraction_counts_thin_soft_tissue_as_head():
+    image, tissue, skull, _ = _film_like()
+    rim = tissue & ~skull
+    rim_inner = rim & ndimage.binary_erosion(rim, iterations=4)  # away from the 2 mm blur at its edges
+    assert head_region(image, 0.5)[rim_inner].mean() < 0.05  # Otsu: bone only
+    assert head_region(image, 0.5, tissue_fraction=0.1)[rim_inner].mean() > 0.95

@@ -12,7 +12,8 @@ docs/simulator.md.
   noise-free log signal before processing; "displayed": the final image (processing makes it overshoot).
 - NPS: 64 x 64 ROIs of the noise (noisy - noise-free log signal) of a uniform field, 2-D periodogram,
   radial mean; the log-domain noise std against 1/sqrt(N) (PHYSICS.md) reduced by the Gaussian detector
-  blur (1 / (2 sqrt(pi) sigma)), with the electronic noise added after the blur (Var = g mean + sigma_e^2).
+  blur (sqrt of the sum of its squared weights, ~1 / (2 sqrt(pi) sigma) for sigma >= 1 px), with the electronic
+  noise added after the blur (Var = g mean + sigma_e^2).
 - Contrast: the log-signal step of the bone edge with scatter against the polychromatic primary alone;
   the ratio against 1/(1 + SPR) expected for a small detail under a uniform scatter fraction.
 """
@@ -23,9 +24,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
-from MedShiftLib.simulator.domain_rendering import QUANTUM_PIXEL_MM, draw_domain_settings, render_domain  # noqa: E402
+from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
+    detector_blur_px,
+    draw_domain_settings,
+    quanta_pixel_mm,
+    render_domain,
+)
 from MedShiftLib.simulator.domain_styles import domain_style  # noqa: E402
 from MedShiftLib.simulator.xray_physics import MATERIALS, detector_response, tube_spectrum  # noqa: E402
 
@@ -89,8 +96,8 @@ def print_mtf() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     integrals = slanted_edge(128, air=False)  # no open field: its scatter gradient would tilt the ESF
     for domain in ("clinical-normal", "clinical-exposure"):
-        sigma = domain_style(domain).detector_blur_px
         for pitch in (1.25, 0.5):
+            sigma = round(detector_blur_px(domain_style(domain), pitch), 2)
             rendering = render(integrals, domain, pitch)
             for stage, image in (("detector", rendering.extras["clean_log_image"]), ("displayed", rendering.image)):
                 f, mtf = edge_mtf(image)
@@ -106,7 +113,8 @@ def print_mtf() -> None:
 
 def print_nps() -> None:
     print("\n## Noise (uniform field, 15 g/cm^2 tissue + 0.3 g/cm^2 bone, log signal)\n")
-    print("| domain | dose nGy | quanta/pixel | std ln I measured | std predicted | NPS(0.05-0.15)/NPS(0.35-0.5) |")
+    print("| domain | dose nGy | quanta/pixel (x filter frames) | std ln I measured | std predicted | "
+          "NPS(0.05-0.15)/NPS(0.35-0.5) |")
     print("|---|---|---|---|---|---|")
     integrals = np.zeros((192, 192, len(MATERIALS)))
     integrals[..., 0], integrals[..., 1] = TISSUE, BONE
@@ -125,9 +133,13 @@ def print_nps() -> None:
             response = detector_response(spectrum)
             signal = rendering.extras["primary"] + rendering.extras["scatter"]
             centre = signal[48:144, 48:144].mean()
-            quanta = (dose * 1e-3 * spectrum.photons_per_mm2_per_uGy * QUANTUM_PIXEL_MM ** 2
+            quanta = (dose * 1e-3 * spectrum.photons_per_mm2_per_uGy * quanta_pixel_mm(style, 1.25) ** 2
+                      * style.noise_frames  # a recursive temporal filter's frames (fluoroscopy)
                       * response.detected_fraction / centre * signal[64:160, 96:192].mean())
-            quantum = 1 / np.sqrt(quanta) / (2 * np.sqrt(np.pi) * style.detector_blur_px)  # white noise, Gaussian blur
+            delta = np.zeros((33, 33))
+            delta[16, 16] = 1.0
+            kernel = ndimage.gaussian_filter(delta, detector_blur_px(style, 1.25), mode="nearest")
+            quantum = np.sqrt(np.sum(kernel ** 2) / quanta)  # white noise through the sampled Gaussian blur
             predicted = np.hypot(quantum, style.electronic_noise_quanta / quanta)  # electronic noise after the blur
             print(f"| {domain} | {dose:g} | {quanta:.0f} | {noise.std():.4f} | {predicted:.4f} | {ratio:.1f} |")
 
@@ -150,8 +162,6 @@ def print_contrast() -> None:
 
 def display_statistics(image: np.ndarray, anatomy: np.ndarray) -> str:
     """Display-value statistics over the anatomy: spread, clipped shares, local contrast at 2-8 mm-ish scales."""
-    from scipy import ndimage
-
     values = image[anatomy]
     band = ndimage.gaussian_filter(image, 2) - ndimage.gaussian_filter(image, 8)
     return (f"{np.percentile(values, 5):.2f} | {np.percentile(values, 50):.2f} | {np.percentile(values, 95):.2f} | "

@@ -20,6 +20,9 @@ from scipy import ndimage
 BAND_SIGMAS_MM = (0.5, 1.0, 2.0, 4.0, 8.0)
 EDGE_SHARE = 0.005
 PROFILE_HALF_MM = 3.0
+# Holes of the head region up to this area are filled (airways, sinuses, dark details inside the head); a larger
+# enclosed dark area is direct exposure closed off by a film's unexposed border or labels, and stays out.
+MAX_HOLE_MM2 = 1000.0
 
 
 @dataclass(frozen=True)
@@ -128,19 +131,28 @@ def histogram_distance(a: FilmStatistics, b: FilmStatistics) -> float:
     return float(np.mean(np.abs(a.quantiles - b.quantiles)))
 
 
-def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, int, int, int], ...] = ()
-                ) -> np.ndarray:
-    """The head: the largest object brighter than the background (Otsu on a 2 mm blur), holes filled,
-    minus `exclude` boxes (row0, row1, col0, col1) such as a film's labels and rulers."""
+def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, int, int, int], ...] = (),
+                tissue_fraction: float | None = None) -> np.ndarray:
+    """The head: the largest object brighter than the background on a 2 mm blur, holes up to MAX_HOLE_MM2
+    filled, minus `exclude` boxes (row0, row1, col0, col1) such as a film's labels and rulers. The threshold:
+    Otsu's, or with `tissue_fraction` f the background level (the blur's 5th percentile, a film's direct
+    exposure) plus f of the way to its 99th percentile, so thin soft tissue counts as head."""
     smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 2.0 / pixel_mm)
-    threshold = _otsu(smooth)
+    if tissue_fraction is None:
+        threshold = _otsu(smooth)
+    else:
+        background, top = np.percentile(smooth, [5, 99])
+        threshold = background + tissue_fraction * (top - background)
     mask = smooth > threshold
     labels, count = ndimage.label(mask)
     if count > 1:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         mask = labels == int(np.argmax(sizes))
-    mask = ndimage.binary_fill_holes(mask)
+    holes, _ = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    small = np.bincount(holes.ravel()) * pixel_mm ** 2 <= MAX_HOLE_MM2
+    small[0] = False
+    mask = mask | small[holes]
     for r0, r1, c0, c1 in exclude:
         mask[r0:r1, c0:c1] = False
     return mask

@@ -26,6 +26,8 @@ from .xray_physics import detector_response, monochromatic_transmission, polychr
 # Side of the detector element whose photon count sets the quantum noise: 2x2-binned 154 um
 # CsI pixels (the usual fluoroscopy read-out); see docs/simulator.md for why.
 QUANTUM_PIXEL_MM = 0.308
+# The pixel's own aperture (a box one pixel wide) as a Gaussian sigma in pixels: 1 / sqrt(12).
+PIXEL_APERTURE_SIGMA_PX = 12 ** -0.5
 # Exposure recognition: the display window is taken over the anatomy, pixels attenuated by more than
 # 1 - exp(-0.1) (10 %) of the open field, from its 0.5th to its 99.7th percentile.
 ANATOMY_MIN_ATTENUATION = 0.1
@@ -36,6 +38,11 @@ DIRECT_EXPOSURE_MAX_ATTENUATION = 0.02
 # (a coarser pitch keeps 1-16 pixels: no band finer than a pixel).
 BAND_SIGMAS_MM = (1.25, 2.5, 5.0, 10.0, 20.0)
 WINDOW_PERCENTILES = (0.5, 99.7)
+# A fine band (ClinicalStyle.fine_band_sigmas_mm) is used where its sigma is at least this many pixels: a band at
+# one pixel holds mostly pixel noise, which binning from a finer pitch would have averaged away.
+FINE_BAND_MIN_PX = 1.5
+# Scale (Gaussian sigma, mm) at which the film look's window is taken: the first band's, so the same at every pitch.
+WINDOW_SCALE_MM = 1.25
 # The window fraction over which the display toe (ClinicalStyle.lut_toe) rises to its full height.
 TOE_RAMP = 0.04
 
@@ -136,8 +143,29 @@ def _band_decomposition(image: np.ndarray, sigmas_px, fast: bool = False) -> tup
 
 def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSettings,
                      pixel_spacing_mm, noise_rng, extras: dict):
-    response = detector_response(tube_spectrum(style.kvp, style.cu_mm))
-    primary = polychromatic_transmission(line_integrals, response)
+    primary = polychromatic_transmission(line_integrals, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
+    return render_clinical_primary(primary, style, settings, pixel_spacing_mm, noise_rng, extras)
+
+
+def quanta_pixel_mm(style: ClinicalStyle, pixel_spacing_mm: float) -> float:
+    """Side of the detector area whose photons make one pixel's quantum noise: the pixel itself where the style
+    counts quanta per pixel area (film), else the fixed binned element QUANTUM_PIXEL_MM (radiograph, legacy)."""
+    return pixel_spacing_mm if style.noise_per_pixel_area else QUANTUM_PIXEL_MM
+
+
+def detector_blur_px(style: ClinicalStyle, pixel_spacing_mm: float) -> float:
+    """Gaussian sigma (pixels) of the detector: a PSF fixed in mm combined with the pixel's own aperture (film),
+    else detector_blur_px whatever the pitch (radiograph, legacy)."""
+    if style.detector_psf_mm <= 0:
+        return style.detector_blur_px
+    return float(np.hypot(style.detector_psf_mm / pixel_spacing_mm, PIXEL_APERTURE_SIGMA_PX))
+
+
+def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings: DomainSettings,
+                            pixel_spacing_mm: float, noise_rng: np.random.Generator | None,
+                            extras: dict | None = None) -> np.ndarray:
+    """A clinical domain's image from the polychromatic primary transmission (relative to the open field)."""
+    extras = {} if extras is None else extras
     rows, cols = primary.shape
     heel = 1.0 + settings.heel * (np.arange(cols) / max(cols - 1, 1) - 0.5)
     if style.scatter_from_object:
@@ -150,25 +178,33 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
     # automatic exposure control: the central half of the field receives the mode's air kerma
     centre = signal[rows // 4: rows - rows // 4, cols // 4: cols - cols // 4]
     spectrum = tube_spectrum(style.kvp, style.cu_mm)
-    photons_behind_head = settings.dose_nGy * 1e-3 * spectrum.photons_per_mm2_per_uGy * QUANTUM_PIXEL_MM ** 2
+    response = detector_response(spectrum)
+    photons_behind_head = (settings.dose_nGy * 1e-3 * spectrum.photons_per_mm2_per_uGy
+                           * quanta_pixel_mm(style, pixel_spacing_mm) ** 2)
+    if style.noise_frames != 1.0:  # a recursive temporal filter: the quanta of noise_frames frames of a still scene
+        photons_behind_head = photons_behind_head * style.noise_frames
     open_field_quanta = photons_behind_head * response.detected_fraction / max(float(centre.mean()), 1e-6)
     quanta = open_field_quanta * signal
+    blur_px = detector_blur_px(style, pixel_spacing_mm)
     if noise_rng is not None:
         quanta = noise_rng.poisson(quanta).astype(np.float64)
-    quanta = ndimage.gaussian_filter(quanta, style.detector_blur_px, mode="nearest")
+    quanta = ndimage.gaussian_filter(quanta, blur_px, mode="nearest")
     if noise_rng is not None:
         quanta = quanta + noise_rng.normal(0.0, style.electronic_noise_quanta, quanta.shape)
     log_image = -np.log(np.clip(quanta, 0.5, None) / open_field_quanta)
     # window from the noise-free image so noisy and clean share one display mapping
-    clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, style.detector_blur_px,
+    clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, blur_px,
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
-    processed = _equalise(log_image, style, pixel_spacing_mm)
+    # film: each band's compression follows the noise-free band, so the noise gets the same gain at every pitch
+    gain_source = clean_log if style.gain_from_clean and noise_rng is not None else None
+    processed = _equalise(log_image, style, pixel_spacing_mm, gain_source)
     processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
     if style.skin_window:
         # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
-        attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, style.detector_blur_px, mode="nearest"),
-                                      1e-9, None))
-        low, high = _skin_window(processed_clean, attenuation)
+        attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
+        # the window from the processed image at WINDOW_SCALE_MM: fine overshoots do not widen it at fine pitches
+        low, high = _skin_window(_smooth_mm(processed_clean, WINDOW_SCALE_MM, pixel_spacing_mm, style.fast_wide_blur),
+                                 attenuation)
     elif style.window_on_anatomy:
         low, high = _anatomy_window(processed_clean, clean_log)
     else:
@@ -184,6 +220,12 @@ def _render_clinical(line_integrals, style: ClinicalStyle, settings: DomainSetti
         toe = style.lut_toe * np.clip(x_clean / TOE_RAMP, 0.0, 1.0)
         image = tissue * (toe + (1.0 - style.lut_toe) * image)
     return image
+
+
+def _smooth_mm(image: np.ndarray, sigma_mm: float, pixel_spacing_mm: float, fast: bool = False) -> np.ndarray:
+    """A Gaussian blur of sigma_mm (wide_blur's when fast)."""
+    sigma = sigma_mm / pixel_spacing_mm
+    return gaussian_blur(image, sigma) if fast else ndimage.gaussian_filter(image, sigma, mode="nearest")
 
 
 def _object_veil(primary: np.ndarray, ratio: float, sigma_mm: float, pixel_spacing_mm: float,
@@ -231,27 +273,46 @@ def _skin_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[
     return low, max(high, low + 1e-6)
 
 
-def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
-    """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass."""
+def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float,
+              gain_source: np.ndarray | None = None) -> np.ndarray:
+    """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass. With `gain_source`
+    (the noise-free log image), each band is multiplied by the compression's gain at the noise-free band's
+    amplitude (noise-adaptive: the quantum noise is amplified linearly, by the same gain at every pitch)."""
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
-    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least one pixel)
+    # bands finer than BAND_SIGMAS_MM, only where the pixels resolve them (sigma at least FINE_BAND_MIN_PX)
     fine = [(sigma / pixel_spacing_mm, gain) for sigma, gain in zip(style.fine_band_sigmas_mm, style.fine_band_gains)
-            if sigma >= pixel_spacing_mm]
+            if sigma >= FINE_BAND_MIN_PX * pixel_spacing_mm]
     sigmas = [sigma for sigma, _ in fine] + [sigma * scale_px for sigma in BAND_SIGMAS_MM]
+    gains = [gain for _, gain in fine] + list(style.band_gains)
     bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
     out = style.base_gain * residual
-    for gain, band in zip([gain for _, gain in fine] + list(style.band_gains), bands):
-        out = out + gain * _compress(band, style.band_exponent, style.band_knee)
+    if gain_source is None:
+        for gain, band in zip(gains, bands):
+            out = out + gain * _compress(band, style.band_exponent, style.band_knee, style.band_linear_below)
+        return out
+    clean_bands, _ = _band_decomposition(gain_source, sigmas, style.fast_wide_blur)
+    for gain, band, clean in zip(gains, bands, clean_bands):
+        out = out + gain * band * _compression_gain(clean, style.band_exponent, style.band_knee,
+                                                    style.band_linear_below)
     return out
 
 
-def _compress(band: np.ndarray, exponent: float, knee: float) -> np.ndarray:
-    """MUSICA's band non-linearity knee * sign(b) * (|b| / knee)^p: small details up, large edges down (p < 1)."""
+def _compression_gain(band: np.ndarray, exponent: float, knee: float, linear_below: float) -> np.ndarray:
+    """_compress(b) / b: (|b| / knee)^(p - 1), constant below `linear_below` (at least 1e-6)."""
+    return (np.maximum(np.abs(band), max(linear_below, 1e-6)) / knee) ** (exponent - 1.0)
+
+
+def _compress(band: np.ndarray, exponent: float, knee: float, linear_below: float = 0.0) -> np.ndarray:
+    """MUSICA's band non-linearity knee * sign(b) * (|b| / knee)^p: small details up, large edges down (p < 1);
+    linear below `linear_below` (with the curve's value there), so the noise floor is not raised further."""
     if exponent == 1.0:
         return band
-    return knee * np.sign(band) * (np.abs(band) / knee) ** exponent
+    compressed = knee * np.sign(band) * (np.abs(band) / knee) ** exponent
+    if linear_below <= 0:
+        return compressed
+    return np.where(np.abs(band) < linear_below, band * (linear_below / knee) ** (exponent - 1.0), compressed)
 
 
 def _sigmoid_lut(x: np.ndarray, slope: float, centre: float = 0.5) -> np.ndarray:

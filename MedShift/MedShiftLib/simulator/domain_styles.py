@@ -1,8 +1,10 @@
 """The parameters of each simulator domain, in three looks: "film" (default), "radiograph" and "legacy".
 
-- film: the radiograph look fitted to real skull films (docs/simulator.md, "Against real skull films"):
-  detail bands down to 0.3 mm where the pixels resolve them, stronger compression of large edges, the skin
-  and facial profile grey above a black open field (a film-like toe), fast wide filters for large views.
+- film: fitted to real skull films (benchmarks/fit_film_look.py; docs/simulator.md, "Against real skull films"),
+  scaling with the pitch as a detector does (quanta per pixel area, a PSF in mm): radiographic clinical-normal
+  and -exposure doses, fluoroscopy after a recursive filter for clinical-low, detail bands down to 0.3 mm where
+  the pixels resolve them with gains taken from the noise-free bands, the skin and facial profile grey above a
+  black open field (a film-like toe), fast wide filters for large views.
 - radiograph: the look the bundled model was fine-tuned on (until it is retrained), kept byte for byte:
   scatter (and the simulator domains' veil) from the object only, the display window on the anatomy
   (direct exposure black), MUSICA-style compressed bands at fixed mm scales (docs/simulator.md, "The look").
@@ -61,6 +63,11 @@ class ClinicalStyle:
     skin_window: bool = False  # True (film): window over all tissue, open field black by its own mask, toe
     lut_toe: float = 0.0  # display value the tissue starts from above black (skin_window only)
     fast_wide_blur: bool = False  # True (film): scatter and wide bands on block averages (wide_blur.py: within 0.5 %)
+    noise_per_pixel_area: bool = False  # True (film): a pixel's quanta from its own area (pitch^2), not 0.308 mm
+    detector_psf_mm: float = 0.0  # > 0 (film): detector PSF sigma in mm with the pixel aperture (not detector_blur_px)
+    band_linear_below: float = 0.0  # band amplitude (log units) below which the compression is linear (noise)
+    gain_from_clean: bool = False  # True (film): band gains from the noise-free band (noise amplified linearly)
+    noise_frames: float = 1.0  # frames a recursive temporal filter averages (fluoroscopy): quantum noise variance / it
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
@@ -80,22 +87,30 @@ RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
                                        band_exponent=0.7, **_CLINICAL),
 }
 
-# Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (docs/simulator.md, "Against real skull films"):
-# bands at 0.3 and 0.6 mm where the pixels resolve them, stronger compression of large edges, a grey toe.
-_FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.5, base_gain=0.3, skin_window=True, lut_toe=0.15,
-             fast_wide_blur=True)
-_FILM_FLUORO = dict(detector_blur_px=1.0, band_gains=(2.0, 1.8, 1.9, 1.4, 1.0), fine_band_gains=(2.5, 2.5),
-                    lut_slope=5.0, **_FILM)
+# Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (benchmarks/fit_film_look.py; docs/simulator.md,
+# "Against real skull films"): quanta per pixel area and a detector PSF in mm (so the look scales with the pitch),
+# bands at 0.3 and 0.6 mm where the pixels resolve them, gains that follow the noise-free bands, a grey toe.
+# A fluoroscopy frame after the usual recursive temporal filter, weight a = 0.25 on the new frame: the quantum noise
+# variance of a still scene falls to a / (2 - a), as if (2 - a) / a = 7 frames were averaged.
+FLUORO_RECURSIVE_FRAMES = 7.0
+_FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.6, base_gain=0.2, skin_window=True, lut_toe=0.15,
+             fast_wide_blur=True, noise_per_pixel_area=True, detector_psf_mm=0.15, gain_from_clean=True,
+             band_linear_below=0.003)
+_FILM_NORMAL = dict(detector_blur_px=1.0, band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
+                    lut_slope=6.0, **_FILM)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
                               display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
     "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
                                display_range=(0.05, 0.82), fast_wide_blur=True, **_SIM),
-    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), **_FILM_FLUORO, **_CLINICAL),
-    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(30.0, 50.0), **_FILM_FLUORO, **_CLINICAL),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(100.0, 1000.0), detector_blur_px=0.8,
-                                       band_gains=(2.4, 2.4, 2.2, 1.6, 1.2), fine_band_gains=(3.0, 3.0),
-                                       lut_slope=5.5, **_FILM, **_CLINICAL),
+    # low: fluoroscopy at low dose (visibly noisy, as X-DigiSkull's); normal: a radiographic exposure, as the real
+    # skull films; exposure: more dose, 70 kVp, stronger detail enhancement
+    "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
+                                  **_FILM_NORMAL, **_CLINICAL),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), **_FILM_NORMAL, **_CLINICAL),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_blur_px=0.8,
+                                       band_gains=(2.9, 2.4, 2.6, 1.9, 1.2), fine_band_gains=(4.2, 4.2),
+                                       lut_slope=6.5, **_FILM, **_CLINICAL),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)
