@@ -44,12 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
 from MedShiftLib.evaluation.domain_classifier import ClassifierTraining, classify  # noqa: E402
-from MedShiftLib.evaluation.frontier import band_contrast_error, body_noise_ratio, pareto_optimal  # noqa: E402
-from MedShiftLib.evaluation.image_quality import ssim  # noqa: E402
+from MedShiftLib.evaluation.frontier import pareto_optimal, view_scores  # noqa: E402
 from MedShiftLib.evaluation.protocol import domain_classifier_for  # noqa: E402
 from MedShiftLib.io.radiograph import RadiographImage  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
-from MedShiftLib.postprocess.body_region import body_mask  # noqa: E402
 from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings  # noqa: E402
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import to_uint16  # noqa: E402
@@ -154,11 +152,8 @@ def translate_set(model: nn.Module, info, views: ViewSet, settings: TranslationS
 
 def score(outputs: np.ndarray, views: ViewSet, target: str, classifier, target_label: int) -> dict[str, float]:
     """Mean SSIM, band error, body noise ratio and classifier acceptance of outputs (V, H, W) over the set."""
-    rows = []
-    for y, clean, genuine in zip(outputs, views.clean[target], views.images[target]):
-        body = body_mask(clean)
-        rows.append((ssim(y.astype(np.float64), clean.astype(np.float64)), band_contrast_error(y, genuine, body),
-                     body_noise_ratio(y, genuine, body)))
+    rows = [view_scores(y, clean, genuine)
+            for y, clean, genuine in zip(outputs, views.clean[target], views.images[target])]
     predicted, _ = classify(classifier, torch.from_numpy(outputs[:, None]).float())
     means = np.mean(rows, axis=0)
     return {"ssim": float(means[0]), "band_error": float(means[1]), "noise_ratio": float(means[2]),

@@ -8,6 +8,10 @@ target's) compares the translate path of two commits on the same views. The view
     python benchmarks/heldout_default_across_trees.py translate --tree . --out new.npz
     python benchmarks/heldout_default_across_trees.py score old.npz new.npz
 
+`--network-alone` on both `translate` calls measures the network alone (post-processing off) the same way.
+The translation loop repeats frontier_sweep.translate_set on purpose: it must run under an older tree,
+which has neither that script nor the modules it imports.
+
 `translate` runs this file under OLD_TREE/MedShift, so it uses only what both trees have (translate_image,
 the settings' presets, the bundled model of that tree).
 """
@@ -17,6 +21,7 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +40,9 @@ def views(cache: Path, name: str, kind: str) -> dict[str, np.ndarray]:
     return found
 
 
-def translate_here(cache: Path, out: Path) -> None:
-    """Translate every set and pair at the default preset with the MedShiftLib on sys.path."""
+def translate_here(cache: Path, out: Path, network_alone: bool) -> None:
+    """Translate every set and pair at the default preset with the MedShiftLib on sys.path (with
+    `network_alone`: its tau, guidance and steps with contrast transfer, noise matching and renewal off)."""
     from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint
     from MedShiftLib.engine.intensity import fit_intensity_window, normalize
     from MedShiftLib.io.radiograph import RadiographImage
@@ -50,6 +56,8 @@ def translate_here(cache: Path, out: Path) -> None:
         for source, target in PAIRS:
             settings = TranslationSettings(source_domain=source, target_domain=target, seed=0)
             settings = settings.with_preset(DEFAULT_PRESET)
+            if network_alone:
+                settings = replace(settings, contrast_transfer=False, noise_matching=False, noise_renewal=0.0)
             outputs = []
             for k, (pixels, spacing) in enumerate(zip(stored[source], stored["spacing_mm"])):
                 image = RadiographImage(pixels, spacing=(float(spacing), float(spacing), 1.0),
@@ -63,9 +71,7 @@ def translate_here(cache: Path, out: Path) -> None:
 def score(old_path: Path, new_path: Path, cache: Path) -> None:
     """Print SSIM, band error and body noise ratio of both files' outputs, set by set and pair by pair."""
     sys.path.insert(0, str(ROOT / "MedShift"))
-    from MedShiftLib.evaluation.frontier import band_contrast_error, body_noise_ratio
-    from MedShiftLib.evaluation.image_quality import ssim
-    from MedShiftLib.postprocess.body_region import body_mask
+    from MedShiftLib.evaluation.frontier import view_scores
 
     old, new = np.load(old_path), np.load(new_path)
     print("| set | pair | SSIM vs noise-free target: old -> new | band error: old -> new "
@@ -77,10 +83,8 @@ def score(old_path: Path, new_path: Path, cache: Path) -> None:
             key = f"{name}/{source}:{target}"
             means = []
             for outputs in (old[key], new[key]):
-                rows = [(ssim(y.astype(np.float64), c.astype(np.float64)), band_contrast_error(y, g, body_mask(c)),
-                         body_noise_ratio(y, g, body_mask(c)))
-                        for y, c, g in zip(outputs, clean[target], genuine[target])]
-                means.append(np.mean(rows, axis=0))
+                means.append(np.mean([view_scores(y, c, g) for y, c, g in zip(outputs, clean[target], genuine[target])],
+                                     axis=0))
             (s0, b0, n0), (s1, b1, n1) = means
             print(f"| {name} | {source} -> {target} | {s0:.3f} -> {s1:.3f} | {b0:.3f} -> {b1:.3f} "
                   f"| {n0:.2f} -> {n1:.2f} |")
@@ -94,17 +98,21 @@ def main() -> None:
     p = sub.add_parser("translate")
     p.add_argument("--tree", type=Path, required=True, help="a checkout of the commit to measure")
     p.add_argument("--out", type=Path, required=True)
-    sub.add_parser("_translate_here").add_argument("out", type=Path)
+    p.add_argument("--network-alone", action="store_true", help="post-processing off (the default's tau, steps)")
+    p = sub.add_parser("_translate_here")
+    p.add_argument("out", type=Path)
+    p.add_argument("--network-alone", action="store_true")
     p = sub.add_parser("score")
     p.add_argument("old", type=Path)
     p.add_argument("new", type=Path)
     args = parser.parse_args()
     if args.command == "translate":
         env = dict(os.environ, PYTHONPATH=str(args.tree.resolve() / "MedShift"))
-        subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "_translate_here", str(args.out)],
-                       env=env, check=True, cwd=args.tree)
+        command = [sys.executable, __file__, "--cache", str(args.cache.resolve()), "_translate_here",
+                   str(args.out.resolve()), *(["--network-alone"] if args.network_alone else [])]
+        subprocess.run(command, env=env, check=True, cwd=args.tree)
     elif args.command == "_translate_here":
-        translate_here(args.cache, args.out)
+        translate_here(args.cache, args.out, args.network_alone)
     else:
         score(args.old, args.new, args.cache)
 

@@ -99,10 +99,11 @@ def _rise_width(profile: np.ndarray) -> float:
     return float(centre + above[0] - below[-1])
 
 
-def band_energies(image: np.ndarray, head: np.ndarray, pixel_mm: float) -> tuple[float, ...]:
-    """Variance over the head of each octave band (sigma BAND_SIGMAS_MM)."""
+def band_energies(image: np.ndarray, head: np.ndarray, pixel_mm: float,
+                  sigmas_mm: tuple[float, ...] = BAND_SIGMAS_MM) -> tuple[float, ...]:
+    """Variance over the head of each octave band (G(sigma / 2) - G(sigma), sigma in `sigmas_mm`)."""
     energies = []
-    for sigma in BAND_SIGMAS_MM:
+    for sigma in sigmas_mm:
         band = (ndimage.gaussian_filter(image, sigma / 2 / pixel_mm, mode="nearest")
                 - ndimage.gaussian_filter(image, sigma / pixel_mm, mode="nearest"))
         energies.append(float(np.mean(band[head] ** 2)))

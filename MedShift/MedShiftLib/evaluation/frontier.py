@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
-from .film_statistics import normalise
+from ..postprocess.body_region import body_mask
+from .film_statistics import band_energies, normalise
+from .image_quality import ssim
 from .noise_texture import noise_residual, robust_level
 
 FRONTIER_BAND_SIGMAS_PX = (2.0, 4.0, 8.0)
@@ -30,9 +31,7 @@ def frontier_band_energies(image: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Energies over `body` of the octave bands FRONTIER_BAND_SIGMAS_PX of an image on the working grid
     (normalised to its 1st-99th percentile over `body`)."""
     image = normalise(np.asarray(image, dtype=np.float64), body)
-    bands = (gaussian_filter(image, sigma / 2, mode="nearest") - gaussian_filter(image, sigma, mode="nearest")
-             for sigma in FRONTIER_BAND_SIGMAS_PX)
-    return np.array([np.mean(band[body] ** 2) for band in bands])
+    return np.array(band_energies(image, body, 1.0, FRONTIER_BAND_SIGMAS_PX))
 
 
 def band_contrast_error(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
@@ -44,6 +43,14 @@ def band_contrast_error(image: np.ndarray, target: np.ndarray, body: np.ndarray)
 def body_noise_ratio(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
     """The image's noise level over the target's, both over `body` (1: the target's noise)."""
     return robust_level(noise_residual(image)[body]) / max(robust_level(noise_residual(target)[body]), 1e-12)
+
+
+def view_scores(output: np.ndarray, clean: np.ndarray, genuine: np.ndarray) -> tuple[float, float, float]:
+    """SSIM against the noise-free target `clean`, band-contrast error and body noise ratio against the genuine
+    (noisy) target rendering, over the clean target's body: one translated view's frontier measures."""
+    body = body_mask(clean)
+    return (ssim(np.asarray(output, dtype=np.float64), np.asarray(clean, dtype=np.float64)),
+            band_contrast_error(output, genuine, body), body_noise_ratio(output, genuine, body))
 
 
 def pareto_optimal(scores: np.ndarray, higher_is_better: Sequence[bool]) -> np.ndarray:

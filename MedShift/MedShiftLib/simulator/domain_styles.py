@@ -95,8 +95,8 @@ RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 FLUORO_RECURSIVE_FRAMES = 7.0
 _FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.6, base_gain=0.2, skin_window=True, lut_toe=0.15,
              fast_wide_blur=True, noise_per_pixel_area=True, detector_psf_mm=0.15, gain_from_clean=True,
-             band_linear_below=0.003)
-_FILM_NORMAL = dict(detector_blur_px=1.0, band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
+             band_linear_below=0.003, detector_blur_px=1.0)  # not read: detector_psf_mm sets the blur
+_FILM_NORMAL = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
                     lut_slope=6.0, **_FILM)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
@@ -108,7 +108,7 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
                                   **_FILM_NORMAL, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), **_FILM_NORMAL, **_CLINICAL),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_blur_px=0.8,
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0),
                                        band_gains=(2.9, 2.4, 2.6, 1.9, 1.2), fine_band_gains=(4.2, 4.2),
                                        lut_slope=6.5, **_FILM, **_CLINICAL),
 }
