@@ -4,6 +4,8 @@ Adds to its provenance what a user needs to know (trained on simulated data, how
 made, the training command) and refuses files over the 50 MB the extension allows. The weights are
 stored as float16 (about 11 MB; loading upcasts them to float32, docs/bundled_model.md); training
 runs keep float32 for --resume. `--half-only` stores a checkpoint in float16 with its metadata unchanged.
+`--weights int8` stores the large weights in int8 with a scale per output channel instead (about 6 MB;
+docs/bundled_model.md, "Int8 weights", has what that changes).
 Run: .venv/bin/python scripts/package_bundled_model.py RUN/best.safetensors --data-command "..." --train-command "..."
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, save_checkpoint  # noqa: E402
 
 MAX_BYTES = 50 * 1024 * 1024
+WEIGHT_TYPES = {"float16": torch.float16, "int8": torch.int8}
 
 
 def main() -> None:
@@ -29,6 +32,8 @@ def main() -> None:
                         "(default: the bundled model)")
     parser.add_argument("--half-only", action="store_true", help="only store the weights in float16: metadata and "
                         "statistics as they are")
+    parser.add_argument("--weights", choices=WEIGHT_TYPES, default="float16", help="how the weights are stored: "
+                        "float16 (default, 11 MB) or int8 with a scale per output channel (6 MB)")
     parser.add_argument("--data-command", default="", help="the command that made the training data")
     parser.add_argument("--train-command", default="", help="the command that trained the model")
     parser.add_argument("--note", default="Trained on simulated skull radiographs only (medshift simulate); "
@@ -42,12 +47,12 @@ def main() -> None:
         parser.error("--data-command and --train-command are required (or --half-only)")
     if not args.half_only:
         describe(info, args)
-    out = save_checkpoint(args.out, model.state_dict(), info, weights_dtype=torch.float16)
+    out = save_checkpoint(args.out, model.state_dict(), info, weights_dtype=WEIGHT_TYPES[args.weights])
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
         sys.exit(f"{out}: {size / 1e6:.1f} MB is over the 50 MB limit for the bundled model")
-    print(f"{out} ({size / 1e6:.1f} MB, float16 weights)")
+    print(f"{out} ({size / 1e6:.1f} MB, {args.weights} weights)")
 
 
 def describe(info, args: argparse.Namespace) -> None:

@@ -1,8 +1,9 @@
 """MedShift checkpoints: one `.safetensors` file with the (EMA) weights and JSON metadata.
 
 Loading never unpickles Python objects: safetensors holds raw tensors plus a string->string header,
-and every field read from it is type-checked before use. Weights are stored in float32 (training runs) or
-float16 (the bundled model, half the size) and always loaded as float32. The metadata key "medshift" holds JSON:
+and every field read from it is type-checked before use. Weights are stored in float32 (training runs),
+float16 (half the size) or int8 with a scale per output channel (a quarter; weight_quantisation.py, whose
+format the metadata key "weights_format" names), and always loaded as float32. The metadata key "medshift" holds JSON:
 
     format_version   int, CHECKPOINT_FORMAT_VERSION
     model_config     UNetConfig.to_dict()
@@ -43,10 +44,19 @@ from .checkpoint_header import (  # noqa: F401 (BUNDLED_MODEL_*, default_model_p
     default_model_path,
     domain_label,
     read_medshift_metadata,
+    read_metadata,
 )
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES
 from .network import UNetConfig, VelocityUNet, count_parameters
+from .weight_quantisation import (
+    FLOAT_WEIGHTS,
+    INT8_WEIGHTS,
+    WEIGHTS_FORMAT_KEY,
+    checked_weights_format,
+    float32_weights,
+    int8_tensors,
+)
 
 CHECKPOINT_FORMAT_VERSION = 1
 DEFAULT_INTENSITY = {"mapping": "robust-percentile", "percentiles": list(DEFAULT_PERCENTILES), "range": [-1.0, 1.0],
@@ -126,19 +136,26 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
                     weights_dtype: torch.dtype = torch.float32) -> Path:
     """Write weights and metadata, and the domain statistics beside them, each atomically.
 
-    `weights_dtype` torch.float16 halves the file (the bundled model); floating-point weights are stored in
-    it, ValueError when one does not fit (overflow to infinity). Loading always upcasts to float32.
+    `weights_dtype` torch.float16 halves the file; floating-point weights are stored in it, ValueError when
+    one does not fit (overflow to infinity). torch.int8 quarters it: the convolutions and linear layers in int8
+    with a scale per output channel, the small tensors in float16 (weight_quantisation.py; ValueError for a
+    weight that is not finite). Loading always gives float32.
     A checkpoint without statistics removes a statistics file left beside `path` by an earlier one.
     """
     if len(info.domains) != info.config.num_domains:
         raise ValueError(f"{len(info.domains)} domain names for a model of {info.config.num_domains} domains")
-    tensors = {k: stored_weight(v, weights_dtype) for k, v in state_dict.items()}
+    metadata = {"format": CHECKPOINT_FORMAT, "medshift": info.to_json()}
+    if weights_dtype == torch.int8:
+        tensors = int8_tensors(state_dict)
+        metadata[WEIGHTS_FORMAT_KEY] = INT8_WEIGHTS
+    else:
+        tensors = {k: stored_weight(v, weights_dtype) for k, v in state_dict.items()}
     overflowed = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
                   and torch.isfinite(state_dict[k]).all()]
     if overflowed:
         raise ValueError(f"weights {', '.join(overflowed[:3])} do not fit {weights_dtype}; save them in float32")
     path = Path(path)
-    save_safetensors_atomically(tensors, {"format": CHECKPOINT_FORMAT, "medshift": info.to_json()}, path)
+    save_safetensors_atomically(tensors, metadata, path)
     if info.statistics is not None:
         write_statistics(statistics_path(path), info.statistics, info.domains, info.statistics_provenance)
     else:
@@ -154,7 +171,7 @@ def stored_weight(value: torch.Tensor, weights_dtype: torch.dtype) -> torch.Tens
     return value.contiguous().clone()
 
 
-def _parse_info(path: Path, raw: dict) -> CheckpointInfo:
+def _parse_info(path: Path, raw: dict, weights_format: str = FLOAT_WEIGHTS) -> CheckpointInfo:
     """The checkpoint's decoded MedShift metadata checked field by field."""
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
@@ -180,7 +197,7 @@ def _parse_info(path: Path, raw: dict) -> CheckpointInfo:
         raise CheckpointError(f"{path}: invalid model_config ({exc})") from None
     if config.num_domains != len(domains):
         raise CheckpointError(f"{path}: model has {config.num_domains} domain slots but {len(domains)} names")
-    _check_network_fits_file(path, config)
+    _check_network_fits_file(path, config, bytes_per_weight=1 if weights_format == INT8_WEIGHTS else 2)
     statistics = None
     if raw.get("domain_contrast") is not None:  # checkpoints written before the statistics file existed
         try:
@@ -192,22 +209,23 @@ def _parse_info(path: Path, raw: dict) -> CheckpointInfo:
                           provenance=raw["provenance"], format_version=version, statistics=statistics)
 
 
-def _check_network_fits_file(path: Path, config: UNetConfig) -> None:
-    """CheckpointError when the config describes a network whose weights (2 bytes each at least) the file cannot hold.
+def _check_network_fits_file(path: Path, config: UNetConfig, bytes_per_weight: int) -> None:
+    """CheckpointError when the config describes a network whose weights (2 bytes each, 1 in int8) the file cannot hold.
 
     Counted on the meta device: nothing is allocated, so hostile metadata (channels of 65536) costs nothing."""
     with torch.device("meta"):
         parameters = count_parameters(VelocityUNet(config))
     size = path.stat().st_size
-    if parameters * 2 > size:
+    if parameters * bytes_per_weight > size:
         raise CheckpointError(f"{path}: its metadata describes a network of {parameters:,} parameters, more than its "
-                              f"{size:,} bytes can hold; the file is corrupt or not a MedShift checkpoint")
+                              f"{size:,} bytes can hold; the file is corrupt or not a MedShift checkpoint: "
+                              "copy it again from where it came from")
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     """The metadata of a checkpoint and its domain statistics, validated, without loading its weights."""
     path = Path(path)
-    info = _parse_info(path, read_medshift_metadata(path))
+    info = _parse_info(path, read_medshift_metadata(path), checked_weights_format(path, read_metadata(path)))
     beside = statistics_path(path)
     if beside.is_file():
         info.statistics, info.statistics_provenance = read_statistics(beside, info.domains)
@@ -228,8 +246,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from None
-    # half-precision files (the bundled model) are computed in float32; checked for NaN/inf after the cast
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    # float16 and int8 files (the bundled model) are computed in float32; checked for NaN/inf after the cast
+    tensors = float32_weights(path, tensors, checked_weights_format(path, read_metadata(path)))
     model = VelocityUNet(info.config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
