@@ -95,12 +95,12 @@ def insert_dose_noise(y: Tensor, own: OwnNoise, dose_fraction: float, generator:
     `target_curve`: the target domain's noise level curve; nothing is added at output grey levels where
     it carries no noise. Without it (the physics baseline) only the image's own noise decides.
     """
-    expected = curve_at(own.level, own.grey).float()
+    expected = curve_at(own.level, own.grey)
     gate = (smooth(own.residual.square(), LOCAL_GATE_SIGMA_PX) / (LOCAL_GATE_SHARE * expected).clamp_min(1e-20))
     variance = expected * (1.0 / dose_fraction - 1.0) * gate.clamp(0.0, 1.0)
     if target_curve is not None:
         target_carries = carries_noise(filled_curve(target_curve, y.device))
-        variance = variance * curve_at(target_carries, local_grey_level(y.float())).float()
+        variance = variance * curve_at(target_carries, local_grey_level(y.float()))
     noise = shaped_noise(y.shape, own.nps_2d, generator)
     return y + (noise * variance.clamp_min(0.0).sqrt()).to(y.dtype)
 
