@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from MedShiftLib.evaluation.frontier import band_contrast_error, body_noise_ratio, pareto_optimal
+from MedShiftLib.evaluation.frontier import TargetView, band_contrast_error, body_noise_ratio, pareto_optimal
+from MedShiftLib.evaluation.image_quality import ssim
+from MedShiftLib.postprocess.body_region import body_mask
 
 
 def test_pareto_points_are_the_undominated_rows():
@@ -46,3 +48,17 @@ def test_body_noise_ratio_compares_noise_not_anatomy():
     assert body_noise_ratio(anatomy + 0.04 * rng.standard_normal(anatomy.shape), target, body) == pytest.approx(
         2.0, rel=0.1)
     assert body_noise_ratio(anatomy, target, body) < 0.1
+
+
+def test_a_target_view_measured_once_scores_each_output_as_the_measures_from_scratch():
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:96, :96]
+    clean = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 40 ** 2, xx / 60 - 0.8 + 0.05 * _textured(1, 96), -1.0)
+    genuine = clean + 0.03 * rng.standard_normal(clean.shape)
+    target = TargetView.measured(clean, genuine)
+    body = body_mask(clean)
+    assert 0.2 < body.mean() < 0.8
+    for output in (genuine, clean + 0.1 * _textured(2, 96), 0.5 * clean + 0.01 * rng.standard_normal(clean.shape)):
+        assert target.scores(output) == (ssim(output, clean), band_contrast_error(output, genuine, body),
+                                         body_noise_ratio(output, genuine, body))
+    assert target.scores(genuine)[1:] == (0.0, 1.0)

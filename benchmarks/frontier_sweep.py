@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
 from MedShiftLib.evaluation.domain_classifier import ClassifierTraining, classify  # noqa: E402
-from MedShiftLib.evaluation.frontier import pareto_optimal, view_scores  # noqa: E402
+from MedShiftLib.evaluation.frontier import TargetView, pareto_optimal  # noqa: E402
 from MedShiftLib.evaluation.protocol import domain_classifier_for  # noqa: E402
 from MedShiftLib.io.radiograph import RadiographImage  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
@@ -150,10 +150,9 @@ def translate_set(model: nn.Module, info, views: ViewSet, settings: TranslationS
     return np.stack(out).astype(np.float32)
 
 
-def score(outputs: np.ndarray, views: ViewSet, target: str, classifier, target_label: int) -> dict[str, float]:
+def score(outputs: np.ndarray, targets: list[TargetView], classifier, target_label: int) -> dict[str, float]:
     """Mean SSIM, band error, body noise ratio and classifier acceptance of outputs (V, H, W) over the set."""
-    rows = [view_scores(y, clean, genuine)
-            for y, clean, genuine in zip(outputs, views.clean[target], views.images[target])]
+    rows = [target.scores(y) for y, target in zip(outputs, targets, strict=True)]
     predicted, _ = classify(classifier, torch.from_numpy(outputs[:, None]).float())
     means = np.mean(rows, axis=0)
     return {"ssim": float(means[0]), "band_error": float(means[1]), "noise_ratio": float(means[2]),
@@ -213,8 +212,10 @@ def sweep_pair(model: ReusedForwardPasses, info, sets: list[ViewSet], source: st
                args, log) -> list[dict]:
     """Rows (one per setting) for one pair: per-set metrics and goals, mean metrics, seconds per image."""
     label = info.label_of(target)
+    targets = {v.name: [TargetView.measured(clean, genuine) for clean, genuine in zip(v.clean[target],
+                                                                                     v.images[target])] for v in sets}
     rows = [{"setting": name, "kind": "reference",
-             "sets": {v.name: score(v.images[domain], v, target, classifier, label) for v in sets}}
+             "sets": {v.name: score(v.images[domain], targets[v.name], classifier, label) for v in sets}}
             for name, domain in (("genuine target rendering", target), ("no translation", source))]
     genuine = {v: m["ssim"] for v, m in rows[0]["sets"].items()}
     for row in rows:
@@ -229,8 +230,8 @@ def sweep_pair(model: ReusedForwardPasses, info, sets: list[ViewSet], source: st
             start = time.perf_counter()
             per_set = {}
             for views in sets:
-                per_set[views.name] = score(translate_set(model, info, views, settings), views, target, classifier,
-                                            label)
+                per_set[views.name] = score(translate_set(model, info, views, settings), targets[views.name],
+                                            classifier, label)
                 per_set[views.name]["goals"] = goals_met(per_set[views.name], genuine[views.name])
             seconds = (time.perf_counter() - start) / sum(len(v.spacing_mm) for v in sets)
             rows.append({"setting": setting_name(settings), "kind": "network alone" if not (

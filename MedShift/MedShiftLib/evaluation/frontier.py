@@ -15,6 +15,7 @@ target's body mask):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,21 +37,51 @@ def frontier_band_energies(image: np.ndarray, body: np.ndarray) -> np.ndarray:
 
 def band_contrast_error(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
     """Mean |log ratio| of the band energies of `image` and `target` over `body` (0: the same contrast)."""
-    ratio = frontier_band_energies(image, body) / np.maximum(frontier_band_energies(target, body), 1e-30)
-    return float(np.mean(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+    return _band_error(frontier_band_energies(image, body), frontier_band_energies(target, body))
 
 
 def body_noise_ratio(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
     """The image's noise level over the target's, both over `body` (1: the target's noise)."""
-    return robust_level(noise_residual(image)[body]) / max(robust_level(noise_residual(target)[body]), 1e-12)
+    return _noise_ratio(image, body, robust_level(noise_residual(target)[body]))
+
+
+def _band_error(energies: np.ndarray, target_energies: np.ndarray) -> float:
+    ratio = energies / np.maximum(target_energies, 1e-30)
+    return float(np.mean(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+
+
+def _noise_ratio(image: np.ndarray, body: np.ndarray, target_level: float) -> float:
+    return robust_level(noise_residual(image)[body]) / max(target_level, 1e-12)
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """One view's target renderings with what every output is compared with measured once: the noise-free
+    target `clean`, its body mask, and the genuine (noisy) rendering's band energies and noise level there."""
+
+    clean: np.ndarray
+    body: np.ndarray
+    band_energies: np.ndarray
+    noise_level: float
+
+    @classmethod
+    def measured(cls, clean: np.ndarray, genuine: np.ndarray) -> TargetView:
+        """The measures of the noise-free target `clean` and the genuine rendering `genuine` of one view."""
+        body = body_mask(clean)
+        return cls(np.asarray(clean, dtype=np.float64), body, frontier_band_energies(genuine, body),
+                   robust_level(noise_residual(genuine)[body]))
+
+    def scores(self, output: np.ndarray) -> tuple[float, float, float]:
+        """SSIM against the noise-free target, band-contrast error and body noise ratio against the genuine
+        rendering, over the clean target's body: one translated view's frontier measures."""
+        return (ssim(np.asarray(output, dtype=np.float64), self.clean),
+                _band_error(frontier_band_energies(output, self.body), self.band_energies),
+                _noise_ratio(output, self.body, self.noise_level))
 
 
 def view_scores(output: np.ndarray, clean: np.ndarray, genuine: np.ndarray) -> tuple[float, float, float]:
-    """SSIM against the noise-free target `clean`, band-contrast error and body noise ratio against the genuine
-    (noisy) target rendering, over the clean target's body: one translated view's frontier measures."""
-    body = body_mask(clean)
-    return (ssim(np.asarray(output, dtype=np.float64), np.asarray(clean, dtype=np.float64)),
-            band_contrast_error(output, genuine, body), body_noise_ratio(output, genuine, body))
+    """TargetView.scores of one output against the view's noise-free `clean` and genuine target renderings."""
+    return TargetView.measured(clean, genuine).scores(output)
 
 
 def pareto_optimal(scores: np.ndarray, higher_is_better: Sequence[bool]) -> np.ndarray:
