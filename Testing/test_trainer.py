@@ -257,3 +257,19 @@ def test_init_from_starts_from_a_checkpoints_weights_and_refuses_other_domains(d
     assert read_checkpoint_info(tuned).provenance["config"]["init_from"] == str(first)
     with pytest.raises(MedShiftError, match="differ from the data's"):
         train(_config(data, tmp_path / "swapped", steps=1, domains=["a", "b"], init_from=str(first)), progress=False)
+
+
+def test_training_on_the_cpu_uses_the_weight_layout_loading_gives_for_inference(data, tmp_path, monkeypatch):
+    import MedShiftLib.training.run as run_module
+    layouts = []
+
+    def recording_step(net, *args, **kwargs):
+        weight = next(p for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1)
+        layouts.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+        return original(net, *args, **kwargs)
+    original = run_module.train_step
+    monkeypatch.setattr(run_module, "train_step", recording_step)
+    best = train(_config(data, tmp_path / "run", steps=2, checkpoint_every=2), progress=False)
+    loaded = load_checkpoint(best)[0].stem.weight
+    assert layouts == [True, True]  # channels-last on the CPU, as for inference (engine/devices.network_memory_format)
+    assert loaded.is_contiguous(memory_format=torch.channels_last) and not loaded.is_contiguous()

@@ -36,7 +36,7 @@ from device_rates import datasheet_peak, matmul_rate, synchronize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.engine.couplings import make_coupling  # noqa: E402
-from MedShiftLib.engine.devices import describe_fp32_math, set_tf32  # noqa: E402
+from MedShiftLib.engine.devices import describe_fp32_math, network_memory_format, set_tf32  # noqa: E402
 from MedShiftLib.engine.loss import FlowMatchingLoss  # noqa: E402
 from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
 from MedShiftLib.training.optimisation import make_ema, train_step, warmup_cosine  # noqa: E402
@@ -61,7 +61,7 @@ def time_training_steps(device: torch.device, preset: str, resolution: int, batc
     """Seconds per optimisation step (after `warmup` untimed steps) on synthetic data, or on `data`'s batches
     (a SimulatedData: each step draws, crops and flips its batch from the rendered pool on the device)."""
     torch.manual_seed(0)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+    memory_format = network_memory_format(device)
     model = VelocityUNet(config_from_preset(preset, DOMAINS)).to(device, memory_format=memory_format)
     ema = make_ema(model, 0.999)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99))

@@ -46,6 +46,7 @@ from .checkpoint_header import (  # noqa: F401 (BUNDLED_MODEL_*, default_model_p
     read_medshift_metadata,
     read_metadata,
 )
+from .devices import network_memory_format
 from .domain_statistics import DomainStatistics, read_statistics, statistics_path, write_statistics
 from .intensity import DEFAULT_PERCENTILES
 from .network import UNetConfig, VelocityUNet, count_parameters
@@ -238,7 +239,7 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VelocityUNet, CheckpointInfo]:
     """A ready (eval-mode) network and its metadata; CheckpointError for anything wrong with the file.
 
-    On a CPU or CUDA device the network's convolution weights are channels-last (faster inference).
+    Its weights are in the layout devices.network_memory_format picks (channels-last on a CPU and CUDA).
     """
     path = Path(path)
     info = read_checkpoint_info(path)
@@ -268,11 +269,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "
                               f"damaged{_divergence_hint(info)}: copy it again from where it came from")
     model.load_state_dict(tensors)
-    # channels-last weights: oneDNN's convolutions run about 25 % faster on a CPU and the PixelNorms' permutes
-    # become free (training uses this layout on CUDA); results agree with the plain layout to ~1e-6.
-    # save_checkpoint stores the weights contiguous again.
-    layout = torch.channels_last if torch.device(device).type in ("cpu", "cuda") else torch.preserve_format
-    return model.to(device, memory_format=layout).eval(), info
+    # save_checkpoint stores the weights contiguous again
+    return model.to(device, memory_format=network_memory_format(device)).eval(), info
 
 
 def _divergence_hint(info: CheckpointInfo) -> str:

@@ -34,7 +34,7 @@ from .. import __version__
 from ..atomic_files import check_writable_folder
 from ..engine.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from ..engine.couplings import make_coupling
-from ..engine.devices import resolve_device
+from ..engine.devices import network_memory_format, resolve_device
 from ..engine.domain_statistics import DomainStatistics
 from ..engine.loss import FlowMatchingLoss
 from ..engine.network import VelocityUNet, config_from_preset
@@ -138,9 +138,7 @@ class TrainingRun:
         if config.resolution % self.model_config.downsampling_factor:
             raise MedShiftError(f"resolution {config.resolution} must be a multiple of "
                                 f"{self.model_config.downsampling_factor} for the {config.preset!r} model")
-        # channels-last: the layout the GPU's convolution kernels prefer (the weights' values are unchanged)
-        memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
-        self.model = VelocityUNet(self.model_config).to(device, memory_format=memory_format)
+        self.model = VelocityUNet(self.model_config).to(device, memory_format=network_memory_format(device))
         self.ema = make_ema(self.model, config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.peak_learning_rate,
                                            weight_decay=config.weight_decay, betas=(0.9, 0.99))
@@ -215,9 +213,7 @@ class TrainingRun:
     def optimisation_step(self, x1: torch.Tensor, labels: torch.Tensor) -> StepResult:
         """One optimisation step on this process's share of a batch, then the EMA update."""
         on_gpu = self.device.type == "cuda"
-        x1 = x1.to(self.device, non_blocking=True)
-        if on_gpu:
-            x1 = x1.contiguous(memory_format=torch.channels_last)
+        x1 = x1.to(self.device, non_blocking=True).contiguous(memory_format=network_memory_format(self.device))
         result = train_step(self.net, self.optimizer, self.loss_fn, x1, labels.to(self.device, non_blocking=True),
                             step_generator(self.config.seed, self.step, self.place.rank,
                                            self.device if on_gpu else "cpu"),
