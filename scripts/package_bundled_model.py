@@ -30,8 +30,8 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--out", default=str(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME), help="where to write it "
                         "(default: the bundled model)")
-    parser.add_argument("--half-only", action="store_true", help="only store the weights in float16: metadata and "
-                        "statistics as they are")
+    parser.add_argument("--half-only", action="store_true", help="only store the weights in float16 (or --weights): "
+                        "metadata and statistics as they are")
     parser.add_argument("--weights", choices=WEIGHT_TYPES, default="float16", help="how the weights are stored: "
                         "float16 (default, 11 MB) or int8 with a scale per output channel (6 MB)")
     parser.add_argument("--data-command", default="", help="the command that made the training data")
