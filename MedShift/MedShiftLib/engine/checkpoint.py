@@ -2,8 +2,9 @@
 
 Loading never unpickles Python objects: safetensors holds raw tensors plus a string->string header,
 and every field read from it is type-checked before use. Weights are stored in float32 (training runs),
-float16 (half the size) or int8 with a scale per output channel (a quarter; weight_quantisation.py, whose
-format the metadata key "weights_format" names), and always loaded as float32. The metadata key "medshift" holds JSON:
+float16 (half the size) or mostly int8 with a scale per output channel (about a quarter;
+weight_quantisation.py, whose format the metadata key "weights_format" names), and always loaded as float32.
+The metadata key "medshift" holds JSON:
 
     format_version   int, CHECKPOINT_FORMAT_VERSION
     model_config     UNetConfig.to_dict()
@@ -138,9 +139,9 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
     """Write weights and metadata, and the domain statistics beside them, each atomically.
 
     `weights_dtype` torch.float16 halves the file; floating-point weights are stored in it, ValueError when
-    one does not fit (overflow to infinity). torch.int8 quarters it: the convolutions and linear layers in int8
-    with a scale per output channel, the small tensors in float16 (weight_quantisation.py; ValueError for a
-    weight that is not finite). Loading always gives float32.
+    one does not fit (overflow to infinity). torch.int8 about quarters it: the large weights in int8 with a
+    scale per output channel, the small tensors in float16 (weight_quantisation.py; ValueError for a weight
+    that is not finite). Loading always gives float32.
     A checkpoint without statistics removes a statistics file left beside `path` by an earlier one.
     """
     if len(info.domains) != info.config.num_domains:
