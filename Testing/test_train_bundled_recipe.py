@@ -39,14 +39,19 @@ def test_the_recipe_trains_packages_half_precision_evaluates_and_resumes_on_the_
     blocker = tmp_path / "blocker"  # the GPU machine has no SimpleITK, pydicom, POT or xraydb: importing one fails
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(f"import sys\nfor name in {BLOCKED!r}:\n    sys.modules[name] = None\n")
-    env = dict(os.environ, PYTHON=sys.executable, OUT=str(run), CTS=str(cts), STEPS="4",
+    env = dict(os.environ, PYTHON=sys.executable, RUN_DIR=str(run), CTS=str(cts), STEPS="4",
                BATCH="4", RESOLUTION="32", PRESET="tiny", POOL_VIEWS="2", POOL_REFRESH="2", VALIDATION_VIEWS="1",
                WORKERS="1", CHECKPOINT_EVERY="2", TRAIN_SECONDS="300", EVAL_VIEWS="1", WARMUP="1", INIT_FROM="",
                STATISTICS_VIEWS="3", GPU_DEVICE="cpu", GPU_PRECISION="fp32", OMP_NUM_THREADS="1")
     done = _run(env | {"CTS": str(tmp_path / "none")}, "gpu")
     assert done.returncode == 2 and "no prepared CT" in done.stderr and "prepare" in done.stderr
-    done = _run(env | {"PYTHONPATH": str(blocker)}, "gpu")
+    done = _run(env | {"PYTHONPATH": str(blocker), "RESULTS": str(tmp_path / "results"), "OUT": str(tmp_path / "o")},
+                "gpu")  # OUT: what the device tool sets there, not the run folder
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "o").exists()
+    back = {p.name for p in (tmp_path / "results").iterdir()}  # the device tool brings back 8 files at most
+    assert {"medshift_default.safetensors", "medshift_default.stats.json", "quick_evaluation.json",
+            "log.jsonl"} <= back and len(back) <= 8
     assert "ball.hu.npz: 40 x 40 x 40 voxels of 4.00 x 4.00 x 4.00 mm" in done.stdout
     bundled = run / "bundled" / "medshift_default.safetensors"
     assert all(v.dtype == torch.float16 for v in load_file(str(bundled)).values() if v.is_floating_point())

@@ -17,14 +17,15 @@
 # 0.6/0.9/1.25 mm, five domains in the `film` look, 14 processes rendering view pools; the train command is
 # stopped by `timeout` after TRAIN_SECONDS (a slower GPU ends early at its last checkpoint, which `cpu`
 # resumes). Then the EMA weights are written in float16 with domain statistics measured on STATISTICS_VIEWS
-# held-out views in the model's look (scripts/package_bundled_model.py) to $OUT/bundled/ and checked on
+# held-out views in the model's look (scripts/package_bundled_model.py) to $RUN_DIR/bundled/ and checked on
 # held-out views (scripts/quick_bundled_evaluation.py). Nothing is copied into MedShift/Resources/Models/.
 # Every size can be set from the environment (Testing/test_train_bundled_recipe.py runs a toy version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python}
-OUT=${OUT:-runs/bundled_gpu}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python3 || echo python)}
+RUN_DIR=${RUN_DIR:-runs/bundled_gpu}  # not $OUT: the device tool sets that to the folder whose files come back
+RESULTS=${RESULTS:-}  # gpu: also copy the packaged model, its statistics, evaluation, log and loss curve here
 CTS=${CTS:-runs/training_cts}
 CT_SOURCES=${CT_SOURCES:-}  # CT files to prepare instead of fetching
 FETCHED=${FETCHED:-runs/fetched_cts}  # what `medshift fetch-ct` writes (not carried to the GPU machine)
@@ -43,7 +44,7 @@ POOL_REFRESH=${POOL_REFRESH:-220}
 VALIDATION_VIEWS=${VALIDATION_VIEWS:-16}
 WORKERS=${WORKERS:-14}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-500}
-TRAIN_SECONDS=${TRAIN_SECONDS:-400}
+TRAIN_SECONDS=${TRAIN_SECONDS:-380}
 EVAL_VIEWS=${EVAL_VIEWS:-8}
 STATISTICS_VIEWS=${STATISTICS_VIEWS:-200}  # the shipped model's statistics: 200 images per domain
 STATISTICS_WORKERS=${STATISTICS_WORKERS:-$WORKERS}
@@ -110,12 +111,12 @@ train() {  # train DEVICE PRECISION SECONDS [extra options...]
     local device=$1 precision=$2 seconds=$3
     shift 3
     local resume=()
-    [ -e "$OUT/training_state.safetensors" ] && resume=(--resume)
+    [ -e "$RUN_DIR/training_state.safetensors" ] && resume=(--resume)
     local init=()
     [ -n "$INIT_FROM" ] && init=(--init-from "$INIT_FROM")  # recorded: a resumed run must name it again
     local status=0
     # shellcheck disable=SC2046,SC2086
-    timeout --signal=TERM "$seconds" "$PYTHON" -m MedShiftLib.cli train --simulate --out "$OUT" \
+    timeout --signal=TERM "$seconds" "$PYTHON" -m MedShiftLib.cli train --simulate --out "$RUN_DIR" \
         --device "$device" --precision "$precision" --preset "$PRESET" --resolution "$RESOLUTION" \
         --batch-size "$BATCH" --lr "$LR" --lr-scaling sqrt --warmup-steps "$WARMUP" --steps "$STEPS" \
         --views "$VIEWS" --look "$LOOK" --pixel-pitch-mm $PITCHES --phantoms-fraction 0.5 $(ct_options) \
@@ -128,19 +129,19 @@ train() {  # train DEVICE PRECISION SECONDS [extra options...]
 }
 
 package() {
-    local best="$OUT/best.safetensors"
-    [ -e "$best" ] || best="$OUT/latest.safetensors"
-    mkdir -p "$OUT/bundled"
-    "$PYTHON" scripts/package_bundled_model.py "$best" --out "$OUT/bundled/medshift_default.safetensors" \
+    local best="$RUN_DIR/best.safetensors"
+    [ -e "$best" ] || best="$RUN_DIR/latest.safetensors"
+    mkdir -p "$RUN_DIR/bundled"
+    "$PYTHON" scripts/package_bundled_model.py "$best" --out "$RUN_DIR/bundled/medshift_default.safetensors" \
         --data-command "rendered on the fly: medshift train --simulate (scripts/train_bundled_gpu.sh)" \
         --train-command "scripts/train_bundled_gpu.sh (STEPS=$STEPS BATCH=$BATCH LR=$LR RESOLUTION=$RESOLUTION)" \
         --note "Trained on simulated skull radiographs only (phantoms and real head CTs rendered on the fly)." \
         --statistics-views "$STATISTICS_VIEWS" --statistics-workers "$STATISTICS_WORKERS"
     # shellcheck disable=SC2046
-    "$PYTHON" scripts/quick_bundled_evaluation.py "$OUT/bundled/medshift_default.safetensors" \
-        --views "$EVAL_VIEWS" --size "$RESOLUTION" --pixel-pitch-mm $PITCHES $(ct_options) --json "$OUT/bundled/quick_evaluation.json"
+    "$PYTHON" scripts/quick_bundled_evaluation.py "$RUN_DIR/bundled/medshift_default.safetensors" \
+        --views "$EVAL_VIEWS" --size "$RESOLUTION" --pixel-pitch-mm $PITCHES $(ct_options) --json "$RUN_DIR/bundled/quick_evaluation.json"
     "$PYTHON" -c 'import sys; from MedShiftLib.engine.checkpoint import read_checkpoint_info as r; p = r(sys.argv[1]).provenance
-print("trained", p["steps"], "steps,", p["images_seen"], "images seen")' "$OUT/bundled/medshift_default.safetensors"
+print("trained", p["steps"], "steps,", p["images_seen"], "images seen")' "$RUN_DIR/bundled/medshift_default.safetensors"
 }
 
 case "${1:-gpu}" in
@@ -160,7 +161,14 @@ case "${1:-gpu}" in
         started=$(date +%s)
         show_cts
         train "${GPU_DEVICE:-cuda}" "${GPU_PRECISION:-bf16}" "$TRAIN_SECONDS" --checkpoint-every "$CHECKPOINT_EVERY" --log-every 50
+        echo "training: $(( $(date +%s) - started )) s"
         package
+        if [ -n "$RESULTS" ]; then  # at most 8 files of 16 MiB come back from the device tool's $OUT
+            mkdir -p "$RESULTS"
+            cp "$RUN_DIR"/bundled/medshift_default.safetensors "$RUN_DIR"/bundled/medshift_default.stats.json \
+                "$RUN_DIR"/bundled/quick_evaluation.json "$RUN_DIR"/log.jsonl "$RESULTS"/
+            cp "$RUN_DIR"/loss_curve.png "$RESULTS"/ 2>/dev/null || true  # needs matplotlib
+        fi
         echo "gpu call: $(( $(date +%s) - started )) s end to end" ;;
     cpu)
         show_cts
