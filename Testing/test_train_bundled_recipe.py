@@ -77,6 +77,10 @@ def test_the_recipe_trains_packages_half_precision_evaluates_and_resumes_on_the_
     assert done.returncode == 0, done.stderr[-3000:]
     assert _steps(run) == [2, 4, 5, 6]
     assert all(torch.equal(v, load_file(str(run / "training_state.safetensors"))[k]) for k, v in state.items())
+    done = _run(env | {"PACKAGE_SECONDS": "1"}, "package")  # the held-out statistics not done in time: the run's
+    assert done.returncode == 0 and "did not finish within 1 s" in done.stderr, done.stderr[-3000:]
+    assert read_checkpoint_info(bundled).statistics_provenance["images_per_domain"] == 1
+    assert read_checkpoint_info(bundled).provenance["steps"] == 6
 
 
 @pytest.mark.slow

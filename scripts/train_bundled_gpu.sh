@@ -17,8 +17,9 @@
 # 0.6/0.9/1.25 mm, five domains in the `film` look, 14 processes rendering view pools; the train command is
 # stopped by `timeout` after TRAIN_SECONDS (a slower GPU ends early at its last checkpoint, which `cpu`
 # resumes). Then the EMA weights are written in float16 with domain statistics measured on STATISTICS_VIEWS
-# held-out views in the model's look (scripts/package_bundled_model.py) to $RUN_DIR/bundled/ and checked on
-# held-out views (scripts/quick_bundled_evaluation.py). Nothing is copied into MedShift/Resources/Models/.
+# held-out views in the model's look (scripts/package_bundled_model.py; not done within PACKAGE_SECONDS: the
+# run's own) to $RUN_DIR/bundled/ and checked on held-out views (scripts/quick_bundled_evaluation.py); with
+# RESULTS, the files to bring back are copied there. Nothing is copied into MedShift/Resources/Models/.
 # Every size can be set from the environment (Testing/test_train_bundled_recipe.py runs a toy version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ FETCHED=${FETCHED:-runs/fetched_cts}  # what `medshift fetch-ct` writes (not car
 FETCH_CTS=${FETCH_CTS-visible-human cranium}  # "" : the shipped copies without trying to fetch
 LOOK=${LOOK:-film}
 VIEWS=${VIEWS:-mixed}
+VIEWS_PER_SUBJECT=${VIEWS_PER_SUBJECT:-4}  # more: fewer subjects to make (a varied 1 mm CT takes ~5 s of a core)
 STEPS=${STEPS:-6000}
 BATCH=${BATCH:-256}
 LR=${LR:-5e-4}              # the rate for 16 images; --lr-scaling sqrt makes it 2e-3 at 256
@@ -119,7 +121,8 @@ train() {  # train DEVICE PRECISION SECONDS [extra options...]
     timeout --signal=TERM "$seconds" "$PYTHON" -m MedShiftLib.cli train --simulate --out "$RUN_DIR" \
         --device "$device" --precision "$precision" --preset "$PRESET" --resolution "$RESOLUTION" \
         --batch-size "$BATCH" --lr "$LR" --lr-scaling sqrt --warmup-steps "$WARMUP" --steps "$STEPS" \
-        --views "$VIEWS" --look "$LOOK" --pixel-pitch-mm $PITCHES --phantoms-fraction 0.5 $(ct_options) \
+        --views "$VIEWS" --views-per-subject "$VIEWS_PER_SUBJECT" --look "$LOOK" --pixel-pitch-mm $PITCHES \
+        --phantoms-fraction 0.5 $(ct_options) \
         --pool-views "$POOL_VIEWS" --pool-refresh "$POOL_REFRESH" --validation-views "$VALIDATION_VIEWS" \
         --render-workers "$WORKERS" --sample-every 0 --quiet "${resume[@]}" "${init[@]}" "$@" || status=$?
     # 124/143: stopped by the time limit; the run resumes from its last checkpoint
@@ -128,15 +131,27 @@ train() {  # train DEVICE PRECISION SECONDS [extra options...]
     fi
 }
 
-package() {
+package_model() {  # package_model SECONDS STATISTICS_VIEWS: the float16 copy in $RUN_DIR/bundled (SECONDS 0: no limit)
     local best="$RUN_DIR/best.safetensors"
     [ -e "$best" ] || best="$RUN_DIR/latest.safetensors"
     mkdir -p "$RUN_DIR/bundled"
-    "$PYTHON" scripts/package_bundled_model.py "$best" --out "$RUN_DIR/bundled/medshift_default.safetensors" \
+    timeout --signal=TERM "$1" "$PYTHON" scripts/package_bundled_model.py "$best" \
+        --out "$RUN_DIR/bundled/medshift_default.safetensors" \
         --data-command "rendered on the fly: medshift train --simulate (scripts/train_bundled_gpu.sh)" \
         --train-command "scripts/train_bundled_gpu.sh (STEPS=$STEPS BATCH=$BATCH LR=$LR RESOLUTION=$RESOLUTION)" \
         --note "Trained on simulated skull radiographs only (phantoms and real head CTs rendered on the fly)." \
-        --statistics-views "$STATISTICS_VIEWS" --statistics-workers "$STATISTICS_WORKERS"
+        --statistics-views "$2" --statistics-workers "$STATISTICS_WORKERS"
+}
+
+package() {  # package SECONDS: package (statistics of a held-out set within SECONDS, else the run's), evaluate
+    local started
+    started=$(date +%s)
+    if ! package_model "$1" "$STATISTICS_VIEWS"; then
+        echo "package: the statistics of $STATISTICS_VIEWS held-out views did not finish within $1 s; packaged with" \
+             "the run's own (measure them again: scripts/held_out_statistics.py)" >&2
+        package_model 0 0
+    fi
+    echo "packaging: $(( $(date +%s) - started )) s"
     # shellcheck disable=SC2046
     "$PYTHON" scripts/quick_bundled_evaluation.py "$RUN_DIR/bundled/medshift_default.safetensors" \
         --views "$EVAL_VIEWS" --size "$RESOLUTION" --pixel-pitch-mm $PITCHES $(ct_options) --json "$RUN_DIR/bundled/quick_evaluation.json"
@@ -162,7 +177,7 @@ case "${1:-gpu}" in
         show_cts
         train "${GPU_DEVICE:-cuda}" "${GPU_PRECISION:-bf16}" "$TRAIN_SECONDS" --checkpoint-every "$CHECKPOINT_EVERY" --log-every 50
         echo "training: $(( $(date +%s) - started )) s"
-        package
+        package "${PACKAGE_SECONDS:-150}"
         if [ -n "$RESULTS" ]; then  # at most 8 files of 16 MiB come back from the device tool's $OUT
             mkdir -p "$RESULTS"
             cp "$RUN_DIR"/bundled/medshift_default.safetensors "$RUN_DIR"/bundled/medshift_default.stats.json \
@@ -175,7 +190,7 @@ case "${1:-gpu}" in
         # one chunk on the CPU: fp32, a checkpoint every step (a step of 256 images takes minutes here)
         train cpu fp32 "${2:-3000}" --checkpoint-every 1 --log-every 1 --render-workers 0 ;;
     package)
-        package ;;
+        package "${PACKAGE_SECONDS:-0}" ;;
     *)
         echo "usage: $0 prepare | gpu | cpu [SECONDS] | package" >&2
         exit 2 ;;
