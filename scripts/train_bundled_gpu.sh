@@ -15,8 +15,8 @@
 # minibatch-OT coupling solved on the GPU) for STEPS x BATCH = 6,000 x 256 = 1.54 million images of
 # phantoms and the prepared head CTs, mixed views (C-arm 40 %, PA 25 %, lateral 25 %, AP 10 %) at
 # 0.6/0.9/1.25 mm, five domains in the `film` look, 14 processes rendering view pools; the train command is
-# stopped by `timeout` after TRAIN_SECONDS (a slower GPU ends early at its last checkpoint, which `cpu`
-# resumes). Then the EMA weights are written in float16 with domain statistics measured on STATISTICS_VIEWS
+# stopped by `timeout` after TRAIN_SECONDS (a slower GPU ends early at its last checkpoint, which another
+# call on the same machine resumes). Then the EMA weights are written in float16 with domain statistics measured on STATISTICS_VIEWS
 # held-out views in the model's look (scripts/package_bundled_model.py; not done within PACKAGE_SECONDS: the
 # run's own) to $RUN_DIR/bundled/ and checked on held-out views (scripts/quick_bundled_evaluation.py); with
 # RESULTS, the files to bring back are copied there. Nothing is copied into MedShift/Resources/Models/.
@@ -144,12 +144,15 @@ package_model() {  # package_model SECONDS STATISTICS_VIEWS: the float16 copy in
 }
 
 package() {  # package SECONDS: package (statistics of a held-out set within SECONDS, else the run's), evaluate
-    local started
+    local started status=0
     started=$(date +%s)
-    if ! package_model "$1" "$STATISTICS_VIEWS"; then
+    package_model "$1" "$STATISTICS_VIEWS" || status=$?
+    if [ "$status" -eq 124 ]; then
         echo "package: the statistics of $STATISTICS_VIEWS held-out views did not finish within $1 s; packaged with" \
              "the run's own (measure them again: scripts/held_out_statistics.py)" >&2
         package_model 0 0
+    elif [ "$status" -ne 0 ]; then
+        return "$status"
     fi
     echo "packaging: $(( $(date +%s) - started )) s"
     # shellcheck disable=SC2046
