@@ -10,11 +10,10 @@ from MedShiftLib.postprocess.noise_power import flat_patch_corners, noise_power_
 from MedShiftLib.settings import MATCHED_CONTRAST, NOISE_SYNTHESIS, TranslationSettings
 from MedShiftLib.simulator.domain_rendering import to_uint16
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS
+from MedShiftLib.simulator.model_look import model_look  # the look it was trained on (radiograph: records none)
 from MedShiftLib.simulator.simulation import simulate_view
 
 PATH = BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME
-# The bundled model was fine-tuned on the simulator's default "radiograph" look (docs/bundled_model.md).
-LOOK = "radiograph"
 
 
 def test_bundled_model_is_shipped_with_its_provenance():
@@ -41,7 +40,7 @@ def test_bundled_model_moves_sim_low_towards_the_clinical_rendering_of_the_same_
     the aligned noise-free clinical-normal rendering than the input is (as in docs/evaluation.md), and
     keeps the anatomy."""
     model, info = load_checkpoint(PATH)
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=model_look(info))
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     translated = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))
     target = model_range(view.clean_images["clinical-normal"])
@@ -57,7 +56,7 @@ def test_noise_synthesis_gives_the_bundled_model_the_clinical_noise_power():
     power in flat regions (0.06 measured); with NOISE_SYNTHESIS it comes within 0.4-1.6x of it (0.50 with
     the model fine-tuned on the radiograph look; 1.22 with the earlier phantom-only model)."""
     model, info = load_checkpoint(PATH)
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=model_look(info))
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     corners = [flat_patch_corners(model_range(view.clean_images["clinical-normal"]))]
 
@@ -79,7 +78,7 @@ def test_contrast_transfer_brings_the_bundled_models_translation_closer_to_the_c
     0.756 measured), because the flow alone keeps the simulator's contrast at the 2-16 px scales."""
     model, info = load_checkpoint(PATH)
     assert info.statistics is not None
-    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=LOOK)
+    view = simulate_view(seed=123, subject=0, view=0, size=info.resolution, clean=True, look=model_look(info))
     image = RadiographImage(to_uint16(view.images["sim-low"]), spacing=(1.0, 1.0, 1.0))
     target = model_range(view.clean_images["clinical-normal"])
     plain = translate_image(image, model, info, TranslationSettings("sim-low", "clinical-normal"))

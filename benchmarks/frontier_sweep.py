@@ -1,8 +1,9 @@
 """The settings frontier: tau x guidance x steps x noise renewal x post-processing on held-out views.
 
 Renders held-out views (a seed no training run used) of procedural head phantoms and of the shipped real
-head CTs (Cranium and the Visible Human head, MedShift/Resources/ThirdParty) in the look the bundled
-model was trained on (domain_styles.BUNDLED_MODEL_LOOK), translates each source view through the
+head CTs (Cranium and the Visible Human head, MedShift/Resources/ThirdParty) in the look the model
+was trained on (its metadata; domain_styles.BUNDLED_MODEL_LOOK for one that records none:
+simulator/model_look.py), translates each source view through the
 product's path (pipeline.image_translation.translate_image) at every setting of the grid and scores
 it against the aligned target renderings of the same view (evaluation/frontier.py):
 
@@ -51,7 +52,7 @@ from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings  # noqa: E402
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import to_uint16  # noqa: E402
-from MedShiftLib.simulator.domain_styles import BUNDLED_MODEL_LOOK  # noqa: E402
+from MedShiftLib.simulator.model_look import model_look  # noqa: E402
 from MedShiftLib.simulator.simulation import render_view, subject_source  # noqa: E402
 from MedShiftLib.simulator.training_views import normalised  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
@@ -80,8 +81,8 @@ class ViewSet:
     spacing_mm: np.ndarray  # (V,)
 
 
-def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...]) -> ViewSet:
-    """`count` views (one per subject) of phantoms (no ct_paths) or of the CTs in turn, in every domain."""
+def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...], look: str) -> ViewSet:
+    """`count` views (one per subject) of phantoms (no ct_paths) or of the CTs in turn, in every domain, in `look`."""
     views = ViewOptions("mixed", PITCHES_MM)
     source = subject_source(seed, size, views, tuple(str(p) for p in ct_paths), phantoms_fraction=0.0 if ct_paths
                             else 1.0)
@@ -89,7 +90,7 @@ def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path
     for subject in range(count):
         _, geometry = views.geometry(seed, subject, 0, size)
         rendered = render_view(ConeBeamProjector(source.subject(subject).volume), geometry, seed, subject, 0,
-                               clean=True, look=BUNDLED_MODEL_LOOK)
+                               clean=True, look=look)
         for domain, image in rendered.images.items():
             images.setdefault(domain, []).append(normalised(image))
             stored.setdefault(domain, []).append(to_uint16(image))
@@ -99,15 +100,16 @@ def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path
                    {d: np.stack(v) for d, v in stored.items()}, np.array(spacing))
 
 
-def cached_set(cache: Path, name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...]) -> ViewSet:
+def cached_set(cache: Path, name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...],
+               look: str) -> ViewSet:
     """render_set, read from / written to an .npz in `cache`."""
-    path = cache / f"{name}_seed{seed}_{count}x{size}_{BUNDLED_MODEL_LOOK}.npz"
+    path = cache / f"{name}_seed{seed}_{count}x{size}_{look}.npz"
     if path.is_file():
         with np.load(path) as data:
             split = {kind: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(kind + "/")}
                      for kind in ("images", "clean", "stored")}
             return ViewSet(name, split["images"], split["clean"], split["stored"], data["spacing_mm"])
-    views = render_set(name, seed, count, size, ct_paths)
+    views = render_set(name, seed, count, size, ct_paths, look)
     arrays = {f"{kind}/{d}": a for kind in ("images", "clean", "stored") for d, a in getattr(views, kind).items()}
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, spacing_mm=views.spacing_mm, **arrays)
@@ -198,12 +200,13 @@ def preset_settings(source: str, target: str, seed: int) -> list[TranslationSett
 
 def train_classifier(cache: Path, info, size: int, count: int, log):
     """The domain classifier, trained on `count` phantom and `count` CT views of CLASSIFIER_SEED (cached)."""
-    sets = [cached_set(cache, "classifier-phantom", CLASSIFIER_SEED, count, size, ()),
-            cached_set(cache, "classifier-ct", CLASSIFIER_SEED, count, size, HEAD_CTS)]
+    look = model_look(info)
+    sets = [cached_set(cache, "classifier-phantom", CLASSIFIER_SEED, count, size, (), look),
+            cached_set(cache, "classifier-ct", CLASSIFIER_SEED, count, size, HEAD_CTS, look)]
     domains = list(info.domains)
     images = torch.from_numpy(np.concatenate([v.images[d] for d in domains for v in sets])[:, None]).float()
     labels = torch.cat([torch.full((sum(len(v.images[d]) for v in sets),), i) for i, d in enumerate(domains)])
-    provenance = {"seed": CLASSIFIER_SEED, "views": 2 * count, "size": size, "look": BUNDLED_MODEL_LOOK,
+    provenance = {"seed": CLASSIFIER_SEED, "views": 2 * count, "size": size, "look": look,
                   "domains": domains, "settings": vars(CLASSIFIER_TRAINING)}
     return domain_classifier_for(cache, images, labels, domains, CLASSIFIER_TRAINING, provenance, log)
 
@@ -341,7 +344,7 @@ def preset_costs(model, info, size: int, repeats: int) -> list[str]:
     least disturbed by other work on a shared CPU) and its velocity evaluations."""
     from MedShiftLib.engine.ode_solvers import IntegrationStats
     from MedShiftLib.simulator.simulation import simulate_view
-    view = simulate_view(seed=HELD_OUT_SEED, size=size, look=BUNDLED_MODEL_LOOK, clean=False)
+    view = simulate_view(seed=HELD_OUT_SEED, size=size, look=model_look(info), clean=False)
     spacing = view.geometry.pixel_spacing_mm
     image = RadiographImage(to_uint16(view.images[MAIN_PAIR[0]]), spacing=(spacing, spacing, 1.0),
                             metadata={"spacing_known": True})
@@ -412,8 +415,9 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {text}", file=sys.stderr, flush=True)
 
     classifier = train_classifier(args.cache, info, args.size, args.classifier_views, log)
-    sets = [cached_set(args.cache, "phantom", HELD_OUT_SEED, args.views, args.size, ()),
-            cached_set(args.cache, "real-CT", HELD_OUT_SEED, args.views, args.size, HEAD_CTS)]
+    look = model_look(info)
+    sets = [cached_set(args.cache, "phantom", HELD_OUT_SEED, args.views, args.size, (), look),
+            cached_set(args.cache, "real-CT", HELD_OUT_SEED, args.views, args.size, HEAD_CTS, look)]
     log(f"held-out views rendered: {', '.join(f'{v.name} {len(v.spacing_mm)}' for v in sets)}")
     wrapped = ReusedForwardPasses(model)
     results = {}
@@ -430,7 +434,7 @@ def main() -> None:
     print(f"Whole sweep: {elapsed / 60:.1f} min wall ({wrapped.passes} forward passes, {wrapped.reused} reused).")
     meta = {"command": " ".join(sys.argv), "seconds": elapsed, "held_out_seed": HELD_OUT_SEED,
             "classifier_seed": CLASSIFIER_SEED, "views_per_set": args.views, "size": args.size,
-            "look": BUNDLED_MODEL_LOOK, "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "look": look, "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.plot:
         pair = args.pairs[0]
         plot_frontier(results[pair], plot_title(pair, meta), args.plot)

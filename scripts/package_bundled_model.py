@@ -1,4 +1,4 @@
-"""Copy a training run's checkpoint into MedShift/Resources/Models/ as the bundled model, in half precision.
+"""Copy a training run's checkpoint into MedShift/Resources/Models/ as the bundled model, in half precision (or int8).
 
 Adds to its provenance what a user needs to know (trained on simulated data, how that data was
 made, the training command) and refuses files over the 50 MB the extension allows. The weights are
@@ -6,6 +6,8 @@ stored as float16 (about 11 MB; loading upcasts them to float32, docs/bundled_mo
 runs keep float32 for --resume. `--half-only` stores a checkpoint in float16 with its metadata unchanged.
 `--weights int8` stores the large weights in int8 with a scale per output channel instead (about 6 MB;
 docs/bundled_model.md, "Int8 weights", has what that changes).
+`--statistics-views N` measures the domain statistics again on N held-out views of a --simulate run, rendered
+in its look with its options (scripts/held_out_statistics.py; the run's own come from its few validation views).
 Run: .venv/bin/python scripts/package_bundled_model.py RUN/best.safetensors --data-command "..." --train-command "..."
 """
 from __future__ import annotations
@@ -19,7 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
+from held_out_statistics import held_out_statistics  # noqa: E402  (beside this script)
+
 from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, save_checkpoint  # noqa: E402
+from MedShiftLib.errors import MedShiftError  # noqa: E402
 
 MAX_BYTES = 50 * 1024 * 1024
 WEIGHT_TYPES = {"float16": torch.float16, "int8": torch.int8}
@@ -41,12 +46,22 @@ def main() -> None:
     parser.add_argument("--evaluation", help="results.json of `medshift evaluate` on this checkpoint: its headline "
                         "numbers go into the metadata")
     parser.add_argument("--evaluation-command", default="", help="the command that produced --evaluation")
+    parser.add_argument("--statistics-views", type=int, default=0, help="measure the domain statistics again on "
+                        "this many held-out views rendered with the --simulate run's options (200: as many images "
+                        "per domain as the shipped model's; 0: keep the run's)")
+    parser.add_argument("--statistics-workers", type=int, default=0, help="processes rendering those views")
     args = parser.parse_args()
     model, info = load_checkpoint(args.checkpoint)
     if not args.half_only and not (args.data_command and args.train_command):
         parser.error("--data-command and --train-command are required (or --half-only)")
     if not args.half_only:
         describe(info, args)
+    if args.statistics_views:
+        try:
+            info.statistics, info.statistics_provenance = held_out_statistics(info, args.statistics_views,
+                                                                              args.statistics_workers)
+        except MedShiftError as error:
+            sys.exit(f"package_bundled_model.py: error: {error}")
     out = save_checkpoint(args.out, model.state_dict(), info, weights_dtype=WEIGHT_TYPES[args.weights])
     size = out.stat().st_size
     if size > MAX_BYTES:

@@ -24,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     hounsfield, spacing = read_ct_hounsfield(args.ct, grid_size=None)
     out = write_prepared_ct(args.out, hounsfield, spacing)
-    print(f"{out}: {hounsfield.shape[::-1]} voxels of {spacing[0]:.2f} mm, {out.stat().st_size / 1e6:.1f} MB")
+    voxels, mm = " x ".join(str(n) for n in hounsfield.shape[::-1]), " x ".join(f"{s:.2f}" for s in spacing)
+    print(f"{out}: {voxels} voxels of {mm} mm, {out.stat().st_size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """A quick check of a model on held-out simulated views, with nothing but torch, numpy, scipy and scikit-image.
 
 Renders `--views` views of a held-out seed (the training run's subjects, views and pitches: same CTs and
-phantoms), translates each sim-low image into clinical-normal with post-processing off at the default
-tau/steps, and prints SSIM against the noise-free clinical-normal rendering for: the translation, the
-input itself (no translation) and a genuine noisy clinical-normal rendering (the ceiling the issue's goal
-is measured against). JSON with --json. Part of scripts/train_bundled_gpu.sh; not `medshift evaluate`,
-which needs data folders.
+phantoms) in the look the model was trained on (simulator/model_look.py), translates each sim-low image into
+clinical-normal with post-processing off at the default tau/steps, and prints SSIM against the noise-free
+clinical-normal rendering for: the translation, the input itself (no translation) and a genuine noisy
+clinical-normal rendering (the ceiling the issue's goal is measured against). JSON with --json. Part of
+scripts/train_bundled_gpu.sh; not `medshift evaluate`, which needs data folders.
 
 Run: .venv/bin/python scripts/quick_bundled_evaluation.py MODEL [--ct CT.hu.npz] [--views 8] [--size 256]
 """
@@ -27,6 +27,7 @@ from MedShiftLib.evaluation.image_quality import ssim  # noqa: E402
 from MedShiftLib.pipeline.image_translation import translate_batch  # noqa: E402
 from MedShiftLib.settings import TranslationSettings  # noqa: E402
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
+from MedShiftLib.simulator.model_look import model_look  # noqa: E402
 from MedShiftLib.simulator.simulation import render_view, subject_source  # noqa: E402
 from MedShiftLib.simulator.training_views import normalised  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
@@ -47,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     model, info = load_checkpoint(args.model, resolve_device(args.device))
     settings = info.validate(TranslationSettings(SOURCE, TARGET))
+    look = model_look(info)
     views = ViewOptions("mixed", tuple(args.pixel_pitch_mm))
     source = subject_source(HELD_OUT_SEED, args.size, views, tuple(args.ct or ()), phantoms_fraction=0.5)
     scores: dict[str, list[float]] = {"translation": [], "no translation": [], "genuine target rendering": []}
@@ -56,7 +58,7 @@ def main() -> None:
         subject = source.subject(index)
         _, geometry = views.geometry(HELD_OUT_SEED, index, 0, args.size)
         rendered = render_view(ConeBeamProjector(subject.volume), geometry, HELD_OUT_SEED, index, 0,
-                               (SOURCE, TARGET), clean=True)
+                               (SOURCE, TARGET), clean=True, look=look)
         x = normalised(rendered.images[SOURCE])
         reference = normalised(rendered.clean_images[TARGET]).astype(np.float64)
         with torch.no_grad():
@@ -67,11 +69,11 @@ def main() -> None:
                                                        reference))
     summary = {name: float(np.mean(values)) for name, values in scores.items()}
     print(f"SSIM against the noise-free {TARGET} rendering, {args.views} held-out views, {SOURCE} -> {TARGET}, "
-          f"post-processing off, tau {settings.tau:g}:")
+          f"post-processing off, tau {settings.tau:g}, {look} look:")
     for name, value in summary.items():
         print(f"  {name}: {value:.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"views": args.views, "ssim": summary}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"views": args.views, "look": look, "ssim": summary}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -175,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="clinical-normal", help="domain to translate it into")
     p.add_argument("--tau", type=float, help="every translation's tau (default: each preset's own)")
     p.add_argument("--seed", type=int, default=7, help="seed of the rendered view (the model never saw seed 7)")
-    p.add_argument("--ct", help="head CT to render the input from (default: the shipped Cranium CT when present, "
-                                "else the procedural phantom)")
+    p.add_argument("--ct", help="head CT to render the input from (default: the shipped Visible Human head when "
+                                "present, else Cranium, else the procedural phantom)")
     p.add_argument("--phantom", action="store_true", help="render the input from the procedural head phantom")
-    p.add_argument("--look", choices=LOOKS, default=BUNDLED_MODEL_LOOK,
-                   help=f"simulator look of the input (default {BUNDLED_MODEL_LOOK}: the one the bundled model was "
-                        "fine-tuned on)")
+    p.add_argument("--look", choices=LOOKS, help="simulator look of the input (default: the one the model was "
+                   f"trained on, from its metadata; {BUNDLED_MODEL_LOOK} for a model that records none, as the "
+                   "bundled one)")
 
     p = sub.add_parser("evaluate", help="measure translation quality against baselines on a held-out test set",
                        description=(

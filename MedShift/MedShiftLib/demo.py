@@ -27,7 +27,7 @@ from .io.radiograph_files import write_radiograph
 from .pipeline.image_translation import translate_image
 from .settings import TranslationSettings
 from .simulator.domain_rendering import to_uint16
-from .simulator.domain_styles import BUNDLED_MODEL_LOOK
+from .simulator.model_look import model_look
 from .simulator.simulation import simulate_view
 from .simulator.views import ViewOptions
 
@@ -36,13 +36,15 @@ WHOLE_HEAD_DETECTOR_MM = 400.0  # 267 mm at the isocentre (magnification 1.5): v
 
 def run_demo(out_dir: str | Path, model_path: str | Path | None = None, source: str = "sim-low",
              target: str = "clinical-normal", tau: float | None = None, seed: int = 7,
-             device: str = "auto", ct_path: str | Path | None = None, look: str = BUNDLED_MODEL_LOOK) -> list[Path]:
+             device: str = "auto", ct_path: str | Path | None = None, look: str | None = None) -> list[Path]:
     """Write input, translation, reference and a comparison picture into `out_dir`; returns their paths.
 
     `ct_path`: the CT to render (None: the procedural phantom); the view is lateral view 0 of `seed` (the whole
-    head), rendered in the simulator's `look` (domain_styles.LOOKS); `tau`: every preset's tau (None: their own).
+    head), rendered in the simulator's `look` (domain_styles.LOOKS; None: the look the model was trained on,
+    simulator/model_look.py); `tau`: every preset's tau (None: their own).
     """
     model, info = load_checkpoint(model_path or default_model_path(), resolve_device(device))
+    look = look or model_look(info)
 
     def preset(name: str) -> TranslationSettings:
         settings = TranslationSettings(source, target, seed=seed).with_preset(name)

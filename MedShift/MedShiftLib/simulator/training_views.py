@@ -158,6 +158,30 @@ class ViewRenderer:
         return np.stack(out)
 
 
+def render_views(options: SimulationOptions, seed: int, count: int, workers: int = 0) -> np.ndarray:
+    """Views 0 .. count - 1 of `seed`'s simulated data set, normalised: (count, domains, size, size), rendered here
+    (workers 0) or shared out among `workers` processes (the same numbers either way)."""
+    if workers == 0:
+        return ViewRenderer(options, seed).render(0, count)
+    share = math.ceil(count / workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(options,)) as executor:
+        chunks = [executor.submit(_render_in_worker, seed, first, min(share, count - first))
+                  for first in range(0, count, share)]
+        return np.concatenate([chunk.result() for chunk in chunks])
+
+
+def working_squares(views: np.ndarray, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendered views (V, domains, size, size) as images (V * domains, 1, resolution, resolution) and their
+    domain labels (index in the domains), view by view."""
+    count, domains, size = views.shape[:3]
+    squares = torch.from_numpy(views).reshape(-1, 1, size, size)
+    if size != resolution:
+        squares = F.interpolate(squares, size=(resolution, resolution), mode="bilinear", antialias=True,
+                                align_corners=False)
+    return squares, torch.arange(domains).repeat(count)
+
+
 def normalised(image: np.ndarray) -> np.ndarray:
     """A [0, 1] rendering as a data folder's PNG of it reads: 16-bit, then the robust window to [-1, 1]."""
     stored = to_uint16(image)
@@ -225,12 +249,7 @@ class SimulatedData:
             chunks = self._submit(held_out, 0, options.validation_views)
             self._pending = {0: self._submit(seed, 0, options.pool_views)}
             validation = np.concatenate([chunk.result() for chunk in chunks])
-        squares = torch.from_numpy(validation).reshape(-1, 1, options.size, options.size)
-        if options.size != resolution:
-            squares = F.interpolate(squares, size=(resolution, resolution), mode="bilinear", antialias=True,
-                                    align_corners=False)
-        self.validation_images = squares
-        self.validation_labels = torch.arange(len(self.domains)).repeat(options.validation_views)
+        self.validation_images, self.validation_labels = working_squares(validation, resolution)
 
     @property
     def validation_size(self) -> int:
@@ -309,8 +328,8 @@ class SimulatedData:
         return float(pitches.pop()) * self.options.size / self.resolution if len(pitches) == 1 else None
 
     def provenance(self) -> dict:
-        """The simulation options (no data folder)."""
-        return {"simulate": self.options.to_dict(), "train_images": "rendered on the fly",
+        """The simulation options (no data folder) and the look the model learns (simulator/model_look.py)."""
+        return {"simulate": self.options.to_dict(), "look": self.options.look, "train_images": "rendered on the fly",
                 "validation_images": self.validation_size}
 
     def close(self) -> None:

@@ -1,0 +1,61 @@
+"""The simulator look a model was trained on travels in its checkpoint, and the demo renders its input in it."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_tiny_checkpoint
+from PIL import Image
+
+from MedShiftLib.cli import main
+from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, save_checkpoint
+from MedShiftLib.errors import MedShiftError
+from MedShiftLib.simulator.domain_styles import BUNDLED_MODEL_LOOK
+from MedShiftLib.simulator.model_look import model_look, trained_look
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model_with(path: Path, provenance: dict) -> Path:
+    plain = write_tiny_checkpoint(path.with_name("plain.safetensors"), domains=("sim-low", "clinical-normal"),
+                                  resolution=32)
+    model, info = load_checkpoint(plain)
+    info.provenance = provenance
+    return save_checkpoint(path, model.state_dict(), info)
+
+
+def test_the_look_is_read_from_the_provenance_and_the_shipped_model_falls_back_to_the_bundled_look(tmp_path):
+    _, recorded = load_checkpoint(_model_with(tmp_path / "a.safetensors", {"look": "legacy"}))
+    _, options_only = load_checkpoint(_model_with(tmp_path / "b.safetensors", {"simulate": {"look": "film"}}))
+    _, folder_run = load_checkpoint(_model_with(tmp_path / "c.safetensors", {"data_dir": "/data"}))
+    _, shipped = load_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME)
+    assert (trained_look(recorded), model_look(recorded)) == ("legacy", "legacy")
+    assert model_look(options_only) == "film"
+    assert trained_look(folder_run) is None and model_look(folder_run) == BUNDLED_MODEL_LOOK
+    assert trained_look(shipped) is None and model_look(shipped) == BUNDLED_MODEL_LOOK == "radiograph"
+    _, unknown = load_checkpoint(_model_with(tmp_path / "d.safetensors", {"look": "sepia"}))
+    with pytest.raises(MedShiftError, match="'sepia'"):
+        model_look(unknown)
+
+
+def _demo_input(model: Path, out: Path, *options: str) -> np.ndarray:
+    assert main(["demo", "--out", str(out), "--model", str(model), "--phantom", *options]) == 0
+    return np.asarray(Image.open(out / "input_sim-low.png"))
+
+
+def test_the_demo_renders_its_input_in_the_look_the_model_was_trained_on(tmp_path):
+    legacy = _demo_input(_model_with(tmp_path / "legacy.safetensors", {"look": "legacy"}), tmp_path / "l")
+    unrecorded = _model_with(tmp_path / "none.safetensors", {})
+    bundled_look = _demo_input(unrecorded, tmp_path / "n")
+    assert not np.array_equal(legacy, bundled_look)
+    assert np.array_equal(legacy, _demo_input(unrecorded, tmp_path / "x", "--look", "legacy"))
+    assert np.array_equal(bundled_look, _demo_input(unrecorded, tmp_path / "r", "--look", BUNDLED_MODEL_LOOK))
+
+
+def test_held_out_statistics_refuse_a_model_without_simulation_options_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "held_out_statistics.py"),
+                           str(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME), "--out", str(tmp_path / "s.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "medshift domain-contrast" in done.stderr and not (tmp_path / "s.json").exists()
