@@ -10,7 +10,9 @@ across domains. Display convention everywhere: MONOCHROME2 in [0, 1], air dark, 
   spectrum through an energy-integrating CsI detector (beam hardening), scatter, heel effect,
   Poisson quantum noise at the detector air kerma of the mode, detector blur on signal and noise,
   electronic noise, then log, multi-scale contrast equalisation with edge enhancement and a
-  sigmoid display LUT; the exposure mode has more dose and stronger detail enhancement.
+  sigmoid display LUT; the exposure mode has more dose and stronger detail enhancement. The film look's
+  clinical-normal and -exposure instead end as screen-film radiographs (screen_film.py: linear detail bands,
+  the film's H&D curve, film grain; no window).
 """
 from __future__ import annotations
 
