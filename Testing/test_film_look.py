@@ -85,8 +85,9 @@ def test_the_film_detector_psf_is_fixed_in_mm_and_the_radiograph_one_in_pixels()
 def _display_noise(dose_nGy: float, gain_from_clean: bool, pitch: float = 0.2) -> float:
     import MedShiftLib.simulator.domain_rendering as rendering
 
-    style = replace(rendering.domain_style("clinical-normal", "film"), gain_from_clean=gain_from_clean)
-    settings = replace(draw_domain_settings("clinical-normal", np.random.default_rng(0), "film"), heel=0.0,
+    # the processed fluoroscopy of the film look (its clinical-normal is a screen-film radiograph, unprocessed)
+    style = replace(rendering.domain_style("clinical-low", "film"), gain_from_clean=gain_from_clean, noise_frames=1.0)
+    settings = replace(draw_domain_settings("clinical-low", np.random.default_rng(0), "film"), heel=0.0,
                        dose_nGy=dose_nGy)
     primary = rendering.polychromatic_transmission(
         head(pitch), rendering.detector_response(rendering.tube_spectrum(style.kvp, style.cu_mm)))

@@ -34,7 +34,7 @@ args = parser.parse_args()
 ct = invesalius_ct.shipped_ct_path()
 for name, path in (("cranium", ct), ("visible_human", visible_human_ct.shipped_ct_path())):
     for kind in ("pa", "lateral", "c-arm"):
-        print(render_domain_strip(OUT / f"simulator_{name}_{kind}.png", seed=3, size=200, ct_path=path,
+        print(render_domain_strip(OUT / f"simulator_{name}_{kind}.jpg", seed=3, size=200, ct_path=path,
                                   views=views(kind, 200)))
 
 
@@ -61,4 +61,4 @@ for kind, domain in (("pa", "clinical-exposure"), ("lateral", "clinical-exposure
     view = simulate_view(seed=3, size=256, ct_path=ct, views=views(kind, 256), vary_anatomy=False, clean=False)
     panels.append((np.clip(view.images[domain], 0, 1) * 255 + 0.5).astype(np.uint8))
     labels.append(f"simulated {kind} {domain}")
-print(save_side_by_side(panels, labels, OUT / "simulator_real_vs_simulated.png", panel_size=240))
+print(save_side_by_side(panels, labels, OUT / "simulator_real_vs_simulated.jpg", panel_size=240))

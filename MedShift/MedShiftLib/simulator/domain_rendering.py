@@ -10,7 +10,9 @@ across domains. Display convention everywhere: MONOCHROME2 in [0, 1], air dark, 
   spectrum through an energy-integrating CsI detector (beam hardening), scatter, heel effect,
   Poisson quantum noise at the detector air kerma of the mode, detector blur on signal and noise,
   electronic noise, then log, multi-scale contrast equalisation with edge enhancement and a
-  sigmoid display LUT; the exposure mode has more dose and stronger detail enhancement.
+  sigmoid display LUT; the exposure mode has more dose and stronger detail enhancement. The film look's
+  clinical-normal and -exposure instead end as screen-film radiographs (screen_film.py: linear detail bands,
+  the film's H&D curve, film grain; no window).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .screen_film import add_film_grain, characteristic_curve, film_speed_point
 from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
 
@@ -195,10 +198,15 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
     # window from the noise-free image so noisy and clean share one display mapping
     clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, blur_px,
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
-    # film: each band's compression follows the noise-free band, so the noise gets the same gain at every pitch
-    gain_source = clean_log if style.gain_from_clean and noise_rng is not None else None
-    processed = _equalise(log_image, style, pixel_spacing_mm, gain_source)
-    processed_clean = processed if noise_rng is None else _equalise(clean_log, style, pixel_spacing_mm)
+    if style.screen_film:
+        return _screen_film(log_image, clean_log, primary, scatter, style, pixel_spacing_mm, blur_px, noise_rng, extras)
+    if noise_rng is None:
+        processed = processed_clean = _equalise(log_image, style, pixel_spacing_mm)
+    elif style.gain_from_clean:  # film: each band's compression follows the noise-free band (same gain at every pitch)
+        processed, processed_clean = _equalise_noisy_and_clean(log_image, clean_log, style, pixel_spacing_mm)
+    else:
+        processed, processed_clean = (_equalise(log_image, style, pixel_spacing_mm),
+                                      _equalise(clean_log, style, pixel_spacing_mm))
     if style.skin_window:
         # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
         attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
@@ -273,11 +281,8 @@ def _skin_window(processed_clean: np.ndarray, attenuation: np.ndarray) -> tuple[
     return low, max(high, low + 1e-6)
 
 
-def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float,
-              gain_source: np.ndarray | None = None) -> np.ndarray:
-    """Multi-scale contrast equalisation: amplified detail bands on a compressed low-pass. With `gain_source`
-    (the noise-free log image), each band is multiplied by the compression's gain at the noise-free band's
-    amplitude (noise-adaptive: the quantum noise is amplified linearly, by the same gain at every pitch)."""
+def _band_plan(style: ClinicalStyle, pixel_spacing_mm: float) -> tuple[list[float], list[float]]:
+    """(sigmas in pixels, gains) of the contrast-equalisation bands at this pitch."""
     scale_px = 1.0 / BAND_SIGMAS_MM[0]  # 1, 2, 4, 8, 16 pixels
     if style.band_scales_in_mm:
         scale_px = max(1.0 / pixel_spacing_mm, scale_px)  # fixed in mm, but no finer than 1, 2, 4, 8, 16 pixels
@@ -285,18 +290,54 @@ def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: flo
     fine = [(sigma / pixel_spacing_mm, gain) for sigma, gain in zip(style.fine_band_sigmas_mm, style.fine_band_gains)
             if sigma >= FINE_BAND_MIN_PX * pixel_spacing_mm]
     sigmas = [sigma for sigma, _ in fine] + [sigma * scale_px for sigma in BAND_SIGMAS_MM]
-    gains = [gain for _, gain in fine] + list(style.band_gains)
+    return sigmas, [gain for _, gain in fine] + list(style.band_gains)
+
+
+def _equalise(log_image: np.ndarray, style: ClinicalStyle, pixel_spacing_mm: float) -> np.ndarray:
+    """Multi-scale contrast equalisation: amplified (compressed) detail bands on a compressed low-pass."""
+    sigmas, gains = _band_plan(style, pixel_spacing_mm)
     bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
     out = style.base_gain * residual
-    if gain_source is None:
-        for gain, band in zip(gains, bands):
-            out = out + gain * _compress(band, style.band_exponent, style.band_knee, style.band_linear_below)
-        return out
-    clean_bands, _ = _band_decomposition(gain_source, sigmas, style.fast_wide_blur)
+    for gain, band in zip(gains, bands):
+        out = out + gain * _compress(band, style.band_exponent, style.band_knee, style.band_linear_below)
+    return out
+
+
+def _equalise_noisy_and_clean(log_image: np.ndarray, clean_log: np.ndarray, style: ClinicalStyle,
+                              pixel_spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(processed noisy, processed noise-free) images, the noise-free one split into bands once: each noisy band is
+    multiplied by the compression's gain at the noise-free band's amplitude (noise-adaptive: the quantum noise is
+    amplified linearly, by the same gain at every pitch); the noise-free image is _equalise(clean_log), bit for bit."""
+    sigmas, gains = _band_plan(style, pixel_spacing_mm)
+    bands, residual = _band_decomposition(log_image, sigmas, style.fast_wide_blur)
+    clean_bands, clean_residual = _band_decomposition(clean_log, sigmas, style.fast_wide_blur)
+    out, clean_out = style.base_gain * residual, style.base_gain * clean_residual
     for gain, band, clean in zip(gains, bands, clean_bands):
         out = out + gain * band * _compression_gain(clean, style.band_exponent, style.band_knee,
                                                     style.band_linear_below)
-    return out
+        clean_out = clean_out + gain * _compress(clean, style.band_exponent, style.band_knee, style.band_linear_below)
+    return out, clean_out
+
+
+def _screen_film(log_image, clean_log, primary, scatter, style: ClinicalStyle, pixel_spacing_mm: float,
+                 blur_px: float, noise_rng, extras: dict) -> np.ndarray:
+    """A screen-film radiograph (screen_film.py): the log exposure, blurred by the screen (blur_px, already
+    applied), with the development's edge (adjacency) effect as linear bands (band_gains), through the film's
+    H&D curve, with film grain. No window: the speed point sets the densities."""
+    exposure = log_image
+    if any(gain != 1.0 for gain in (*style.band_gains, *style.fine_band_gains)) or style.base_gain != 1.0:
+        exposure = _equalise(log_image, style, pixel_spacing_mm)
+    attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
+    speed = film_speed_point(clean_log, attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION, style.film_median_brightness,
+                             style.film_gradient, style.film_shoulder_gradient)
+    image = characteristic_curve(exposure, speed, style.film_gradient, style.film_shoulder_gradient)
+    if style.lut_toe > 0:  # the skin line: tissue from lut_toe up (a cephalostat's soft-tissue filter keeps it grey)
+        tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
+        image = tissue * (style.lut_toe + (1.0 - style.lut_toe) * image)
+    if noise_rng is not None and style.film_grain_std > 0:
+        image = add_film_grain(image, style.film_grain_std, pixel_spacing_mm, noise_rng)
+    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
+    return image
 
 
 def _compression_gain(band: np.ndarray, exponent: float, knee: float, linear_below: float) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The parameters of each simulator domain, in three looks: "film" (default), "radiograph" and "legacy".
 
-- film: fitted to real skull films (benchmarks/fit_film_look.py; docs/simulator.md, "Against real skull films"),
-  scaling with the pitch as a detector does (quanta per pixel area, a PSF in mm): radiographic clinical-normal
-  and -exposure doses, fluoroscopy after a recursive filter for clinical-low, detail bands down to 0.3 mm where
-  the pixels resolve them with gains taken from the noise-free bands, the skin and facial profile grey above a
-  black open field (a film-like toe), fast wide filters for large views.
+- film: clinical-normal and -exposure are screen-film radiographs (screen_film.py: screen blur, quantum mottle,
+  the film's H&D curve, grain; no multi-scale equalisation) fitted to real skull films (benchmarks/fit_film_look.py;
+  docs/simulator.md, "Against real skull films"); clinical-low a processed fluoroscopy frame after a recursive
+  filter (detail bands down to 0.3 mm with gains taken from the noise-free bands, a grey toe). Everything scales
+  with the pitch as a detector does (quanta per pixel area, a PSF in mm); fast wide filters for large views.
 - radiograph: the look the bundled model was fine-tuned on (until it is retrained), kept byte for byte:
   scatter (and the simulator domains' veil) from the object only, the display window on the anatomy
   (direct exposure black), MUSICA-style compressed bands at fixed mm scales (docs/simulator.md, "The look").
@@ -68,6 +68,11 @@ class ClinicalStyle:
     band_linear_below: float = 0.0  # band amplitude (log units) below which the compression is linear (noise)
     gain_from_clean: bool = False  # True (film): band gains from the noise-free band (noise amplified linearly)
     noise_frames: float = 1.0  # frames a recursive temporal filter averages (fluoroscopy): quantum noise variance / it
+    screen_film: bool = False  # True (film look's normal, exposure): a screen-film radiograph (screen_film.py)
+    film_gradient: float = 2.5  # the H&D curve's toe side: 4 x its slope (grey per unit of ln exposure)
+    film_shoulder_gradient: float = 2.5  # the curve's (long) shoulder side, thin tissue: 4 x its slope
+    film_median_brightness: float = 0.8  # the speed point: the head's median attenuation shows at this grey
+    film_grain_std: float = 0.0  # film granularity: RMS normalised density at D_max, 0.15 mm pixels
 
 
 _SIM = dict(effective_energy_keV=55.0, haze_sigma_mm=45.0)
@@ -87,8 +92,8 @@ RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
                                        band_exponent=0.7, **_CLINICAL),
 }
 
-# Fitted to the Bolton-Brush lateral and PA skull films at 0.15 mm (benchmarks/fit_film_look.py; docs/simulator.md,
-# "Against real skull films"): quanta per pixel area and a detector PSF in mm (so the look scales with the pitch),
+# The film look's processed fluoroscopy (clinical-low; until issue 27's third round also normal and exposure, fitted
+# to the skull films): quanta per pixel area and a detector PSF in mm (so the look scales with the pitch),
 # bands at 0.3 and 0.6 mm where the pixels resolve them, gains that follow the noise-free bands, a grey toe.
 # A fluoroscopy frame after the usual recursive temporal filter, weight a = 0.25 on the new frame: the quantum noise
 # variance of a still scene falls to a / (2 - a), as if (2 - a) / a = 7 frames were averaged.
@@ -98,19 +103,30 @@ _FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.6, base_gain=0.2, s
              band_linear_below=0.003, detector_blur_px=1.0)  # not read: detector_psf_mm sets the blur
 _FILM_NORMAL = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
                     lut_slope=6.0, **_FILM)
+# clinical-normal and -exposure: screen-film radiographs (screen_film.py), fitted to the skull films by eye and by
+# benchmarks/fit_film_look.py (docs/simulator.md): the screen's PSF, quantum mottle at a film-screen dose, linear
+# detail bands for the development's edge (adjacency) effect and the films' finer anatomy than a 1 mm CT gives, the
+# H&D curve with the speed point at the head's median, film grain. Exposure: a slower detail system (a 0.1 mm
+# screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper film exposed one step darker.
+_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(3.0, 2.5, 1.8, 1.3, 1.0),
+                    fine_band_sigmas_mm=(0.3, 0.6), fine_band_gains=(3.0, 3.0), noise_per_pixel_area=True,
+                    fast_wide_blur=True, lut_toe=0.15, lut_slope=1.0, detector_blur_px=1.0,
+                    **_CLINICAL)  # lut_slope and detector_blur_px: not read (the H&D curve, detector_psf_mm)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
                               display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
     "sim-high": SimulatorStyle(haze_strength=0.45, render_scale=1.0, blur_px=0.6, white_noise_std=0.0,
                                display_range=(0.05, 0.82), fast_wide_blur=True, **_SIM),
-    # low: fluoroscopy at low dose (visibly noisy, as X-DigiSkull's); normal: a radiographic exposure, as the real
-    # skull films; exposure: more dose, 70 kVp, stronger detail enhancement
+    # low: fluoroscopy at low dose (visibly noisy, as X-DigiSkull's), digitally processed; normal: a screen-film
+    # radiograph, as the real skull films; exposure: a slower, sharper screen-film system at more dose, darker
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
                                   **_FILM_NORMAL, **_CLINICAL),
-    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), **_FILM_NORMAL, **_CLINICAL),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0),
-                                       band_gains=(2.9, 2.4, 2.6, 1.9, 1.2), fine_band_gains=(4.2, 4.2),
-                                       lut_slope=6.5, **_FILM, **_CLINICAL),
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.15,
+                                     film_gradient=2.5, film_shoulder_gradient=1.0, film_median_brightness=0.78,
+                                     film_grain_std=0.06, **_SCREEN_FILM),
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_psf_mm=0.1,
+                                       film_gradient=2.8, film_shoulder_gradient=1.1, film_median_brightness=0.7,
+                                       film_grain_std=0.03, **_SCREEN_FILM),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)

@@ -192,7 +192,7 @@ def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, vi
                         ct_path=None, lao_rao_deg: float | None = None,
                         cranial_caudal_deg: float | None = None, device: str = "cpu",
                         views: ViewOptions | None = None, look: str = DEFAULT_LOOK) -> Path:
-    """Write a PNG showing one subject and view in all five domains side by side, with labels."""
+    """Write a PNG (a JPEG for a .jpg path) of one subject and view in all five domains side by side, labelled."""
     from PIL import Image, ImageDraw
 
     rendered = simulate_view(seed, subject, view, size, ct_path, lao_rao_deg, cranial_caudal_deg, device,
@@ -210,7 +210,10 @@ def render_domain_strip(out_png: str | Path, seed: int = 0, subject: int = 0, vi
         draw.text((x + 4, 5), label, fill=0)
     draw.text((4, size + label_height - 14), f"LAO/RAO {lao:+.1f}  cran/caud {cran:+.1f}", fill=255)
     buffer = io.BytesIO()
-    strip.save(buffer, format="PNG")
     out = Path(out_png)
+    if out.suffix.lower() in (".jpg", ".jpeg"):  # a documentation picture of modest size
+        strip.save(buffer, format="JPEG", quality=85, optimize=True)
+    else:
+        strip.save(buffer, format="PNG")
     write_bytes_atomically(out, buffer.getvalue())
     return out

@@ -1,0 +1,71 @@
+"""The film look's clinical-normal and -exposure are screen-film radiographs: the H&D curve puts the skull in the
+bright toe and thin soft tissue on the grey shoulder, and the two modes differ as two film-screen systems do."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain
+from MedShiftLib.simulator.screen_film import characteristic_curve, film_speed_point
+from MedShiftLib.simulator.xray_physics import MATERIALS
+
+TISSUE, BONE = MATERIALS.index("soft_tissue"), MATERIALS.index("cortical_bone")
+
+
+def lateral_head(size: int = 96) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Line integrals of a lateral skull-like view: a cranium (15 g/cm^2 of brain behind 1.2 g/cm^2 of vault, with
+    brain-density blotches as a post-mortem CT's), a face of soft tissue (2-8 g/cm^2) and air around; and masks."""
+    yy, xx = (np.mgrid[:size, :size] + 0.5) / size
+    cranium = (yy - 0.42) ** 2 / 0.3 ** 2 + (xx - 0.45) ** 2 / 0.33 ** 2 < 1
+    face = ~cranium & ((yy - 0.72) ** 2 / 0.2 ** 2 + (xx - 0.62) ** 2 / 0.25 ** 2 < 1)
+    blotches = 0.6 * np.sin(yy * 40) * np.sin(xx * 37)  # +-0.6 g/cm^2 of brain-range texture
+    integrals = np.zeros((size, size, len(MATERIALS)))
+    integrals[..., TISSUE] = cranium * (15.0 + blotches) + face * (2.0 + 6.0 * np.clip((0.72 - xx) * 4, 0, 1))
+    integrals[..., BONE] = 1.2 * cranium
+    air = ~cranium & ~face & (np.hypot(yy - 0.5, xx - 0.5) > 0.48)
+    inner = cranium & ((yy - 0.42) ** 2 / 0.24 ** 2 + (xx - 0.45) ** 2 / 0.27 ** 2 < 1)
+    return integrals, {"cranium": inner, "face": face, "air": air}
+
+
+def render(domain: str, pitch: float, noise_seed: int | None = 1, look: str = "film"):
+    integrals, masks = lateral_head()
+    settings = replace(draw_domain_settings(domain, np.random.default_rng(0), look), heel=0.0)
+    rng = None if noise_seed is None else np.random.default_rng(noise_seed)
+    return render_domain(integrals, settings, pitch, rng).image, masks
+
+
+@pytest.mark.parametrize("domain", ["clinical-normal", "clinical-exposure"])
+def test_the_cranium_is_a_smooth_bright_area_and_the_face_grey(domain):
+    image, masks = render(domain, 2.5)
+    cranium, face = image[masks["cranium"]], image[masks["face"]]
+    # the cranium in the film's bright toe, its brain-range blotches flattened, the face grey on the shoulder (the
+    # previous, processed look: cranium 0.73 +- 0.10, face 0.32)
+    assert np.median(cranium) > 0.8 and cranium.std() < 0.09
+    assert np.median(cranium) - np.median(face) > 0.55
+    assert 0.1 < np.median(face) < 0.4 and image[masks["air"]].mean() < 0.01
+
+
+def test_normal_and_exposure_differ_at_the_training_pitch_in_density_and_noise():
+    noise, grey = {}, {}
+    for domain in ("clinical-normal", "clinical-exposure"):
+        noisy, masks = render(domain, 1.25)
+        clean, _ = render(domain, 1.25, None)
+        head = masks["cranium"] | masks["face"]
+        noise[domain] = float((noisy - clean)[head].std())
+        grey[domain] = float(np.median(clean[head]))
+    # exposure: a slower, finer-grained system at three times the dose, exposed darker
+    # (the previous look: noise 0.68 x, median grey 0.006 lower: nearly alike)
+    assert noise["clinical-exposure"] < 0.8 * noise["clinical-normal"]
+    assert grey["clinical-exposure"] < grey["clinical-normal"] - 0.04
+
+
+def test_the_characteristic_curve_is_monotonic_with_a_black_open_field_and_its_speed_point_holds():
+    attenuation = np.linspace(0.0, 6.0, 200)
+    tissue = np.ones_like(attenuation, dtype=bool)
+    speed = film_speed_point(attenuation, tissue, 0.8, 2.5, 1.0)
+    grey = characteristic_curve(attenuation, speed, 2.5, 1.0)
+    assert grey[0] == 0.0 and np.all(np.diff(grey) > 0) and grey[-1] > 0.95
+    assert np.interp(np.median(attenuation), attenuation, grey) == pytest.approx(0.8, abs=0.01)
+    # the long shoulder: thin tissue (0.5 ln units) stays above black, unlike a symmetric curve of the toe's gradient
+    assert np.interp(0.5, attenuation, grey) > 3 * np.interp(0.5, attenuation, characteristic_curve(
+        attenuation, film_speed_point(attenuation, tissue, 0.8, 2.5, 2.5), 2.5, 2.5))
