@@ -75,8 +75,11 @@ def displacement_lattice(shape_zyx: tuple[int, int, int], spacing_mm: tuple[floa
     middle = tuple(max(c, -(-n // 4)) for c, n in zip(coarse, shape_zyx))
     rng = np.random.default_rng(variation.deformation_seed)
     field = rng.normal(0.0, variation.deformation_mm, (3,) + coarse)
-    factors = [m / c for m, c in zip(middle, coarse)]
-    return np.stack([ndimage.zoom(c, factors, order=3, mode="nearest", grid_mode=False) for c in field], axis=-1)
+    # ndimage.zoom(order=3, mode="nearest", grid_mode=False) of each component, as the tensor product it is:
+    # one small matrix per axis (the zoom of each unit vector), much cheaper than the 64-tap 3-D evaluation
+    along = [np.stack([ndimage.zoom(unit, m / c, order=3, mode="nearest", grid_mode=False) for unit in np.eye(c)],
+                      axis=1) for c, m in zip(coarse, middle)]
+    return np.einsum("azyx,Zz,Yy,Xx->ZYXa", field, *along, optimize=True)
 
 
 def vary_hounsfield(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float], variation: AnatomyVariation,
