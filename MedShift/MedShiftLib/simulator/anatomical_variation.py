@@ -104,9 +104,9 @@ def vary_hounsfield(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float], 
         along_z = weights[0][z0:z0 + slab]
         nodes_z = _node_range(along_z)
         rows = node_needed[nodes_z].any(dim=0)  # lattice nodes (y, x) that some needed cell of the slab has
-        if not bool(rows.any()):
-            continue
         ys, xs = _needed_range(weights[1], rows.any(dim=1)), _needed_range(weights[2], rows.any(dim=0))
+        if ys is None or xs is None:
+            continue
         along_y, along_x = weights[1][ys], weights[2][xs]
         nodes_y, nodes_x = _node_range(along_y), _node_range(along_x)
         grid = torch.einsum("zyxc,Xx->zyXc", lattice[nodes_z, nodes_y, nodes_x], along_x[:, nodes_x])
@@ -172,10 +172,10 @@ def _interpolation_matrix(voxels: int, nodes: int) -> Tensor:
     return matrix
 
 
-def _needed_range(matrix: Tensor, needed_nodes: Tensor) -> slice:
-    """The voxels (rows of an interpolation matrix) that weigh any of `needed_nodes` (bools per node)."""
+def _needed_range(matrix: Tensor, needed_nodes: Tensor) -> slice | None:
+    """The voxels (rows of an interpolation matrix) that weigh any of `needed_nodes` (bools per node); None: none."""
     voxels = torch.nonzero((matrix[:, needed_nodes] > 0).any(dim=1)).flatten()
-    return slice(int(voxels[0]), int(voxels[-1]) + 1)
+    return slice(int(voxels[0]), int(voxels[-1]) + 1) if len(voxels) else None
 
 
 def _node_range(matrix: Tensor) -> slice:
