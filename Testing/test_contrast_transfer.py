@@ -72,6 +72,34 @@ def test_grey_level_mapping_in_single_precision_matches_double_with_flat_runs():
     assert torch.allclose(single.double(), double, atol=1e-6)
 
 
+def _direct_band_rms(images: torch.Tensor) -> list[float]:
+    """band_rms as first written: the detail bands by direct blurs (here in float64), rms per image, averaged."""
+    bands, _ = detail_bands(images.double(), BAND_SIGMAS_PX)
+    return [float(band.pow(2).mean(dim=(1, 2, 3)).sqrt().mean()) for band in bands]
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 56), (2, 37, 21)])  # 21 px: narrower than the widest blur's radius
+def test_band_rms_by_fft_equals_the_direct_blurs(shape):
+    images = smooth_fields(shape[0], 11, max(shape[1:]))[..., :shape[1], :shape[2]] + 0.05 * torch.randn(
+        shape[0], 1, *shape[1:], generator=torch.Generator().manual_seed(0))
+    direct = _direct_band_rms(images)
+    for chunk in (1, 2, 5):
+        assert band_rms(images, BAND_SIGMAS_PX, chunk=chunk) == pytest.approx(direct, rel=1e-6, abs=0)
+
+
+def test_measured_band_contrast_equals_each_pairs_mapping_then_direct_blurs():
+    images = {"sim": smooth_fields(3, 12, 40), "clinical": processed(smooth_fields(3, 13, 40)).clamp(-1, 1),
+              "flat": 0.5 * smooth_fields(2, 14, 40) - 0.3}
+    statistics = measure_domain_statistics(images, device="cpu")
+    for source in images:
+        for target in images:
+            mapped = map_grey_levels(images[source], statistics.quantiles[source], statistics.quantiles[target])
+            assert statistics.band_rms[source][target] == pytest.approx(_direct_band_rms(mapped), rel=1e-6, abs=0)
+        pooled = images[source].double().flatten().numpy()
+        assert statistics.quantiles[source] == pytest.approx(np.quantile(pooled, np.linspace(0, 1, QUANTILE_COUNT)),
+                                                             rel=1e-12, abs=1e-12)
+
+
 def test_gains_learnt_from_unpaired_images_undo_the_domains_processing():
     source, target = smooth_fields(12, seed=2), processed(smooth_fields(12, seed=3))  # different images
     contrast = measure_domain_statistics({"sim": source, "clinical": target})

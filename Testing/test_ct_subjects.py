@@ -67,6 +67,43 @@ def test_variation_makes_different_but_plausible_subjects():
     assert np.array_equal(vary_hounsfield(hu, SPACING, NO_VARIATION), hu.astype(np.float32))
 
 
+def _dense_variation(hu, spacing, variation):
+    """The variation as first written: 3-D spline zoom, affine grid plus the full-resolution displacement,
+    one grid_sample."""
+    import torch
+    import torch.nn.functional as F
+
+    from MedShiftLib.simulator.anatomical_variation import _rotation
+
+    shape = hu.shape
+    extent = np.asarray(shape, dtype=float) * np.asarray(spacing, dtype=float)[::-1]
+    coarse = tuple(int(max(4, np.ceil(e / variation.control_spacing_mm) + 1)) for e in extent)
+    middle = tuple(max(c, -(-n // 4)) for c, n in zip(coarse, shape))
+    control = np.random.default_rng(variation.deformation_seed).normal(0.0, variation.deformation_mm, (3,) + coarse)
+    lattice = np.stack([ndimage.zoom(c, [m / n for m, n in zip(middle, coarse)], order=3, mode="nearest",
+                                     grid_mode=False) for c in control])
+    half = (np.asarray(shape[::-1], dtype=float) - 1) / 2 * np.asarray(spacing, dtype=float)
+    inverse = _rotation(variation.rotation_deg).T / (variation.head_scale * np.asarray(variation.axis_scale))[None, :]
+    theta = np.concatenate([(inverse * half[None, :]) / half[:, None], np.zeros((3, 1))], axis=1)
+    grid = F.affine_grid(torch.as_tensor(theta[None], dtype=torch.float32), [1, 1, *shape], align_corners=True)[0]
+    lattice = torch.from_numpy(lattice.astype(np.float32))
+    field = F.interpolate(lattice[None], size=shape, mode="trilinear", align_corners=True)[0]
+    grid = grid + field.permute(1, 2, 3, 0) / torch.as_tensor(half, dtype=torch.float32)
+    volume = torch.from_numpy(hu.astype(np.float32) + 1000.0)[None, None]
+    return F.grid_sample(volume, grid[None], align_corners=True)[0, 0].numpy() - 1000.0
+
+
+def test_variation_equals_the_dense_resampling_and_leaves_air_exactly_air():
+    hu = np.full((60, 56, 72), -1000.0)  # the head in a corner, with air around it to skip
+    hu[:40, 16:, 32:] = remove_non_patient(_head_ct(holder=False), SPACING)
+    for k in range(3):
+        variation = draw_variation(np.random.default_rng(k))
+        dense, varied = _dense_variation(hu, SPACING, variation), vary_hounsfield(hu, SPACING, variation, slab=2)
+        assert np.abs(varied - dense).max() < 0.05  # HU: float32 rounding of the same map
+        assert (varied[dense == -1000.0] == -1000.0).all() and (varied == -1000.0).mean() > 0.5
+        assert np.array_equal(vary_hounsfield(hu, SPACING, variation), varied)
+
+
 def test_head_scale_scales_the_head_volume():
     hu = _head_ct(holder=False)
     bigger = vary_hounsfield(hu, SPACING, AnatomyVariation(head_scale=1.1))

@@ -59,3 +59,23 @@ def test_held_out_statistics_refuse_a_model_without_simulation_options_in_one_li
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "medshift domain-contrast" in done.stderr and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(("trained_on", "cuda_here", "measured_on"), [
+    ("cpu", True, "cpu"), ("cuda", True, "cuda"), ("cuda:0", True, "cuda"), ("auto", True, "cuda"),
+    ("cuda", False, "cpu"), ("auto", False, "cpu"), (None, True, "cpu")])
+def test_held_out_statistics_are_measured_on_cuda_only_when_the_run_trained_there_and_it_is_here(
+        monkeypatch, trained_on, cuda_here, measured_on):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from held_out_statistics import measurement_device
+
+    from MedShiftLib.engine.checkpoint import CheckpointInfo
+    from MedShiftLib.engine.network import UNetConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_here)
+    config = {} if trained_on is None else {"device": trained_on}
+    info = CheckpointInfo(config=UNetConfig(num_domains=1), domains=("sim-low",), resolution=32,
+                          provenance={"config": config})
+    assert measurement_device(info) == measured_on

@@ -36,9 +36,10 @@ DEFAULT_VIEWS = 200
 
 
 def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, workers: int = 0,
-                        ct_paths: list[str] | None = None) -> tuple[DomainStatistics, dict]:
+                        ct_paths: list[str] | None = None, device: str | None = None) -> tuple[DomainStatistics, dict]:
     """(statistics, provenance) measured on `views` held-out views of the model's --simulate options (`ct_paths`:
-    the prepared CTs when they are no longer where the run read them), rendered here or by `workers` processes."""
+    the prepared CTs when they are no longer where the run read them), rendered here or by `workers` processes,
+    their band contrast measured on `device` (default: `measurement_device`)."""
     record = info.provenance.get("simulate")
     if not record:
         raise MedShiftError("the model records no `medshift train --simulate` options, so its held-out views "
@@ -55,11 +56,21 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
                             "(.hu.npz) with --ct")
     seed = int(info.provenance.get("config", {}).get("seed", 0)) + VALIDATION_SEED_OFFSET
     images, labels = working_squares(render_views(options, seed, views, workers), info.resolution)
-    statistics = measure_domain_statistics({d: images[labels == i] for i, d in enumerate(options.domains)})
+    statistics = measure_domain_statistics({d: images[labels == i] for i, d in enumerate(options.domains)},
+                                           device=device or measurement_device(info))
     provenance = {"simulated": options.to_dict(), "look": options.look, "seed": seed, "views": views,
                   "images_per_domain": views, "resolution": info.resolution,
                   "measured_by": "scripts/held_out_statistics.py: held-out views rendered with the run's options"}
     return statistics, provenance
+
+
+def measurement_device(info: CheckpointInfo) -> str:
+    """"cuda" when the run trained on CUDA (or chose its device itself) and CUDA is here, else "cpu"."""
+    import torch
+
+    trained_on = str(info.provenance.get("config", {}).get("device", "cpu"))
+    wants_cuda = trained_on == "auto" or trained_on.startswith("cuda")
+    return "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
 
 
 def main() -> None:

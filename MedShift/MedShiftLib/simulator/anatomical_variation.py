@@ -17,8 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from torch import Tensor
 
 AIR_HU = -1000.0
+TISSUE_BLOCK = 4  # voxels per block side in the test of which output cells can reach tissue
 
 
 @dataclass(frozen=True)
@@ -61,41 +63,122 @@ def _rotation(rotation_deg: tuple[float, float, float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def displacement_field(shape_zyx: tuple[int, int, int], spacing_mm: tuple[float, float, float],
-                       variation: AnatomyVariation) -> torch.Tensor:
-    """Smooth displacement (mm) of every voxel, shape (z, y, x, 3) with components (x, y, z).
+def displacement_lattice(shape_zyx: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                         variation: AnatomyVariation) -> np.ndarray:
+    """The smooth displacement (mm) on a lattice a quarter as fine as the CT's, shape (mz, my, mx, 3), (x, y, z).
 
-    Gaussian control points ~`control_spacing_mm` apart, cubic-spline interpolated onto a grid a
-    quarter as fine as the CT's, then trilinearly onto the CT grid (cheap, and smooth at that scale).
+    Gaussian control points ~`control_spacing_mm` apart, cubic-spline interpolated onto the lattice, whose
+    nodes span the CT's grid corner to corner; between nodes the displacement is trilinear (smooth at that scale).
     """
     extent = np.asarray(shape_zyx, dtype=float) * np.asarray(spacing_mm, dtype=float)[::-1]
     coarse = tuple(int(max(4, math.ceil(e / variation.control_spacing_mm) + 1)) for e in extent)
     middle = tuple(max(c, -(-n // 4)) for c, n in zip(coarse, shape_zyx))
     rng = np.random.default_rng(variation.deformation_seed)
     field = rng.normal(0.0, variation.deformation_mm, (3,) + coarse)
-    factors = [m / c for m, c in zip(middle, coarse)]
-    smooth = np.stack([ndimage.zoom(c, factors, order=3, mode="nearest", grid_mode=False) for c in field])
-    full = F.interpolate(torch.from_numpy(smooth.astype(np.float32))[None], size=tuple(shape_zyx),
-                         mode="trilinear", align_corners=True)[0]
-    return full.permute(1, 2, 3, 0).contiguous()
+    # ndimage.zoom(order=3, mode="nearest", grid_mode=False) of each component, as the tensor product it is:
+    # one small matrix per axis (the zoom of each unit vector), much cheaper than the 64-tap 3-D evaluation
+    along = [np.stack([ndimage.zoom(unit, m / c, order=3, mode="nearest", grid_mode=False) for unit in np.eye(c)],
+                      axis=1) for c, m in zip(coarse, middle)]
+    return np.einsum("azyx,Zz,Yy,Xx->ZYXa", field, *along, optimize=True)
 
 
 def vary_hounsfield(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float], variation: AnatomyVariation,
-                    device: str | torch.device = "cpu") -> np.ndarray:
-    """The CT (HU [z, y, x], spacing (x, y, z) mm, centred) as seen in a subject with `variation`."""
+                    device: str | torch.device = "cpu", slab: int = 16) -> np.ndarray:
+    """The CT (HU [z, y, x], spacing (x, y, z) mm, centred) as seen in a subject with `variation`.
+
+    The map (affine and displacement) is composed on the displacement's lattice and interpolated trilinearly,
+    `slab` output slices at a time, only over the rectangle of the lattice cells whose source points can
+    reach a voxel that is not air: outside it every sample is air, exactly (`_cells_reaching_tissue`).
+    """
     hu = np.asarray(hu_zyx, dtype=np.float32)
     if variation.is_identity:
         return hu.copy()
     shape = tuple(int(n) for n in hu.shape)
+    lattice = torch.from_numpy(_composed_lattice(shape, spacing_mm, variation))  # float64, normalised source points
+    cell_needed = _cells_reaching_tissue(lattice, hu, shape)
+    node_needed = F.max_pool3d(F.pad(cell_needed[None, None].float(), (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
+    volume = torch.from_numpy(hu - AIR_HU).to(device)[None, None]  # air is 0, so padding with zeros is air
+    out = np.full(shape, AIR_HU, dtype=np.float32)
+    weights = [_interpolation_matrix(n, m) for n, m in zip(shape, lattice.shape[:3])]
+    for z0 in range(0, shape[0], slab):
+        along_z = weights[0][z0:z0 + slab]
+        nodes_z = _node_range(along_z)
+        rows = node_needed[nodes_z].any(dim=0)  # lattice nodes (y, x) that some needed cell of the slab has
+        ys, xs = _needed_range(weights[1], rows.any(dim=1)), _needed_range(weights[2], rows.any(dim=0))
+        if ys is None or xs is None:
+            continue
+        along_y, along_x = weights[1][ys], weights[2][xs]
+        nodes_y, nodes_x = _node_range(along_y), _node_range(along_x)
+        grid = torch.einsum("zyxc,Xx->zyXc", lattice[nodes_z, nodes_y, nodes_x], along_x[:, nodes_x])
+        grid = torch.einsum("zyXc,Yy->zYXc", grid, along_y[:, nodes_y])
+        grid = torch.einsum("zYXc,Zz->ZYXc", grid, along_z[:, nodes_z]).float()
+        sampled = F.grid_sample(volume, grid.to(device)[None], mode="bilinear", padding_mode="zeros",
+                                align_corners=True)
+        out[z0:z0 + slab, ys, xs] = sampled[0, 0].cpu().numpy() + AIR_HU
+    return out
+
+
+def _composed_lattice(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                      variation: AnatomyVariation) -> np.ndarray:
+    """Each lattice node's source point in grid_sample's normalised coordinates (align_corners): (mz, my, mx, 3)."""
     half = (np.asarray(shape[::-1], dtype=float) - 1) / 2 * np.asarray(spacing_mm, dtype=float)  # mm, (x, y, z)
     half = np.maximum(half, 1e-6)
     scale = variation.head_scale * np.asarray(variation.axis_scale, dtype=float)
     inverse = _rotation(variation.rotation_deg).T / scale[None, :]  # output mm -> source mm: undo scale, rotation
     theta = (inverse * half[None, :]) / half[:, None]  # the same map in normalised [-1, 1] coordinates
-    theta = torch.as_tensor(np.concatenate([theta, np.zeros((3, 1))], axis=1)[None], dtype=torch.float32)
-    grid = F.affine_grid(theta, [1, 1, *shape], align_corners=True)[0]  # (z, y, x, 3), components (x, y, z)
-    if variation.deformation_mm > 0:
-        grid = grid + displacement_field(shape, spacing_mm, variation) / torch.as_tensor(half, dtype=torch.float32)
-    volume = torch.from_numpy(hu - AIR_HU).to(device)[None, None]  # air is 0, so padding with zeros is air
-    out = F.grid_sample(volume, grid.to(device)[None], mode="bilinear", padding_mode="zeros", align_corners=True)
-    return (out[0, 0].cpu().numpy() + AIR_HU).astype(np.float32)
+    displacement = displacement_lattice(shape, spacing_mm, variation) if variation.deformation_mm > 0 else None
+    nodes = displacement.shape[:3] if displacement is not None else (2, 2, 2)
+    z, y, x = np.meshgrid(*(np.linspace(-1.0, 1.0, m) for m in nodes), indexing="ij")
+    composed = np.stack([x, y, z], axis=-1) @ theta.T  # affine maps are reproduced exactly by trilinear weights
+    return composed if displacement is None else composed + displacement / half
+
+
+def _cells_reaching_tissue(lattice: Tensor, hu: np.ndarray, shape: tuple[int, int, int]) -> Tensor:
+    """(mz-1, my-1, mx-1) bools: whether a lattice cell's voxels can sample a source voxel that is not air.
+
+    Trilinear weights make every voxel's source point a convex combination of its cell's 8 corners, so it
+    lies in their bounding box; its sample reads the voxels around it. A cell none of whose box (widened by
+    a voxel, and out to whole blocks of TISSUE_BLOCK voxels) holds anything but air gives air everywhere; a
+    3-D prefix sum over the blocks counts the box's tissue.
+    """
+    sizes = torch.tensor(shape[::-1], dtype=torch.float64)  # (x, y, z)
+    points = (lattice + 1) / 2 * (sizes - 1)  # source voxel coordinates
+    corners = points.permute(3, 0, 1, 2)[None]
+    low = -F.max_pool3d(-corners, 2, stride=1)[0].permute(1, 2, 3, 0)
+    high = F.max_pool3d(corners, 2, stride=1)[0].permute(1, 2, 3, 0)
+    first = torch.floor(low - 1e-3).clamp(min=0).minimum(sizes).long()  # first voxel read, (x, y, z)
+    stop = (torch.floor(high + 1e-3) + 2).clamp(min=0).minimum(sizes).long()  # one past the last voxel read
+    first, stop = first // TISSUE_BLOCK, -(-stop // TISSUE_BLOCK)  # in whole blocks
+    tissue = torch.from_numpy(hu != AIR_HU)[None, None].to(torch.float32)
+    blocks = F.max_pool3d(tissue, TISSUE_BLOCK, ceil_mode=True)[0, 0].to(torch.int64)
+    prefix = F.pad(blocks.cumsum(0).cumsum(1).cumsum(2), (1, 0, 1, 0, 1, 0))
+    count = torch.zeros(first.shape[:3], dtype=torch.int64)
+    for corner in range(8):
+        pick = [stop[..., c] if corner >> c & 1 else first[..., c] for c in range(3)]  # x, y, z
+        sign = -1 if (3 - bin(corner).count("1")) % 2 else 1
+        count += sign * prefix[pick[2], pick[1], pick[0]]
+    return count > 0
+
+
+def _interpolation_matrix(voxels: int, nodes: int) -> Tensor:
+    """(voxels, nodes) float64: trilinear (align_corners) weights of the lattice nodes along one axis."""
+    position = torch.arange(voxels, dtype=torch.float64) * ((nodes - 1) / max(voxels - 1, 1))
+    cell = position.floor().long().clamp(0, max(nodes - 2, 0))
+    weight = position - cell
+    matrix = torch.zeros(voxels, nodes, dtype=torch.float64)
+    rows = torch.arange(voxels)
+    matrix[rows, cell] += 1 - weight
+    matrix[rows, (cell + 1).clamp(max=nodes - 1)] += weight
+    return matrix
+
+
+def _needed_range(matrix: Tensor, needed_nodes: Tensor) -> slice | None:
+    """The voxels (rows of an interpolation matrix) that weigh any of `needed_nodes` (bools per node); None: none."""
+    voxels = torch.nonzero((matrix[:, needed_nodes] > 0).any(dim=1)).flatten()
+    return slice(int(voxels[0]), int(voxels[-1]) + 1) if len(voxels) else None
+
+
+def _node_range(matrix: Tensor) -> slice:
+    """The lattice nodes with a weight in an interpolation matrix's rows."""
+    nodes = torch.nonzero((matrix != 0).any(dim=0)).flatten()
+    return slice(int(nodes[0]), int(nodes[-1]) + 1)
