@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from .cone_beam_projector import MaterialVolume
 from .xray_physics import DENSITY, MATERIALS
@@ -22,6 +23,14 @@ PHANTOM_EXTENT_MM = (190.0, 236.0, 250.0)
 
 # Anatomy point (LPS mm, phantom frame) that sits at the C-arm isocentre: mid-brain above the sella.
 ISOCENTRE_IN_PHANTOM_MM = (0.0, 0.0, 16.0)
+
+# Width (standard deviation, in voxels) of the Gaussian edge the vault's surfaces are painted with. The
+# 1-voxel linear ramp of the other shapes (0.29 voxel) lets the projector's trilinear interpolation turn each
+# thin, wide shell of the vault, crossed obliquely by tilted rays, into concentric terraces (issue 27; see
+# docs/simulator.md, "Rings in the phantom's vault"). Small shapes keep the ramp: a Gaussian edge would add
+# mass to them (about 3 sigma^2 / r^2 of a sphere's), and they make no terraces.
+EDGE_SIGMA_VOXELS = 0.8
+SOFT_EDGE_MARGIN_VOXELS = 5.0 * EDGE_SIGMA_VOXELS  # where the Gaussian edge has fallen below 1e-6
 
 # Fill vectors: g/cm^3 of (soft_tissue, cortical_bone, enamel) in a voxel fully inside a shape.
 AIR = np.zeros(3, np.float32)
@@ -49,13 +58,14 @@ class _Canvas:
         self.axes = [((np.arange(k) - (k - 1) / 2) * self.h).astype(np.float32) for k in n]
         self.densities = np.zeros((len(MATERIALS), n[2], n[1], n[0]), np.float32)
 
-    def box(self, lower, upper) -> tuple[tuple[slice, slice, slice], tuple[np.ndarray, ...]] | None:
-        """Index slices (z, y, x) and broadcastable coordinates (x, y, z) of an mm bounding box."""
+    def box(self, lower, upper, margin_voxels: float = 2.0
+            ) -> tuple[tuple[slice, slice, slice], tuple[np.ndarray, ...]] | None:
+        """Index slices (z, y, x) and broadcastable coordinates (x, y, z) of an mm bounding box plus a margin."""
         slices, coords = [], []
         for a in range(3):
             ax = self.axes[a]
-            i0 = int(np.searchsorted(ax, lower[a] - 2 * self.h))
-            i1 = int(np.searchsorted(ax, upper[a] + 2 * self.h))
+            i0 = int(np.searchsorted(ax, lower[a] - margin_voxels * self.h))
+            i1 = int(np.searchsorted(ax, upper[a] + margin_voxels * self.h))
             if i1 <= i0:
                 return None
             slices.append(slice(i0, i1))
@@ -66,13 +76,24 @@ class _Canvas:
         return (slices[2], slices[1], slices[0]), (x, y, z)
 
     def coverage(self, signed_distance: np.ndarray) -> np.ndarray:
-        """Partial-volume fraction of a voxel inside a shape from its signed distance (mm)."""
+        """Partial-volume fraction of a voxel inside a shape from its signed distance (mm): a 1-voxel ramp."""
         return np.clip(0.5 - signed_distance / self.h, 0.0, 1.0)
 
-    def paint(self, index, fraction: np.ndarray, fill: np.ndarray) -> None:
-        """Blend a fill into the voxels of `index` with a per-voxel fraction."""
+    def soft_coverage(self, signed_distance: np.ndarray) -> np.ndarray:
+        """The same with a Gaussian edge (EDGE_SIGMA_VOXELS), for wide thin shells that oblique rays cross."""
+        scale = np.float32(-1.0 / (EDGE_SIGMA_VOXELS * self.h))
+        return special.ndtr(signed_distance * scale).astype(np.float32, copy=False)
+
+    def paint(self, index, fraction: np.ndarray, fill: np.ndarray, within: np.ndarray | None = None) -> None:
+        """Blend a fill into the voxels of `index` with a per-voxel fraction.
+
+        `within`: the fill of the shape just painted that this one lies inside (a nested layer: a table of the
+        vault): the layer replaces that fill only (new = old + fraction * (fill - within)),
+        so a layer thinner than the soft edges keeps its mass instead of gaining the overlap of the two edges.
+        """
         region = self.densities[(slice(None),) + tuple(index)]
-        region += fraction[None] * (fill[:, None, None, None] - region)
+        replaced = region if within is None else within[:, None, None, None]
+        region += fraction[None] * (fill[:, None, None, None] - replaced)
 
 
 def _ellipsoid_distance(x, y, z, centre, axes):
@@ -187,7 +208,7 @@ def _cranial_floor(x, y, c, axes):
 
 def _paint_cranium(canvas: _Canvas, anatomy: HeadAnatomy, c, axes) -> float:
     """Vault with outer table, diploe and inner table; returns the skull-base height at y = 0."""
-    box = canvas.box(np.subtract(c, axes), np.add(c, axes))
+    box = canvas.box(np.subtract(c, axes), np.add(c, axes), SOFT_EDGE_MARGIN_VOXELS)
     index, (x, y, z) = box
     distance, r = _ellipsoid_distance(x, y, z, c, axes)
     depth = -distance  # mm below the outer surface, along the radius
@@ -205,13 +226,15 @@ def _paint_cranium(canvas: _Canvas, anatomy: HeadAnatomy, c, axes) -> float:
     t_inner = anatomy.inner_table_mm * np.sqrt(modulation)
     # cranial floor: anterior fossa high, middle fossae lower at the sides, posterior fossa lowest
     base = _cranial_floor(x, y, c, axes)
-    above = np.clip(0.5 + (z - base) / canvas.h, 0.0, 1.0)
-    inside = canvas.coverage(distance)
+    soft = canvas.soft_coverage
+    above = soft(base - z)
+    inside = soft(distance)
     canvas.paint(index, inside * above, CORTICAL)
-    canvas.paint(index, canvas.coverage(t_outer - depth) * above, cancellous(anatomy.diploe_bone_fraction))
-    canvas.paint(index, canvas.coverage(t_outer + t_diploe - depth) * above, CORTICAL)
-    brain_floor = np.clip(0.5 + (z - base - 2.5) / canvas.h, 0.0, 1.0)
-    canvas.paint(index, canvas.coverage(t_outer + t_diploe + t_inner - depth) * brain_floor, BRAIN)
+    diploe = cancellous(anatomy.diploe_bone_fraction)  # nested layers: each replaces the one around it
+    canvas.paint(index, soft(t_outer - depth) * above, diploe, within=CORTICAL)
+    canvas.paint(index, soft(t_outer + t_diploe - depth) * above, CORTICAL, within=diploe)
+    brain_floor = soft(base + 2.5 - z)
+    canvas.paint(index, soft(t_outer + t_diploe + t_inner - depth) * brain_floor, BRAIN, within=CORTICAL)
     return float(c[2] - 0.30 * axes[2])
 
 
