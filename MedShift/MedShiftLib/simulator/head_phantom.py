@@ -1,10 +1,11 @@
 """Procedural 3-D head phantom with per-subject variation, as partial material densities on a grid.
 
 The head is built by painting smooth (partial-volume, anti-aliased) shapes one after another onto
-a voxel grid: scalp and neck soft tissue, a cranial vault with outer table / diploe / inner table
-of varying thickness, skull base with petrous ridges, brain, orbits, frontal/maxillary/sphenoid
-sinuses and nasal cavity (air), maxilla and zygomatic arches, mandible, teeth (enamel crowns on
-dentine), pharynx and cervical vertebrae C1-C6. Coordinates are LPS mm (x left, y posterior,
+a voxel grid (the vault's surfaces with wider, Gaussian edges against projection terraces): scalp
+and neck soft tissue, a cranial vault with outer table / diploe / inner table of varying thickness,
+skull base with petrous ridges, brain, orbits, frontal/maxillary/sphenoid sinuses and nasal cavity
+(air), maxilla and zygomatic arches, mandible, teeth (enamel crowns on dentine), pharynx and
+cervical vertebrae C1-C6. Coordinates are LPS mm (x left, y posterior,
 z superior) with the isocentre near the sella. Densities follow ICRU-46 (see xray_physics).
 """
 from __future__ import annotations
@@ -87,9 +88,9 @@ class _Canvas:
     def paint(self, index, fraction: np.ndarray, fill: np.ndarray, within: np.ndarray | None = None) -> None:
         """Blend a fill into the voxels of `index` with a per-voxel fraction.
 
-        `within`: the fill of the shape just painted that this one lies inside (a nested layer: a table of the
-        vault): the layer replaces that fill only (new = old + fraction * (fill - within)),
-        so a layer thinner than the soft edges keeps its mass instead of gaining the overlap of the two edges.
+        `within`: the fill of the shape just painted that this one lies inside (a nested layer, as the vault's
+        tables): the layer replaces that fill only (new = old + fraction * (fill - within)), so a layer thinner
+        than soft edges keeps its mass instead of gaining the overlap of its two edges.
         """
         region = self.densities[(slice(None),) + tuple(index)]
         replaced = region if within is None else within[:, None, None, None]
