@@ -69,3 +69,26 @@ def test_the_characteristic_curve_is_monotonic_with_a_black_open_field_and_its_s
     # the long shoulder: thin tissue (0.5 ln units) stays above black, unlike a symmetric curve of the toe's gradient
     assert np.interp(0.5, attenuation, grey) > 3 * np.interp(0.5, attenuation, characteristic_curve(
         attenuation, film_speed_point(attenuation, tissue, 0.8, 2.5, 2.5), 2.5, 2.5))
+
+
+@pytest.mark.parametrize("domain", ["clinical-normal", "clinical-exposure"])
+@pytest.mark.parametrize("tissue_g_cm2", [0.0, 0.5])
+def test_a_view_with_little_or_no_anatomy_renders_finite_in_the_film_look(domain, tissue_g_cm2):
+    # all air, or a thin sheet of tissue: the speed point cannot bring the median to the target grey (it used to
+    # end at the search's bound, where the open field's grey rounds to 1 and the curve was 0/0: NaN everywhere)
+    integrals = np.zeros((48, 48, len(MATERIALS)))
+    integrals[12:36, 12:36, TISSUE] = tissue_g_cm2
+    settings = replace(draw_domain_settings(domain, np.random.default_rng(0), "film"), heel=0.0)
+    image = render_domain(integrals, settings, 2.5, np.random.default_rng(1)).image
+    assert np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
+    assert image.mean() < 0.5  # air (and a thin sheet) shows dark, as on a film
+
+
+def test_the_curve_stays_finite_where_the_open_field_lies_deep_in_the_toe():
+    attenuation = np.linspace(0.0, 3.0, 31)
+    speed = film_speed_point(np.zeros((8, 8)), np.zeros((8, 8), bool), 0.78, 2.5, 1.0)
+    grey = characteristic_curve(attenuation, speed, 2.5, 1.0)
+    assert np.isfinite(grey).all() and grey[0] == 0.0 and np.all(np.diff(grey) > 0)
+    # however far the speed point: the toe's tail, 1 - exp(-gradient * attenuation)
+    np.testing.assert_allclose(characteristic_curve(attenuation, -40.0, 2.5, 1.0), 1 - np.exp(-2.5 * attenuation),
+                               atol=1e-6)

@@ -19,17 +19,23 @@ scan shows density as grey (bright = clear film = little exposure = dense anatom
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import log_expit
 
 # Pixel side (mm) at which ClinicalStyle.film_grain_std gives the RMS of the normalised density at D_max.
 GRAIN_REFERENCE_MM = 0.15
 # ln-attenuation over which the curve's slope turns from the shoulder's to the toe's around the speed point.
 SHOULDER_BLEND = 0.5
+# Lowest speed point (ln-attenuation): below it the curve no longer changes (the whole view in the toe's tail,
+# grey 1 - exp(-film_gradient * attenuation)); a view too thin to reach the target grey (little or no anatomy)
+# gets it.
+LOWEST_SPEED_POINT = -5.0
 
 
 def film_speed_point(clean_log: np.ndarray, tissue: np.ndarray, median_brightness: float, gradient: float,
                      shoulder_gradient: float) -> float:
     """ln-attenuation at which the H&D curve is half-way, such that the head's median (noise-free, over `tissue`)
-    shows at the grey `median_brightness` (the curve rises with attenuation: bisection)."""
+    shows at the grey `median_brightness` (the curve rises with attenuation: bisection); LOWEST_SPEED_POINT when
+    that grey cannot be reached (a view with little or no anatomy)."""
     median = float(np.median(clean_log[tissue] if tissue.any() else clean_log))
     low, high = median - 20.0, median + 20.0
     for _ in range(50):
@@ -38,7 +44,7 @@ def film_speed_point(clean_log: np.ndarray, tissue: np.ndarray, median_brightnes
             low = speed  # the median too bright: the speed point moves up
         else:
             high = speed
-    return (low + high) / 2
+    return max((low + high) / 2, LOWEST_SPEED_POINT)
 
 
 def _logit_of_grey(relative: np.ndarray, gradient: float, shoulder_gradient: float) -> np.ndarray:
@@ -51,11 +57,13 @@ def _logit_of_grey(relative: np.ndarray, gradient: float, shoulder_gradient: flo
 def characteristic_curve(attenuation: np.ndarray, speed_point: float, gradient: float,
                          shoulder_gradient: float) -> np.ndarray:
     """Displayed grey of the film (0: D_max, black; 1: base + fog, clear) at ln-attenuation `attenuation`
-    relative to the open field; the open field (attenuation 0 or less) is black."""
-    def clear(a):
-        return 1.0 / (1.0 + np.exp(-_logit_of_grey(a - speed_point, gradient, shoulder_gradient)))
-    open_field = clear(np.float64(0.0))
-    return np.clip((clear(attenuation) - open_field) / (1.0 - open_field), 0.0, 1.0)
+    relative to the open field; the open field (attenuation 0 or less) is black.
+
+    (s(a) - s(0)) / (1 - s(0)) for the logistic s, written as 1 - expit(-x_a) / expit(-x_0) in logs so that it
+    stays finite when the open field lies deep in the toe (s(0) rounds to 1)."""
+    def log_dark(a):
+        return log_expit(-_logit_of_grey(a - speed_point, gradient, shoulder_gradient))
+    return np.clip(1.0 - np.exp(log_dark(attenuation) - log_dark(np.float64(0.0))), 0.0, 1.0)
 
 
 def add_film_grain(grey: np.ndarray, grain_std: float, pixel_spacing_mm: float,
