@@ -79,3 +79,32 @@ def test_held_out_statistics_are_measured_on_cuda_only_when_the_run_trained_ther
     info = CheckpointInfo(config=UNetConfig(num_domains=1), domains=("sim-low",), resolution=32,
                           provenance={"config": config})
     assert measurement_device(info) == measured_on
+
+
+@pytest.mark.parametrize("provenance", [{"simulate": "x"}, {"simulate": ["film"]}, {"look": ["film"]},
+                                        {"simulate": {"look": 3}}])
+def test_a_hand_edited_look_record_stops_the_demo_with_one_line_that_says_what_to_do(tmp_path, capsys, provenance):
+    model = _model_with(tmp_path / "edited.safetensors", provenance)
+    assert main(["demo", "--out", str(tmp_path / "o"), "--model", str(model), "--phantom"]) != 0
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "re-package the model" in error and "--look" in error, error
+    assert not (tmp_path / "o" / "input_sim-low.png").exists()
+    # the remedy works: the look given on the command line needs no record
+    assert _demo_input(model, tmp_path / "g", "--look", "film").shape[0] > 0
+
+
+@pytest.mark.parametrize("provenance", [{"config": "x", "simulate": {"look": "film"}}, {"simulate": "x"},
+                                        {"simulate": {"look": "film", "views": 3, "no_such_option": 1}},
+                                        {"config": {"seed": "x"}, "simulate": {"look": "film"}}])
+def test_held_out_statistics_refuse_a_hand_edited_provenance_with_a_project_error(provenance):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from held_out_statistics import held_out_statistics, measurement_device
+
+    from MedShiftLib.engine.checkpoint import CheckpointInfo
+    from MedShiftLib.engine.network import UNetConfig
+
+    info = CheckpointInfo(config=UNetConfig(num_domains=1), domains=("sim-low",), resolution=32,
+                          provenance=provenance)
+    with pytest.raises(MedShiftError, match="re-package the model"):
+        measurement_device(info)
+        held_out_statistics(info, views=1)

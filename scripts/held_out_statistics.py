@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from MedShiftLib.engine.checkpoint import CheckpointInfo, read_checkpoint_info  # noqa: E402
+from MedShiftLib.engine.checkpoint import CheckpointInfo, provenance_section, read_checkpoint_info  # noqa: E402
 from MedShiftLib.engine.domain_statistics import DomainStatistics, write_statistics  # noqa: E402
 from MedShiftLib.errors import MedShiftError  # noqa: E402
 from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics  # noqa: E402
@@ -40,21 +40,28 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
     """(statistics, provenance) measured on `views` held-out views of the model's --simulate options (`ct_paths`:
     the prepared CTs when they are no longer where the run read them), rendered here or by `workers` processes,
     their band contrast measured on `device` (default: `measurement_device`)."""
-    record = info.provenance.get("simulate")
+    record = provenance_section(info, "simulate")
     if not record:
         raise MedShiftError("the model records no `medshift train --simulate` options, so its held-out views "
                             "cannot be rendered; measure its statistics on its training folder with "
                             "`medshift domain-contrast --model MODEL --data DATA_DIR`")
     if views < 1:
         raise MedShiftError(f"--views must be at least 1, got {views}")
-    options = SimulationOptions.from_dict(record)
+    try:
+        options = SimulationOptions.from_dict(record)
+    except (TypeError, ValueError) as exc:
+        raise MedShiftError(f"the model's recorded --simulate options cannot be read ({exc}); re-package the "
+                            "model, or measure its statistics with `medshift domain-contrast`") from None
     options = replace(options, ct_paths=tuple(ct_paths) if ct_paths else options.ct_paths,
                       look=trained_look(info) or options.look)
     missing = [path for path in options.ct_paths if not Path(path).is_file()]
     if missing:
         raise MedShiftError(f"{missing[0]}: a CT the model was trained on is not there; give the prepared CTs "
                             "(.hu.npz) with --ct")
-    seed = int(info.provenance.get("config", {}).get("seed", 0)) + VALIDATION_SEED_OFFSET
+    seed = provenance_section(info, "config").get("seed", 0)
+    if not isinstance(seed, int):
+        raise MedShiftError(f"the model's recorded training seed {seed!r} is not a whole number; re-package the model")
+    seed += VALIDATION_SEED_OFFSET
     images, labels = working_squares(render_views(options, seed, views, workers), info.resolution)
     statistics = measure_domain_statistics({d: images[labels == i] for i, d in enumerate(options.domains)},
                                            device=device or measurement_device(info))
@@ -68,7 +75,7 @@ def measurement_device(info: CheckpointInfo) -> str:
     """"cuda" when the run trained on CUDA (or chose its device itself) and CUDA is here, else "cpu"."""
     import torch
 
-    trained_on = str(info.provenance.get("config", {}).get("device", "cpu"))
+    trained_on = str(provenance_section(info, "config").get("device", "cpu"))
     wants_cuda = trained_on == "auto" or trained_on.startswith("cuda")
     return "cuda" if wants_cuda and torch.cuda.is_available() else "cpu"
 

@@ -274,6 +274,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device, memory_format=network_memory_format(device)).eval(), info
 
 
+def provenance_section(info: CheckpointInfo, key: str, remedy: str = "re-package the model") -> dict:
+    """The provenance's JSON object `key` ({} when absent or null); CheckpointError (one line, ending in `remedy`)
+    when a hand-edited or hostile file holds something else there."""
+    value = info.provenance.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"the model's provenance field {key!r} is a {type(value).__name__}, not a JSON object: "
+                              f"its metadata was edited or damaged; {remedy}")
+    return value
+
+
 def _divergence_hint(info: CheckpointInfo) -> str:
     """", or the training that wrote it diverged" when the recorded loss is not a finite number, else ""."""
     loss = info.provenance.get("metrics", {}).get("loss") if isinstance(info.provenance.get("metrics"), dict) else None

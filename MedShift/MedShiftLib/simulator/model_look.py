@@ -7,15 +7,20 @@ domain_styles.BUNDLED_MODEL_LOOK (the shipped model, fine-tuned on a data folder
 """
 from __future__ import annotations
 
-from ..engine.checkpoint import CheckpointInfo
-from ..errors import MedShiftError
+from ..engine.checkpoint import CheckpointInfo, provenance_section
+from ..errors import CheckpointError, MedShiftError
 from .domain_styles import BUNDLED_MODEL_LOOK, LOOKS
+
+REMEDY = f"re-package the model, or give the look ({', '.join(LOOKS)}) with --look where the command has it"
 
 
 def trained_look(info: CheckpointInfo) -> str | None:
-    """The look recorded in the model's provenance, or None when it records none (a data-folder run)."""
-    provenance = info.provenance or {}
-    look = provenance.get("look") or (provenance.get("simulate") or {}).get("look")
+    """The look recorded in the model's provenance, or None when it records none (a data-folder run);
+    MedShiftError for one this version lacks, CheckpointError for a record that is not a look's name."""
+    look = info.provenance.get("look") or provenance_section(info, "simulate", REMEDY).get("look")
+    if look is not None and not isinstance(look, str):
+        raise CheckpointError(f"the model records its simulator look as {look!r:.60}, not a look's name: its "
+                              f"metadata was edited or damaged; {REMEDY}")
     if look is not None and look not in LOOKS:
         raise MedShiftError(f"the model was trained in the simulator look {look!r}, which this version does not "
                             f"have ({', '.join(LOOKS)}); use a MedShift version that has it")
