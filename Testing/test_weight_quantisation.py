@@ -147,3 +147,32 @@ def test_the_packaging_script_writes_int8_weights_on_request_and_float16_by_defa
         assert load_checkpoint(out)[1].provenance == info.provenance
         sizes[weights] = out.stat().st_size
     assert sizes["int8"] < 0.65 * sizes["float16"]
+
+
+def test_int8_saving_names_float16_for_a_small_tensor_that_overflows_it(tmp_path):
+    model, info = _model_and_info()
+    state = dict(model.state_dict())
+    state["head.bias"] = torch.full_like(state["head.bias"], 1e6)  # small: kept in float16, whose largest is 65504
+    with pytest.raises(ValueError, match=r"weights head.bias do not fit torch.float16; save them in float32"):
+        save_checkpoint(tmp_path / "m.safetensors", state, info, weights_dtype=torch.int8)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("change_tensors, message", [
+    (lambda t: t.update({"bogus.weight": torch.ones(80, 80, dtype=torch.int8),
+                         "bogus.weight" + SCALE_SUFFIX: torch.ones(80)}), "unexpected weights: bogus.weight"),
+    (lambda t: t.update({CONV: t[CONV][:40].clone(), CONV + SCALE_SUFFIX: t[CONV + SCALE_SUFFIX][:40].clone()}),
+     f"shape mismatch: {CONV} (40, 80, 3, 3) != (80, 80, 3, 3)"),
+], ids=["unknown-name", "wrong-shape"])
+def test_int8_weights_that_do_not_fit_the_model_are_refused_before_any_is_dequantised(int8_checkpoint, monkeypatch,
+                                                                                     change_tensors, message):
+    from MedShiftLib.engine import weight_quantisation
+
+    path, _ = int8_checkpoint
+    _rewrite(path, change_tensors)
+    dequantised = []
+    real = weight_quantisation._dequantised
+    monkeypatch.setattr(weight_quantisation, "_dequantised", lambda *a: dequantised.append(a[1]) or real(*a))
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_checkpoint(path)
+    assert dequantised == []

@@ -54,6 +54,7 @@ from .network import UNetConfig, VelocityUNet, count_parameters
 from .weight_quantisation import (
     FLOAT_WEIGHTS,
     INT8_WEIGHTS,
+    SCALE_SUFFIX,
     WEIGHTS_FORMAT_KEY,
     checked_weights_format,
     float32_weights,
@@ -154,8 +155,9 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], info:
         tensors = {k: stored_weight(v, weights_dtype) for k, v in state_dict.items()}
     overflowed = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
                   and torch.isfinite(state_dict[k]).all()]
-    if overflowed:
-        raise ValueError(f"weights {', '.join(overflowed[:3])} do not fit {weights_dtype}; save them in float32")
+    if overflowed:  # int8 storage keeps its small tensors, the only ones that can overflow, in float16
+        stored_in = torch.float16 if weights_dtype == torch.int8 else weights_dtype
+        raise ValueError(f"weights {', '.join(overflowed[:3])} do not fit {stored_in}; save them in float32")
     path = Path(path)
     save_safetensors_atomically(tensors, metadata, path)
     if info.statistics is not None:
@@ -248,23 +250,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from None
+    model = VelocityUNet(info.config)
+    # names and shapes first (an int8 weight keeps its shape; its scale is checked with it), so nothing is
+    # dequantised for a file that does not fit the model
+    _check_weights_match(path, model.state_dict(), {k: v for k, v in tensors.items() if not k.endswith(SCALE_SUFFIX)})
     # float16 and int8 files (the bundled model) are computed in float32; checked for NaN/inf after the cast
     tensors = float32_weights(path, tensors, checked_weights_format(path, read_metadata(path)))
-    model = VelocityUNet(info.config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                  if k in tensors and tensors[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"unexpected weights: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    if mismatched:
-        problems.append(f"shape mismatch: {', '.join(mismatched[:5])}{' ...' if len(mismatched) > 5 else ''}")
-    if problems:
-        raise CheckpointError(f"{path}: weights do not match its model config ({'; '.join(problems)})")
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "
@@ -284,6 +275,23 @@ def provenance_section(info: CheckpointInfo, key: str, remedy: str = "re-package
         raise CheckpointError(f"the model's provenance field {key!r} is a {type(value).__name__}, not a JSON object: "
                               f"its metadata was edited or damaged; {remedy}")
     return value
+
+
+def _check_weights_match(path: Path, expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> None:
+    """CheckpointError naming the missing, unexpected and misshapen weights of `stored` against the model's."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    mismatched = [f"{k} {tuple(stored[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+                  if k in stored and stored[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected weights: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+    if mismatched:
+        problems.append(f"shape mismatch: {', '.join(mismatched[:5])}{' ...' if len(mismatched) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"{path}: weights do not match its model config ({'; '.join(problems)})")
 
 
 def _divergence_hint(info: CheckpointInfo) -> str:
