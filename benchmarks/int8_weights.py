@@ -9,7 +9,7 @@ temporary folder), at the default setting and with the network alone (the defaul
 steps, post-processing off); largest and mean absolute difference as a fraction of the output's range.
 `--pictures DIR` writes each pair side by side with the difference x 20 (PNG, for looking, not committing).
 
-Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/int8_weights.py [FP16.safetensors] [--pictures DIR]
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/int8_weights.py [FP16.safetensors] [--pictures DIR]
 (default: the bundled model)
 """
 from __future__ import annotations
