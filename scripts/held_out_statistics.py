@@ -60,7 +60,8 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
                             "(.hu.npz) with --ct")
     seed = provenance_section(info, "config").get("seed", 0)
     if not isinstance(seed, int):
-        raise MedShiftError(f"the model's recorded training seed {seed!r} is not a whole number; re-package the model")
+        raise MedShiftError(f"the model's recorded training seed {seed!r:.60} is not a whole number; "
+                            "re-package the model")
     seed += VALIDATION_SEED_OFFSET
     images, labels = working_squares(render_views(options, seed, views, workers), info.resolution)
     statistics = measure_domain_statistics({d: images[labels == i] for i, d in enumerate(options.domains)},
