@@ -4,8 +4,10 @@ CPU fallback resuming the same run, and a chunk cut short by its time limit; `pr
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from MedShiftLib.engine.checkpoint import load_checkpoint, read_checkpoint_info,
 from MedShiftLib.engine.weight_quantisation import INT8_WEIGHTS, WEIGHTS_FORMAT_KEY
 from MedShiftLib.simulator.model_look import model_look
 from MedShiftLib.simulator.subjects import read_prepared_ct, write_prepared_ct
+from MedShiftLib.training.state import read_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_bundled_gpu.sh"
@@ -110,3 +113,44 @@ def test_prepare_uses_fetched_ct_at_full_resolution_and_falls_back_to_the_shippe
     assert "1.25 x 1.25 x 1.50 mm" in listed[1] and "fetch-ct cranium" in listed[1]
     hounsfield, spacing = read_prepared_ct(cts / "visible_human_head_ct.hu.npz")
     assert spacing == (2.0, 2.0, 2.0) and np.percentile(hounsfield, 99) > 500  # bone in it
+
+
+def _train_command(run: Path, cts: Path, steps: int) -> list[str]:
+    return [sys.executable, "-m", "MedShiftLib.cli", "train", "--simulate", "--out", str(run), "--device", "cpu",
+            "--precision", "fp32", "--preset", "tiny", "--resolution", "32", "--batch-size", "2", "--steps",
+            str(steps), "--views", "mixed", "--look", "film", "--ct", str(cts / "ball.hu.npz"), "--pool-views", "2",
+            "--pool-refresh", "2", "--validation-views", "1", "--render-workers", "0", "--sample-every", "0",
+            "--quiet", "--checkpoint-every", "1000", "--log-every", "1", "--warmup-steps", "1"]
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_sigterm_between_checkpoints_saves_its_last_step_and_resumes_from_it(tmp_path):
+    """`timeout` ends the recipe's training with SIGTERM: the run saves its last finished step (the checkpoint
+    interval not reached), exits with 143, and --resume continues at the next step."""
+    cts = tmp_path / "cts"
+    cts.mkdir()
+    write_prepared_ct(cts / "ball.hu.npz", _small_head(), (4.0, 4.0, 4.0))
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "MedShift"), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(_train_command(run, cts, 1000), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((run / "log.jsonl").exists() and len(_steps(run)) >= 3) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "terminated" in stderr, stderr[-3000:]
+    saved = _steps(run)[-1]
+    assert saved >= 3 and _steps(run) == list(range(1, saved + 1))
+    assert read_checkpoint_info(run / "latest.safetensors").provenance["steps"] == saved
+    assert read_training_state(run / "training_state.safetensors")[0]["step"] == saved  # what --resume restores
+
+    done = subprocess.run(_train_command(run, cts, saved + 2) + ["--resume"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _steps(run) == list(range(1, saved + 3))  # continued at saved + 1, nothing trained twice
+    assert read_checkpoint_info(run / "latest.safetensors").provenance["steps"] == saved + 2
