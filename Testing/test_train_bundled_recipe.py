@@ -87,6 +87,19 @@ def test_the_recipe_trains_packages_in_int8_evaluates_and_resumes_on_the_cpu(tmp
     assert done.returncode == 0 and "did not finish within 1 s" in done.stderr, done.stderr[-3000:]
     assert read_checkpoint_info(bundled).statistics_provenance["images_per_domain"] == 1
     assert read_checkpoint_info(bundled).provenance["steps"] == 6
+    assert "packaged model: the run's own statistics (1 validation images per domain)" in done.stdout
+
+    # the evaluation fails after packaging: what exists still comes back (the exit trap), the model, its held-out
+    # statistics and the log among it
+    (run / "bundled" / "quick_evaluation.json").unlink()
+    done = _run(env | {"EVAL_VIEWS": "none", "RESULTS": str(tmp_path / "failed")}, "package")
+    assert done.returncode == 2 and "packaged model: statistics of 3 held-out views" in done.stdout, done.stderr
+    back = {p.name for p in (tmp_path / "failed").iterdir()}
+    assert back == {"medshift_default.safetensors", "medshift_default.stats.json", "log.jsonl", "loss_curve.png"}
+    assert read_checkpoint_info(tmp_path / "failed" / "medshift_default.safetensors").statistics_provenance[
+        "views"] == 3
+    done = _run(env | {"RUN_DIR": str(tmp_path / "untrained")}, "package")  # nothing to package: one line
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no checkpoint" in done.stderr, done.stderr
 
 
 @pytest.mark.slow
@@ -98,6 +111,8 @@ def test_prepare_uses_fetched_ct_at_full_resolution_and_falls_back_to_the_shippe
     fetched.mkdir()
     shutil.copy(ROOT / "MedShift/Resources/ThirdParty/Cranium/cranium_head_ct.nrrd", fetched / "cranium_ct.nrrd")
     cts = tmp_path / "cts"
+    cts.mkdir()
+    write_prepared_ct(cts / "stale.hu.npz", _small_head(), (4.0, 4.0, 4.0))  # an earlier prepare's: not trained on
     env = dict(os.environ, PYTHON=sys.executable, CTS=str(cts), FETCHED=str(fetched), PIP_NO_INDEX="1",
                OMP_NUM_THREADS="1")
     env.pop("CT_SOURCES", None)
@@ -113,6 +128,23 @@ def test_prepare_uses_fetched_ct_at_full_resolution_and_falls_back_to_the_shippe
     assert "1.25 x 1.25 x 1.50 mm" in listed[1] and "fetch-ct cranium" in listed[1]
     hounsfield, spacing = read_prepared_ct(cts / "visible_human_head_ct.hu.npz")
     assert spacing == (2.0, 2.0, 2.0) and np.percentile(hounsfield, 99) > 500  # bone in it
+    assert str(cts / "cranium_head_ct.hu.npz") in listed[1]  # the path it is used from, not the one it was made in
+
+    done = _run(env | {"CT_SOURCES": f"{fetched / 'cranium_ct.nrrd'} {tmp_path / 'missing.nrrd'}"}, "prepare")
+    assert done.returncode != 0  # half of it failed: the prepared set stays as it was, nothing left beside it
+    assert (cts / "prepared.txt").read_text().splitlines() == listed
+    assert sorted(p.name for p in cts.glob("*.hu.npz")) == ["cranium_head_ct.hu.npz", "visible_human_head_ct.hu.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cts", "fetched"]
+
+
+def test_half_only_refuses_new_statistics_in_one_line(tmp_path):
+    """--half-only keeps metadata and statistics as they are, so --statistics-views with it is refused."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "package_bundled_model.py"),
+                           str(ROOT / "MedShift/Resources/Models/medshift_default.safetensors"), "--half-only",
+                           "--statistics-views", "3", "--out", str(tmp_path / "m.safetensors")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--half-only keeps the statistics" in done.stderr.splitlines()[-1], done.stderr
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def _train_command(run: Path, cts: Path, steps: int) -> list[str]:
