@@ -177,9 +177,15 @@ print(f"packaged model: {which}, in the {s.get('look', '?')} look")
 PY
 }
 
-package() {  # package SECONDS: package with the run's statistics, evaluate, then those of a held-out set within SECONDS
+forget_packaged() {  # an earlier call's packaged files: never copied back as this call's
+    rm -f "$RUN_DIR"/bundled/medshift_default.safetensors "$RUN_DIR"/bundled/medshift_default.stats.json \
+        "$RUN_DIR"/bundled/quick_evaluation.json
+}
+
+package() {  # package SECONDS: with the run's statistics, then those of a held-out set within SECONDS; evaluate
     local started status=0
     started=$(date +%s)
+    forget_packaged
     package_model 0 0  # fast: the run's own statistics, so a model comes back whatever happens next
     copy_results
     if [ "$STATISTICS_VIEWS" -gt 0 ]; then
@@ -221,6 +227,7 @@ case "${1:-gpu}" in
     gpu)
         started=$(date +%s)
         show_cts
+        forget_packaged
         trap copy_results EXIT  # whatever exists comes back, even when a later step fails
         train "${GPU_DEVICE:-cuda}" "${GPU_PRECISION:-bf16}" "$TRAIN_SECONDS" --checkpoint-every "$CHECKPOINT_EVERY" --log-every 50
         echo "training: $(( $(date +%s) - started )) s"
