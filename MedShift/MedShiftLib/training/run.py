@@ -231,7 +231,8 @@ class TrainingRun:
             if held:
                 self.guard.release(stop_now=False)
             raise
-        self.guard.release()
+        if held:
+            self.guard.release()
         return result
 
     def checkpoint_info(self, metrics: dict) -> CheckpointInfo:
