@@ -51,6 +51,8 @@ def main() -> None:
                         "per domain as the shipped model's; 0: keep the run's)")
     parser.add_argument("--statistics-workers", type=int, default=0, help="processes rendering those views")
     args = parser.parse_args()
+    if args.half_only and args.statistics_views:
+        parser.error("--half-only keeps the statistics as they are: leave out --statistics-views, or --half-only")
     model, info = load_checkpoint(args.checkpoint)
     if not args.half_only and not (args.data_command and args.train_command):
         parser.error("--data-command and --train-command are required (or --half-only)")

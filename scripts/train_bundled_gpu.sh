@@ -10,17 +10,19 @@
 # prepare: the Visible Human head (1 mm) and Cranium (0.96 x 0.96 x 1.5 mm) fetched by `medshift fetch-ct` into
 # FETCHED (once), or, when a fetch fails (offline), the shipped copy (2 mm, 1.25 mm) with a one-line message;
 # each written as a .hu.npz (numpy only: the GPU machine has no SimpleITK or pydicom) and listed with its
-# size and spacing in $CTS/prepared.txt. CT_SOURCES="A.nrrd B.nrrd" prepares those files instead.
+# size and spacing in $CTS/prepared.txt, all in a folder beside $CTS that replaces it only when every CT is done.
+# CT_SOURCES="A.nrrd B.nrrd" prepares those files instead.
 # gpu: `medshift train --simulate` (bf16 autocast, channels-last, batch 256, lr 5e-4 sqrt-scaled to 2e-3,
 # minibatch-OT coupling solved on the GPU) for STEPS x BATCH = 6,000 x 256 = 1.54 million images of
 # phantoms and the prepared head CTs, mixed views (C-arm 40 %, PA 25 %, lateral 25 %, AP 10 %) at
 # 0.6/0.9/1.25 mm, five domains in the `film` look, 14 processes rendering view pools; the train command is
-# stopped by `timeout` after TRAIN_SECONDS (a slower GPU ends early at its last checkpoint, which another
-# call on the same machine resumes). Then the EMA weights are written in int8 (WEIGHTS=float16 for half
-# precision; docs/bundled_model.md, "Int8 weights") with domain statistics measured on STATISTICS_VIEWS
-# held-out views in the model's look (scripts/package_bundled_model.py; not done within PACKAGE_SECONDS: the
-# run's own) to $RUN_DIR/bundled/ and checked on held-out views (scripts/quick_bundled_evaluation.py); with
-# RESULTS, the files to bring back are copied there. Nothing is copied into MedShift/Resources/Models/.
+# stopped by `timeout`'s SIGTERM after TRAIN_SECONDS (it saves its last finished step, which another call on
+# the same machine resumes). Then the EMA weights are written in int8 (WEIGHTS=float16 for half precision;
+# docs/bundled_model.md, "Int8 weights") with the run's own statistics, then again with domain statistics
+# measured on STATISTICS_VIEWS held-out views in the model's look when done within PACKAGE_SECONDS
+# (scripts/package_bundled_model.py), to $RUN_DIR/bundled/, and checked on held-out views
+# (scripts/quick_bundled_evaluation.py); with RESULTS, each file to bring back is copied there as soon as it
+# exists, and whatever exists when the script ends, however it ends. Nothing is copied into MedShift/Resources/Models/.
 # Every size can be set from the environment (Testing/test_train_bundled_recipe.py runs a toy version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,10 +66,11 @@ ct_options() {
     return 0
 }
 
-prepare_ct() {  # prepare_ct SOURCE NAME ORIGIN: SOURCE -> $CTS/NAME.hu.npz, one line in $CTS/prepared.txt
+prepare_ct() {  # prepare_ct SOURCE NAME ORIGIN: SOURCE -> $PREPARING/NAME.hu.npz (then $CTS), a line in prepared.txt
     local line
-    line=$("$PYTHON" scripts/prepare_training_ct.py "$1" "$CTS/$2.hu.npz") || return 1
-    echo "$line ($3)" | tee -a "$CTS/prepared.txt.tmp"
+    line=$("$PYTHON" scripts/prepare_training_ct.py "$1" "$PREPARING/$2.hu.npz") || return 1
+    line=${line//"$PREPARING"/"$CTS"}
+    echo "$line ($3)" | tee -a "$PREPARING/prepared.txt"
 }
 
 prepare_head_cts() {  # both head CTs: fetched at full resolution, else the shipped copies
@@ -137,6 +140,10 @@ train() {  # train DEVICE PRECISION SECONDS [extra options...]
 package_model() {  # package_model SECONDS STATISTICS_VIEWS: the $WEIGHTS copy in $RUN_DIR/bundled (SECONDS 0: no limit)
     local best="$RUN_DIR/best.safetensors"
     [ -e "$best" ] || best="$RUN_DIR/latest.safetensors"
+    if [ ! -e "$best" ]; then
+        echo "$0: no checkpoint (best.safetensors or latest.safetensors) in $RUN_DIR to package: train first" >&2
+        return 2
+    fi
     mkdir -p "$RUN_DIR/bundled"
     timeout --signal=TERM "$1" "$PYTHON" scripts/package_bundled_model.py "$best" \
         --out "$RUN_DIR/bundled/medshift_default.safetensors" \
@@ -146,29 +153,67 @@ package_model() {  # package_model SECONDS STATISTICS_VIEWS: the $WEIGHTS copy i
         --statistics-views "$2" --statistics-workers "$STATISTICS_WORKERS" --weights "$WEIGHTS"
 }
 
-package() {  # package SECONDS: package (statistics of a held-out set within SECONDS, else the run's), evaluate
+copy_results() {  # with RESULTS: copy whatever of the files to bring back exists now (at most 8 come back)
+    [ -n "$RESULTS" ] || return 0
+    mkdir -p "$RESULTS" 2>/dev/null || return 0
+    local file
+    for file in bundled/medshift_default.safetensors bundled/medshift_default.stats.json \
+                bundled/quick_evaluation.json log.jsonl loss_curve.png; do
+        [ -e "$RUN_DIR/$file" ] && cp "$RUN_DIR/$file" "$RESULTS/" 2>/dev/null
+    done
+    return 0
+}
+
+statistics_line() {  # one line: which domain statistics the packaged model has
+    "$PYTHON" - "$RUN_DIR/bundled/medshift_default.safetensors" <<'PY' || true
+import sys
+
+from MedShiftLib.engine.checkpoint import read_checkpoint_info
+
+s = read_checkpoint_info(sys.argv[1]).statistics_provenance or {}
+which = (f"statistics of {s['views']} held-out views" if "views" in s else
+         f"the run's own statistics ({s.get('images_per_domain')} validation images per domain)")
+print(f"packaged model: {which}, in the {s.get('look', '?')} look")
+PY
+}
+
+forget_packaged() {  # an earlier call's packaged files: never copied back as this call's
+    rm -f "$RUN_DIR"/bundled/medshift_default.safetensors "$RUN_DIR"/bundled/medshift_default.stats.json \
+        "$RUN_DIR"/bundled/quick_evaluation.json
+}
+
+package() {  # package SECONDS: with the run's statistics, then those of a held-out set within SECONDS; evaluate
     local started status=0
     started=$(date +%s)
-    package_model "$1" "$STATISTICS_VIEWS" || status=$?
-    if [ "$status" -eq 124 ]; then
-        echo "package: the statistics of $STATISTICS_VIEWS held-out views did not finish within $1 s; packaged with" \
-             "the run's own (measure them again: scripts/held_out_statistics.py)" >&2
-        package_model 0 0
-    elif [ "$status" -ne 0 ]; then
-        return "$status"
+    forget_packaged
+    package_model 0 0  # fast: the run's own statistics, so a model comes back whatever happens next
+    copy_results
+    if [ "$STATISTICS_VIEWS" -gt 0 ]; then
+        package_model "$1" "$STATISTICS_VIEWS" || status=$?  # written only when done (atomically)
+        if [ "$status" -eq 124 ]; then
+            echo "package: the statistics of $STATISTICS_VIEWS held-out views did not finish within $1 s; packaged" \
+                 "with the run's own (measure them again: scripts/held_out_statistics.py)" >&2
+        elif [ "$status" -ne 0 ]; then
+            return "$status"
+        fi
+        copy_results
     fi
     echo "packaging: $(( $(date +%s) - started )) s"
+    statistics_line
     # shellcheck disable=SC2046
     "$PYTHON" scripts/quick_bundled_evaluation.py "$RUN_DIR/bundled/medshift_default.safetensors" \
         --views "$EVAL_VIEWS" --size "$RESOLUTION" --pixel-pitch-mm $PITCHES $(ct_options) --json "$RUN_DIR/bundled/quick_evaluation.json"
+    copy_results
     "$PYTHON" -c 'import sys; from MedShiftLib.engine.checkpoint import read_checkpoint_info as r; p = r(sys.argv[1]).provenance
 print("trained", p["steps"], "steps,", p["images_seen"], "images seen")' "$RUN_DIR/bundled/medshift_default.safetensors"
 }
 
 case "${1:-gpu}" in
-    prepare)
-        mkdir -p "$CTS"
-        rm -f "$CTS/prepared.txt.tmp"
+    prepare)  # into a folder beside $CTS, swapped into place only when every CT is prepared (no stale or half set)
+        PREPARING="${CTS%/}.preparing.$$"
+        rm -rf "$PREPARING"
+        mkdir -p "$PREPARING"
+        trap 'rm -rf "$PREPARING" "${CTS%/}.old.$$"' EXIT
         if [ -n "$CT_SOURCES" ]; then
             for ct in $CT_SOURCES; do
                 name=$(basename "$ct"); name=${name%%.*}
@@ -177,25 +222,24 @@ case "${1:-gpu}" in
         else
             prepare_head_cts
         fi
-        mv "$CTS/prepared.txt.tmp" "$CTS/prepared.txt" ;;
+        [ ! -e "$CTS" ] || mv "$CTS" "${CTS%/}.old.$$"
+        mv "$PREPARING" "$CTS" ;;
     gpu)
         started=$(date +%s)
         show_cts
+        forget_packaged
+        trap copy_results EXIT  # whatever exists comes back, even when a later step fails
         train "${GPU_DEVICE:-cuda}" "${GPU_PRECISION:-bf16}" "$TRAIN_SECONDS" --checkpoint-every "$CHECKPOINT_EVERY" --log-every 50
         echo "training: $(( $(date +%s) - started )) s"
+        copy_results  # the log and loss curve now: the device tool kills the call at 600 s
         package "${PACKAGE_SECONDS:-150}"
-        if [ -n "$RESULTS" ]; then  # at most 8 files of 16 MiB come back from the device tool's $OUT
-            mkdir -p "$RESULTS"
-            cp "$RUN_DIR"/bundled/medshift_default.safetensors "$RUN_DIR"/bundled/medshift_default.stats.json \
-                "$RUN_DIR"/bundled/quick_evaluation.json "$RUN_DIR"/log.jsonl "$RESULTS"/
-            cp "$RUN_DIR"/loss_curve.png "$RESULTS"/ 2>/dev/null || true  # needs matplotlib
-        fi
         echo "gpu call: $(( $(date +%s) - started )) s end to end" ;;
     cpu)
         show_cts
         # one chunk on the CPU: fp32, a checkpoint every step (a step of 256 images takes minutes here)
         train cpu fp32 "${2:-3000}" --checkpoint-every 1 --log-every 1 --render-workers 0 ;;
     package)
+        trap copy_results EXIT
         package "${PACKAGE_SECONDS:-0}" ;;
     *)
         echo "usage: $0 prepare | gpu | cpu [SECONDS] | package" >&2

@@ -7,6 +7,7 @@ so every torchrun process keeps the same average.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -100,11 +101,12 @@ def train_step(
     grad_clip: float | None = 1.0,
     autocast_dtype: torch.dtype | None = None,
     check_finite: bool = True,
+    before_update: Callable[[], None] | None = None,
 ) -> StepResult:
     """One flow-matching step on a batch x1 (B, 1, H, W) with domain labels (B,).
 
     `check_finite=False` leaves the NaN check to the caller (at its log steps): checking every step makes the
-    host wait for the device."""
+    host wait for the device. `before_update` is called just before the weights change (training/termination.py)."""
     model.train()
     loss = loss_fn(model, x1, labels, generator, autocast_dtype=autocast_dtype)
     if check_finite:
@@ -112,6 +114,8 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip else float("inf"))
+    if before_update is not None:
+        before_update()
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

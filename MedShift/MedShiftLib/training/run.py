@@ -57,6 +57,7 @@ from .optimisation import StepResult, check_finite_loss, make_ema, train_step, w
 from .report import save_loss_curve, save_sample_grid, translate_to_every_domain, truncate_training_log
 from .sampling import step_generator
 from .state import read_training_state, restore_training_state, save_training_state
+from .termination import StopTraining, TerminationGuard, stop_on_terminate
 
 
 @torch.no_grad()
@@ -152,6 +153,7 @@ class TrainingRun:
         self.log_path = self.out / "log.jsonl"
         self.step, self.best = 0, float("inf")
         self.log_records: list[dict] = []
+        self.guard, self.saved_step, self.last_loss = TerminationGuard(), 0, None
 
     def resume_or_start(self) -> None:
         """With --resume, restore the saved state (same options required); otherwise refuse an existing run.
@@ -186,6 +188,7 @@ class TrainingRun:
             check_writable_folder(self.out)  # an OSError now, not at the first checkpoint; sweeps stale temporaries
             # steps logged after the last save (by a killed run) are trained again: drop their old lines
             self.log_records = truncate_training_log(self.log_path, self.step)
+        self.saved_step = self.step
         self.net = data_parallel(self.model, self.place, self.device)
         if config.compile:
             self.net = torch.compile(self.net)
@@ -214,12 +217,22 @@ class TrainingRun:
         """One optimisation step on this process's share of a batch, then the EMA update."""
         on_gpu = self.device.type == "cuda"
         x1 = x1.to(self.device, non_blocking=True).contiguous(memory_format=network_memory_format(self.device))
-        result = train_step(self.net, self.optimizer, self.loss_fn, x1, labels.to(self.device, non_blocking=True),
-                            step_generator(self.config.seed, self.step, self.place.rank,
-                                           self.device if on_gpu else "cpu"),
-                            scheduler=self.scheduler, autocast_dtype=self.autocast_dtype, check_finite=not on_gpu)
-        self.ema.update_parameters(self.model)  # the same update on every process: the replicas hold equal weights
-        self.step += 1
+        held = []  # SIGTERM waits from the weights' update to the step count's (training/termination.py)
+        try:
+            result = train_step(self.net, self.optimizer, self.loss_fn, x1, labels.to(self.device, non_blocking=True),
+                                step_generator(self.config.seed, self.step, self.place.rank,
+                                               self.device if on_gpu else "cpu"),
+                                scheduler=self.scheduler, autocast_dtype=self.autocast_dtype,
+                                check_finite=not on_gpu, before_update=lambda: held.append(self.guard.hold()))
+            self.ema.update_parameters(self.model)  # the same update on every process: the replicas hold equal weights
+            self.step += 1
+            self.last_loss = result.loss_tensor
+        except BaseException:
+            if held:
+                self.guard.release(stop_now=False)
+            raise
+        if held:
+            self.guard.release()
         return result
 
     def checkpoint_info(self, metrics: dict) -> CheckpointInfo:
@@ -246,6 +259,22 @@ class TrainingRun:
         cfg = asdict(self.config) | {"best_validation_loss": self.best}
         save_training_state(self.state_path, step=self.step, model=self.model, ema=self.ema,
                             optimizer=self.optimizer, scheduler=self.scheduler, config=cfg)
+        self.saved_step = self.step
+
+    def save_stopped(self) -> None:
+        """SIGTERM: log and save the last finished step unless it is saved (a second SIGTERM waits for that)."""
+        self.guard.hold()
+        if self.step == self.saved_step:
+            return
+        record = {"step": self.step, "stopped": "SIGTERM"}
+        if self.last_loss is not None:
+            record["loss"] = float(self.last_loss)
+        if not self.log_records or self.log_records[-1]["step"] != self.step:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.log_records.append(record)
+        self.save_checkpoint({k: v for k, v in record.items() if k == "loss"})
+        save_loss_curve(self.log_records, self.out / "loss_curve.png")
 
     def log(self, record: dict, checkpoint_now: bool) -> None:
         """Rank 0: validate at checkpoints, append the log line, save, redraw the loss curve."""
@@ -272,8 +301,23 @@ class TrainingRun:
         config, place = self.config, self.place
         bar = progress_bar(progress and place.is_main, total=config.steps, initial=self.step, desc="training",
                            unit="step")
-        last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
         batches = self.data.batches(self.step)
+        with stop_on_terminate(place.world_size == 1) as self.guard:
+            try:
+                self._train_loop(bar, batches, stop_after)
+            except StopTraining:
+                self.save_stopped()
+                self.guard.resend()  # medshift train: Terminated, exit status 143
+        bar.close()
+        write_replica_digest(place, self.step, self.model, self.ema.module)
+        barrier(place, self.device)
+        best_path = self.out / "best.safetensors"
+        return best_path if best_path.exists() else self.out / "latest.safetensors"
+
+    def _train_loop(self, bar, batches, stop_after: int | None) -> None:
+        """Steps with their logs, checkpoints and samples until the run or this call is done."""
+        config, place = self.config, self.place
+        last_time, last_step, steps_this_call = time.perf_counter(), self.step, 0
         while self.step < config.steps and (stop_after is None or steps_this_call < stop_after):
             x1, labels = next(batches)
             result = self.optimisation_step(x1, labels)
@@ -301,8 +345,3 @@ class TrainingRun:
                     self.write_samples()
                 barrier(place, self.device)
                 last_time += time.perf_counter() - step_finished  # images/s counts training time only
-        bar.close()
-        write_replica_digest(place, self.step, self.model, self.ema.module)
-        barrier(place, self.device)
-        best_path = self.out / "best.safetensors"
-        return best_path if best_path.exists() else self.out / "latest.safetensors"
