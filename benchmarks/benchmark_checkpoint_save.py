@@ -26,7 +26,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     model, info = load_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME)
-    model = model.float()
     ema = make_ema(model, 0.999)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     for parameter in model.parameters():  # one step, so the optimiser holds its two moments as in a run

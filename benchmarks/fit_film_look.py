@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skull_films import COMMON_MM, FILMS, GOALS, PITCH_MM, SIZE, SOURCE_PATIENT_MM, read_film  # noqa: E402
 
+from MedShiftLib.atomic_files import atomic_target  # noqa: E402
 from MedShiftLib.evaluation.film_statistics import band_log_ratio, film_statistics, histogram_distance  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_clinical_primary  # noqa: E402
 from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style  # noqa: E402
@@ -73,8 +74,8 @@ def cached_primary(ct: Path, view: str, style: ClinicalStyle, cache: Path) -> tu
     integrals = ConeBeamProjector(read_ct_volume(ct, grid_size=None)).project(geometry)
     primary = polychromatic_transmission(integrals, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
     head = integrals.sum(-1) > 0.5
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, primary=primary.astype(np.float32), head=head)
+    with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
+        np.savez(f, primary=primary.astype(np.float32), head=head)
     return primary.astype(np.float32).astype(np.float64), head
 
 

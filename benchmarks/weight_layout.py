@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.engine.devices import describe_device, network_memory_format, resolve_device  # noqa: E402
 from MedShiftLib.engine.network import VelocityUNet, config_from_preset  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device_rates import synchronize  # noqa: E402  (beside this script)
+
 LAYOUTS = {"plain (contiguous)": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
@@ -56,11 +59,6 @@ def layout_calls(layout: torch.memory_format, device: torch.device):
         synchronize(device)
 
     return training_step, inference
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

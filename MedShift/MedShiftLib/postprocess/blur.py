@@ -38,12 +38,17 @@ def box_taps(width: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     return weights / weights.sum()
 
 
+def gaussian_radius(sigma: float, truncate: float = 4.0) -> int:
+    """Taps each side of a Gaussian of `sigma` pixels cut at `truncate` sigma (at least 1)."""
+    return max(1, int(truncate * sigma + 0.5))
+
+
 def gaussian_blur(x: Tensor, sigma: float, border: str = "replicate", truncate: float = 4.0) -> Tensor:
     """`x` (B, C, H, W) blurred by a Gaussian of `sigma` pixels cut at `truncate` sigma, `border` as the module says.
 
     With "reflect" the radius is at most the image's smaller side less one (the mirror needs that many pixels).
     """
-    radius = max(1, int(truncate * sigma + 0.5))
+    radius = gaussian_radius(sigma, truncate)
     if border == "reflect":
         radius = min(radius, min(x.shape[-2:]) - 1)
     taps = gaussian_taps(sigma, radius, x.dtype, x.device)

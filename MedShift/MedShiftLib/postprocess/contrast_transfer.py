@@ -43,7 +43,7 @@ from torch import Tensor
 
 from ..engine.domain_statistics import NPS_BINS, QUANTILE_COUNT, DomainStatistics
 from ..errors import MedShiftError
-from .blur import gaussian_blur, gaussian_taps
+from .blur import gaussian_blur, gaussian_radius, gaussian_taps
 from .noise_model import domain_noise_statistics
 
 BAND_SIGMAS_PX: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -205,7 +205,7 @@ def band_rms(images: Tensor, sigmas_px: Sequence[float], chunk: int = BAND_RMS_C
     direct blurs (the squares summed in float64): within 1e-6 relative of the direct float64 sums.
     """
     height, width = images.shape[-2:]
-    radii = [max(1, int(4.0 * sigma + 0.5)) for sigma in sigmas_px]  # gaussian_blur's taps, truncate 4
+    radii = [gaussian_radius(sigma) for sigma in sigmas_px]  # gaussian_blur's taps
     pad = max(radii)
     rows, columns = height + 2 * pad, width + 2 * pad
     previous = (torch.ones(rows, 1, dtype=torch.float64, device=images.device),
@@ -249,9 +249,9 @@ def measure_domain_statistics(images: Mapping[str, Tensor], sigmas_px: Sequence[
         if len(batch) == 0:
             raise MedShiftError(f"no training images of domain {domain!r} to measure its contrast from")
         pooled = batch.double().flatten()
-        if pooled.numel() > 4_000_000:  # torch.quantile's size limit; an even subsample keeps the distribution
-            pooled = pooled[torch.linspace(0, pooled.numel() - 1, 4_000_000).long()]
-        quantiles[domain] = tuple(np.quantile(pooled.cpu().numpy(), levels.numpy()).tolist())  # torch.quantile's
+        if pooled.numel() > 4_000_000:  # an even subsample keeps the distribution (and the statistics measured
+            pooled = pooled[torch.linspace(0, pooled.numel() - 1, 4_000_000).long()]  # when torch.quantile needed it)
+        quantiles[domain] = tuple(np.quantile(pooled.cpu().numpy(), levels.numpy()).tolist())  # = torch.quantile's
     rms = {}
     for source, batch in images.items():
         segments = GreyLevelSegments(batch.to(device).float(), quantiles[source])  # searched once per source
