@@ -13,7 +13,7 @@ import torch
 from MedShiftLib.engine.checkpoint import load_checkpoint
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.simulator.subjects import read_prepared_ct, write_prepared_ct
-from MedShiftLib.simulator.training_views import SimulatedData, SimulationOptions, simulated_data
+from MedShiftLib.simulator.training_views import SimulatedData, SimulationOptions, render_views, simulated_data
 from MedShiftLib.training.config import TrainingConfig
 from MedShiftLib.training.optimisation import scaled_learning_rate
 from MedShiftLib.training.run import train
@@ -61,6 +61,8 @@ def test_rendering_processes_give_the_batches_and_validation_of_rendering_in_pro
             assert all(torch.equal(a, b) for a, b in zip(parallel.batch(step), serial.batch(step)))
     finally:
         parallel.close()
+    # render_views (scripts/held_out_statistics.py) shares the processes' set-up: the same views as pool 0
+    assert np.array_equal(render_views(OPTIONS, 0, OPTIONS.pool_views, workers=2), serial.pool(0).numpy())
 
 
 def test_five_domains_of_a_pool_view_show_the_same_anatomy():

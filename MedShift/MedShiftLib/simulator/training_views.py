@@ -163,12 +163,8 @@ def render_views(options: SimulationOptions, seed: int, count: int, workers: int
     (workers 0) or shared out among `workers` processes (the same numbers either way)."""
     if workers == 0:
         return ViewRenderer(options, seed).render(0, count)
-    share = math.ceil(count / workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                             initargs=(options,)) as executor:
-        chunks = [executor.submit(_render_in_worker, seed, first, min(share, count - first))
-                  for first in range(0, count, share)]
-        return np.concatenate([chunk.result() for chunk in chunks])
+    with rendering_processes(options, workers) as executor:
+        return gathered(submit_views(executor, workers, seed, 0, count))
 
 
 def working_squares(views: np.ndarray, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,6 +182,24 @@ def normalised(image: np.ndarray) -> np.ndarray:
     """A [0, 1] rendering as a data folder's PNG of it reads: 16-bit, then the robust window to [-1, 1]."""
     stored = to_uint16(image)
     return normalize(stored, fit_intensity_window(stored, "MONOCHROME2")).astype(np.float32)
+
+
+def rendering_processes(options: SimulationOptions, workers: int) -> ProcessPoolExecutor:
+    """`workers` spawned processes that render views of `options` (one thread each; see submit_views)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                               initargs=(options,))
+
+
+def submit_views(executor: ProcessPoolExecutor, workers: int, seed: int, first: int, count: int) -> list[Future]:
+    """Views first .. first + count - 1 of `seed`, shared out in `workers` chunks among the rendering processes."""
+    share = math.ceil(count / workers)
+    return [executor.submit(_render_in_worker, seed, first + start, min(share, count - start))
+            for start in range(0, count, share)]
+
+
+def gathered(chunks: list[Future]) -> np.ndarray:
+    """The views of `submit_views`'s chunks, in order: (count, domains, size, size)."""
+    return np.concatenate([chunk.result() for chunk in chunks])
 
 
 _WORKER_OPTIONS: SimulationOptions | None = None
@@ -239,16 +253,14 @@ class SimulatedData:
         self.renderer = ViewRenderer(options, seed, render_device)
         self._pool_index, self._pool = -1, None
         self._pending: dict[int, Future] = {}
-        self._executor = (ProcessPoolExecutor(options.render_workers, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_start_worker, initargs=(options,))
-                          if options.render_workers else None)
+        self._executor = rendering_processes(options, options.render_workers) if options.render_workers else None
         held_out = seed + VALIDATION_SEED_OFFSET
         if self._executor is None:
             validation = ViewRenderer(options, held_out).render(0, options.validation_views)
         else:  # rendered by the workers, with the first pool
             chunks = self._submit(held_out, 0, options.validation_views)
             self._pending = {0: self._submit(seed, 0, options.pool_views)}
-            validation = np.concatenate([chunk.result() for chunk in chunks])
+            validation = gathered(chunks)
         self.validation_images, self.validation_labels = working_squares(validation, resolution)
 
     @property
@@ -267,13 +279,11 @@ class SimulatedData:
                     chunk.cancel()
             self._pending = {}
             chunks = self._submit(self.seed, index * count, count)
-        return np.concatenate([chunk.result() for chunk in chunks])
+        return gathered(chunks)
 
     def _submit(self, seed: int, first: int, count: int) -> list[Future]:
         """Views first .. first + count - 1 of `seed`, shared out among the rendering processes."""
-        share = math.ceil(count / self.options.render_workers)
-        return [self._executor.submit(_render_in_worker, seed, first + start, min(share, count - start))
-                for start in range(0, count, share)]
+        return submit_views(self._executor, self.options.render_workers, seed, first, count)
 
     def pool(self, index: int) -> torch.Tensor:
         """Pool `index` on the training device: (pool_views, domains, size, size); the next one started."""
