@@ -6,6 +6,11 @@ and step counter are being updated (between `hold()` and `release()`): then the 
 then saves its last finished step and calls `resend()`, which restores the previous handler and sends SIGTERM
 again, so the process ends as it would have (`medshift train` exits with status 143). Only in the main thread of
 a single process: elsewhere (or under torchrun, where ranks must agree when to stop) nothing changes.
+
+Why not block SIGTERM around the update with `signal.pthread_sigmask` and catch `cli_errors.Terminated`: the mask
+is per thread, and torch's worker threads (and the data's) leave SIGTERM unblocked, so the kernel hands the signal
+to one of them and Python runs the handler in the main thread at once, in the middle of the update (tried with
+torch's intra-op threads). The flag here defers it whichever thread receives it.
 """
 from __future__ import annotations
 
