@@ -1,9 +1,10 @@
 """The simulator look a model was trained on, read from its checkpoint, so its inputs are rendered in that look.
 
-`medshift train --simulate` records the look in the checkpoint's provenance (`look`, and in the options under
-`simulate`); a model trained on a data folder records none. The demo, scripts/quick_bundled_evaluation.py and
-benchmarks/frontier_sweep.py render their inputs in `model_look(info)`: the recorded look, else
-domain_styles.BUNDLED_MODEL_LOOK (the shipped model, fine-tuned on a data folder, records none).
+`medshift train --simulate` records the look in the checkpoint's provenance, in the options under `simulate`
+(earlier versions also as `look`: both are read); a model trained on a data folder records none. The demo,
+scripts/quick_bundled_evaluation.py and benchmarks/frontier_sweep.py render their inputs in `model_look(info)`:
+the recorded look, else domain_styles.BUNDLED_MODEL_LOOK (the shipped model, fine-tuned on a data folder, records
+none).
 """
 from __future__ import annotations
 

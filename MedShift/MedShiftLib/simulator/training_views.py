@@ -338,8 +338,8 @@ class SimulatedData:
         return float(pitches.pop()) * self.options.size / self.resolution if len(pitches) == 1 else None
 
     def provenance(self) -> dict:
-        """The simulation options (no data folder) and the look the model learns (simulator/model_look.py)."""
-        return {"simulate": self.options.to_dict(), "look": self.options.look, "train_images": "rendered on the fly",
+        """The simulation options (no data folder), the look the model learns among them (simulator/model_look.py)."""
+        return {"simulate": self.options.to_dict(), "train_images": "rendered on the fly",
                 "validation_images": self.validation_size}
 
     def close(self) -> None:
