@@ -228,15 +228,22 @@ def _check_network_fits_file(path: Path, config: UNetConfig, bytes_per_weight: i
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     """The metadata of a checkpoint and its domain statistics, validated, without loading its weights."""
-    path = Path(path)
-    info = _parse_info(path, read_medshift_metadata(path), checked_weights_format(path, read_metadata(path)))
+    return _read_info(Path(path))[0]
+
+
+def _read_info(path: Path) -> tuple[CheckpointInfo, str]:
+    """read_checkpoint_info's result and the file's weights format, from one read of the header."""
+    metadata = read_metadata(path)
+    raw = read_medshift_metadata(path, metadata)
+    weights_format = checked_weights_format(path, metadata)
+    info = _parse_info(path, raw, weights_format)
     beside = statistics_path(path)
     if beside.is_file():
         info.statistics, info.statistics_provenance = read_statistics(beside, info.domains)
     elif os.path.lexists(beside):  # a folder or a FIFO of that name: say so rather than fall back silently
         warnings.warn(f"{beside} is not a file, so the model's domain statistics are not read from it; "
                       "move it away (or run `medshift domain-contrast` again)", UserWarning, stacklevel=1)
-    return info
+    return info, weights_format
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VelocityUNet, CheckpointInfo]:
@@ -245,7 +252,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     Its weights are in the layout devices.network_memory_format picks (channels-last on a CPU and CUDA).
     """
     path = Path(path)
-    info = read_checkpoint_info(path)
+    info, weights_format = _read_info(path)
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -255,7 +262,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     # dequantised for a file that does not fit the model
     _check_weights_match(path, model.state_dict(), {k: v for k, v in tensors.items() if not k.endswith(SCALE_SUFFIX)})
     # float16 and int8 files (the bundled model) are computed in float32; checked for NaN/inf after the cast
-    tensors = float32_weights(path, tensors, checked_weights_format(path, read_metadata(path)))
+    tensors = float32_weights(path, tensors, weights_format)
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{path}: weights contain NaN or infinity ({', '.join(bad[:3])}); the file is "

@@ -71,10 +71,11 @@ def checked_domains(path: Path, domains: object) -> tuple[str, ...]:
     return tuple(domains)
 
 
-def read_medshift_metadata(path: Path) -> dict:
-    """MedShift's own metadata (the "medshift" entry: a JSON object) decoded, fields not yet checked."""
+def read_medshift_metadata(path: Path, metadata: dict[str, str] | None = None) -> dict:
+    """MedShift's own metadata (the "medshift" entry: a JSON object) decoded, fields not yet checked; from
+    `metadata` (read_metadata's) when given, else read from the file."""
     try:
-        raw = json.loads(read_metadata(path)["medshift"])
+        raw = json.loads((read_metadata(path) if metadata is None else metadata)["medshift"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: MedShift metadata is not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
