@@ -35,22 +35,14 @@ def frontier_band_energies(image: np.ndarray, body: np.ndarray) -> np.ndarray:
     return np.array(band_energies(image, body, 1.0, FRONTIER_BAND_SIGMAS_PX))
 
 
-def band_contrast_error(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
-    """Mean |log ratio| of the band energies of `image` and `target` over `body` (0: the same contrast)."""
-    return _band_error(frontier_band_energies(image, body), frontier_band_energies(target, body))
-
-
-def body_noise_ratio(image: np.ndarray, target: np.ndarray, body: np.ndarray) -> float:
-    """The image's noise level over the target's, both over `body` (1: the target's noise)."""
-    return _noise_ratio(image, body, robust_level(noise_residual(target)[body]))
-
-
 def _band_error(energies: np.ndarray, target_energies: np.ndarray) -> float:
+    """Mean |log ratio| of two images' band energies (0: the same contrast)."""
     ratio = energies / np.maximum(target_energies, 1e-30)
     return float(np.mean(np.abs(np.log(np.maximum(ratio, 1e-30)))))
 
 
 def _noise_ratio(image: np.ndarray, body: np.ndarray, target_level: float) -> float:
+    """The image's noise level over `body` divided by the target's (1: the target's noise)."""
     return robust_level(noise_residual(image)[body]) / max(target_level, 1e-12)
 
 
@@ -65,9 +57,10 @@ class TargetView:
     noise_level: float
 
     @classmethod
-    def measured(cls, clean: np.ndarray, genuine: np.ndarray) -> TargetView:
-        """The measures of the noise-free target `clean` and the genuine rendering `genuine` of one view."""
-        body = body_mask(clean)
+    def measured(cls, clean: np.ndarray, genuine: np.ndarray, body: np.ndarray | None = None) -> TargetView:
+        """The measures of the noise-free target `clean` and the genuine rendering `genuine` of one view, over
+        `body` (default: the body mask of `clean`)."""
+        body = body_mask(clean) if body is None else body
         return cls(np.asarray(clean, dtype=np.float64), body, frontier_band_energies(genuine, body),
                    robust_level(noise_residual(genuine)[body]))
 
