@@ -42,6 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
+from MedShiftLib.atomic_files import atomic_target, write_bytes_atomically  # noqa: E402
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
 from MedShiftLib.evaluation.domain_classifier import ClassifierTraining, classify  # noqa: E402
@@ -111,9 +112,8 @@ def cached_set(cache: Path, name: str, seed: int, count: int, size: int, ct_path
             return ViewSet(name, split["images"], split["clean"], split["stored"], data["spacing_mm"])
     views = render_set(name, seed, count, size, ct_paths, look)
     arrays = {f"{kind}/{d}": a for kind in ("images", "clean", "stored") for d, a in getattr(views, kind).items()}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, spacing_mm=views.spacing_mm, **arrays)
-    tmp.replace(path)
+    with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
+        np.savez_compressed(f, spacing_mm=views.spacing_mm, **arrays)
     return views
 
 
@@ -439,9 +439,7 @@ def main() -> None:
         pair = args.pairs[0]
         plot_frontier(results[pair], plot_title(pair, meta), args.plot)
     if args.json:
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": meta, "pairs": results}, indent=1) + "\n")
-        tmp.replace(args.json)
+        write_bytes_atomically(args.json, (json.dumps({"meta": meta, "pairs": results}, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":
