@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
 from MedShiftLib.engine.checkpoint import CheckpointInfo, provenance_section, read_checkpoint_info  # noqa: E402
-from MedShiftLib.engine.domain_statistics import DomainStatistics, write_statistics  # noqa: E402
+from MedShiftLib.engine.domain_statistics import DomainStatistics, split_by_domain, write_statistics  # noqa: E402
 from MedShiftLib.errors import MedShiftError  # noqa: E402
 from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics  # noqa: E402
 from MedShiftLib.simulator.model_look import trained_look  # noqa: E402
@@ -64,7 +64,7 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
                             "re-package the model")
     seed += VALIDATION_SEED_OFFSET
     images, labels = working_squares(render_views(options, seed, views, workers), info.resolution)
-    statistics = measure_domain_statistics({d: images[labels == i] for i, d in enumerate(options.domains)},
+    statistics = measure_domain_statistics(split_by_domain(images, labels, options.domains),
                                            device=device or measurement_device(info))
     provenance = {"simulated": options.to_dict(), "look": options.look, "seed": seed, "views": views,
                   "images_per_domain": views, "resolution": info.resolution,

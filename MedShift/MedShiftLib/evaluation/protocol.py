@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..engine.checkpoint import CheckpointInfo
-from ..engine.domain_statistics import DomainStatistics
+from ..engine.domain_statistics import DomainStatistics, split_by_domain
 from ..engine.network import VelocityUNet
 from ..engine.ode_solvers import IntegrationStats
 from ..errors import CheckpointError, DataFolderError, MedShiftError
@@ -310,11 +310,12 @@ def run_evaluation(model: VelocityUNet, info: CheckpointInfo, test_dir: str | Pa
                                        provenance, log)
     test_accuracy, confusion = classifier_accuracy_on_test(classifier, test, domains)
     log(f"domain classifier accuracy on untranslated held-out images: {test_accuracy:.3f}")
-    measured = measure_domain_statistics({d: train_images[train_labels == i] for i, d in enumerate(domains)})
-    baseline_domains = {d: baseline_domain([im[0].double().numpy() for im in train_images[train_labels == i]],
+    by_domain = split_by_domain(train_images, train_labels, domains)
+    measured = measure_domain_statistics(by_domain)
+    baseline_domains = {d: baseline_domain([im[0].double().numpy() for im in images],
                                            nps=measured.noise_power[d] if measured.noise_power else None,
                                            level=measured.noise_level[d] if measured.noise_level else None)
-                        for i, d in enumerate(domains)}
+                        for d, images in by_domain.items()}
     results: list[MethodResult] = []
     for k, (source, target) in enumerate(pairs):
         start = time.perf_counter()

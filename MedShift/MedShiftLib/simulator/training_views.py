@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engine.domain_statistics import split_by_domain
 from ..engine.intensity import fit_intensity_window, normalize
 from ..errors import MedShiftError
 from .cone_beam_projector import ConeBeamProjector
@@ -325,7 +326,7 @@ class SimulatedData:
 
     def statistics_images(self) -> dict[str, torch.Tensor]:
         """The held-out images of each domain (for the checkpoints' domain statistics)."""
-        return {d: self.validation_images[self.validation_labels == i] for i, d in enumerate(self.domains)}
+        return split_by_domain(self.validation_images, self.validation_labels, self.domains)
 
     def statistics_provenance(self) -> dict:
         """What the checkpoint records about the images its domain statistics were measured on."""

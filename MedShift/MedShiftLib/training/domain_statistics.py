@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic_files import atomic_target
 from ..engine.checkpoint import read_checkpoint_info
-from ..engine.domain_statistics import DomainStatistics, statistics_path, write_statistics
+from ..engine.domain_statistics import DomainStatistics, split_by_domain, statistics_path, write_statistics
 from ..errors import MedShiftError
 from ..io.output_guard import refuse_outputs_over_inputs
 from ..postprocess.contrast_transfer import measure_domain_statistics
@@ -32,7 +32,7 @@ def images_by_domain(records: Sequence[ImageRecord], domains: Sequence[str], res
     from .dataset import sample_domain_images  # reads image files: only for a data folder
 
     images, labels = sample_domain_images(records, domains, resolution, per_domain, seed)
-    return {d: images[labels == i] for i, d in enumerate(domains)}
+    return split_by_domain(images, labels, domains)
 
 
 def statistics_of_records(records: Sequence[ImageRecord], domains: Sequence[str], resolution: int,
