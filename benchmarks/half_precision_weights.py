@@ -42,24 +42,39 @@ def rg1_image() -> RadiographImage:
     return read_radiograph(get_testdata_file("RG1_UNCR.dcm"))
 
 
+def compared_images(demo: RadiographImage | None = None) -> list[tuple[str, RadiographImage, str, str]]:
+    """(name, image, source, target) of the translations the weight benchmarks compare (`demo`: demo_image())."""
+    return [("demo (sim-low, 256 px)", demo if demo is not None else demo_image(), "sim-low", "clinical-normal"),
+            ("RG1 chest CR 1955 x 1841", rg1_image(), "clinical-normal", "clinical-exposure")]
+
+
+def default_settings(source: str, target: str) -> TranslationSettings:
+    """The default setting (settings.RECOMMENDED) from `source` to `target`."""
+    fields = {k: v for k, v in RECOMMENDED.items() if k in TranslationSettings.__dataclass_fields__}
+    return TranslationSettings(**(fields | {"source_domain": source, "target_domain": target}))
+
+
+def compare_translations(image: RadiographImage, models: list, settings: TranslationSettings
+                         ) -> tuple[list[np.ndarray], str]:
+    """`image` translated by both (model, info) of `models`, and the table's cells of their difference: largest and
+    mean absolute difference as a fraction of the first output's range, largest in grey levels."""
+    outputs = [translate_image(image, model, info, settings).pixels.astype(np.float64) for model, info in models]
+    span = max(float(outputs[0].max() - outputs[0].min()), 1e-9)
+    diff = np.abs(outputs[0] - outputs[1])
+    return outputs, f"{diff.max() / span:.2e} | {diff.mean() / span:.2e} | {diff.max():.1f} of {span:.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fp32")
     parser.add_argument("fp16", nargs="?", default=str(default_model_path()))
     args = parser.parse_args()
     models = [load_checkpoint(path) for path in (args.fp32, args.fp16)]
-    fields = {k: v for k, v in RECOMMENDED.items() if k in TranslationSettings.__dataclass_fields__}
     print("| image | source | max abs diff (of range) | mean abs diff (of range) | max abs diff (grey levels) |")
     print("|---|---|---|---|---|")
-    for name, image, source in (("demo (sim-low, 256 px)", demo_image(), "sim-low"),
-                                ("RG1 chest CR 1955 x 1841", rg1_image(), "clinical-normal")):
-        target = "clinical-normal" if source != "clinical-normal" else "clinical-exposure"
-        settings = TranslationSettings(**(fields | {"source_domain": source, "target_domain": target}))
-        outputs = [translate_image(image, model, info, settings).pixels.astype(np.float64) for model, info in models]
-        span = max(float(outputs[0].max() - outputs[0].min()), 1e-9)
-        diff = np.abs(outputs[0] - outputs[1])
-        print(f"| {name} -> {target} | {source} | {diff.max() / span:.2e} | {diff.mean() / span:.2e} | "
-              f"{diff.max():.1f} of {span:.0f} |")
+    for name, image, source, target in compared_images():
+        _, cells = compare_translations(image, models, default_settings(source, target))
+        print(f"| {name} -> {target} | {source} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-from half_precision_weights import demo_image, rg1_image  # noqa: E402
+from half_precision_weights import compare_translations, compared_images, default_settings, demo_image  # noqa: E402
 
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint, read_checkpoint_info, save_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
@@ -36,8 +36,6 @@ from MedShiftLib.engine.weight_quantisation import (  # noqa: E402
     is_quantised,
     quantise_per_output_channel,
 )
-from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
-from MedShiftLib.settings import RECOMMENDED, TranslationSettings  # noqa: E402
 
 KINDS = {  # kind of weight -> which state-dict entries (name, tensor) belong to it
     "large 3x3 convolutions (the int8 file's)": lambda n, v: is_quantised(v) and v.dim() == 4 and v.shape[-1] == 3,
@@ -115,20 +113,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for kind, rms, peak, count in velocity_errors(model.to(memory_format=torch.contiguous_format), x):
         print(f"| {kind} | {count:,} | {rms:.1e} | {peak:.1e} |")
-    fields = {k: v for k, v in RECOMMENDED.items() if k in TranslationSettings.__dataclass_fields__}
     print("\n| image | setting | max abs diff (of range) | mean abs diff (of range) | max abs diff (grey levels) |")
     print("|---|---|---|---|---|")
-    for name, image, source in (("demo (sim-low, 256 px)", demo, "sim-low"),
-                                ("RG1 chest CR 1955 x 1841", rg1_image(), "clinical-normal")):
-        target = "clinical-normal" if source != "clinical-normal" else "clinical-exposure"
-        default = TranslationSettings(**(fields | {"source_domain": source, "target_domain": target}))
+    for name, image, source, target in compared_images(demo):
+        default = default_settings(source, target)
         for setting, settings in (("default", default),
                                   ("network alone", replace(default, contrast_transfer=False, noise_matching=False))):
-            outputs = [translate_image(image, m, i, settings).pixels.astype(np.float64) for m, i in models]
-            span = max(float(outputs[0].max() - outputs[0].min()), 1e-9)
-            diff = np.abs(outputs[0] - outputs[1])
-            print(f"| {name} -> {target} | {setting} | {diff.max() / span:.2e} | {diff.mean() / span:.2e} | "
-                  f"{diff.max():.1f} of {span:.0f} |")
+            outputs, cells = compare_translations(image, models, settings)
+            print(f"| {name} -> {target} | {setting} | {cells} |")
             if args.pictures:
                 args.pictures.mkdir(parents=True, exist_ok=True)
                 side_by_side(args.pictures / f"{name.split()[0]}_{setting.replace(' ', '_')}.png", *outputs)
