@@ -103,16 +103,7 @@ show_cts() {  # the prepared CTs' size and spacing (numpy only), or an error whe
         echo "$0: no prepared CT (*.hu.npz) in $CTS: run \`$0 prepare\` where SimpleITK is, and carry $CTS" >&2
         return 2
     fi
-    "$PYTHON" - "$CTS"/*.hu.npz <<'PY'
-import sys
-
-import numpy as np
-
-for path in sys.argv[1:]:
-    with np.load(path) as ct:
-        print(f"CT {path}: {' x '.join(map(str, ct['hounsfield'].shape[::-1]))} voxels of "
-              f"{' x '.join(f'{s:.2f}' for s in ct['spacing_mm'])} mm")
-PY
+    "$PYTHON" scripts/prepare_training_ct.py --show "$CTS"/*.hu.npz
 }
 
 train() {  # train DEVICE PRECISION SECONDS [extra options...]
