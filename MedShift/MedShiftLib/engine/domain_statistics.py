@@ -37,11 +37,11 @@ STATISTICS_SUFFIX = ".stats.json"
 MAX_STATISTICS_BYTES = 16 * 1024 * 1024
 
 
-
 def split_by_domain(images, labels, domains: Sequence[str]) -> dict:
     """{domain: the images (first axis; tensors or arrays) whose label is its index in `domains`}: the input of
     measure_domain_statistics."""
     return {d: images[labels == i] for i, d in enumerate(domains)}
+
 
 @dataclass(frozen=True)
 class DomainStatistics:
