@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .domain_styles import DEFAULT_LOOK, LOOK_OBJECT_DETAIL, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .object_detail import ObjectDetail, object_line_integrals
 from .screen_film import add_film_grain, characteristic_curve, film_speed_point
 from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
@@ -67,10 +68,12 @@ class DomainSettings:
     look: str = DEFAULT_LOOK  # which parameter set renders it (domain_styles.LOOKS)
 
 
-def draw_domain_settings(domain: str, rng: np.random.Generator, look: str = DEFAULT_LOOK) -> DomainSettings:
-    """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain."""
+def draw_domain_settings(domain: str, rng: np.random.Generator, look: str = DEFAULT_LOOK,
+                         style: SimulatorStyle | ClinicalStyle | None = None) -> DomainSettings:
+    """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain (from `style` when
+    given: a candidate style of a fit)."""
     check_look(look)
-    style = domain_style(domain, look)
+    style = domain_style(domain, look) if style is None else style
     if isinstance(style, SimulatorStyle):
         return DomainSettings(domain=domain, effective_energy_keV=style.effective_energy_keV, look=look)
     low, high = style.dose_range_nGy
@@ -88,6 +91,17 @@ class DomainRendering:
     image: np.ndarray
     settings: DomainSettings
     extras: dict = field(default_factory=dict)
+
+
+def object_integrals(line_integrals: np.ndarray, look: str, spacing_mm_xyz, magnification: float,
+                     pixel_spacing_mm: float, rng: np.random.Generator,
+                     detail: ObjectDetail | None = None) -> np.ndarray:
+    """The line integrals a look's clinical domains render: the object finer than its CT (object_detail.py) where the
+    look has it (`detail` overrides the look's), else the CT's own. `rng`: the subject and view's anatomy seed."""
+    detail = LOOK_OBJECT_DETAIL[look] if detail is None else detail
+    if detail is None:
+        return line_integrals
+    return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng)
 
 
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from .domains import SIMULATOR_DOMAINS
+from .object_detail import ObjectDetail
 
 LOOKS = ("film", "radiograph", "legacy")
 DEFAULT_LOOK = "film"
@@ -147,6 +148,11 @@ LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 }
 
 LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
+# The object finer than its CT (object_detail.py), seen by a look's clinical domains: the film look's radiographs are
+# of the real head; the radiograph and legacy looks render the CT as it is.
+FILM_OBJECT_DETAIL = ObjectDetail(psf_fwhm_voxels=1.2, slice_fwhm=1.0, max_gain=4.0, texture_beta=3.2,
+                                  texture_psd=0.0)
+LOOK_OBJECT_DETAIL: dict[str, ObjectDetail | None] = {"film": FILM_OBJECT_DETAIL, "radiograph": None, "legacy": None}
 
 
 def check_look(look: str) -> None:

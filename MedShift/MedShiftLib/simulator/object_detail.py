@@ -1,0 +1,113 @@
+"""The object finer than its CT: what the clinical domains of the film look see that a 1-1.5 mm CT lost.
+
+The clinical domains stand for radiographs of the real head; the simulator only has a CT of it (as in the
+MedShift paper, whose synthetic domains are DRRs of a CT and whose real ones are radiographs of the object).
+Two steps, on the per-material line integrals of one view, before the detector:
+
+1. **The sharpness the CT lost.** A CT is the object blurred by its reconstruction PSF (about a Gaussian of FWHM
+   `psf_fwhm_voxels` in-plane), its slice profile (FWHM `slice_fwhm` slices along z) and its voxel (a box), and
+   the projector's interpolation adds triangles (variance 1/6 + 1/24 voxel^2). The projection of a 3-D
+   Gaussian blur is a 2-D Gaussian blur of the projection (scaled by the magnification): detector rows follow z,
+   columns the in-plane axes. The blur is undone by a regularised inverse G = (1 + 1/g) / (H + 1/g) (g =
+   `max_gain`): the restored transfer G H = (1 + 1/g) H / (H + 1/g) falls monotonically from 1 to 0 (no ringing
+   band), and the gain never exceeds g + 1.
+2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
+   path length times (1 + F), F a Gaussian random field with the power-law spectrum of trabecular bone
+   radiographs (fractional Brownian motion: PSD ~ f^-beta, beta = 2 H + 2 for a Hurst exponent H; Benhamou et
+   al. 2001, J Bone Miner Res 16:697; Lynch et al. 1991), times the share of each frequency the restored CT lacks
+   (1 - G H), so low frequencies stay the CT's. Its seed comes from the subject and view (anatomy, not
+   noise): the same in clinical-low, -normal and -exposure; soft tissue, enamel and air stay as the CT has them.
+
+The parameters were fitted to the Bolton-Brush skull films (benchmarks/fit_film_look.py; docs/simulator.md,
+"Against real skull films").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .xray_physics import MATERIALS
+
+BONE = MATERIALS.index("cortical_bone")
+# Variance (voxel^2) added by the voxel's box (1/12), the projector's trilinear interpolation (1/6) and its bilinear
+# interpolation of rays traced at half a voxel (cone_beam_projector.RAY_OVERSAMPLING: (1/2)^2 / 6).
+SAMPLING_VARIANCE_VOXELS = 1.0 / 12.0 + 1.0 / 6.0 + 1.0 / 24.0
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+@dataclass(frozen=True)
+class ObjectDetail:
+    """How a look restores the object from its CT (see the module docstring)."""
+
+    psf_fwhm_voxels: float = 1.2  # in-plane reconstruction PSF, FWHM in voxels
+    slice_fwhm: float = 1.0  # slice profile along z, FWHM in slices
+    max_gain: float = 4.0  # g: the restoration's gain stays below g + 1 (0: no restoration)
+    texture_beta: float = 3.2  # power-law exponent of the bone texture's spectrum (fBm: 2 H + 2)
+    texture_psd: float = 0.0  # PSD (mm^2) of the relative bone-path fluctuation at 1 cycle/mm (0: no texture)
+
+
+def ct_blur_sigmas_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float,
+                      detail: ObjectDetail) -> tuple[float, float]:
+    """(rows, cols) Gaussian sigma in detector pixels of a CT's blur: rows along z, columns in-plane."""
+    in_plane = np.sqrt((detail.psf_fwhm_voxels / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+    along_z = np.sqrt((detail.slice_fwhm / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+    x, y, z = (float(s) for s in spacing_mm_xyz)
+    scale = magnification / pixel_spacing_mm
+    return float(along_z * z * scale), float(in_plane * (x + y) / 2 * scale)
+
+
+def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) frequency grids (cycles per pixel) of an rfft2 of `shape`."""
+    return np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :]
+
+
+def restored_transfer(shape: tuple[int, int], sigmas_px: tuple[float, float], max_gain: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(restoration gain G, restored transfer G H) on an rfft2 grid, for the CT's Gaussian blur H."""
+    fr, fc = _frequencies(shape)
+    blur = np.exp(-2.0 * np.pi ** 2 * ((sigmas_px[0] * fr) ** 2 + (sigmas_px[1] * fc) ** 2))
+    if max_gain <= 0:  # no restoration
+        return np.ones_like(blur), blur
+    floor = 1.0 / max_gain
+    gain = (1.0 + floor) / (blur + floor)
+    return gain, gain * blur
+
+
+def restore_sharpness(line_integrals: np.ndarray, sigmas_px: tuple[float, float], max_gain: float) -> np.ndarray:
+    """Line integrals (rows, cols, materials) with the CT's blur undone (regularised, gain-limited), >= 0."""
+    rows, cols = line_integrals.shape[:2]
+    pad = int(np.ceil(4 * max(sigmas_px))) + 1  # mirrored: the FFT's periodic extension has no jump at the borders
+    padded = np.pad(line_integrals, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    gain, _ = restored_transfer(padded.shape[:2], sigmas_px, max_gain)
+    spectrum = np.fft.rfft2(padded, axes=(0, 1)) * gain[:, :, None]
+    restored = np.fft.irfft2(spectrum, s=padded.shape[:2], axes=(0, 1))[pad: pad + rows, pad: pad + cols]
+    return np.clip(restored, 0.0, None)
+
+
+def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification: float,
+                 sigmas_px: tuple[float, float], detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
+    """The relative bone-path fluctuation F on the detector grid: a Gaussian field of PSD texture_psd *
+    (f / 1 c/mm)^-texture_beta at the object, at the frequencies the restored CT lacks."""
+    fr, fc = _frequencies(shape)
+    object_cycles_per_mm = np.hypot(fr, fc) / pixel_spacing_mm / magnification
+    object_cycles_per_mm[0, 0] = np.inf  # no mean
+    _, restored = restored_transfer(shape, sigmas_px, detail.max_gain)
+    # PSD at the detector: S_obj(M f) M^2; a unit white field's spectrum times sqrt(PSD) / pitch gives that PSD
+    psd = detail.texture_psd * object_cycles_per_mm ** -detail.texture_beta * magnification ** 2
+    missing = np.clip(1.0 - restored, 0.0, 1.0)  # the object's share the restored CT lacks, at each frequency
+    spectrum = np.fft.rfft2(rng.standard_normal(shape)) * np.sqrt(psd) / pixel_spacing_mm * missing
+    return np.fft.irfft2(spectrum, s=shape)
+
+
+def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnification: float,
+                          pixel_spacing_mm: float, detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
+    """The line integrals of the object the CT stands for: its blur undone, then the bone texture added."""
+    sigmas = ct_blur_sigmas_px(spacing_mm_xyz, magnification, pixel_spacing_mm, detail)
+    restored = np.array(line_integrals, dtype=np.float64)
+    if detail.max_gain > 0:
+        restored = restore_sharpness(restored, sigmas, detail.max_gain)
+    if detail.texture_psd > 0:
+        texture = bone_texture(restored.shape[:2], pixel_spacing_mm, magnification, sigmas, detail, rng)
+        restored[..., BONE] *= np.clip(1.0 + texture, 0.0, None)
+    return restored
