@@ -32,7 +32,7 @@ def test_the_restoration_sharpens_a_blurred_step_without_ringing():
     blurred = ndimage.gaussian_filter(step, (sigma, sigma, 0), mode="nearest")
     restored = restore_sharpness(blurred, (sigma, sigma), FILM_OBJECT_DETAIL.max_gain)[24, :, 0]
     assert rise_width(restored) < 0.7 * rise_width(blurred[24, :, 0])
-    assert restored.max() < 1.04 and restored.min() >= 0.0  # overshoot bounded, no negative path
+    assert restored.max() < 1.05 and restored.min() >= 0.0  # overshoot bounded, no negative path
     assert abs(restored[:30].mean()) < 1e-3 and abs(restored[-30:].mean() - 1) < 1e-3  # flat parts kept
 
 

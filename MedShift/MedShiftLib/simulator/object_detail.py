@@ -8,15 +8,18 @@ Two steps, on the per-material line integrals of one view, before the detector:
    `psf_fwhm_voxels` in-plane), its slice profile (FWHM `slice_fwhm` slices along z) and its voxel (a box), and
    the projector's interpolation adds triangles (variance 1/6 + 1/24 voxel^2). The projection of a 3-D
    Gaussian blur is a 2-D Gaussian blur of the projection (scaled by the magnification): detector rows follow z,
-   columns the in-plane axes. The blur is undone by a regularised inverse G = (1 + 1/g) / (H + 1/g) (g =
-   `max_gain`): the restored transfer G H = (1 + 1/g) H / (H + 1/g) falls monotonically from 1 to 0 (no ringing
-   band), and the gain never exceeds g + 1.
+   columns the in-plane axes. For that blur's transfer K, the regularised inverse G = (1 + 1/g) / (K + 1/g)
+   (g = `max_gain`) gives a restored transfer G K = (1 + 1/g) K / (K + 1/g) that falls monotonically from 1 to 0
+   (a step overshoots by a few per cent, Testing/test_object_detail.py), and a gain below g + 1.
 2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
-   path length times (1 + F), F a Gaussian random field with the power-law spectrum of trabecular bone
-   radiographs (fractional Brownian motion: PSD ~ f^-beta, beta = 2 H + 2 for a Hurst exponent H; Benhamou et
-   al. 2001, J Bone Miner Res 16:697; Lynch et al. 1991), times the share of each frequency the restored CT lacks
-   (1 - G H), so low frequencies stay the CT's. Its seed comes from the subject and view (anatomy, not
-   noise): the same in clinical-low, -normal and -exposure; soft tissue, enamel and air stay as the CT has them.
+   path b becomes b + F b_ref^(1 - h) b^h (b_ref = 1 g/cm^2; a sum of fBm increments along the ray varies as the
+   path to the power h, so an edge-on rim of compact bone gets less than in proportion). F is a Gaussian random
+   field with the power-law spectrum used to model trabecular bone texture in radiographs (fractional Brownian
+   motion: PSD ~ f^-beta, beta = 2 h + 2 for a Hurst exponent h; Lynch et al. 1991, Phys Med Biol, the fractal
+   signature of knee radiographs; Benhamou et al. 2001, J Bone Miner Res 16:697, fractal analysis of calcaneus
+   radiographs), times the share of each frequency the restored CT lacks (1 - G K), so low frequencies stay the
+   CT's. Its seed comes from the subject and view (anatomy, not noise): the same in clinical-low, -normal and
+   -exposure; soft tissue, enamel and air stay as the CT has them.
 
 The parameters were fitted to the Bolton-Brush skull films (benchmarks/fit_film_look.py; docs/simulator.md,
 "Against real skull films").
@@ -34,6 +37,8 @@ BONE = MATERIALS.index("cortical_bone")
 # interpolation of rays traced at half a voxel (cone_beam_projector.RAY_OVERSAMPLING: (1/2)^2 / 6).
 SAMPLING_VARIANCE_VOXELS = 1.0 / 12.0 + 1.0 / 6.0 + 1.0 / 24.0
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+# Bone path (g/cm^2) at which ObjectDetail.texture_psd is the PSD of the relative path fluctuation.
+REFERENCE_BONE_G_CM2 = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class ObjectDetail:
     psf_fwhm_voxels: float = 1.2  # in-plane reconstruction PSF, FWHM in voxels
     slice_fwhm: float = 1.0  # slice profile along z, FWHM in slices
     max_gain: float = 4.0  # g: the restoration's gain stays below g + 1 (0: no restoration)
-    texture_beta: float = 3.2  # power-law exponent of the bone texture's spectrum (fBm: 2 H + 2)
-    texture_psd: float = 0.0  # PSD (mm^2) of the relative bone-path fluctuation at 1 cycle/mm (0: no texture)
+    texture_beta: float = 3.4  # power-law exponent of the bone texture's spectrum (fBm: 2 h + 2)
+    texture_psd: float = 0.0  # PSD (mm^2) at 1 cycle/mm of the fluctuation relative to a 1 g/cm^2 path (0: none)
 
 
 def ct_blur_sigmas_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float,
@@ -64,7 +69,7 @@ def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def restored_transfer(shape: tuple[int, int], sigmas_px: tuple[float, float], max_gain: float
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(restoration gain G, restored transfer G H) on an rfft2 grid, for the CT's Gaussian blur H."""
+    """(restoration gain G, restored transfer G K) on an rfft2 grid, for the CT's Gaussian blur K."""
     fr, fc = _frequencies(shape)
     blur = np.exp(-2.0 * np.pi ** 2 * ((sigmas_px[0] * fr) ** 2 + (sigmas_px[1] * fc) ** 2))
     if max_gain <= 0:  # no restoration
@@ -109,5 +114,10 @@ def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnificat
         restored = restore_sharpness(restored, sigmas, detail.max_gain)
     if detail.texture_psd > 0:
         texture = bone_texture(restored.shape[:2], pixel_spacing_mm, magnification, sigmas, detail, rng)
-        restored[..., BONE] *= np.clip(1.0 + texture, 0.0, None)
+        bone = restored[..., BONE]
+        # a sum over the path of fBm increments (Hurst h) varies as path^h: the fluctuation grows slower than the path
+        # (a skull's edge-on rim of compact bone does not get the diploe's texture in full)
+        hurst = (detail.texture_beta - 2.0) / 2.0
+        fluctuation = texture * REFERENCE_BONE_G_CM2 ** (1.0 - hurst) * bone ** hurst
+        restored[..., BONE] = np.clip(bone + fluctuation, 0.0, None)
     return restored
