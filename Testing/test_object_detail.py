@@ -28,9 +28,9 @@ def rise_width(profile: np.ndarray) -> int:
 def test_the_restoration_sharpens_a_blurred_step_without_ringing():
     step = np.zeros((48, 160, 1))
     step[:, 80:] = 1.0
-    sigma = 4.0  # the CT's blur in detector pixels (a 1 mm CT at 0.15 mm pixels: about 4.6)
+    sigma, voxel = 4.0, 5.4  # the CT's blur and voxel in detector pixels (a 1 mm CT at 0.15 mm pixels: 5.2, 7.0)
     blurred = ndimage.gaussian_filter(step, (sigma, sigma, 0), mode="nearest")
-    restored = restore_sharpness(blurred, (sigma, sigma), FILM_OBJECT_DETAIL.max_gain)[24, :, 0]
+    restored = restore_sharpness(blurred, (sigma, sigma), FILM_OBJECT_DETAIL.max_gain, (voxel, voxel))[24, :, 0]
     assert rise_width(restored) < 0.7 * rise_width(blurred[24, :, 0])
     assert restored.max() < 1.05 and restored.min() >= 0.0  # overshoot bounded, no negative path
     assert abs(restored[:30].mean()) < 1e-3 and abs(restored[-30:].mean() - 1) < 1e-3  # flat parts kept
@@ -52,7 +52,7 @@ def test_the_texture_sits_in_the_bone_only_and_keeps_its_mean():
 def test_the_texture_has_the_power_law_spectrum_asked_for():
     """Far above the CT's cut-off the field's power falls as f^-beta (fractional Brownian motion)."""
     detail = ObjectDetail(max_gain=4.0, texture_beta=3.4, texture_psd=1e-3)
-    field = bone_texture((512, 512), 0.15, 1.0, (8.0, 8.0), detail, np.random.default_rng(2))
+    field = bone_texture((512, 512), 0.15, 1.0, (8.0, 8.0), (10.0, 10.0), detail, np.random.default_rng(2))
     power = np.abs(np.fft.fft2(field)) ** 2
     radius = np.hypot(*np.meshgrid(np.fft.fftfreq(512), np.fft.fftfreq(512), indexing="ij"))
     low, high = (power[np.abs(radius - f) < 0.01].mean() for f in (0.12, 0.36))  # cut-off: about 0.03 cycles/px
