@@ -52,9 +52,11 @@ from skull_films import (  # noqa: E402
 from MedShiftLib.atomic_files import atomic_target  # noqa: E402
 from MedShiftLib.evaluation.film_statistics import (  # noqa: E402
     BAND_SIGMAS_MM,
+    band_energies,
     band_log_ratio,
     film_statistics,
     histogram_distance,
+    normalise,
 )
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
@@ -139,6 +141,20 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
     return total, rows
 
 
+def film_bone_beta(films: dict) -> list[str]:
+    """Each film's power-law exponent inside the bone (the brightest 40 % of its head, 30 px in from its edge):
+    2 + log2 of the octave band energies' growth per octave (a PSD ~ f^-beta field's grows by 2^(beta - 2))."""
+    lines = []
+    for view, (image, head) in films.items():
+        x = normalise(image, head)
+        inner = ndimage.binary_erosion(head, iterations=30)
+        bone = inner & (x > np.quantile(x[inner], 0.6))
+        slopes = np.diff(np.log2(band_energies(x, bone, COMMON_MM)))
+        lines.append(f"{view}: beta {' / '.join(f'{2 + v:.2f}' for v in slopes)} between the bands "
+                     f"{' / '.join(f'{a:g}-{b:g}' for a, b in zip(BAND_SIGMAS_MM, BAND_SIGMAS_MM[1:]))} mm")
+    return lines
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """`name=value` (a tuple for comma-separated values) for a ClinicalStyle or ObjectDetail field."""
     name, _, value = text.partition("=")
@@ -175,6 +191,7 @@ def main() -> None:
     style = replace(domain_style(DOMAIN, "film"), **{k: v for k, v in overrides.items() if k not in detail_names})
     detail = replace(LOOK_OBJECT_DETAIL["film"], **{k: v for k, v in overrides.items() if k in detail_names})
     films = {view: read_film(args.films / name, boxes) for view, (name, _, _, boxes) in FILMS.items()}
+    print("Films' bone-region texture exponent (ObjectDetail.texture_beta):", *film_bone_beta(films), sep="\n  ")
     args.cache.mkdir(parents=True, exist_ok=True)
     views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}
     best, rows = score_rows(style, detail, views, films, args.noise_free_edges and not args.search, args.ct_resolution)
