@@ -23,8 +23,9 @@ Two steps, on the per-material line integrals of one view, before the detector:
    CT's. Its seed comes from the subject and view (anatomy, not noise): the same in clinical-low, -normal and
    -exposure; soft tissue, enamel and air stay as the CT has them.
 
-The parameters were fitted to the Bolton-Brush skull films (benchmarks/fit_film_look.py; docs/simulator.md,
-"Against real skull films").
+beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py); the
+texture's amplitude was set by eye, below what the films' band energies would ask (docs/simulator.md, "Against
+real skull films").
 """
 from __future__ import annotations
 
