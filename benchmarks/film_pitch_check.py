@@ -24,7 +24,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain  # noqa: E402
+from MedShiftLib.simulator.domain_rendering import draw_domain_settings, object_integrals, render_domain  # noqa: E402
+from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style  # noqa: E402
 from MedShiftLib.simulator.simulation import subject_source  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
 
@@ -59,9 +60,14 @@ def check_view(projector: ConeBeamProjector, name: str, kind: str, pitch: float,
     fine = projector.project(replace(geometry, rows=SIZE * factor, cols=SIZE * factor,
                                      pixel_spacing_mm=pitch / factor))
     head = coarse.sum(-1) > 0.5
+    spacing, magnification = projector.volume.spacing_mm, geometry.magnification
+    # the object finer than its CT, as the clinical domains see it (one anatomy seed; its field at each pitch)
+    objects = (object_integrals(coarse, look, spacing, magnification, pitch, np.random.default_rng(11)),
+               object_integrals(fine, look, spacing, magnification, pitch / factor, np.random.default_rng(11)))
     for domain in DOMAINS:
-        direct = measures(*render_pair(coarse, domain, pitch, look, 7), head)
-        noisy, clean = render_pair(fine, domain, pitch / factor, look, 7)
+        coarse_in, fine_in = objects if isinstance(domain_style(domain, look), ClinicalStyle) else (coarse, fine)
+        direct = measures(*render_pair(coarse_in, domain, pitch, look, 7), head)
+        noisy, clean = render_pair(fine_in, domain, pitch / factor, look, 7)
         down = measures(binned(noisy, factor), binned(clean, factor), head)
         print(f"| {name} | {kind} | {pitch} | {domain} | {direct[0]:.4f} / {down[0]:.4f} | "
               f"{direct[1]:.4f} / {down[1]:.4f} | {direct[2]:.2f} / {down[2]:.2f} |", flush=True)

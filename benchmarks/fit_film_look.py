@@ -34,15 +34,38 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from skull_films import COMMON_MM, FILMS, GOALS, PITCH_MM, SIZE, SOURCE_PATIENT_MM, read_film  # noqa: E402
+from skull_films import (  # noqa: E402
+    COMMON_MM,
+    FILMS,
+    GOALS,
+    PITCH_MM,
+    SIZE,
+    SOURCE_PATIENT_MM,
+    anatomy_rng,
+    read_film,
+)
 
 from MedShiftLib.atomic_files import atomic_target  # noqa: E402
-from MedShiftLib.evaluation.film_statistics import band_log_ratio, film_statistics, histogram_distance  # noqa: E402
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_clinical_primary  # noqa: E402
-from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style  # noqa: E402
+from MedShiftLib.evaluation.film_statistics import (  # noqa: E402
+    BAND_SIGMAS_MM,
+    band_energies,
+    band_log_ratio,
+    film_statistics,
+    histogram_distance,
+    normalise,
+)
+from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector  # noqa: E402
+from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
+    draw_domain_settings,
+    object_integrals,
+    render_clinical_primary,
+)
+from MedShiftLib.simulator.domain_styles import LOOK_OBJECT_DETAIL, ClinicalStyle, domain_style  # noqa: E402
+from MedShiftLib.simulator.object_detail import ObjectDetail, ct_blur_sigmas_px  # noqa: E402
 from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_transmission, tube_spectrum  # noqa: E402
 
 DOMAIN = "clinical-normal"
@@ -58,38 +81,51 @@ SEARCH = {
 }
 
 
-def cached_primary(ct: Path, view: str, style: ClinicalStyle, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(polychromatic primary, head mask) of a CT's cephalostat view, from the cache or projected once."""
-    key = f"{ct.stem}_{view}_{SIZE}_{PITCH_MM}_{style.kvp:g}kV_{style.cu_mm:g}Cu.npz"
-    path = cache / key
-    if path.exists():
-        with np.load(path) as data:
-            return data["primary"].astype(np.float64), data["head"]
-    from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
-    from MedShiftLib.simulator.ct_volume import read_ct_volume
-
+def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+    """(line integrals, head mask, CT spacing (x, y, z) mm, magnification) of a CT's cephalostat view, from the
+    cache or projected once."""
     _, sid, lao, _ = FILMS[view]
     geometry = CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
                             pixel_spacing_mm=PITCH_MM)
-    integrals = ConeBeamProjector(read_ct_volume(ct, grid_size=None)).project(geometry)
-    primary = polychromatic_transmission(integrals, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
-    head = integrals.sum(-1) > 0.5
-    with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
-        np.savez(f, primary=primary.astype(np.float32), head=head)
-    return primary.astype(np.float32).astype(np.float64), head
+    path = cache / f"{ct.stem}_{view}_{SIZE}_{PITCH_MM}_integrals.npz"
+    if not path.exists():
+        from MedShiftLib.simulator.ct_volume import read_ct_volume
+
+        volume = read_ct_volume(ct, grid_size=None)
+        integrals = ConeBeamProjector(volume).project(geometry)
+        with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
+            np.savez(f, integrals=integrals.astype(np.float32), head=integrals.sum(-1) > 0.5,
+                     spacing=np.asarray(volume.spacing_mm))
+    with np.load(path) as data:
+        return data["integrals"], data["head"], tuple(data["spacing"]), geometry.magnification
 
 
-def score_rows(style: ClinicalStyle, views: dict, films: dict, noise_free_edges: bool = False
-               ) -> tuple[float, list[str]]:
-    """(score, table rows) of a candidate style over every cached view; with noise_free_edges a column with the
-    noise-free image's edge width (far below the noisy one's: the strongest gradients are noise, not anatomy)."""
-    low, high = style.dose_range_nGy  # the first draw of draw_domain_settings(seed 0), from this style's range
-    dose = float(np.exp(np.random.default_rng(0).uniform(np.log(low), np.log(high))))
-    settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film"), heel=0.0, dose_nGy=dose)
+def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, style: ClinicalStyle,
+                   detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
+    """The polychromatic primary of the object a view's CT stands for (object_detail.py with `detail`)."""
+    detailed = object_integrals(integrals, "film", spacing, magnification, PITCH_MM, rng, detail)
+    return polychromatic_transmission(detailed, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
+
+
+def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, noise_free_edges: bool = False,
+               ct_resolution: bool = False) -> tuple[float, list[str]]:
+    """(score, table rows) of a candidate style and object detail over every cached view; with noise_free_edges a
+    column with the noise-free image's edge width (far below the noisy one's: the strongest gradients are noise, not
+    anatomy); with ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands only at
+    scales >= 2 x the CT's largest voxel."""
+    settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     total, rows = 0.0, []
-    for (ct, view), (primary, head) in views.items():
+    for (ct, view), (integrals, head, spacing, magnification) in views.items():
+        primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view))
         image = render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1))
-        stats, film = film_statistics(image, head, PITCH_MM, COMMON_MM), films[view]
+        film_image, film_head = films[view]
+        sigmas = BAND_SIGMAS_MM
+        if ct_resolution:
+            sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
+            blur = ct_blur_sigmas_px(spacing, magnification, COMMON_MM, detail)
+            film_image = ndimage.gaussian_filter(film_image, blur, mode="nearest")
+        film = film_statistics(film_image, film_head, COMMON_MM, COMMON_MM, sigmas)
+        stats = film_statistics(image, head, PITCH_MM, COMMON_MM, sigmas)
         ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
         edge, bands, hist = stats.edge_width_mm, band_log_ratio(stats, film), histogram_distance(stats, film)
         total += sum(max(0.0, value / GOALS[name] - 1.0) for name, value in
@@ -99,17 +135,33 @@ def score_rows(style: ClinicalStyle, views: dict, films: dict, noise_free_edges:
         if noise_free_edges:
             clean_image = render_clinical_primary(primary, style, settings, PITCH_MM, None)
             clean = f" {film_statistics(clean_image, head, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
-        rows.append(f"| {ct} {view} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} | {bands:.2f} | "
-                    f"{hist:.3f} | {stats.median_grey:.2f} |")
+        scales = "/".join(f"{s:g}" for s in sigmas)
+        rows.append(f"| {ct} {view} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
+                    f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} |")
     return total, rows
 
 
+def film_bone_beta(films: dict) -> list[str]:
+    """Each film's power-law exponent inside the bone (the brightest 40 % of its head, 30 px in from its edge):
+    2 + log2 of the octave band energies' growth per octave (a PSD ~ f^-beta field's grows by 2^(beta - 2))."""
+    lines = []
+    for view, (image, head) in films.items():
+        x = normalise(image, head)
+        inner = ndimage.binary_erosion(head, iterations=30)
+        bone = inner & (x > np.quantile(x[inner], 0.6))
+        slopes = np.diff(np.log2(band_energies(x, bone, COMMON_MM)))
+        lines.append(f"{view}: beta {' / '.join(f'{2 + v:.2f}' for v in slopes)} between the bands "
+                     f"{' / '.join(f'{a:g}-{b:g}' for a, b in zip(BAND_SIGMAS_MM, BAND_SIGMAS_MM[1:]))} mm")
+    return lines
+
+
 def parse_override(text: str) -> tuple[str, object]:
-    """`name=value` (a tuple for comma-separated values) for a ClinicalStyle field."""
+    """`name=value` (a tuple for comma-separated values) for a ClinicalStyle or ObjectDetail field."""
     name, _, value = text.partition("=")
-    kinds = {f.name: f.type for f in fields(ClinicalStyle)}
+    kinds = [f.name for f in (*fields(ClinicalStyle), *fields(ObjectDetail))]
     if name not in kinds:
-        raise SystemExit(f"error: --set {name}: not a ClinicalStyle field; use one of {', '.join(kinds)}")
+        raise SystemExit(f"error: --set {name}: not a ClinicalStyle or ObjectDetail field; "
+                         f"use one of {', '.join(kinds)}")
     if "," in value:
         return name, tuple(float(v) for v in value.split(","))
     return name, (value == "True") if value in ("True", "False") else float(value)
@@ -118,8 +170,8 @@ def parse_override(text: str) -> tuple[str, object]:
 def print_table(title: str, score: float, rows: list[str], noise_free_edges: bool = False) -> None:
     print(f"\n### {title}: score {score:.3f}\n")
     print("| view | edge width mm |" + (" noise-free edge width mm |" if noise_free_edges else "")
-          + " band log ratios 0.5/1/2/4/8 mm | mean abs log ratio | histogram distance | median grey |")
-    print("|---|---|---|---|---|---|" + ("---|" if noise_free_edges else ""))
+          + " band log ratios (scales) | mean abs log ratio | histogram distance | median grey | film edge width mm |")
+    print("|---|---|---|---|---|---|---|" + ("---|" if noise_free_edges else ""))
     print("\n".join(rows))
 
 
@@ -131,12 +183,18 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="name=value override")
     parser.add_argument("--search", action="store_true", help="coordinate search over SEARCH")
     parser.add_argument("--noise-free-edges", action="store_true", help="add the noise-free edge width (no search)")
+    parser.add_argument("--ct-resolution", action="store_true",
+                        help="the issue's proposal: films blurred to the CT's resolution, bands >= 2 x its voxel")
     args = parser.parse_args()
-    style = replace(domain_style(DOMAIN, "film"), **dict(parse_override(o) for o in args.overrides))
-    films = {view: film_statistics(*read_film(args.films / name, boxes), COMMON_MM, COMMON_MM)
-             for view, (name, _, _, boxes) in FILMS.items()}
-    views = {(ct.stem, view): cached_primary(ct, view, style, args.cache) for ct in args.cts for view in FILMS}
-    best, rows = score_rows(style, views, films, args.noise_free_edges and not args.search)
+    overrides = dict(parse_override(o) for o in args.overrides)
+    detail_names = {f.name for f in fields(ObjectDetail)}
+    style = replace(domain_style(DOMAIN, "film"), **{k: v for k, v in overrides.items() if k not in detail_names})
+    detail = replace(LOOK_OBJECT_DETAIL["film"], **{k: v for k, v in overrides.items() if k in detail_names})
+    films = {view: read_film(args.films / name, boxes) for view, (name, _, _, boxes) in FILMS.items()}
+    print("Films' bone-region texture exponent (ObjectDetail.texture_beta):", *film_bone_beta(films), sep="\n  ")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}
+    best, rows = score_rows(style, detail, views, films, args.noise_free_edges and not args.search, args.ct_resolution)
     print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
                 args.noise_free_edges and not args.search)
     if not args.search:
@@ -146,7 +204,7 @@ def main() -> None:
             if value == getattr(style, name):
                 continue
             candidate = replace(style, **{name: value})
-            score, candidate_rows = score_rows(candidate, views, films)
+            score, candidate_rows = score_rows(candidate, detail, views, films, ct_resolution=args.ct_resolution)
             print(f"{name}={value}: score {score:.3f}", flush=True)
             if score < best:
                 best, style, rows = score, candidate, candidate_rows

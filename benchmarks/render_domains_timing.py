@@ -2,7 +2,9 @@
 
 The view is projected once per size (Visible Human head at 1 mm: SID 1200, SOD 800 mm, 256 px at 1.25 mm and
 1024 px at 0.3 mm); then each clinical domain, and all five domains, are rendered noisy REPEATS times and the best
-time is printed (a Markdown table). Run from the repository root, for two trees to compare before and after:
+time is printed (a Markdown table), with the film look's object detail (object_detail.py: the CT's blur undone and the
+bone texture, once per view for the three clinical domains). Run from the repository root, for two trees to compare
+before and after:
 
     PYTHONPATH=MedShift python benchmarks/render_domains_timing.py --ct visible_human_head_ct.nrrd [--repeats 3]
 """
@@ -18,7 +20,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.ct_volume import read_ct_volume  # noqa: E402
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain  # noqa: E402
+from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
+    draw_domain_settings,
+    object_integrals,
+    render_domain,
+)
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS  # noqa: E402
 
 VIEWS = ((256, 1.25), (1024, 0.3))
@@ -42,13 +48,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     projector = ConeBeamProjector(read_ct_volume(args.ct, grid_size=None))
-    print("| view | clinical-normal s | clinical-exposure s | clinical-low s | five domains s |")
-    print("|---|---|---|---|---|")
+    print("| view | object detail s | clinical-normal s | clinical-exposure s | clinical-low s | five domains s |")
+    print("|---|---|---|---|---|---|")
     for size, pitch in VIEWS:
         geometry = CArmGeometry(lao_rao_deg=90.0, sid_mm=1200.0, sod_mm=800.0, rows=size, cols=size,
                                 pixel_spacing_mm=pitch)
         integrals = projector.project(geometry)
-        cells = [best_seconds(integrals, pitch, domains, args.repeats) for domains in
+        detail = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            object_integrals(integrals, "film", projector.volume.spacing_mm, geometry.magnification, pitch,
+                             np.random.default_rng(0))
+            detail.append(time.perf_counter() - start)
+        cells = [min(detail)] + [best_seconds(integrals, pitch, domains, args.repeats) for domains in
                  (("clinical-normal",), ("clinical-exposure",), ("clinical-low",), SIMULATOR_DOMAINS)]
         print(f"| {size} px at {pitch} mm | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
 

@@ -10,6 +10,7 @@ MedShiftLib/evaluation/film_statistics.py at 0.15 mm.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from MedShiftLib.evaluation.film_statistics import (
 )
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
 from MedShiftLib.simulator.ct_volume import read_ct_volume
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain
+from MedShiftLib.simulator.domain_rendering import draw_domain_settings, object_integrals, render_domain
 
 FILM_MM = 0.0496
 COMMON_MM = 0.15
@@ -52,8 +53,14 @@ def read_film(path: Path, exclude) -> tuple[np.ndarray, np.ndarray]:
     return small, head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION)
 
 
-def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical-normal"):
-    """(image, head region, projection s, rendering s) of a cephalostat view of a CT."""
+def anatomy_rng(ct_name: str, view: str) -> np.random.Generator:
+    """The seed of a CT view's anatomy finer than the CT (object_detail.py): from the CT's name and the view."""
+    return np.random.default_rng(zlib.crc32(f"{Path(ct_name).stem}/{view}".encode()))
+
+
+def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical-normal", ct_name: str = "ct"):
+    """(image, head region, projection s, rendering s) of a cephalostat view of a CT (the film look's object detail
+    seeded by anatomy_rng(ct_name, view))."""
     _, sid, lao, _ = FILMS[view]
     geometry = CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
                             pixel_spacing_mm=PITCH_MM)
@@ -61,7 +68,9 @@ def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical
     integrals = projector.project(geometry)
     projected = time.perf_counter()
     settings = replace(draw_domain_settings(domain, np.random.default_rng(0)), heel=0.0)
-    image = render_domain(integrals, settings, PITCH_MM, np.random.default_rng(1)).image
+    detailed = object_integrals(integrals, settings.look, projector.volume.spacing_mm, geometry.magnification,
+                                PITCH_MM, anatomy_rng(ct_name, view))
+    image = render_domain(detailed, settings, PITCH_MM, np.random.default_rng(1)).image
     return image, integrals.sum(-1) > 0.5, projected - start, time.perf_counter() - projected
 
 
@@ -81,7 +90,7 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
     for ct in cts:
         projector = ConeBeamProjector(read_ct_volume(ct, grid_size=None))
         for view in FILMS:
-            image, head, t_project, t_render = render_ceph(projector, view)
+            image, head, t_project, t_render = render_ceph(projector, view, ct_name=ct.name)
             stats, film = film_statistics(image, head, PITCH_MM, COMMON_MM), film_stats[view]
             ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
             print(f"| {ct.name} {view} | {stats.edge_width_mm:.2f} | {' / '.join(f'{r:+.2f}' for r in ratios)} | "

@@ -52,7 +52,14 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
         check_angles,
     )
     from MedShiftLib.simulator.ct_volume import material_volume_from_ct
-    from MedShiftLib.simulator.domain_rendering import check_domain, draw_domain_settings, render_domain, to_uint16
+    from MedShiftLib.simulator.domain_rendering import (
+        check_domain,
+        draw_domain_settings,
+        object_integrals,
+        render_domain,
+        to_uint16,
+    )
+    from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style
 
     check_domain(domain)
     try:
@@ -71,7 +78,11 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
                             rows=detector_pixels, cols=detector_pixels, pixel_spacing_mm=spacing)
     line_integrals = ConeBeamProjector(volume, device=device).project(geometry)
     rng = np.random.default_rng(seed)
-    rendering = render_domain(line_integrals, draw_domain_settings(domain, rng), spacing, rng)
+    settings = draw_domain_settings(domain, rng)
+    if isinstance(domain_style(domain, settings.look), ClinicalStyle):  # the head finer than its CT (film look)
+        line_integrals = object_integrals(line_integrals, settings.look, volume.spacing_mm, geometry.magnification,
+                                          spacing, np.random.default_rng([seed, 3]))
+    rendering = render_domain(line_integrals, settings, spacing, rng)
     return RadiographImage(to_uint16(rendering.image), spacing=(spacing, spacing, 1.0))
 
 

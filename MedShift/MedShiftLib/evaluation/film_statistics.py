@@ -110,16 +110,16 @@ def band_energies(image: np.ndarray, head: np.ndarray, pixel_mm: float,
     return tuple(energies)
 
 
-def film_statistics(image: np.ndarray, head: np.ndarray, pixel_mm: float, common_pixel_mm: float = 0.15
-                    ) -> FilmStatistics:
-    """Statistics of an image (bright = dense) over `head`, at `common_pixel_mm` pixels."""
+def film_statistics(image: np.ndarray, head: np.ndarray, pixel_mm: float, common_pixel_mm: float = 0.15,
+                    band_sigmas_mm: tuple[float, ...] = BAND_SIGMAS_MM) -> FilmStatistics:
+    """Statistics of an image (bright = dense) over `head`, at `common_pixel_mm` pixels (bands at `band_sigmas_mm`)."""
     small = resample(image, pixel_mm, common_pixel_mm)
     mask = resample(head.astype(np.float32), pixel_mm, common_pixel_mm) > 0.5
     mask = mask[: small.shape[0], : small.shape[1]]
     x = normalise(small, mask)
     quantiles = np.quantile(x[mask], np.linspace(0, 1, 101))
-    return FilmStatistics(edge_width_mm(x, mask, common_pixel_mm), band_energies(x, mask, common_pixel_mm),
-                          quantiles, float(np.median(x[mask])))
+    return FilmStatistics(edge_width_mm(x, mask, common_pixel_mm),
+                          band_energies(x, mask, common_pixel_mm, band_sigmas_mm), quantiles, float(np.median(x[mask])))
 
 
 def band_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:

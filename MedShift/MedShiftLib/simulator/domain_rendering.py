@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .domain_styles import DEFAULT_LOOK, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .domain_styles import DEFAULT_LOOK, LOOK_OBJECT_DETAIL, ClinicalStyle, SimulatorStyle, check_look, domain_style
+from .object_detail import ObjectDetail, object_line_integrals
 from .screen_film import add_film_grain, characteristic_curve, film_speed_point
 from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
@@ -67,10 +68,12 @@ class DomainSettings:
     look: str = DEFAULT_LOOK  # which parameter set renders it (domain_styles.LOOKS)
 
 
-def draw_domain_settings(domain: str, rng: np.random.Generator, look: str = DEFAULT_LOOK) -> DomainSettings:
-    """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain."""
+def draw_domain_settings(domain: str, rng: np.random.Generator, look: str = DEFAULT_LOOK,
+                         style: SimulatorStyle | ClinicalStyle | None = None) -> DomainSettings:
+    """Draw one image's dose (log-uniform in the mode's range) and heel effect for a domain (from `style` when
+    given: a candidate style of a fit)."""
     check_look(look)
-    style = domain_style(domain, look)
+    style = domain_style(domain, look) if style is None else style
     if isinstance(style, SimulatorStyle):
         return DomainSettings(domain=domain, effective_energy_keV=style.effective_energy_keV, look=look)
     low, high = style.dose_range_nGy
@@ -88,6 +91,17 @@ class DomainRendering:
     image: np.ndarray
     settings: DomainSettings
     extras: dict = field(default_factory=dict)
+
+
+def object_integrals(line_integrals: np.ndarray, look: str, spacing_mm_xyz, magnification: float,
+                     pixel_spacing_mm: float, rng: np.random.Generator,
+                     detail: ObjectDetail | None = None) -> np.ndarray:
+    """The line integrals a look's clinical domains render: the object finer than its CT (object_detail.py) where the
+    look has it (`detail` overrides the look's), else the CT's own. `rng`: the subject and view's anatomy seed."""
+    detail = LOOK_OBJECT_DETAIL[look] if detail is None else detail
+    if detail is None:
+        return line_integrals
+    return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng)
 
 
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,
@@ -184,9 +198,9 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
     response = detector_response(spectrum)
     photons_behind_head = (settings.dose_nGy * 1e-3 * spectrum.photons_per_mm2_per_uGy
                            * quanta_pixel_mm(style, pixel_spacing_mm) ** 2)
-    if style.noise_frames != 1.0:  # a recursive temporal filter: the quanta of noise_frames frames of a still scene
-        photons_behind_head = photons_behind_head * style.noise_frames
-    open_field_quanta = photons_behind_head * response.detected_fraction / max(float(centre.mean()), 1e-6)
+    # a recursive temporal filter (noise_frames > 1): the quanta of noise_frames frames of a still scene
+    open_field_quanta = (photons_behind_head * style.noise_frames * response.detected_fraction
+                         / max(float(centre.mean()), 1e-6))
     quanta = open_field_quanta * signal
     blur_px = detector_blur_px(style, pixel_spacing_mm)
     if noise_rng is not None:
@@ -198,8 +212,12 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
     # window from the noise-free image so noisy and clean share one display mapping
     clean_log = -np.log(np.clip(ndimage.gaussian_filter(open_field_quanta * signal, blur_px,
                                                         mode="nearest"), 0.5, None) / open_field_quanta)
+    # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
+    attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
+    # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
+    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     if style.screen_film:
-        return _screen_film(log_image, clean_log, primary, scatter, style, pixel_spacing_mm, blur_px, noise_rng, extras)
+        return _screen_film(log_image, clean_log, attenuation, style, pixel_spacing_mm, noise_rng)
     if noise_rng is None:
         processed = processed_clean = _equalise(log_image, style, pixel_spacing_mm)
     elif style.gain_from_clean:  # film: each band's compression follows the noise-free band (same gain at every pitch)
@@ -208,8 +226,6 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
         processed, processed_clean = (_equalise(log_image, style, pixel_spacing_mm),
                                       _equalise(clean_log, style, pixel_spacing_mm))
     if style.skin_window:
-        # the object's own attenuation (no heel effect, no scatter) tells anatomy from direct exposure
-        attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
         # the window from the processed image at WINDOW_SCALE_MM: fine overshoots do not widen it at fine pitches
         low, high = _skin_window(_smooth_mm(processed_clean, WINDOW_SCALE_MM, pixel_spacing_mm, style.fast_wide_blur),
                                  attenuation)
@@ -218,11 +234,9 @@ def render_clinical_primary(primary: np.ndarray, style: ClinicalStyle, settings:
     else:
         low, high = float(np.percentile(processed_clean, 0.5)), float(np.percentile(processed_clean, 99.8))
     x = (processed - low) / max(high - low, 1e-6)
-    # intermediate images for measurements (benchmarks/measure_simulator.py): detector log signal, primary, scatter
-    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     image = _sigmoid_lut(x, style.lut_slope)
     if style.skin_window:  # exposure recognition: the open field black, from the skin line on
-        tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
+        tissue = _tissue(attenuation)
         x_clean = (processed_clean - low) / max(high - low, 1e-6)  # noise-free
         # film-like toe (lut_toe > 0): the thinnest anatomy (skin, facial profile) grey, the open field black
         toe = style.lut_toe * np.clip(x_clean / TOE_RAMP, 0.0, 1.0)
@@ -319,24 +333,24 @@ def _equalise_noisy_and_clean(log_image: np.ndarray, clean_log: np.ndarray, styl
     return out, clean_out
 
 
-def _screen_film(log_image, clean_log, primary, scatter, style: ClinicalStyle, pixel_spacing_mm: float,
-                 blur_px: float, noise_rng, extras: dict) -> np.ndarray:
-    """A screen-film radiograph (screen_film.py): the log exposure, blurred by the screen (blur_px, already
-    applied), with the development's edge (adjacency) effect as linear bands (band_gains), through the film's
-    H&D curve, with film grain. No window: the speed point sets the densities."""
-    exposure = log_image
-    if any(gain != 1.0 for gain in (*style.band_gains, *style.fine_band_gains)) or style.base_gain != 1.0:
-        exposure = _equalise(log_image, style, pixel_spacing_mm)
-    attenuation = -np.log(np.clip(ndimage.gaussian_filter(primary, blur_px, mode="nearest"), 1e-9, None))
+def _tissue(attenuation: np.ndarray) -> np.ndarray:
+    """0 in the open field, 1 from the skin line on (attenuation from DIRECT_EXPOSURE_MAX_ATTENUATION up)."""
+    return np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
+
+
+def _screen_film(log_image, clean_log, attenuation, style: ClinicalStyle, pixel_spacing_mm: float,
+                 noise_rng) -> np.ndarray:
+    """A screen-film radiograph (screen_film.py): the log exposure, blurred by the screen (already applied), with
+    the development's edge (adjacency) effect as linear bands (band_gains), through the film's H&D curve, with film
+    grain. No window: the speed point sets the densities."""
+    exposure = _equalise(log_image, style, pixel_spacing_mm)
     speed = film_speed_point(clean_log, attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION, style.film_median_brightness,
                              style.film_gradient, style.film_shoulder_gradient)
     image = characteristic_curve(exposure, speed, style.film_gradient, style.film_shoulder_gradient)
     if style.lut_toe > 0:  # the skin line: tissue from lut_toe up (a cephalostat's soft-tissue filter keeps it grey)
-        tissue = np.clip(attenuation / (DIRECT_EXPOSURE_MAX_ATTENUATION / 2) - 1.0, 0.0, 1.0)
-        image = tissue * (style.lut_toe + (1.0 - style.lut_toe) * image)
+        image = _tissue(attenuation) * (style.lut_toe + (1.0 - style.lut_toe) * image)
     if noise_rng is not None and style.film_grain_std > 0:
         image = add_film_grain(image, style.film_grain_std, pixel_spacing_mm, noise_rng)
-    extras.update(log_image=log_image, clean_log_image=clean_log, primary=primary, scatter=scatter)
     return image
 
 

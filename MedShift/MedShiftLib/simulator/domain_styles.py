@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import DomainError
 from .domains import SIMULATOR_DOMAINS
+from .object_detail import ObjectDetail
 
 LOOKS = ("film", "radiograph", "legacy")
 DEFAULT_LOOK = "film"
@@ -45,14 +46,14 @@ class ClinicalStyle:
     kvp: float
     cu_mm: float
     dose_range_nGy: tuple[float, float]  # detector air kerma per frame behind the head (AEC)
-    detector_blur_px: float
     scatter_to_primary: float
     scatter_sigma_mm: float
     electronic_noise_quanta: float
     heel_range: tuple[float, float]  # relative intensity change across the field
     band_gains: tuple[float, ...]  # gains of the detail bands (sigma BAND_SIGMAS_MM, or 1-16 px in legacy)
     base_gain: float  # gain of the residual low-pass (< 1 compresses the dynamic range)
-    lut_slope: float  # steepness of the sigmoid display LUT
+    detector_blur_px: float = 1.0  # detector blur in pixels at every pitch (radiograph, legacy: detector_psf_mm 0)
+    lut_slope: float = 6.0  # steepness of the sigmoid display LUT (not screen-film)
     band_exponent: float = 1.0  # p of the band non-linearity (1: linear bands)
     band_knee: float = 0.05  # band amplitude (log units) that p < 1 leaves unchanged
     scatter_from_object: bool = True  # False (legacy): SPR times the blurred primary, open field included
@@ -100,18 +101,18 @@ RADIOGRAPH_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 FLUORO_RECURSIVE_FRAMES = 7.0
 _FILM = dict(fine_band_sigmas_mm=(0.3, 0.6), band_exponent=0.6, base_gain=0.2, skin_window=True, lut_toe=0.15,
              fast_wide_blur=True, noise_per_pixel_area=True, detector_psf_mm=0.15, gain_from_clean=True,
-             band_linear_below=0.003, detector_blur_px=1.0)  # not read: detector_psf_mm sets the blur
-_FILM_NORMAL = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
+             band_linear_below=0.003)
+# the film look's clinical-low: a processed fluoroscopy frame (its normal and exposure are screen-film radiographs)
+_FILM_FLUORO = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 3.5),
                     lut_slope=6.0, **_FILM)
-# clinical-normal and -exposure: screen-film radiographs (screen_film.py), fitted to the skull films by eye and by
-# benchmarks/fit_film_look.py (docs/simulator.md): the screen's PSF, quantum mottle at a film-screen dose, linear
-# detail bands for the development's edge (adjacency) effect and the films' finer anatomy than a 1 mm CT gives, the
-# H&D curve with the speed point at the head's median, film grain. Exposure: a slower detail system (a 0.1 mm
-# screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper film exposed one step darker.
-_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(3.0, 2.5, 1.8, 1.3, 1.0),
-                    fine_band_sigmas_mm=(0.3, 0.6), fine_band_gains=(3.0, 3.0), noise_per_pixel_area=True,
-                    fast_wide_blur=True, lut_toe=0.15, lut_slope=1.0, detector_blur_px=1.0,
-                    **_CLINICAL)  # lut_slope and detector_blur_px: not read (the H&D curve, detector_psf_mm)
+# clinical-normal and -exposure: screen-film radiographs (screen_film.py) of the object finer than its CT
+# (LOOK_OBJECT_DETAIL), fitted to the skull films by eye and by benchmarks/fit_film_look.py (docs/simulator.md): the
+# screen's PSF, quantum mottle at a film-screen dose, linear detail bands at 1.25-20 mm (gains 2.0-1.0: the
+# development's edge effect and the films' stronger mid-scale contrast; no finer bands since the object detail
+# restores the fine scales), the H&D curve with the speed point at the head's median, film grain. Exposure: a slower
+# detail system (a 0.1 mm screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper film exposed one step darker.
+_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.0, 2.5, 1.8, 1.3, 1.0),
+                    noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15, **_CLINICAL)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
                               display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
@@ -120,13 +121,13 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     # low: fluoroscopy at low dose (visibly noisy, as X-DigiSkull's), digitally processed; normal: a screen-film
     # radiograph, as the real skull films; exposure: a slower, sharper screen-film system at more dose, darker
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
-                                  **_FILM_NORMAL, **_CLINICAL),
+                                  **_FILM_FLUORO, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.15,
                                      film_gradient=2.5, film_shoulder_gradient=1.0, film_median_brightness=0.78,
-                                     film_grain_std=0.06, **_SCREEN_FILM),
+                                     film_grain_std=0.03, **_SCREEN_FILM),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_psf_mm=0.1,
                                        film_gradient=2.8, film_shoulder_gradient=1.1, film_median_brightness=0.7,
-                                       film_grain_std=0.03, **_SCREEN_FILM),
+                                       film_grain_std=0.015, **_SCREEN_FILM),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)
@@ -147,6 +148,11 @@ LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 }
 
 LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
+# The object finer than its CT (object_detail.py), seen by a look's clinical domains: the film look's radiographs are
+# of the real head; the radiograph and legacy looks render the CT as it is.
+FILM_OBJECT_DETAIL = ObjectDetail(psf_fwhm_voxels=1.2, slice_fwhm=1.0, max_gain=6.0, texture_beta=3.4,
+                                  texture_psd=2e-5)
+LOOK_OBJECT_DETAIL: dict[str, ObjectDetail | None] = {"film": FILM_OBJECT_DETAIL, "radiograph": None, "legacy": None}
 
 
 def check_look(look: str) -> None:

@@ -18,8 +18,8 @@ from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
 from ..optional_packages import progress_bar
 from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
-from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16
-from .domain_styles import DEFAULT_LOOK, check_look, domain_style
+from .domain_rendering import DomainSettings, draw_domain_settings, object_integrals, render_domain, to_uint16
+from .domain_styles import DEFAULT_LOOK, ClinicalStyle, check_look, domain_style
 from .domains import SIMULATOR_DOMAINS
 from .subjects import SubjectSource
 from .views import ViewOptions, angle_limit, draw_view, seeded_rng
@@ -60,15 +60,21 @@ def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int,
                 look: str = DEFAULT_LOOK) -> RenderedView:
     """Project one view once and render it in every domain (and noise-free when clean=True)."""
     line_integrals = projector.project(geometry)
+    clinical = [d for d in domains if isinstance(domain_style(d, look), ClinicalStyle)]
+    # the object finer than its CT, once for every clinical domain: its seed is the subject and view's (anatomy)
+    object_line_integrals = object_integrals(line_integrals, look, projector.volume.spacing_mm, geometry.magnification,
+                                             geometry.pixel_spacing_mm, seeded_rng(seed, subject, view, 3)
+                                             ) if clinical else line_integrals
     images, clean_images, settings = {}, {}, {}
     for domain in domains:
         d = SIMULATOR_DOMAINS.index(domain)
         setting = draw_domain_settings(domain, seeded_rng(seed, subject, view, 1, d), look)
         settings[domain] = setting
-        images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm,
+        integrals = object_line_integrals if domain in clinical else line_integrals
+        images[domain] = render_domain(integrals, setting, geometry.pixel_spacing_mm,
                                        seeded_rng(seed, subject, view, 2, d)).image
         if clean:
-            clean_images[domain] = render_domain(line_integrals, setting, geometry.pixel_spacing_mm, None).image
+            clean_images[domain] = render_domain(integrals, setting, geometry.pixel_spacing_mm, None).image
     return RenderedView(geometry=geometry, images=images, clean_images=clean_images, settings=settings)
 
 

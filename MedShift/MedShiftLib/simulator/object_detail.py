@@ -1,0 +1,142 @@
+"""The object finer than its CT: what the clinical domains of the film look see that a 1-1.5 mm CT lost.
+
+The clinical domains stand for radiographs of the real head; the simulator only has a CT of it (as in the
+MedShift paper, whose synthetic domains are DRRs of a CT and whose real ones are radiographs of the object).
+Two steps, on the per-material line integrals of one view, before the detector:
+
+1. **The sharpness the CT lost.** A CT is the object blurred by its reconstruction PSF (about a Gaussian of FWHM
+   `psf_fwhm_voxels` in-plane), its slice profile (FWHM `slice_fwhm` slices along z) and its voxel (a box), and
+   the projector's interpolation adds triangles (variance 1/6 + 1/24 voxel^2). The projection of a 3-D
+   Gaussian blur is a 2-D Gaussian blur of the projection (scaled by the magnification): detector rows follow z,
+   columns the in-plane axes. For that blur's transfer K, the regularised inverse G = (1 + 1/g) / (K + 1/g)
+   (g = `max_gain`) gives a restored transfer G K = (1 + 1/g) K / (K + 1/g) that falls monotonically from 1 to 0
+   (a step overshoots by a few per cent, Testing/test_object_detail.py), and a gain below g + 1. The gain returns
+   to 1 towards the CT's Nyquist frequency (half-way at 0.8 of it): above it a CT holds no object detail, only
+   its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault).
+2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
+   path b becomes b + F b_ref^(1 - h) b^h (b_ref = 1 g/cm^2; a sum of fBm increments along the ray varies as the
+   path to the power h, so an edge-on rim of compact bone gets less than in proportion). F is a Gaussian random
+   field with the power-law spectrum used to model trabecular bone texture in radiographs (fractional Brownian
+   motion: PSD ~ f^-beta, beta = 2 h + 2 for a Hurst exponent h; Lynch et al. 1991, Phys Med Biol, the fractal
+   signature of knee radiographs; Benhamou et al. 2001, J Bone Miner Res 16:697, fractal analysis of calcaneus
+   radiographs), times the share of each frequency the restored CT lacks (1 - G K), so low frequencies stay the
+   CT's. Its seed comes from the subject and view (anatomy, not noise): the same in clinical-low, -normal and
+   -exposure; soft tissue, enamel and air stay as the CT has them.
+
+beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py); the
+texture's amplitude was set by eye, below what the films' band energies would ask (docs/simulator.md, "Against
+real skull films").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .xray_physics import MATERIALS
+
+BONE = MATERIALS.index("cortical_bone")
+# Variance (voxel^2) added by the voxel's box (1/12), the projector's trilinear interpolation (1/6) and its bilinear
+# interpolation of rays traced at half a voxel (cone_beam_projector.RAY_OVERSAMPLING: (1/2)^2 / 6).
+SAMPLING_VARIANCE_VOXELS = 1.0 / 12.0 + 1.0 / 6.0 + 1.0 / 24.0
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+# Fraction of the CT's Nyquist frequency at which the restoration's gain has fallen half-way back to 1.
+NYQUIST_ROLL_OFF = 0.8
+# Bone path (g/cm^2) at which ObjectDetail.texture_psd is the PSD of the relative path fluctuation.
+REFERENCE_BONE_G_CM2 = 1.0
+
+
+@dataclass(frozen=True)
+class ObjectDetail:
+    """How a look restores the object from its CT (see the module docstring)."""
+
+    psf_fwhm_voxels: float = 1.2  # in-plane reconstruction PSF, FWHM in voxels
+    slice_fwhm: float = 1.0  # slice profile along z, FWHM in slices
+    max_gain: float = 4.0  # g: the restoration's gain stays below g + 1 (0: no restoration)
+    texture_beta: float = 3.4  # power-law exponent of the bone texture's spectrum (fBm: 2 h + 2)
+    texture_psd: float = 0.0  # PSD (mm^2) at 1 cycle/mm of the fluctuation relative to a 1 g/cm^2 path (0: none)
+
+
+def voxels_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float) -> tuple[float, float]:
+    """(rows, cols) a CT's voxel in detector pixels: rows along z, columns in-plane."""
+    x, y, z = (float(s) for s in spacing_mm_xyz)
+    scale = magnification / pixel_spacing_mm
+    return z * scale, (x + y) / 2 * scale
+
+
+def ct_blur_sigmas_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float,
+                      detail: ObjectDetail) -> tuple[float, float]:
+    """(rows, cols) Gaussian sigma in detector pixels of a CT's blur: rows along z, columns in-plane."""
+    in_plane = np.sqrt((detail.psf_fwhm_voxels / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+    along_z = np.sqrt((detail.slice_fwhm / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+    rows, cols = voxels_px(spacing_mm_xyz, magnification, pixel_spacing_mm)
+    return float(along_z * rows), float(in_plane * cols)
+
+
+def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) frequency grids (cycles per pixel) of an rfft2 of `shape`."""
+    return np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :]
+
+
+def restored_transfer(shape: tuple[int, int], sigmas_px: tuple[float, float], max_gain: float,
+                      voxels: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(restoration gain G, restored transfer G K) on an rfft2 grid, for the CT's Gaussian blur K and its voxels
+    (rows, cols, in detector pixels): the gain returns to 1 towards the CT's Nyquist frequency, above which a CT
+    holds no object detail, only its sampling (the slices' steps)."""
+    fr, fc = _frequencies(shape)
+    blur = np.exp(-2.0 * np.pi ** 2 * ((sigmas_px[0] * fr) ** 2 + (sigmas_px[1] * fc) ** 2))
+    if max_gain <= 0:  # no restoration
+        return np.ones_like(blur), blur
+    floor = 1.0 / max_gain
+    nyquist = np.hypot(fr * 2.0 * voxels[0], fc * 2.0 * voxels[1])  # 1 at the CT's Nyquist frequency
+    window = 1.0 / (1.0 + (nyquist / NYQUIST_ROLL_OFF) ** 4)
+    gain = 1.0 + window * ((1.0 + floor) / (blur + floor) - 1.0)
+    return gain, gain * blur
+
+
+def restore_sharpness(line_integrals: np.ndarray, sigmas_px: tuple[float, float], max_gain: float,
+                      voxels: tuple[float, float]) -> np.ndarray:
+    """Line integrals (rows, cols, materials) with the CT's blur undone (regularised, gain-limited, up to the CT's
+    Nyquist frequency for `voxels` in pixels), >= 0."""
+    rows, cols = line_integrals.shape[:2]
+    pad = int(np.ceil(4 * max(sigmas_px))) + 1  # mirrored: the FFT's periodic extension has no jump at the borders
+    padded = np.pad(line_integrals, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    gain, _ = restored_transfer(padded.shape[:2], sigmas_px, max_gain, voxels)
+    spectrum = np.fft.rfft2(padded, axes=(0, 1)) * gain[:, :, None]
+    restored = np.fft.irfft2(spectrum, s=padded.shape[:2], axes=(0, 1))[pad: pad + rows, pad: pad + cols]
+    return np.clip(restored, 0.0, None)
+
+
+def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification: float,
+                 sigmas_px: tuple[float, float], voxels: tuple[float, float], detail: ObjectDetail,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The relative bone-path fluctuation F on the detector grid: a Gaussian field of PSD texture_psd *
+    (f / 1 c/mm)^-texture_beta at the object, at the frequencies the restored CT lacks."""
+    fr, fc = _frequencies(shape)
+    object_cycles_per_mm = np.hypot(fr, fc) / pixel_spacing_mm / magnification
+    object_cycles_per_mm[0, 0] = np.inf  # no mean
+    _, restored = restored_transfer(shape, sigmas_px, detail.max_gain, voxels)
+    # PSD at the detector: S_obj(M f) M^2; a unit white field's spectrum times sqrt(PSD) / pitch gives that PSD
+    psd = detail.texture_psd * object_cycles_per_mm ** -detail.texture_beta * magnification ** 2
+    missing = np.clip(1.0 - restored, 0.0, 1.0)  # the object's share the restored CT lacks, at each frequency
+    spectrum = np.fft.rfft2(rng.standard_normal(shape)) * np.sqrt(psd) / pixel_spacing_mm * missing
+    return np.fft.irfft2(spectrum, s=shape)
+
+
+def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnification: float,
+                          pixel_spacing_mm: float, detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
+    """The line integrals of the object the CT stands for: its blur undone, then the bone texture added."""
+    sigmas = ct_blur_sigmas_px(spacing_mm_xyz, magnification, pixel_spacing_mm, detail)
+    voxels = voxels_px(spacing_mm_xyz, magnification, pixel_spacing_mm)
+    restored = np.array(line_integrals, dtype=np.float64)
+    if detail.max_gain > 0:
+        restored = restore_sharpness(restored, sigmas, detail.max_gain, voxels)
+    if detail.texture_psd > 0:
+        texture = bone_texture(restored.shape[:2], pixel_spacing_mm, magnification, sigmas, voxels, detail, rng)
+        bone = restored[..., BONE]
+        # a sum over the path of fBm increments (Hurst h) varies as path^h: the fluctuation grows slower than the path
+        # (a skull's edge-on rim of compact bone does not get the diploe's texture in full)
+        hurst = (detail.texture_beta - 2.0) / 2.0
+        fluctuation = texture * REFERENCE_BONE_G_CM2 ** (1.0 - hurst) * bone ** hurst
+        restored[..., BONE] = np.clip(bone + fluctuation, 0.0, None)
+    return restored
