@@ -12,7 +12,9 @@ Two steps, on the per-material line integrals of one view, before the detector:
    (g = `max_gain`) gives a restored transfer G K = (1 + 1/g) K / (K + 1/g) that falls monotonically from 1 to 0
    (a step overshoots by a few per cent, Testing/test_object_detail.py), and a gain below g + 1. The gain returns
    to 1 towards the CT's Nyquist frequency (half-way at 0.8 of it): above it a CT holds no object detail, only
-   its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault).
+   its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault). Only a CT
+   (MaterialVolume.reconstructed) is restored: a procedural phantom is exact, and an edge the CT did not blur
+   rings (an unblurred step overshoots by about 35 %; so does a CT's flat field-of-view cut, left as it is).
 2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
    path b becomes b + F b_ref^(1 - h) b^h (b_ref = 1 g/cm^2; a sum of fBm increments along the ray varies as the
    path to the power h, so an edge-on rim of compact bone gets less than in proportion). F is a Gaussian random
@@ -21,11 +23,12 @@ Two steps, on the per-material line integrals of one view, before the detector:
    signature of knee radiographs; Benhamou et al. 2001, J Bone Miner Res 16:697, fractal analysis of calcaneus
    radiographs), times the share of each frequency the restored CT lacks (1 - G K), so low frequencies stay the
    CT's. Its seed comes from the subject and view (anatomy, not noise): the same in clinical-low, -normal and
-   -exposure; soft tissue, enamel and air stay as the CT has them.
+   -exposure; soft tissue, enamel and air stay as the CT has them. A phantom gets the texture above its voxels'
+   sampling blur (it lacks trabecular detail too).
 
 beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py); the
-texture's amplitude was set by eye, below what the films' band energies would ask (docs/simulator.md, "Against
-real skull films").
+texture's amplitude (at the object, so the same at every magnification) was set by eye on the films, below what
+their band energies would ask (docs/simulator.md, "Against real skull films").
 """
 from __future__ import annotations
 
