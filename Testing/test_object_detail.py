@@ -1,5 +1,7 @@
 """The film look's clinical domains see the object finer than its CT (object_detail.py): the CT's blur undone by a
 bounded restoration and a power-law bone texture, the same anatomy in the three clinical domains of one view."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -14,6 +16,7 @@ from MedShiftLib.simulator.object_detail import (
     object_line_integrals,
     restore_sharpness,
 )
+from MedShiftLib.simulator.views import seeded_rng
 from MedShiftLib.simulator.xray_physics import MATERIALS
 
 TISSUE, BONE = MATERIALS.index("soft_tissue"), MATERIALS.index("cortical_bone")
@@ -59,14 +62,63 @@ def test_the_texture_has_the_power_law_spectrum_asked_for():
     assert -np.log(high / low) / np.log(3.0) == pytest.approx(3.4, abs=0.15)
 
 
+@pytest.mark.parametrize("magnification", [1.0, 1.5])
+def test_the_texture_has_the_psd_asked_for_at_the_object(magnification):
+    """An object period L projects to L M on the detector: the field's detector PSD, taken back to the object
+    (S_obj(M f) = S_det(f) / M^2 at f M cycles/mm), is texture_psd (f / 1 c/mm)^-beta in amplitude, not only slope."""
+    detail = ObjectDetail(max_gain=4.0, texture_beta=3.4, texture_psd=1e-3)
+    size, pitch = 256, 0.15
+    field = bone_texture((size, size), pitch, magnification, (8.0, 8.0), (10.0, 10.0), detail,
+                         np.random.default_rng(5))
+    detector_psd = np.abs(np.fft.fft2(field)) ** 2 * pitch ** 2 / size ** 2  # periodogram, mm^2 on the detector
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij"))
+    ring = np.abs(radius - 0.3) < 0.05  # far above the CT's cut-off (about 0.03 cycles/px): the texture in full
+    object_cycles_per_mm = radius[ring] * magnification / pitch
+    object_psd = detector_psd[ring] / magnification ** 2
+    ratio = object_psd / (detail.texture_psd * object_cycles_per_mm ** -detail.texture_beta)
+    assert ratio.mean() == pytest.approx(1.0, rel=0.2)
+
+
+@pytest.mark.parametrize("bad", [dict(texture_beta=2.0), dict(texture_beta=1.5), dict(texture_psd=-1e-5),
+                                 dict(max_gain=-1.0), dict(psf_fwhm_voxels=0.0), dict(slice_fwhm=-1.0),
+                                 dict(texture_psd=float("nan"))])
+def test_object_detail_refuses_values_that_make_no_texture_or_blur(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ObjectDetail(**bad)
+
+
+def test_an_exact_volume_gets_the_texture_but_no_restoration_and_keeps_its_dtype():
+    """A procedural phantom has no reconstruction blur: restoring one would ring at its edges (35 % at a step)."""
+    step = np.zeros((64, 96, len(MATERIALS)), np.float32)
+    step[:, 48:, TISSUE] = 10.0
+    step[:, 48:, BONE] = 1.0
+    detail = replace(FILM_OBJECT_DETAIL, texture_psd=0.0)
+    args = ((1.0, 1.0, 1.5), 1.5, 0.6, detail, np.random.default_rng(0))
+    exact = object_line_integrals(step, *args, reconstructed=False)
+    ct = object_line_integrals(step, *args, reconstructed=True)
+    assert exact.dtype == np.float32 and ct.dtype == np.float32
+    np.testing.assert_array_equal(exact, step)
+    assert ct[..., TISSUE].max() > 10.5  # the CT's restoration rings at an edge it did not blur
+    textured = object_line_integrals(step, *args[:3], FILM_OBJECT_DETAIL, np.random.default_rng(0), reconstructed=False)
+    np.testing.assert_array_equal(textured[..., TISSUE], step[..., TISSUE])
+    assert np.abs(textured[..., BONE] - step[..., BONE])[:, 48:].max() > 1e-3
+
+
 @pytest.fixture(scope="module")
 def phantom_projector():
     return ConeBeamProjector(make_head_phantom(np.random.default_rng(0), grid_size=48))
 
 
 def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, view: int = 0) -> dict:
-    """The line integrals render_view gives each domain (noisy rendering)."""
+    """The line integrals render_view gives each domain (noisy rendering); "anatomy": the anatomy generator's state."""
     seen = {}
+    real_detail = simulation.object_integrals
+
+    def detail_spy(*args, **kwargs):
+        seen["anatomy"] = args[5].bit_generator.state
+        return real_detail(*args, **kwargs)
+
+    monkeypatch.setattr(simulation, "object_integrals", detail_spy)
 
     def spy(line_integrals, settings, pixel_spacing_mm, noise_rng):
         if noise_rng is not None:
@@ -101,3 +153,21 @@ def test_the_fine_anatomy_changes_with_the_subject_and_view_seed(monkeypatch, ph
         bone = first[..., BONE] > 0.2
         assert np.abs(other[..., BONE] - first[..., BONE])[bone].max() > 1e-4
         np.testing.assert_allclose(other[..., TISSUE], first[..., TISSUE])  # the restored CT itself is the same
+
+
+def test_the_anatomy_seed_is_its_own_not_the_pixel_pitch_draws(monkeypatch, phantom_projector):
+    """One purpose, one key: views.py draws a view's pitch from seeded_rng(seed, subject, view, 3)."""
+    seen = integrals_per_domain(monkeypatch, phantom_projector, "film", subject=2, view=1)
+    anatomy = np.random.default_rng()
+    anatomy.bit_generator.state = seen["anatomy"]
+    assert anatomy.standard_normal() != seeded_rng(4, 2, 1, 3).standard_normal()
+
+
+def test_a_phantoms_clinical_integrals_are_textured_only_a_cts_restored(monkeypatch, phantom_projector):
+    phantom = integrals_per_domain(monkeypatch, phantom_projector, "film")
+    assert phantom["clinical-normal"].dtype == np.float32
+    np.testing.assert_array_equal(phantom["clinical-normal"][..., TISSUE], phantom["sim-high"][..., TISSUE])
+    assert np.abs(phantom["clinical-normal"][..., BONE] - phantom["sim-high"][..., BONE]).max() > 1e-3
+    as_ct = ConeBeamProjector(replace(phantom_projector.volume, reconstructed=True))
+    ct = integrals_per_domain(monkeypatch, as_ct, "film")
+    assert np.abs(ct["clinical-normal"][..., TISSUE] - ct["sim-high"][..., TISSUE]).max() > 1e-2

@@ -62,8 +62,10 @@ def check_view(projector: ConeBeamProjector, name: str, kind: str, pitch: float,
     head = coarse.sum(-1) > 0.5
     spacing, magnification = projector.volume.spacing_mm, geometry.magnification
     # the object finer than its CT, as the clinical domains see it (one anatomy seed; its field at each pitch)
-    objects = (object_integrals(coarse, look, spacing, magnification, pitch, np.random.default_rng(11)),
-               object_integrals(fine, look, spacing, magnification, pitch / factor, np.random.default_rng(11)))
+    exact = {"reconstructed": projector.volume.reconstructed}
+    objects = (object_integrals(coarse, look, spacing, magnification, pitch, np.random.default_rng(11), **exact),
+               object_integrals(fine, look, spacing, magnification, pitch / factor, np.random.default_rng(11),
+                                **exact))
     for domain in DOMAINS:
         coarse_in, fine_in = objects if isinstance(domain_style(domain, look), ClinicalStyle) else (coarse, fine)
         direct = measures(*render_pair(coarse_in, domain, pitch, look, 7), head)

@@ -81,7 +81,7 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
     settings = draw_domain_settings(domain, rng)
     if isinstance(domain_style(domain, settings.look), ClinicalStyle):  # the head finer than its CT (film look)
         line_integrals = object_integrals(line_integrals, settings.look, volume.spacing_mm, geometry.magnification,
-                                          spacing, np.random.default_rng([seed, 3]))
+                                          spacing, np.random.default_rng([seed, 8]), reconstructed=volume.reconstructed)
     rendering = render_domain(line_integrals, settings, spacing, rng)
     return RadiographImage(to_uint16(rendering.image), spacing=(spacing, spacing, 1.0))
 

@@ -32,6 +32,7 @@ class MaterialVolume:
     materials: tuple[str, ...]
     spacing_mm: tuple[float, float, float]  # (x, y, z)
     origin_mm: tuple[float, float, float]  # centre of voxel [0, 0, 0] in LPS mm (x, y, z)
+    reconstructed: bool = False  # a CT (blurred by its reconstruction), not an exact (procedural) volume
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:

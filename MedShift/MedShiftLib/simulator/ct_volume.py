@@ -44,7 +44,8 @@ def volume_from_hounsfield(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, f
     spacing = tuple(float(s) for s in spacing_mm)
     n_xyz = hu.shape[::-1]
     origin = tuple(-(n - 1) / 2 * s for n, s in zip(n_xyz, spacing))
-    return MaterialVolume(densities=densities, materials=MATERIALS, spacing_mm=spacing, origin_mm=origin)
+    return MaterialVolume(densities=densities, materials=MATERIALS, spacing_mm=spacing, origin_mm=origin,
+                          reconstructed=True)
 
 
 def read_ct_image(path: str | Path):

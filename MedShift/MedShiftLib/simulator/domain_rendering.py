@@ -95,13 +95,15 @@ class DomainRendering:
 
 def object_integrals(line_integrals: np.ndarray, look: str, spacing_mm_xyz, magnification: float,
                      pixel_spacing_mm: float, rng: np.random.Generator,
-                     detail: ObjectDetail | None = None) -> np.ndarray:
+                     detail: ObjectDetail | None = None, reconstructed: bool = True) -> np.ndarray:
     """The line integrals a look's clinical domains render: the object finer than its CT (object_detail.py) where the
-    look has it (`detail` overrides the look's), else the CT's own. `rng`: the subject and view's anatomy seed."""
+    look has it (`detail` overrides the look's), else the CT's own. `rng`: the subject and view's anatomy seed;
+    `reconstructed`: the volume is a CT (MaterialVolume.reconstructed), whose blur is undone; a phantom's is not."""
     detail = LOOK_OBJECT_DETAIL[look] if detail is None else detail
     if detail is None:
         return line_integrals
-    return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng)
+    return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng,
+                                 reconstructed)
 
 
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,

@@ -151,7 +151,7 @@ LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLE
 # The object finer than its CT (object_detail.py), seen by a look's clinical domains: the film look's radiographs are
 # of the real head; the radiograph and legacy looks render the CT as it is.
 FILM_OBJECT_DETAIL = ObjectDetail(psf_fwhm_voxels=1.2, slice_fwhm=1.0, max_gain=6.0, texture_beta=3.4,
-                                  texture_psd=2e-5)
+                                  texture_psd=3e-5)
 LOOK_OBJECT_DETAIL: dict[str, ObjectDetail | None] = {"film": FILM_OBJECT_DETAIL, "radiograph": None, "legacy": None}
 
 

@@ -12,7 +12,9 @@ Two steps, on the per-material line integrals of one view, before the detector:
    (g = `max_gain`) gives a restored transfer G K = (1 + 1/g) K / (K + 1/g) that falls monotonically from 1 to 0
    (a step overshoots by a few per cent, Testing/test_object_detail.py), and a gain below g + 1. The gain returns
    to 1 towards the CT's Nyquist frequency (half-way at 0.8 of it): above it a CT holds no object detail, only
-   its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault).
+   its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault). Only a CT
+   (MaterialVolume.reconstructed) is restored: a procedural phantom is exact, and an edge the CT did not blur
+   rings (an unblurred step overshoots by about 35 %; so does a CT's flat field-of-view cut, left as it is).
 2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
    path b becomes b + F b_ref^(1 - h) b^h (b_ref = 1 g/cm^2; a sum of fBm increments along the ray varies as the
    path to the power h, so an edge-on rim of compact bone gets less than in proportion). F is a Gaussian random
@@ -21,15 +23,16 @@ Two steps, on the per-material line integrals of one view, before the detector:
    signature of knee radiographs; Benhamou et al. 2001, J Bone Miner Res 16:697, fractal analysis of calcaneus
    radiographs), times the share of each frequency the restored CT lacks (1 - G K), so low frequencies stay the
    CT's. Its seed comes from the subject and view (anatomy, not noise): the same in clinical-low, -normal and
-   -exposure; soft tissue, enamel and air stay as the CT has them.
+   -exposure; soft tissue, enamel and air stay as the CT has them. A phantom gets the texture above its voxels'
+   sampling blur (it lacks trabecular detail too).
 
 beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py); the
-texture's amplitude was set by eye, below what the films' band energies would ask (docs/simulator.md, "Against
-real skull films").
+texture's amplitude (at the object, so the same at every magnification) was set by eye on the films, below what
+their band energies would ask (docs/simulator.md, "Against real skull films").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,6 +59,17 @@ class ObjectDetail:
     texture_beta: float = 3.4  # power-law exponent of the bone texture's spectrum (fBm: 2 h + 2)
     texture_psd: float = 0.0  # PSD (mm^2) at 1 cycle/mm of the fluctuation relative to a 1 g/cm^2 path (0: none)
 
+    def __post_init__(self) -> None:
+        """Refuse values that make no texture (beta <= 2: h <= 0, texture outside bone or inf) or no blur."""
+        if not self.texture_beta > 2.0:
+            raise ValueError(f"texture_beta must exceed 2 (fBm: 2 h + 2 with h > 0), got {self.texture_beta:g}")
+        for name in ("texture_psd", "max_gain"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name):g}")
+        for name in ("psf_fwhm_voxels", "slice_fwhm"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name):g}")
+
 
 def voxels_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float) -> tuple[float, float]:
     """(rows, cols) a CT's voxel in detector pixels: rows along z, columns in-plane."""
@@ -65,10 +79,12 @@ def voxels_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float) -> 
 
 
 def ct_blur_sigmas_px(spacing_mm_xyz, magnification: float, pixel_spacing_mm: float,
-                      detail: ObjectDetail) -> tuple[float, float]:
-    """(rows, cols) Gaussian sigma in detector pixels of a CT's blur: rows along z, columns in-plane."""
-    in_plane = np.sqrt((detail.psf_fwhm_voxels / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
-    along_z = np.sqrt((detail.slice_fwhm / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+                      detail: ObjectDetail, reconstructed: bool = True) -> tuple[float, float]:
+    """(rows, cols) Gaussian sigma in detector pixels of a CT's blur: rows along z, columns in-plane.
+    reconstructed=False: an exact (procedural) volume, blurred only by its voxels and the projector's sampling."""
+    psf, slice_fwhm = (detail.psf_fwhm_voxels, detail.slice_fwhm) if reconstructed else (0.0, 0.0)
+    in_plane = np.sqrt((psf / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
+    along_z = np.sqrt((slice_fwhm / FWHM_PER_SIGMA) ** 2 + SAMPLING_VARIANCE_VOXELS)
     rows, cols = voxels_px(spacing_mm_xyz, magnification, pixel_spacing_mm)
     return float(along_z * rows), float(in_plane * cols)
 
@@ -111,12 +127,14 @@ def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification:
                  sigmas_px: tuple[float, float], voxels: tuple[float, float], detail: ObjectDetail,
                  rng: np.random.Generator) -> np.ndarray:
     """The relative bone-path fluctuation F on the detector grid: a Gaussian field of PSD texture_psd *
-    (f / 1 c/mm)^-texture_beta at the object, at the frequencies the restored CT lacks."""
+    (f / 1 c/mm)^-texture_beta at the object, at the frequencies the restored CT (gain detail.max_gain; 0: the
+    unrestored volume) lacks. The field is periodic across the image (no padding: harmless for a random field)."""
     fr, fc = _frequencies(shape)
-    object_cycles_per_mm = np.hypot(fr, fc) / pixel_spacing_mm / magnification
+    # an object period L projects to L M on the detector: f cycles/px is f M / pitch cycles/mm at the object
+    object_cycles_per_mm = np.hypot(fr, fc) * magnification / pixel_spacing_mm
     object_cycles_per_mm[0, 0] = np.inf  # no mean
     _, restored = restored_transfer(shape, sigmas_px, detail.max_gain, voxels)
-    # PSD at the detector: S_obj(M f) M^2; a unit white field's spectrum times sqrt(PSD) / pitch gives that PSD
+    # PSD at the detector (mm^2 of detector): S_obj(M f) M^2; a unit white field's spectrum times sqrt(PSD) / pitch
     psd = detail.texture_psd * object_cycles_per_mm ** -detail.texture_beta * magnification ** 2
     missing = np.clip(1.0 - restored, 0.0, 1.0)  # the object's share the restored CT lacks, at each frequency
     spectrum = np.fft.rfft2(rng.standard_normal(shape)) * np.sqrt(psd) / pixel_spacing_mm * missing
@@ -124,10 +142,16 @@ def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification:
 
 
 def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnification: float,
-                          pixel_spacing_mm: float, detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
-    """The line integrals of the object the CT stands for: its blur undone, then the bone texture added."""
-    sigmas = ct_blur_sigmas_px(spacing_mm_xyz, magnification, pixel_spacing_mm, detail)
+                          pixel_spacing_mm: float, detail: ObjectDetail, rng: np.random.Generator,
+                          reconstructed: bool = True) -> np.ndarray:
+    """The line integrals of the object the volume stands for, in the input's dtype: a CT's blur undone
+    (reconstructed=True), then the bone texture added. An exact (procedural) volume has no reconstruction blur to
+    undo (restoring one would ring at its edges): it gets the texture only, above its voxels' sampling blur."""
+    if not reconstructed:
+        detail = replace(detail, max_gain=0.0)
+    sigmas = ct_blur_sigmas_px(spacing_mm_xyz, magnification, pixel_spacing_mm, detail, reconstructed)
     voxels = voxels_px(spacing_mm_xyz, magnification, pixel_spacing_mm)
+    dtype = np.asarray(line_integrals).dtype
     restored = np.array(line_integrals, dtype=np.float64)
     if detail.max_gain > 0:
         restored = restore_sharpness(restored, sigmas, detail.max_gain, voxels)
@@ -139,4 +163,4 @@ def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnificat
         hurst = (detail.texture_beta - 2.0) / 2.0
         fluctuation = texture * REFERENCE_BONE_G_CM2 ** (1.0 - hurst) * bone ** hurst
         restored[..., BONE] = np.clip(bone + fluctuation, 0.0, None)
-    return restored
+    return restored.astype(dtype, copy=False)

@@ -22,7 +22,7 @@ from .domain_rendering import DomainSettings, draw_domain_settings, object_integ
 from .domain_styles import DEFAULT_LOOK, ClinicalStyle, check_look, domain_style
 from .domains import SIMULATOR_DOMAINS
 from .subjects import SubjectSource
-from .views import ViewOptions, angle_limit, draw_view, seeded_rng
+from .views import ViewOptions, anatomy_rng, angle_limit, draw_view, seeded_rng
 
 MANIFEST_COLUMNS = ("file", "domain", "subject", "view", "lao_rao_deg", "cranial_caudal_deg", "dose_nGy",
                     "kvp", "seed", "cu_mm", "effective_energy_keV", "heel", "sid_mm", "sod_mm",
@@ -62,9 +62,10 @@ def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int,
     line_integrals = projector.project(geometry)
     clinical = [d for d in domains if isinstance(domain_style(d, look), ClinicalStyle)]
     # the object finer than its CT, once for every clinical domain: its seed is the subject and view's (anatomy)
-    object_line_integrals = object_integrals(line_integrals, look, projector.volume.spacing_mm, geometry.magnification,
-                                             geometry.pixel_spacing_mm, seeded_rng(seed, subject, view, 3)
-                                             ) if clinical else line_integrals
+    volume = projector.volume
+    object_line_integrals = object_integrals(line_integrals, look, volume.spacing_mm, geometry.magnification,
+                                             geometry.pixel_spacing_mm, anatomy_rng(seed, subject, view),
+                                             reconstructed=volume.reconstructed) if clinical else line_integrals
     images, clean_images, settings = {}, {}, {}
     for domain in domains:
         d = SIMULATOR_DOMAINS.index(domain)

@@ -37,6 +37,11 @@ def seeded_rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
 
 
+def anatomy_rng(seed: int, subject: int, view: int) -> np.random.Generator:
+    """The generator of one view's anatomy finer than its CT (object_detail.py): purpose 8 (0-7 are taken)."""
+    return seeded_rng(seed, subject, view, 8)
+
+
 def angle_limit(kind: str) -> float:
     """Largest |angle| (deg) a view kind allows: 40 for the C-arm, 180 for standard projections."""
     return ANGLE_LIMIT_DEG if kind == "c-arm" else 180.0
