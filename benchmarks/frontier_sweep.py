@@ -42,6 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
+import MedShiftLib.simulator as simulator_package  # noqa: E402
 from MedShiftLib.atomic_files import atomic_target, write_bytes_atomically  # noqa: E402
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
@@ -101,10 +102,22 @@ def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path
                    {d: np.stack(v) for d, v in stored.items()}, np.array(spacing))
 
 
+def rendering_fingerprint(ct_paths: tuple[Path, ...]) -> str:
+    """12 hex digits that change with the simulator's source and data files and with the CT files (name, size)."""
+    digest = hashlib.sha1()
+    simulator = Path(simulator_package.__file__).parent
+    for source in sorted(p for p in simulator.rglob("*") if p.is_file() and p.suffix in (".py", ".json", ".npz")):
+        digest.update(source.relative_to(simulator).as_posix().encode() + source.read_bytes())
+    for ct in ct_paths:
+        digest.update(f"{Path(ct).name}:{Path(ct).stat().st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
 def cached_set(cache: Path, name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...],
                look: str) -> ViewSet:
-    """render_set, read from / written to an .npz in `cache`."""
-    path = cache / f"{name}_seed{seed}_{count}x{size}_{look}.npz"
+    """render_set, read from / written to an .npz in `cache`, named by the simulator's code and the CTs too, so
+    views of an earlier version of a look (or of other CT files) are rendered again, not reused."""
+    path = cache / f"{name}_seed{seed}_{count}x{size}_{look}_{rendering_fingerprint(ct_paths)}.npz"
     if path.is_file():
         with np.load(path) as data:
             split = {kind: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(kind + "/")}
@@ -207,7 +220,8 @@ def train_classifier(cache: Path, info, size: int, count: int, log):
     images = torch.from_numpy(np.concatenate([v.images[d] for d in domains for v in sets])[:, None]).float()
     labels = torch.cat([torch.full((sum(len(v.images[d]) for v in sets),), i) for i, d in enumerate(domains)])
     provenance = {"seed": CLASSIFIER_SEED, "views": 2 * count, "size": size, "look": look,
-                  "domains": domains, "settings": vars(CLASSIFIER_TRAINING)}
+                  "rendering": rendering_fingerprint(HEAD_CTS), "domains": domains,
+                  "settings": vars(CLASSIFIER_TRAINING)}
     return domain_classifier_for(cache, images, labels, domains, CLASSIFIER_TRAINING, provenance, log)
 
 
