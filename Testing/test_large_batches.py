@@ -97,8 +97,10 @@ def test_a_run_killed_between_an_nrrd_data_file_and_its_header_leaves_nothing_a_
 
 
 FIFO_SWAPPED_IN = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
+# a test run started in the background by a non-interactive shell inherits SIGINT ignored: give Ctrl-C its default
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from MedShiftLib.pipeline import file_translation
 real_plan, real_translate = file_translation.plan_outputs, file_translation.translate_image
 def plan(files, *args, **kwargs):
