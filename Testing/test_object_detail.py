@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from MedShiftLib.simulator import simulation
-from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
+from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector, MaterialVolume
 from MedShiftLib.simulator.domain_styles import FILM_OBJECT_DETAIL
 from MedShiftLib.simulator.head_phantom import make_head_phantom
 from MedShiftLib.simulator.object_detail import (
@@ -109,7 +109,8 @@ def phantom_projector():
     return ConeBeamProjector(make_head_phantom(np.random.default_rng(0), grid_size=48))
 
 
-def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, view: int = 0) -> dict:
+def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, view: int = 0,
+                         geometry: CArmGeometry = CArmGeometry(rows=64, cols=64, pixel_spacing_mm=0.6)) -> dict:
     """The line integrals render_view gives each domain (noisy rendering); "anatomy": the anatomy generator's state."""
     seen = {}
     real_detail = simulation.object_integrals
@@ -127,7 +128,6 @@ def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, vi
 
     real = simulation.render_domain
     monkeypatch.setattr(simulation, "render_domain", spy)
-    geometry = CArmGeometry(rows=64, cols=64, pixel_spacing_mm=0.6)
     simulation.render_view(projector, geometry, seed=4, subject=subject, view=view, clean=False, look=look)
     return seen
 
@@ -171,3 +171,25 @@ def test_a_phantoms_clinical_integrals_are_textured_only_a_cts_restored(monkeypa
     as_ct = ConeBeamProjector(replace(phantom_projector.volume, reconstructed=True))
     ct = integrals_per_domain(monkeypatch, as_ct, "film")
     assert np.abs(ct["clinical-normal"][..., TISSUE] - ct["sim-high"][..., TISSUE]).max() > 1e-2
+
+
+def test_a_cts_own_cut_is_not_restored_but_its_blurred_edges_are(monkeypatch):
+    """A CT cut mid-anatomy by its last slice (Cranium's flat cut at the teeth) projects to a step its blur never
+    made: restored, it would overshoot; the restoration keeps a few blur sigmas away from it (scan_edges.py)."""
+    n = 40
+    block = np.zeros((n + 8, n, n), np.float32)  # soft tissue from slice 10 on, on past the volume's last slice
+    block[10:, 8:32, 8:32] = 1.0
+    densities = np.zeros((len(MATERIALS), n, n, n), np.float32)
+    densities[TISSUE] = ndimage.gaussian_filter(block, (1.0 / 2.355, 1.2 / 2.355, 1.2 / 2.355))[:n]  # the CT's blur
+    volume = MaterialVolume(densities, MATERIALS, (1.0, 1.0, 1.0), (-(n - 1) / 2,) * 3, reconstructed=True)
+    geometry = CArmGeometry(lao_rao_deg=90.0, rows=96, cols=96, pixel_spacing_mm=0.9)  # lateral: rows along z
+    seen = integrals_per_domain(monkeypatch, ConeBeamProjector(volume), "film", geometry=geometry)
+    raw, clinical = seen["sim-high"][:, 48, TISSUE], seen["clinical-normal"][:, 48, TISSUE]
+    plateau = raw[48]
+    cut, inner = slice(0, 48), slice(48, 96)  # the cut (the last slice, superior) is at the top, the blurred edge below
+    ringing = object_line_integrals(seen["sim-high"], volume.spacing_mm, geometry.magnification, 0.9,
+                                    FILM_OBJECT_DETAIL, np.random.default_rng(0))[:, 48, TISSUE]
+    assert ringing[cut].max() > 1.1 * plateau  # restored everywhere, the cut rings
+    assert clinical[cut].max() < 1.03 * plateau
+    assert np.abs(np.diff(clinical[inner])).max() > 1.2 * np.abs(np.diff(raw[inner])).max()  # still sharpened
+    np.testing.assert_array_equal(clinical[inner], ringing[inner].astype(np.float32))  # away from the cut: as before

@@ -60,6 +60,7 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
         to_uint16,
     )
     from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style
+    from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
 
     check_domain(domain)
     try:
@@ -81,7 +82,8 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
     settings = draw_domain_settings(domain, rng)
     if isinstance(domain_style(domain, settings.look), ClinicalStyle):  # the head finer than its CT (film look)
         line_integrals = object_integrals(line_integrals, settings.look, volume.spacing_mm, geometry.magnification,
-                                          spacing, np.random.default_rng([seed, 8]), reconstructed=volume.reconstructed)
+                                          spacing, np.random.default_rng([seed, 8]), reconstructed=volume.reconstructed,
+                                          scan_edges=scan_edges_on_detector(volume, geometry))
     rendering = render_domain(line_integrals, settings, spacing, rng)
     return RadiographImage(to_uint16(rendering.image), spacing=(spacing, spacing, 1.0))
 

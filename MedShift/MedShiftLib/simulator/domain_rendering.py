@@ -95,15 +95,17 @@ class DomainRendering:
 
 def object_integrals(line_integrals: np.ndarray, look: str, spacing_mm_xyz, magnification: float,
                      pixel_spacing_mm: float, rng: np.random.Generator,
-                     detail: ObjectDetail | None = None, reconstructed: bool = True) -> np.ndarray:
+                     detail: ObjectDetail | None = None, reconstructed: bool = True,
+                     scan_edges: np.ndarray | None = None) -> np.ndarray:
     """The line integrals a look's clinical domains render: the object finer than its CT (object_detail.py) where the
     look has it (`detail` overrides the look's), else the CT's own. `rng`: the subject and view's anatomy seed;
-    `reconstructed`: the volume is a CT (MaterialVolume.reconstructed), whose blur is undone; a phantom's is not."""
+    `reconstructed`: the volume is a CT (MaterialVolume.reconstructed), whose blur is undone (not within a few blur
+    sigmas of its `scan_edges`, scan_edges.scan_edges_on_detector); a phantom's is not."""
     detail = LOOK_OBJECT_DETAIL[look] if detail is None else detail
     if detail is None:
         return line_integrals
     return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng,
-                                 reconstructed)
+                                 reconstructed, scan_edges)
 
 
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,

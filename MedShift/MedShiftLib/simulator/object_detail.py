@@ -14,7 +14,9 @@ Two steps, on the per-material line integrals of one view, before the detector:
    to 1 towards the CT's Nyquist frequency (half-way at 0.8 of it): above it a CT holds no object detail, only
    its sampling (restored, a 1.5 mm CT's slice steps showed as lines across the vault). Only a CT
    (MaterialVolume.reconstructed) is restored: a procedural phantom is exact, and an edge the CT did not blur
-   rings (an unblurred step overshoots by about 35 %; so does a CT's flat field-of-view cut, left as it is).
+   rings (an unblurred step overshoots by about 35 %). A CT's own cut (its first and last slices, its in-plane box
+   where anatomy reaches it: scan_edges.py) is such an edge: within SCAN_EDGE_CLEAR blur sigmas of where it
+   projects the restoration is off, and it returns smoothly over the next SCAN_EDGE_RAMP sigmas.
 2. **Anatomy finer than the CT** (trabecular and diploic bone, sutures, vessel grooves at 0.05-1 mm): the bone
    path b becomes b + F b_ref^(1 - h) b^h (b_ref = 1 g/cm^2; a sum of fBm increments along the ray varies as the
    path to the power h, so an edge-on rim of compact bone gets less than in proportion). F is a Gaussian random
@@ -35,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
 
 from .xray_physics import MATERIALS
 
@@ -45,6 +48,10 @@ SAMPLING_VARIANCE_VOXELS = 1.0 / 12.0 + 1.0 / 6.0 + 1.0 / 24.0
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 # Fraction of the CT's Nyquist frequency at which the restoration's gain has fallen half-way back to 1.
 NYQUIST_ROLL_OFF = 0.8
+# Within SCAN_EDGE_CLEAR blur sigmas of a CT's scan edge (scan_edges.py) nothing is restored; the restoration
+# returns smoothly to full over the next SCAN_EDGE_RAMP sigmas (Testing/test_object_detail.py: the cut's overshoot).
+SCAN_EDGE_CLEAR = 3.0
+SCAN_EDGE_RAMP = 3.0
 # Bone path (g/cm^2) at which ObjectDetail.texture_psd is the PSD of the relative path fluctuation.
 REFERENCE_BONE_G_CM2 = 1.0
 
@@ -123,6 +130,22 @@ def restore_sharpness(line_integrals: np.ndarray, sigmas_px: tuple[float, float]
     return np.clip(restored, 0.0, None)
 
 
+def restoration_weight(scan_edges: np.ndarray, sigmas_px: tuple[float, float]) -> np.ndarray:
+    """(rows, cols) weight of the restoration: 0 within SCAN_EDGE_CLEAR blur sigmas (rows, cols in pixels) of a
+    scan edge (True pixels: steps the CT never blurred), rising smoothly to 1 over SCAN_EDGE_RAMP sigmas."""
+    weight = np.ones(scan_edges.shape)
+    if not scan_edges.any():
+        return weight
+    reach = (SCAN_EDGE_CLEAR + SCAN_EDGE_RAMP) * np.asarray(sigmas_px)
+    rows, cols = np.nonzero(scan_edges)  # only the box around the edges (and their reach) can be below 1
+    r0, c0 = (max(0, int(lo - m) - 1) for lo, m in zip((rows.min(), cols.min()), reach))
+    r1, c1 = (int(hi + m) + 2 for hi, m in zip((rows.max(), cols.max()), reach))
+    distance = ndimage.distance_transform_edt(~scan_edges[r0:r1, c0:c1], sampling=1.0 / np.asarray(sigmas_px))
+    ramp = np.clip((distance - SCAN_EDGE_CLEAR) / SCAN_EDGE_RAMP, 0.0, 1.0)
+    weight[r0:r1, c0:c1] = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep
+    return weight
+
+
 def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification: float,
                  sigmas_px: tuple[float, float], voxels: tuple[float, float], detail: ObjectDetail,
                  rng: np.random.Generator) -> np.ndarray:
@@ -143,10 +166,11 @@ def bone_texture(shape: tuple[int, int], pixel_spacing_mm: float, magnification:
 
 def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnification: float,
                           pixel_spacing_mm: float, detail: ObjectDetail, rng: np.random.Generator,
-                          reconstructed: bool = True) -> np.ndarray:
+                          reconstructed: bool = True, scan_edges: np.ndarray | None = None) -> np.ndarray:
     """The line integrals of the object the volume stands for, in the input's dtype: a CT's blur undone
-    (reconstructed=True), then the bone texture added. An exact (procedural) volume has no reconstruction blur to
-    undo (restoring one would ring at its edges): it gets the texture only, above its voxels' sampling blur."""
+    (reconstructed=True) away from its `scan_edges` (scan_edges.scan_edges_on_detector; None: none), then the bone
+    texture added. An exact (procedural) volume has no reconstruction blur to undo (restoring one would ring at its
+    edges): it gets the texture only, above its voxels' sampling blur."""
     if not reconstructed:
         detail = replace(detail, max_gain=0.0)
     sigmas = ct_blur_sigmas_px(spacing_mm_xyz, magnification, pixel_spacing_mm, detail, reconstructed)
@@ -154,7 +178,10 @@ def object_line_integrals(line_integrals: np.ndarray, spacing_mm_xyz, magnificat
     dtype = np.asarray(line_integrals).dtype
     restored = np.array(line_integrals, dtype=np.float64)
     if detail.max_gain > 0:
-        restored = restore_sharpness(restored, sigmas, detail.max_gain, voxels)
+        raw = restored
+        restored = restore_sharpness(raw, sigmas, detail.max_gain, voxels)
+        if scan_edges is not None and scan_edges.any():  # the CT's own cut is a step its blur never made
+            restored = raw + restoration_weight(scan_edges, sigmas)[:, :, None] * (restored - raw)
     if detail.texture_psd > 0:
         texture = bone_texture(restored.shape[:2], pixel_spacing_mm, magnification, sigmas, voxels, detail, rng)
         bone = restored[..., BONE]

@@ -1,0 +1,56 @@
+"""Where a CT's scan range cuts the anatomy, on the detector: steps its reconstruction never blurred.
+
+A CT ends where its scan did: its first and last slices (Cranium's flat cut at the upper teeth, the Visible
+Human's at C5) and, where anatomy reaches it, the edge of its in-plane field of view (the Visible Human's nose
+tip). The anatomy's outline on those faces of the volume projects to a step (edge-on) or to the kinks at the ends
+of a ramp (oblique) that no reconstruction blur made: restoring the CT's sharpness there would ring
+(object_detail.restoration_weight keeps the restoration away from it). Only the outline is marked: seen
+obliquely the cut face projects to a smooth ramp, whose inside the restoration may sharpen.
+The outline is taken on the volume's own faces: a subject varied smaller than its CT (anatomical_variation)
+has its cut inside the grid, which is not found here.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .cone_beam_projector import CArmGeometry, MaterialVolume
+
+
+def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
+    """(N, 3) LPS mm: the outline of the anatomy (any material) on each of the volume's six faces."""
+    densities = volume.densities
+    spacing = np.asarray(volume.spacing_mm, dtype=float)
+    origin = np.asarray(volume.origin_mm, dtype=float)
+    n_xyz = np.asarray(volume.shape_zyx[::-1])
+    points = []
+    for axis in range(3):  # LPS axis; densities dim 3 - axis
+        for end in (0, int(n_xyz[axis]) - 1):
+            face = np.take(densities, end, axis=3 - axis).any(axis=0)  # (the two other dims, z-y-x order)
+            outline = face & ~ndimage.binary_erosion(face, border_value=0)  # anatomy at the face's rim counts too
+            index = np.nonzero(outline)
+            if not index[0].size:
+                continue
+            others = [a for a in (2, 1, 0) if a != axis]  # LPS axes of the face's dims, in z-y-x order
+            xyz = np.empty((index[0].size, 3))
+            for dim, a in enumerate(others):
+                xyz[:, a] = origin[a] + index[dim] * spacing[a]
+            xyz[:, axis] = origin[axis] + (end + (0.5 if end else -0.5)) * spacing[axis]  # the face itself
+            points.append(xyz)
+    return np.concatenate(points) if points else np.zeros((0, 3))
+
+
+def scan_edges_on_detector(volume: MaterialVolume, geometry: CArmGeometry) -> np.ndarray:
+    """(rows, cols) bools: the detector pixels onto which the anatomy's outline on the volume's faces projects."""
+    points = scan_edge_points(volume)
+    edges = np.zeros((geometry.rows, geometry.cols), dtype=bool)
+    beam, col_axis, row_axis = geometry.frame()
+    rays = points - (-geometry.sod_mm * beam)  # from the source
+    depth = rays @ beam
+    rays, depth = rays[depth > 0], depth[depth > 0]
+    scale = geometry.sid_mm / depth / geometry.pixel_spacing_mm  # ray -> detector plane, in pixels
+    col = np.rint(rays @ col_axis * scale + (geometry.cols - 1) / 2).astype(int)
+    row = np.rint(rays @ row_axis * scale + (geometry.rows - 1) / 2).astype(int)
+    inside = (row >= 0) & (row < geometry.rows) & (col >= 0) & (col < geometry.cols)
+    edges[row[inside], col[inside]] = True
+    return edges
