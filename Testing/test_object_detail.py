@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from MedShiftLib.simulator import simulation
+from MedShiftLib.simulator.anatomical_variation import AnatomyVariation
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector, MaterialVolume
 from MedShiftLib.simulator.domain_styles import FILM_OBJECT_DETAIL
 from MedShiftLib.simulator.head_phantom import make_head_phantom
@@ -16,6 +17,7 @@ from MedShiftLib.simulator.object_detail import (
     object_line_integrals,
     restore_sharpness,
 )
+from MedShiftLib.simulator.subjects import varied_ct_volume
 from MedShiftLib.simulator.views import seeded_rng
 from MedShiftLib.simulator.xray_physics import MATERIALS
 
@@ -173,6 +175,16 @@ def test_a_phantoms_clinical_integrals_are_textured_only_a_cts_restored(monkeypa
     assert np.abs(ct["clinical-normal"][..., TISSUE] - ct["sim-high"][..., TISSUE]).max() > 1e-2
 
 
+def lateral_tissue_profiles(monkeypatch, volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Down the middle column of a lateral view (rows along z) at 0.9 mm: the soft tissue's raw (sim-high) and
+    clinical-normal line integrals of the film look, and the raw ones restored everywhere (no scan edges)."""
+    geometry = CArmGeometry(lao_rao_deg=90.0, rows=96, cols=96, pixel_spacing_mm=0.9)
+    seen = integrals_per_domain(monkeypatch, ConeBeamProjector(volume), "film", geometry=geometry)
+    everywhere = object_line_integrals(seen["sim-high"], volume.spacing_mm, geometry.magnification, 0.9,
+                                       FILM_OBJECT_DETAIL, np.random.default_rng(0))
+    return seen["sim-high"][:, 48, TISSUE], seen["clinical-normal"][:, 48, TISSUE], everywhere[:, 48, TISSUE]
+
+
 def test_a_cts_own_cut_is_not_restored_but_its_blurred_edges_are(monkeypatch):
     """A CT cut mid-anatomy by its last slice (Cranium's flat cut at the teeth) projects to a step its blur never
     made: restored, it would overshoot; the restoration keeps a few blur sigmas away from it (scan_edges.py)."""
@@ -182,14 +194,29 @@ def test_a_cts_own_cut_is_not_restored_but_its_blurred_edges_are(monkeypatch):
     densities = np.zeros((len(MATERIALS), n, n, n), np.float32)
     densities[TISSUE] = ndimage.gaussian_filter(block, (1.0 / 2.355, 1.2 / 2.355, 1.2 / 2.355))[:n]  # the CT's blur
     volume = MaterialVolume(densities, MATERIALS, (1.0, 1.0, 1.0), (-(n - 1) / 2,) * 3, reconstructed=True)
-    geometry = CArmGeometry(lao_rao_deg=90.0, rows=96, cols=96, pixel_spacing_mm=0.9)  # lateral: rows along z
-    seen = integrals_per_domain(monkeypatch, ConeBeamProjector(volume), "film", geometry=geometry)
-    raw, clinical = seen["sim-high"][:, 48, TISSUE], seen["clinical-normal"][:, 48, TISSUE]
+    raw, clinical, everywhere = lateral_tissue_profiles(monkeypatch, volume)
     plateau = raw[48]
     cut, inner = slice(0, 48), slice(48, 96)  # the cut (the last slice, superior) is at the top, the blurred edge below
-    ringing = object_line_integrals(seen["sim-high"], volume.spacing_mm, geometry.magnification, 0.9,
-                                    FILM_OBJECT_DETAIL, np.random.default_rng(0))[:, 48, TISSUE]
-    assert ringing[cut].max() > 1.1 * plateau  # restored everywhere, the cut rings
+    assert everywhere[cut].max() > 1.1 * plateau  # restored everywhere, the cut rings
     assert clinical[cut].max() < 1.03 * plateau
     assert np.abs(np.diff(clinical[inner])).max() > 1.2 * np.abs(np.diff(raw[inner])).max()  # still sharpened
-    np.testing.assert_array_equal(clinical[inner], ringing[inner].astype(np.float32))  # away from the cut: as before
+    np.testing.assert_array_equal(clinical[inner], everywhere[inner].astype(np.float32))  # away from the cut: as before
+
+
+def test_a_subject_smaller_than_its_ct_keeps_the_restoration_off_the_cts_cut(monkeypatch):
+    """Varied smaller (anatomical_variation), the CT's last slice falls inside the subject's grid, air above it."""
+    n = 40
+    hounsfield = np.full((n, n, n), -1000.0, np.float32)
+    hounsfield[10:, 8:32, 8:32] = 0.0  # cut by the last slice
+    volume = varied_ct_volume(hounsfield, (1.0, 1.0, 1.0), AnatomyVariation(head_scale=0.9))
+    assert not volume.densities[:, -1].any() and len(volume.scan_edge_mm) > 0  # the cut is inside, not on a face
+    raw, clinical, everywhere = lateral_tissue_profiles(monkeypatch, volume)
+    plateau, cut = raw[48], slice(0, 40)
+    assert everywhere[cut].max() > 1.1 * plateau
+    assert clinical[cut].max() < 1.03 * plateau
+    # turned and deformed too, the CT's cut is found where the subject's anatomy ends (within a voxel)
+    deformed = varied_ct_volume(hounsfield, (1.0, 1.0, 1.0), AnatomyVariation(
+        head_scale=0.9, rotation_deg=(5.0, 3.0, 4.0), deformation_mm=3.0, deformation_seed=1))
+    voxels = np.rint(deformed.scan_edge_mm[:, ::-1] + (n - 1) / 2).astype(int)
+    near = ndimage.binary_dilation(deformed.densities.any(axis=0), iterations=1)
+    assert len(voxels) > 20 and near[tuple(voxels.T)].all()

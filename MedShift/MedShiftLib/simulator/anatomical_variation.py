@@ -182,3 +182,24 @@ def _node_range(matrix: Tensor) -> slice:
     """The lattice nodes with a weight in an interpolation matrix's rows."""
     nodes = torch.nonzero((matrix != 0).any(dim=0)).flatten()
     return slice(int(nodes[0]), int(nodes[-1]) + 1)
+
+
+def varied_points(points_mm: np.ndarray, shape_zyx: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                  variation: AnatomyVariation, iterations: int = 4) -> np.ndarray:
+    """(N, 3) LPS mm: where points of the (centred) CT lie in the subject with `variation`, the inverse of
+    vary_hounsfield's map (source = affine(subject) + displacement(subject), solved by fixed-point iteration)."""
+    half = np.maximum((np.asarray(shape_zyx[::-1], dtype=float) - 1) / 2 * np.asarray(spacing_mm, dtype=float), 1e-6)
+    scale = variation.head_scale * np.asarray(variation.axis_scale, dtype=float)
+    theta = (_rotation(variation.rotation_deg).T / scale[None, :] * half[None, :]) / half[:, None]
+    source = np.asarray(points_mm, dtype=float) / half  # normalised, (x, y, z)
+    forward = np.linalg.inv(theta)
+    subject = source @ forward.T
+    if variation.deformation_mm > 0:
+        displacement = displacement_lattice(shape_zyx, spacing_mm, variation)  # (mz, my, mx, 3) mm
+        nodes = np.asarray(displacement.shape[:3], dtype=float)
+        for _ in range(iterations):
+            at = ((subject[:, ::-1] + 1) / 2 * (nodes - 1)).T  # lattice coordinates (z, y, x) of each point
+            shift = np.stack([ndimage.map_coordinates(displacement[..., c], at, order=1, mode="nearest")
+                              for c in range(3)], axis=-1)
+            subject = (source - shift / half) @ forward.T
+    return subject * half

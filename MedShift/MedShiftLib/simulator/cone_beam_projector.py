@@ -33,6 +33,7 @@ class MaterialVolume:
     spacing_mm: tuple[float, float, float]  # (x, y, z)
     origin_mm: tuple[float, float, float]  # centre of voxel [0, 0, 0] in LPS mm (x, y, z)
     reconstructed: bool = False  # a CT (blurred by its reconstruction), not an exact (procedural) volume
+    scan_edge_mm: np.ndarray | None = None  # (N, 3) LPS mm: the CT's cut inside the grid (a varied subject's)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:

@@ -6,10 +6,12 @@ tip). The anatomy's outline on those faces of the volume projects to a step (edg
 of a ramp (oblique) that no reconstruction blur made: restoring the CT's sharpness there would ring
 (object_detail.restoration_weight keeps the restoration away from it). Only the outline is marked: seen
 obliquely the cut face projects to a smooth ramp, whose inside the restoration may sharpen.
-The outline is taken on the volume's own faces: a subject varied smaller than its CT (anatomical_variation)
-has its cut inside the grid, which is not found here.
+A subject varied from its CT (anatomical_variation) can have its CT's cut inside its grid (a smaller head, air
+below the cut): subjects.py maps the CT's own outline there (MaterialVolume.scan_edge_mm).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -17,27 +19,33 @@ from scipy import ndimage
 from .cone_beam_projector import CArmGeometry, MaterialVolume
 
 
-def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
-    """(N, 3) LPS mm: the outline of the anatomy (any material) on each of the volume's six faces."""
-    densities = volume.densities
-    spacing = np.asarray(volume.spacing_mm, dtype=float)
-    origin = np.asarray(volume.origin_mm, dtype=float)
-    n_xyz = np.asarray(volume.shape_zyx[::-1])
+def outline_on_faces(face_anatomy: Callable[[int, int], np.ndarray], shape_zyx: tuple[int, int, int],
+                     spacing_mm: tuple[float, float, float], origin_mm: tuple[float, float, float]) -> np.ndarray:
+    """(N, 3) LPS mm: the outline of the anatomy on each face of a grid; face_anatomy(axis, index) gives the bools of
+    LPS axis `axis`'s slice `index` (its other two axes in z-y-x order)."""
+    spacing, origin = np.asarray(spacing_mm, dtype=float), np.asarray(origin_mm, dtype=float)
     points = []
-    for axis in range(3):  # LPS axis; densities dim 3 - axis
-        for end in (0, int(n_xyz[axis]) - 1):
-            face = np.take(densities, end, axis=3 - axis).any(axis=0)  # (the two other dims, z-y-x order)
+    for axis in range(3):
+        for end in (0, shape_zyx[2 - axis] - 1):
+            face = face_anatomy(axis, end)
             outline = face & ~ndimage.binary_erosion(face, border_value=0)  # anatomy at the face's rim counts too
             index = np.nonzero(outline)
             if not index[0].size:
                 continue
-            others = [a for a in (2, 1, 0) if a != axis]  # LPS axes of the face's dims, in z-y-x order
             xyz = np.empty((index[0].size, 3))
-            for dim, a in enumerate(others):
-                xyz[:, a] = origin[a] + index[dim] * spacing[a]
+            for dim, other in enumerate(a for a in (2, 1, 0) if a != axis):  # the face's axes, z-y-x order
+                xyz[:, other] = origin[other] + index[dim] * spacing[other]
             xyz[:, axis] = origin[axis] + (end + (0.5 if end else -0.5)) * spacing[axis]  # the face itself
             points.append(xyz)
     return np.concatenate(points) if points else np.zeros((0, 3))
+
+
+def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
+    """(N, 3) LPS mm: the outline of the anatomy (any material) on the volume's six faces, and the cut of its CT
+    inside the grid where it has one (MaterialVolume.scan_edge_mm: a varied subject's)."""
+    faces = outline_on_faces(lambda axis, end: np.take(volume.densities, end, axis=3 - axis).any(axis=0),
+                             volume.shape_zyx, volume.spacing_mm, volume.origin_mm)
+    return faces if volume.scan_edge_mm is None else np.concatenate([faces, volume.scan_edge_mm])
 
 
 def scan_edges_on_detector(volume: MaterialVolume, geometry: CArmGeometry) -> np.ndarray:

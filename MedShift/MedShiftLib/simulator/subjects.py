@@ -8,14 +8,15 @@ for a coarser grid.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .anatomical_variation import NO_VARIATION, AnatomyVariation, draw_variation, vary_hounsfield
+from .anatomical_variation import NO_VARIATION, AnatomyVariation, draw_variation, varied_points, vary_hounsfield
 from .cone_beam_projector import MaterialVolume
 from .head_phantom import make_head_phantom
+from .scan_edges import outline_on_faces
 from .views import SimulationOptionError, seeded_rng
 
 
@@ -66,13 +67,28 @@ class SubjectSource:
         """Subject k's material volume."""
         if self.is_phantom(subject):
             return Subject(make_head_phantom(seeded_rng(self.seed, subject), self.phantom_grid), "procedural", None)
-        from .ct_volume import volume_from_hounsfield
-
         path = self.ct_paths[subject % len(self.ct_paths)]
         hu, spacing = self._hounsfield(path)
         variation = draw_variation(seeded_rng(self.seed, subject, 7)) if self.vary_anatomy else NO_VARIATION
-        varied = hu if variation.is_identity else vary_hounsfield(hu, spacing, variation, self.device)
-        return Subject(volume_from_hounsfield(varied, spacing), Path(path).name, variation)
+        return Subject(varied_ct_volume(hu, spacing, variation, self.device), Path(path).name, variation)
+
+
+def varied_ct_volume(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float], variation: AnatomyVariation,
+                     device: str = "cpu") -> MaterialVolume:
+    """The material volume of a CT (HU [z, y, x], centred) varied by `variation`, with its CT's cut where it fell
+    inside the grid (MaterialVolume.scan_edge_mm: a smaller head has air beyond its CT's last slice)."""
+    from .ct_volume import AIR_MAX_HU, volume_from_hounsfield
+
+    if variation.is_identity:
+        return volume_from_hounsfield(hu_zyx, spacing_mm)
+    volume = volume_from_hounsfield(vary_hounsfield(hu_zyx, spacing_mm, variation, device), spacing_mm)
+    shape = tuple(int(n) for n in hu_zyx.shape)
+    centre = tuple(-(n - 1) / 2 * s for n, s in zip(shape[::-1], spacing_mm))
+    cut = outline_on_faces(lambda axis, end: np.take(hu_zyx, end, axis=2 - axis) > AIR_MAX_HU, shape, spacing_mm,
+                           centre)
+    cut = varied_points(cut, shape, spacing_mm, variation)
+    lower, upper = volume.extent_mm()
+    return replace(volume, scan_edge_mm=cut[np.all((cut > lower) & (cut < upper), axis=1)])
 
 
 PREPARED_CT_SUFFIX = ".hu.npz"
