@@ -1,13 +1,13 @@
 """Where a CT's scan range cuts the anatomy, on the detector: steps its reconstruction never blurred.
 
-A CT ends where its scan did: its first and last slices (Cranium's flat cut at the upper teeth, the Visible
-Human's at C5) and, where anatomy reaches it, the edge of its in-plane field of view (the Visible Human's nose
-tip). The anatomy's outline on those faces of the volume projects to a step (edge-on) or to the kinks at the ends
-of a ramp (oblique) that no reconstruction blur made: restoring the CT's sharpness there would ring
-(object_detail.restoration_weight keeps the restoration away from it). Only the outline is marked: seen
-obliquely the cut face projects to a smooth ramp, whose inside the restoration may sharpen.
-A subject varied from its CT (anatomical_variation) can have its CT's cut inside its grid (a smaller head, air
-below the cut): subjects.py maps the CT's own outline there (MaterialVolume.scan_edge_mm).
+A CT ends where its scan did: its first and last slices (Cranium's flat cut at the upper teeth, the Visible Human's
+at C5) and, where anatomy reaches it, the edge of its in-plane box (a field-of-view cut inside the grid, such as the
+Visible Human's nose tip, is not found). The anatomy's outline on those faces of the volume projects to a step
+(edge-on) or to the kinks at the ends of a ramp (oblique) that no reconstruction blur made: restoring the CT's
+sharpness there would ring (object_detail.restoration_weight keeps the restoration away from it). Only the outline
+is marked: seen obliquely the cut face projects to a smooth ramp, whose inside the restoration may sharpen. A
+subject varied from its CT (anatomical_variation) can have its CT's cut inside its grid (a smaller head, air below
+the cut): subjects.py maps the CT's own outline there (MaterialVolume.scan_edge_mm).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
 
 
 def scan_edges_on_detector(volume: MaterialVolume, geometry: CArmGeometry) -> np.ndarray:
-    """(rows, cols) bools: the detector pixels onto which the anatomy's outline on the volume's faces projects."""
+    """(rows, cols) bools: the detector pixels onto which the scan edges (scan_edge_points) project."""
     points = scan_edge_points(volume)
     edges = np.zeros((geometry.rows, geometry.cols), dtype=bool)
     beam, col_axis, row_axis = geometry.frame()
