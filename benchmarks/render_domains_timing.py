@@ -26,6 +26,7 @@ from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
     render_domain,
 )
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS  # noqa: E402
+from MedShiftLib.simulator.scan_edges import scan_edges_on_detector  # noqa: E402
 
 VIEWS = ((256, 1.25), (1024, 0.3))
 
@@ -58,7 +59,7 @@ def main() -> None:
         for _ in range(args.repeats):
             start = time.perf_counter()
             object_integrals(integrals, "film", projector.volume.spacing_mm, geometry.magnification, pitch,
-                             np.random.default_rng(0))
+                             np.random.default_rng(0), scan_edges=scan_edges_on_detector(projector.volume, geometry))
             detail.append(time.perf_counter() - start)
         cells = [min(detail)] + [best_seconds(integrals, pitch, domains, args.repeats) for domains in
                  (("clinical-normal",), ("clinical-exposure",), ("clinical-low",), SIMULATOR_DOMAINS)]
