@@ -17,6 +17,7 @@ from MedShiftLib.simulator.object_detail import (
     object_line_integrals,
     restore_sharpness,
 )
+from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
 from MedShiftLib.simulator.subjects import varied_ct_volume
 from MedShiftLib.simulator.views import seeded_rng
 from MedShiftLib.simulator.xray_physics import MATERIALS
@@ -201,6 +202,31 @@ def test_a_cts_own_cut_is_not_restored_but_its_blurred_edges_are(monkeypatch):
     assert clinical[cut].max() < 1.03 * plateau
     assert np.abs(np.diff(clinical[inner])).max() > 1.2 * np.abs(np.diff(raw[inner])).max()  # still sharpened
     np.testing.assert_array_equal(clinical[inner], everywhere[inner].astype(np.float32))  # away from the cut: as before
+
+
+def test_a_bone_cut_inside_the_skins_outline_is_spared_in_a_tilted_view():
+    """A bone rod in soft tissue, both cut by the CT's last slice, seen laterally with 30 deg cranial tilt: the rod's
+    cut end projects far from the skin's outline, so the bone's own outline on the face must be marked too."""
+    n = 48
+    tissue, bone = np.zeros((n + 8, n, n), np.float32), np.zeros((n + 8, n, n), np.float32)
+    tissue[6:, 6:42, 6:42] = 1.0
+    zz, yy, xx = np.mgrid[:n + 8, :n, :n]
+    rod = ((yy - 24) ** 2 + (xx - 24) ** 2 <= 9) & (zz >= 14)
+    bone[rod], tissue[rod] = 1.8, 0.0
+    densities = np.zeros((len(MATERIALS), n, n, n), np.float32)
+    for material, block in ((TISSUE, tissue), (BONE, bone)):
+        densities[material] = ndimage.gaussian_filter(block, (1.0 / 2.355, 1.2 / 2.355, 1.2 / 2.355))[:n]
+    volume = MaterialVolume(densities, MATERIALS, (1.0, 1.0, 1.0), (-(n - 1) / 2,) * 3, reconstructed=True)
+    geometry = CArmGeometry(lao_rao_deg=90.0, cranial_caudal_deg=30.0, rows=128, cols=128, pixel_spacing_mm=0.9)
+    raw = ConeBeamProjector(volume).project(geometry)
+    detail = replace(FILM_OBJECT_DETAIL, texture_psd=0.0)
+    spared, everywhere = (object_line_integrals(raw, volume.spacing_mm, geometry.magnification, 0.9, detail,
+                                                np.random.default_rng(0), True, edges)
+                          for edges in (scan_edges_on_detector(volume, geometry), None))
+    column = raw[..., BONE].max(axis=0).argmax()
+    cut = slice(0, 64)  # the rod's cut end (superior, the top rows)
+    plateau = np.median(raw[:, column, BONE][raw[:, column, BONE] > 0.5 * raw[:, column, BONE].max()])
+    assert spared[cut, column, BONE].max() < everywhere[cut, column, BONE].max() - 0.02 * plateau
 
 
 def test_a_subject_smaller_than_its_ct_keeps_the_restoration_off_the_cts_cut(monkeypatch):

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import draw_domain_settings, object_integrals, render_domain  # noqa: E402
 from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style  # noqa: E402
+from MedShiftLib.simulator.scan_edges import scan_edges_on_detector  # noqa: E402
 from MedShiftLib.simulator.simulation import subject_source  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
 
@@ -56,16 +57,16 @@ def render_pair(integrals: np.ndarray, domain: str, pitch: float, look: str, see
 def check_view(projector: ConeBeamProjector, name: str, kind: str, pitch: float, factor: int, look: str) -> None:
     """Print one table row per domain for a subject, view kind and pitch."""
     _, geometry = ViewOptions(kind, (pitch,), 1150.0, 1000.0).geometry(3, 0, 0, SIZE)
-    coarse = projector.project(geometry)
-    fine = projector.project(replace(geometry, rows=SIZE * factor, cols=SIZE * factor,
-                                     pixel_spacing_mm=pitch / factor))
+    fine_geometry = replace(geometry, rows=SIZE * factor, cols=SIZE * factor, pixel_spacing_mm=pitch / factor)
+    coarse, fine = projector.project(geometry), projector.project(fine_geometry)
     head = coarse.sum(-1) > 0.5
     spacing, magnification = projector.volume.spacing_mm, geometry.magnification
     # the object finer than its CT, as the clinical domains see it (one anatomy seed; its field at each pitch)
-    exact = {"reconstructed": projector.volume.reconstructed}
-    objects = (object_integrals(coarse, look, spacing, magnification, pitch, np.random.default_rng(11), **exact),
-               object_integrals(fine, look, spacing, magnification, pitch / factor, np.random.default_rng(11),
-                                **exact))
+    volume = projector.volume
+    objects = tuple(object_integrals(integrals, look, spacing, magnification, view.pixel_spacing_mm,
+                                     np.random.default_rng(11), reconstructed=volume.reconstructed,
+                                     scan_edges=scan_edges_on_detector(volume, view) if volume.reconstructed else None)
+                    for integrals, view in ((coarse, geometry), (fine, fine_geometry)))
     for domain in DOMAINS:
         coarse_in, fine_in = objects if isinstance(domain_style(domain, look), ClinicalStyle) else (coarse, fine)
         direct = measures(*render_pair(coarse_in, domain, pitch, look, 7), head)

@@ -21,14 +21,17 @@ from .cone_beam_projector import CArmGeometry, MaterialVolume
 
 def outline_on_faces(face_anatomy: Callable[[int, int], np.ndarray], shape_zyx: tuple[int, int, int],
                      spacing_mm: tuple[float, float, float], origin_mm: tuple[float, float, float]) -> np.ndarray:
-    """(N, 3) LPS mm: the outline of the anatomy on each face of a grid; face_anatomy(axis, index) gives the bools of
-    LPS axis `axis`'s slice `index` (its other two axes in z-y-x order)."""
+    """(N, 3) LPS mm: the outline of the anatomy on each face of a grid, and of each material in it (a bone cut inside
+    the skin's outline is a step too, off the skin's outline in a tilted view); face_anatomy(axis, index) gives the
+    bools of LPS axis `axis`'s slice `index` (its other two axes in z-y-x order), one layer per material."""
     spacing, origin = np.asarray(spacing_mm, dtype=float), np.asarray(origin_mm, dtype=float)
     points = []
     for axis in range(3):
         for end in (0, shape_zyx[2 - axis] - 1):
-            face = face_anatomy(axis, end)
-            outline = face & ~ndimage.binary_erosion(face, border_value=0)  # anatomy at the face's rim counts too
+            layers = face_anatomy(axis, end)
+            outline = np.zeros(layers.shape[1:], dtype=bool)
+            for layer in layers:  # anatomy at the face's rim counts too (border_value 0)
+                outline |= layer & ~ndimage.binary_erosion(layer, border_value=0)
             index = np.nonzero(outline)
             if not index[0].size:
                 continue
@@ -41,9 +44,9 @@ def outline_on_faces(face_anatomy: Callable[[int, int], np.ndarray], shape_zyx: 
 
 
 def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
-    """(N, 3) LPS mm: the outline of the anatomy (any material) on the volume's six faces, and the cut of its CT
+    """(N, 3) LPS mm: the outline of the anatomy and of each material on the volume's six faces, and the cut of its CT
     inside the grid where it has one (MaterialVolume.scan_edge_mm: a varied subject's)."""
-    faces = outline_on_faces(lambda axis, end: np.take(volume.densities, end, axis=3 - axis).any(axis=0),
+    faces = outline_on_faces(lambda axis, end: np.take(volume.densities, end, axis=3 - axis) > 0,
                              volume.shape_zyx, volume.spacing_mm, volume.origin_mm)
     return faces if volume.scan_edge_mm is None else np.concatenate([faces, volume.scan_edge_mm])
 

@@ -77,15 +77,15 @@ def varied_ct_volume(hu_zyx: np.ndarray, spacing_mm: tuple[float, float, float],
                      device: str = "cpu") -> MaterialVolume:
     """The material volume of a CT (HU [z, y, x], centred) varied by `variation`, with its CT's cut where it fell
     inside the grid (MaterialVolume.scan_edge_mm: a smaller head has air beyond its CT's last slice)."""
-    from .ct_volume import AIR_MAX_HU, volume_from_hounsfield
+    from .ct_volume import AIR_MAX_HU, SOFT_TISSUE_MAX_HU, volume_from_hounsfield
 
     if variation.is_identity:
         return volume_from_hounsfield(hu_zyx, spacing_mm)
     volume = volume_from_hounsfield(vary_hounsfield(hu_zyx, spacing_mm, variation, device), spacing_mm)
     shape = tuple(int(n) for n in hu_zyx.shape)
     centre = tuple(-(n - 1) / 2 * s for n, s in zip(shape[::-1], spacing_mm))
-    cut = outline_on_faces(lambda axis, end: np.take(hu_zyx, end, axis=2 - axis) > AIR_MAX_HU, shape, spacing_mm,
-                           centre)
+    cut = outline_on_faces(lambda axis, end: np.take(hu_zyx, end, axis=2 - axis)[None] > np.array(
+        [AIR_MAX_HU, SOFT_TISSUE_MAX_HU])[:, None, None], shape, spacing_mm, centre)  # the anatomy's, the bone's
     cut = varied_points(cut, shape, spacing_mm, variation)
     lower, upper = volume.extent_mm()
     return replace(volume, scan_edge_mm=cut[np.all((cut > lower) & (cut < upper), axis=1)])
