@@ -116,13 +116,13 @@ def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, vi
                          geometry: CArmGeometry = CArmGeometry(rows=64, cols=64, pixel_spacing_mm=0.6)) -> dict:
     """The line integrals render_view gives each domain (noisy rendering); "anatomy": the anatomy generator's state."""
     seen = {}
-    real_detail = simulation.object_integrals
+    real_detail = simulation.view_object_integrals
 
     def detail_spy(*args, **kwargs):
-        seen["anatomy"] = args[5].bit_generator.state
+        seen["anatomy"] = args[4].bit_generator.state
         return real_detail(*args, **kwargs)
 
-    monkeypatch.setattr(simulation, "object_integrals", detail_spy)
+    monkeypatch.setattr(simulation, "view_object_integrals", detail_spy)
 
     def spy(line_integrals, settings, pixel_spacing_mm, noise_rng):
         if noise_rng is not None:

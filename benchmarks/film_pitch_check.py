@@ -24,9 +24,12 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, object_integrals, render_domain  # noqa: E402
+from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
+    draw_domain_settings,
+    render_domain,
+    view_object_integrals,
+)
 from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style  # noqa: E402
-from MedShiftLib.simulator.scan_edges import scan_edges_on_detector  # noqa: E402
 from MedShiftLib.simulator.simulation import subject_source  # noqa: E402
 from MedShiftLib.simulator.views import ViewOptions  # noqa: E402
 
@@ -60,12 +63,8 @@ def check_view(projector: ConeBeamProjector, name: str, kind: str, pitch: float,
     fine_geometry = replace(geometry, rows=SIZE * factor, cols=SIZE * factor, pixel_spacing_mm=pitch / factor)
     coarse, fine = projector.project(geometry), projector.project(fine_geometry)
     head = coarse.sum(-1) > 0.5
-    spacing, magnification = projector.volume.spacing_mm, geometry.magnification
     # the object finer than its CT, as the clinical domains see it (one anatomy seed; its field at each pitch)
-    volume = projector.volume
-    objects = tuple(object_integrals(integrals, look, spacing, magnification, view.pixel_spacing_mm,
-                                     np.random.default_rng(11), reconstructed=volume.reconstructed,
-                                     scan_edges=scan_edges_on_detector(volume, view) if volume.reconstructed else None)
+    objects = tuple(view_object_integrals(integrals, look, projector.volume, view, np.random.default_rng(11))
                     for integrals, view in ((coarse, geometry), (fine, fine_geometry)))
     for domain in DOMAINS:
         coarse_in, fine_in = objects if isinstance(domain_style(domain, look), ClinicalStyle) else (coarse, fine)

@@ -22,11 +22,10 @@ from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProj
 from MedShiftLib.simulator.ct_volume import read_ct_volume  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
     draw_domain_settings,
-    object_integrals,
     render_domain,
+    view_object_integrals,
 )
 from MedShiftLib.simulator.domains import SIMULATOR_DOMAINS  # noqa: E402
-from MedShiftLib.simulator.scan_edges import scan_edges_on_detector  # noqa: E402
 
 VIEWS = ((256, 1.25), (1024, 0.3))
 
@@ -58,8 +57,7 @@ def main() -> None:
         detail = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            object_integrals(integrals, "film", projector.volume.spacing_mm, geometry.magnification, pitch,
-                             np.random.default_rng(0), scan_edges=scan_edges_on_detector(projector.volume, geometry))
+            view_object_integrals(integrals, "film", projector.volume, geometry, np.random.default_rng(0))
             detail.append(time.perf_counter() - start)
         cells = [min(detail)] + [best_seconds(integrals, pitch, domains, args.repeats) for domains in
                  (("clinical-normal",), ("clinical-exposure",), ("clinical-low",), SIMULATOR_DOMAINS)]

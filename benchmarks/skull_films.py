@@ -25,8 +25,7 @@ from MedShiftLib.evaluation.film_statistics import (
 )
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
 from MedShiftLib.simulator.ct_volume import read_ct_volume
-from MedShiftLib.simulator.domain_rendering import draw_domain_settings, object_integrals, render_domain
-from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
+from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain, view_object_integrals
 
 FILM_MM = 0.0496
 COMMON_MM = 0.15
@@ -69,9 +68,7 @@ def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical
     integrals = projector.project(geometry)
     projected = time.perf_counter()
     settings = replace(draw_domain_settings(domain, np.random.default_rng(0)), heel=0.0)
-    detailed = object_integrals(integrals, settings.look, projector.volume.spacing_mm, geometry.magnification,
-                                PITCH_MM, anatomy_rng(ct_name, view),
-                                scan_edges=scan_edges_on_detector(projector.volume, geometry))
+    detailed = view_object_integrals(integrals, settings.look, projector.volume, geometry, anatomy_rng(ct_name, view))
     image = render_domain(detailed, settings, PITCH_MM, np.random.default_rng(1)).image
     return image, integrals.sum(-1) > 0.5, projected - start, time.perf_counter() - projected
 

@@ -55,12 +55,11 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
     from MedShiftLib.simulator.domain_rendering import (
         check_domain,
         draw_domain_settings,
-        object_integrals,
         render_domain,
         to_uint16,
+        view_object_integrals,
     )
     from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style
-    from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
 
     check_domain(domain)
     try:
@@ -81,9 +80,8 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
     rng = np.random.default_rng(seed)
     settings = draw_domain_settings(domain, rng)
     if isinstance(domain_style(domain, settings.look), ClinicalStyle):  # the head finer than its CT (film look)
-        line_integrals = object_integrals(line_integrals, settings.look, volume.spacing_mm, geometry.magnification,
-                                          spacing, np.random.default_rng([seed, 8]), reconstructed=volume.reconstructed,
-                                          scan_edges=scan_edges_on_detector(volume, geometry))
+        line_integrals = view_object_integrals(line_integrals, settings.look, volume, geometry,
+                                               np.random.default_rng([seed, 8]))
     rendering = render_domain(line_integrals, settings, spacing, rng)
     return RadiographImage(to_uint16(rendering.image), spacing=(spacing, spacing, 1.0))
 

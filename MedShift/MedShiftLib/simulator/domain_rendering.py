@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .cone_beam_projector import CArmGeometry, MaterialVolume
 from .domain_styles import DEFAULT_LOOK, LOOK_OBJECT_DETAIL, ClinicalStyle, SimulatorStyle, check_look, domain_style
 from .object_detail import ObjectDetail, object_line_integrals
+from .scan_edges import scan_edges_on_detector
 from .screen_film import add_film_grain, characteristic_curve, film_speed_point
 from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
@@ -106,6 +108,17 @@ def object_integrals(line_integrals: np.ndarray, look: str, spacing_mm_xyz, magn
         return line_integrals
     return object_line_integrals(line_integrals, spacing_mm_xyz, magnification, pixel_spacing_mm, detail, rng,
                                  reconstructed, scan_edges)
+
+
+def view_object_integrals(line_integrals: np.ndarray, look: str, volume: MaterialVolume, geometry: CArmGeometry,
+                          rng: np.random.Generator) -> np.ndarray:
+    """object_integrals for one projected view of `volume`: a CT's blur undone away from its own cut (its scan
+    edges, found only when the look restores a CT), a phantom only textured."""
+    if LOOK_OBJECT_DETAIL[look] is None:
+        return line_integrals
+    edges = scan_edges_on_detector(volume, geometry) if volume.reconstructed else None
+    return object_integrals(line_integrals, look, volume.spacing_mm, geometry.magnification,
+                            geometry.pixel_spacing_mm, rng, reconstructed=volume.reconstructed, scan_edges=edges)
 
 
 def render_domain(line_integrals: np.ndarray, settings: DomainSettings, pixel_spacing_mm: float,

@@ -18,10 +18,9 @@ from ..atomic_files import write_bytes_atomically
 from ..errors import DataFolderError
 from ..optional_packages import progress_bar
 from .cone_beam_projector import CArmGeometry, ConeBeamProjector, check_angles
-from .domain_rendering import DomainSettings, draw_domain_settings, object_integrals, render_domain, to_uint16
-from .domain_styles import DEFAULT_LOOK, LOOK_OBJECT_DETAIL, ClinicalStyle, check_look, domain_style
+from .domain_rendering import DomainSettings, draw_domain_settings, render_domain, to_uint16, view_object_integrals
+from .domain_styles import DEFAULT_LOOK, ClinicalStyle, check_look, domain_style
 from .domains import SIMULATOR_DOMAINS
-from .scan_edges import scan_edges_on_detector
 from .subjects import SubjectSource
 from .views import ViewOptions, anatomy_rng, angle_limit, draw_view, seeded_rng
 
@@ -63,13 +62,8 @@ def render_view(projector: ConeBeamProjector, geometry: CArmGeometry, seed: int,
     line_integrals = projector.project(geometry)
     clinical = [d for d in domains if isinstance(domain_style(d, look), ClinicalStyle)]
     # the object finer than its CT, once for every clinical domain: its seed is the subject and view's (anatomy)
-    volume = projector.volume
-    object_line_integrals = object_integrals(line_integrals, look, volume.spacing_mm, geometry.magnification,
-                                             geometry.pixel_spacing_mm, anatomy_rng(seed, subject, view),
-                                             reconstructed=volume.reconstructed,
-                                             scan_edges=scan_edges_on_detector(volume, geometry)
-                                             if volume.reconstructed else None
-                                             ) if clinical and LOOK_OBJECT_DETAIL[look] else line_integrals
+    object_line_integrals = view_object_integrals(line_integrals, look, projector.volume, geometry,
+                                                  anatomy_rng(seed, subject, view)) if clinical else line_integrals
     images, clean_images, settings = {}, {}, {}
     for domain in domains:
         d = SIMULATOR_DOMAINS.index(domain)
