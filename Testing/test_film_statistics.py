@@ -5,9 +5,11 @@ from scipy import ndimage
 
 from MedShiftLib.evaluation.film_statistics import (
     band_log_ratio,
+    fill_from_nearest,
     film_statistics,
     head_region,
     histogram_distance,
+    unexposed_film,
 )
 
 PIXEL = 0.1
@@ -75,3 +77,56 @@ def test_a_tissue_fraction_counts_thin_soft_tissue_as_head():
     rim_inner = rim & ndimage.binary_erosion(rim, iterations=4)  # away from the 2 mm blur at its edges
     assert head_region(image, 0.5)[rim_inner].mean() < 0.05  # Otsu: bone only
     assert head_region(image, 0.5, tissue_fraction=0.1)[rim_inner].mean() > 0.95
+
+
+def _framed_film(pixel_mm: float = 0.5, frame: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A 200 mm film: air 0.2 with a head (bone 0.85 in soft tissue 0.35) whose skull runs into the film's edge on
+    the left, and (frame=True) the cassette's unexposed border (0.95, 5 mm) with a cut corner; and the skull."""
+    yy, xx = np.mgrid[:400, :400] * pixel_mm
+    radius = np.hypot(yy - 100, xx - 55)
+    image = np.full((400, 400), 0.2)
+    image[radius < 70] = 0.35
+    image[radius < 60] = 0.85
+    image[(radius < 30) & (np.abs(yy - 100) < 3)] = 0.5  # an inner detail
+    if frame:
+        border = (yy < 5) | (yy >= 195) | (xx < 5) | (xx >= 195) | (yy + xx < 25)
+        image[border] = 0.95
+    return image, radius < 60
+
+
+def test_a_films_unexposed_border_is_found_but_not_the_skull_the_film_cuts():
+    image, skull = _framed_film()
+    frame = unexposed_film(image, 0.5, margin_mm=4.0)
+    yy, xx = np.mgrid[:400, :400] * 0.5
+    assert frame[(yy < 5) | (yy >= 195) | (xx < 5) | (xx >= 195) | (yy + xx < 25)].all()
+    away = skull & (xx > 5 + 4.0 + 1.0) & (yy > 5 + 4.0 + 1.0) & (yy < 195 - 4.0 - 1.0)
+    assert not frame[away].any()  # bone is darker than unexposed film, even where it touches the frame
+    assert not unexposed_film(_framed_film(frame=False)[0], 0.5).any()
+
+
+def test_a_films_frame_adds_nothing_to_the_statistics_once_filled_and_left_out():
+    framed, _ = _framed_film()
+    plain, _ = _framed_film(frame=False)
+    frame = unexposed_film(framed, 0.5)
+    truth_head = head_region(plain, 0.5, tissue_fraction=0.1) & ~frame
+    truth = film_statistics(plain, truth_head, 0.5, 0.5)
+    naive_head = head_region(framed, 0.5, tissue_fraction=0.1)
+    assert naive_head[frame].mean() > 0.5  # without the fix the frame joins the head ...
+    naive = film_statistics(framed, naive_head, 0.5, 0.5)
+    assert band_log_ratio(naive, truth) > 0.3  # ... and its edges add to the bands
+    filled = fill_from_nearest(framed, frame)
+    head = head_region(filled, 0.5, tissue_fraction=0.1, outside=frame)
+    assert not head[frame].any() and (head == truth_head).mean() > 0.99
+    fixed = film_statistics(filled, head, 0.5, 0.5)
+    assert band_log_ratio(fixed, truth) < 0.1 and histogram_distance(fixed, truth) < 0.01
+
+
+def test_filling_takes_each_masked_pixel_from_the_nearest_unmasked_one():
+    image = np.arange(25, dtype=np.float32).reshape(5, 5)
+    mask = np.zeros((5, 5), bool)
+    mask[:, 3:] = True
+    filled = fill_from_nearest(image, mask)
+    assert (filled[:, 3:] == image[:, 2:3]).all() and (filled[:, :3] == image[:, :3]).all()
+    assert fill_from_nearest(image, np.zeros((5, 5), bool)) is image
+    with pytest.raises(ValueError, match="whole image"):
+        fill_from_nearest(image, np.ones((5, 5), bool))

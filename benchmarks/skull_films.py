@@ -3,8 +3,10 @@
 The films: the Bolton-Brush Growth Study lateral (B1893L12.jpg) and PA (B1893F12.jpg) cephalograms of
 open-ortho/dcm4ceph (MIT; dcm4ceph-sampledata/), 4096 x 5120 scans at 0.0496 mm (8 x 10 inch film); their
 .properties give source-patient 1524 mm and source-film 1611 mm (lateral) / 1642.3 mm (PA). The labels, the
-ruler and the nasal positioner are left out of the head region by the boxes below. The renderings use the same
-geometry at PITCH_MM (clinical-normal, heel effect off, noise seed 1); statistics as in
+ruler, the nasal positioner and (PA) the ear-rod arm and a holder's edge are left out of the head region by the
+boxes below, the film the cassette's frame kept unexposed (border strips, cut corners) by
+film_statistics.unexposed_film, which is filled from its nearest exposed pixels so its edges add nothing. The
+renderings use the same geometry at PITCH_MM (clinical-normal, heel effect off, noise seed 1); statistics as in
 MedShiftLib/evaluation/film_statistics.py at 0.15 mm.
 """
 from __future__ import annotations
@@ -18,10 +20,12 @@ import numpy as np
 
 from MedShiftLib.evaluation.film_statistics import (
     band_log_ratio,
+    fill_from_nearest,
     film_statistics,
     head_region,
     histogram_distance,
     resample,
+    unexposed_film,
 )
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
 from MedShiftLib.simulator.ct_volume import read_ct_volume
@@ -33,7 +37,8 @@ PITCH_MM, SIZE = 0.15, 1800
 SOURCE_PATIENT_MM = 1524.0
 # view -> (film file, source-film distance mm, LAO/RAO deg, boxes (row0, row1, col0, col1) in film pixels)
 FILMS = {"lateral": ("B1893L12.jpg", 1611.0, -90.0, ((2340, 4050, 420, 1440), (150, 460, 0, 860))),
-         "PA": ("B1893F12.jpg", 1642.3, 0.0, ((720, 1692, 1170, 2868), (0, 3300, 1830, 2260)))}
+         "PA": ("B1893F12.jpg", 1642.3, 0.0, ((720, 1692, 1170, 2868), (0, 3300, 1830, 2260),
+                                               (3160, 3320, 0, 672), (0, 5120, 3696, 4096)))}
 GOALS = {"edge": 1.6, "bands": 0.25, "histogram": 0.08}
 # A film's head region: above its direct exposure (film base + fog, ~0.2 here) by 10 % of the way to bone, so the
 # soft tissue counts as head, as in the renderings (more than 0.5 g/cm^2 of matter). The previous Otsu region
@@ -42,15 +47,22 @@ GOALS = {"edge": 1.6, "bands": 0.25, "histogram": 0.08}
 FILM_TISSUE_FRACTION = 0.1
 
 
-def read_film(path: Path, exclude) -> tuple[np.ndarray, np.ndarray]:
-    """A film scan at COMMON_MM (0..1, bright = dense) and its head region."""
+def film_scan(path: Path) -> np.ndarray:
+    """A film scan as it is, at COMMON_MM (0..1, bright = dense)."""
     from PIL import Image
 
-    image = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
-    small = resample(image, FILM_MM, COMMON_MM)
+    return resample(np.asarray(Image.open(path).convert("L"), np.float32) / 255.0, FILM_MM, COMMON_MM)
+
+
+def read_film(path: Path, exclude) -> tuple[np.ndarray, np.ndarray]:
+    """A film scan at COMMON_MM (0..1, bright = dense; its unexposed frame filled from the exposed field) and its
+    head region."""
+    small = film_scan(path)
+    frame = unexposed_film(small, COMMON_MM)
+    small = fill_from_nearest(small, frame)
     scale = FILM_MM / COMMON_MM
     boxes = tuple(tuple(int(v * scale) for v in box) for box in exclude)
-    return small, head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION)
+    return small, head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION, outside=frame)
 
 
 def anatomy_rng(ct_name: str, view: str) -> np.random.Generator:
@@ -85,7 +97,8 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
     for view, stats in film_stats.items():
         print(f"| film {FILMS[view][0]} ({view}) | {stats.edge_width_mm:.2f} | - | - | - | {stats.median_grey:.2f} "
               "| - | - |")
-    tiles = {view: [np.rot90(films[view][0], -1) if view == "lateral" else films[view][0]] for view in FILMS}
+    scans = {view: film_scan(film_dir / name) for view, (name, *_) in FILMS.items()}  # the picture shows the frame
+    tiles = {view: [np.rot90(scan, -1) if view == "lateral" else scan] for view, scan in scans.items()}
     for ct in cts:
         projector = ConeBeamProjector(read_ct_volume(ct, grid_size=None))
         for view in FILMS:

@@ -133,11 +133,12 @@ def histogram_distance(a: FilmStatistics, b: FilmStatistics) -> float:
 
 
 def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, int, int, int], ...] = (),
-                tissue_fraction: float | None = None) -> np.ndarray:
+                tissue_fraction: float | None = None, outside: np.ndarray | None = None) -> np.ndarray:
     """The head: the largest object brighter than the background on a 2 mm blur, holes up to MAX_HOLE_MM2
     filled, minus `exclude` boxes (row0, row1, col0, col1) such as a film's labels and rulers. The threshold:
     Otsu's, or with `tissue_fraction` f the background level (the blur's 5th percentile, a film's direct
-    exposure) plus f of the way to its 99th percentile, so thin soft tissue counts as head."""
+    exposure) plus f of the way to its 99th percentile, so thin soft tissue counts as head. Pixels in `outside`
+    (a film's unexposed frame) are never head and do not join objects."""
     smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 2.0 / pixel_mm)
     if tissue_fraction is None:
         threshold = _otsu(smooth)
@@ -145,6 +146,8 @@ def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, in
         background, top = np.percentile(smooth, [5, 99])
         threshold = background + tissue_fraction * (top - background)
     mask = smooth > threshold
+    if outside is not None:
+        mask &= ~outside
     labels, count = ndimage.label(mask)
     if count > 1:
         sizes = np.bincount(labels.ravel())
@@ -157,6 +160,36 @@ def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, in
     for r0, r1, c0, c1 in exclude:
         mask[r0:r1, c0:c1] = False
     return mask
+
+
+def unexposed_film(image: np.ndarray, pixel_mm: float, level_fraction: float = 0.95, depth_mm: float = 15.0,
+                   margin_mm: float = 4.0, min_white: float = 0.9) -> np.ndarray:
+    """The film the cassette's frame kept unexposed (border strips, cut corners) and its shadow, in a film scan
+    (0..1, bright = unexposed): regions at the film's white level that touch the image's border, within
+    `depth_mm` of it, widened by `margin_mm`. The level: the direct exposure (the blur's 5th percentile) plus
+    `level_fraction` of the way to the unexposed film (the 99.9th percentile), and at least `min_white`, so the
+    bone of a head cut by the film's edge is kept (and a scan cropped inside its frame loses nothing)."""
+    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 0.3 / pixel_mm)
+    exposed, white = np.percentile(smooth, [5, 99.9])
+    depth = int(round(depth_mm / pixel_mm))
+    near_border = np.zeros(smooth.shape, bool)
+    near_border[:depth], near_border[-depth:], near_border[:, :depth], near_border[:, -depth:] = True, True, True, True
+    level = max(exposed + level_fraction * (white - exposed), min_white)
+    labels, _ = ndimage.label((smooth > level) & near_border)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    frame = np.isin(labels, touching[touching > 0])
+    return ndimage.binary_dilation(frame, iterations=int(round(margin_mm / pixel_mm)))
+
+
+def fill_from_nearest(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`image` with each pixel under `mask` replaced by the nearest pixel outside it (as an image's own border is
+    continued by the band filters' 'nearest' mode), so a film's frame adds no edges."""
+    if not mask.any():
+        return image
+    if mask.all():
+        raise ValueError("the whole image is masked; nothing to fill from")
+    nearest = ndimage.distance_transform_edt(mask, return_distances=False, return_indices=True)
+    return image[tuple(nearest)]
 
 
 def _otsu(values: np.ndarray) -> float:
