@@ -71,12 +71,12 @@ from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_
 DOMAIN = "clinical-normal"
 # parameter -> values tried by --search (the committed value is always kept as a candidate)
 SEARCH = {
+    "band_gains": ((2.0, 1.2, 1.0, 1.0, 1.0), (2.4, 1.5, 1.0, 1.0, 1.0), (1.6, 1.5, 1.0, 1.0, 1.0),
+                   (2.0, 1.8, 1.2, 1.0, 1.0), (2.0, 2.5, 1.8, 1.3, 1.0)),
+    "film_grain_std": (0.02, 0.045),
     "film_gradient": (2.0, 3.0),
     "film_shoulder_gradient": (0.8, 1.3),
     "film_median_brightness": (0.74, 0.82),
-    "film_grain_std": (0.03, 0.1),
-    "band_gains": ((2.5, 2.0, 1.5, 1.2, 1.0), (3.5, 3.0, 2.0, 1.5, 1.0)),
-    "fine_band_gains": ((2.0, 2.0), (4.0, 4.0)),
     "detector_psf_mm": (0.1, 0.2),
 }
 
