@@ -1,6 +1,7 @@
 """The simulator look a model was trained on travels in its checkpoint, and the demo renders its input in it."""
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from MedShiftLib.cli import main
 from MedShiftLib.engine.checkpoint import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, load_checkpoint, save_checkpoint
 from MedShiftLib.errors import MedShiftError
 from MedShiftLib.simulator.domain_styles import BUNDLED_MODEL_LOOK
+from MedShiftLib.simulator.look_fingerprint import look_fingerprint
 from MedShiftLib.simulator.model_look import model_look, trained_look
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,3 +112,70 @@ def test_held_out_statistics_refuse_a_hand_edited_provenance_with_a_project_erro
     if not isinstance(provenance["config"] if "config" in provenance else {}, dict):
         with pytest.raises(MedShiftError, match="re-package the model"):
             measurement_device(info)
+
+
+def _film_model(tmp_path: Path, fingerprint: str | None) -> Path:
+    record = {"simulate": {"look": "film"}} | ({"look_fingerprint": fingerprint} if fingerprint else {})
+    return _model_with(tmp_path / f"film_{fingerprint}.safetensors", record)
+
+
+def _look_warnings(model: Path) -> list[str]:
+    """The warnings model_look gives for `model`, called twice (warnings shown once per message, as by default)."""
+    _, info = load_checkpoint(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        assert model_look(info) == model_look(info) == "film"
+    return [str(w.message) for w in caught]
+
+
+def test_a_model_trained_on_another_version_of_its_look_is_warned_about_once(tmp_path):
+    present = look_fingerprint("film")
+    assert _look_warnings(_film_model(tmp_path, present)) == []
+    assert _look_warnings(_film_model(tmp_path, None)) == []  # an earlier MedShift's model records none
+    changed = _look_warnings(_film_model(tmp_path, "0123456789ab"))
+    assert len(changed) == 1 and "another version of the simulator look 'film'" in changed[0]
+    assert f"0123456789ab, now {present}" in changed[0] and "retrain" in changed[0]
+    _, shipped = load_checkpoint(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert model_look(shipped) == BUNDLED_MODEL_LOOK and "look_fingerprint" not in shipped.provenance
+
+
+def test_the_demo_warns_on_one_line_when_the_look_changed_and_not_when_the_look_is_given(tmp_path, capsys):
+    model = _film_model(tmp_path, "0123456789ab")
+    _demo_input(model, tmp_path / "a")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "another version" in line]
+    assert len(lines) == 1 and lines[0].startswith("medshift: warning: the model was trained on another version")
+    _demo_input(model, tmp_path / "b", "--look", "film")
+    assert "another version" not in capsys.readouterr().err
+
+
+def test_info_shows_the_look_and_whether_its_version_is_the_present_one(tmp_path, capsys):
+    def look_line(model: Path) -> list[str]:
+        assert main(["info", str(model)]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("simulator look")]
+
+    present = look_fingerprint("film")
+    assert look_line(_film_model(tmp_path, present)) == [f"simulator look    film, fingerprint {present} (the present "
+                                                         "version)"]
+    assert look_line(_film_model(tmp_path, "0123456789ab")) == [
+        f"simulator look    film, fingerprint 0123456789ab (another version; the present one is {present})"]
+    assert "not recorded" in look_line(_film_model(tmp_path, None))[0]
+    assert look_line(BUNDLED_MODEL_DIR / BUNDLED_MODEL_NAME) == []
+    hand_edited = _model_with(tmp_path / "edited.safetensors", {"simulate": {"look": "film"}, "look_fingerprint": 7})
+    assert "re-package the model" in look_line(hand_edited)[0]
+
+
+def test_held_out_statistics_warn_when_the_look_changed_and_record_the_version_they_were_rendered_in(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from held_out_statistics import held_out_statistics
+
+    simulate = {"size": 32, "views": "mixed", "look": "film", "domains": ["sim-low", "clinical-normal"]}
+    _, info = load_checkpoint(_model_with(tmp_path / "m.safetensors", {"simulate": simulate,
+                                                                        "look_fingerprint": "0123456789ab"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, provenance = held_out_statistics(info, views=1, device="cpu")
+    assert [str(w.message).count("another version of the simulator look 'film'") for w in caught] == [1]
+    assert provenance["look_fingerprint"] == look_fingerprint("film") and provenance["simulated"]["look"] == "film"
+    assert "look" not in provenance  # recorded once, in the options

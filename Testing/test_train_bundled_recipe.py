@@ -18,6 +18,7 @@ from test_training_on_the_fly import BLOCKED, _small_head
 
 from MedShiftLib.engine.checkpoint import load_checkpoint, read_checkpoint_info, read_metadata
 from MedShiftLib.engine.weight_quantisation import INT8_WEIGHTS, WEIGHTS_FORMAT_KEY
+from MedShiftLib.simulator.look_fingerprint import look_fingerprint
 from MedShiftLib.simulator.model_look import model_look
 from MedShiftLib.simulator.subjects import read_prepared_ct, write_prepared_ct
 from MedShiftLib.training.state import read_training_state
@@ -70,7 +71,9 @@ def test_the_recipe_trains_packages_in_int8_evaluates_and_resumes_on_the_cpu(tmp
     # the statistics: 3 held-out views in the film look (the run's own: its 1 validation view)
     assert read_checkpoint_info(run / "best.safetensors").statistics_provenance["images_per_domain"] == 1
     assert info.statistics_provenance["views"] == info.statistics_provenance["images_per_domain"] == 3
-    assert info.statistics_provenance["look"] == "film" and info.statistics.noise_level is not None
+    assert info.statistics_provenance["simulated"]["look"] == "film" and "look" not in info.statistics_provenance
+    assert info.statistics_provenance["look_fingerprint"] == info.provenance["look_fingerprint"] == look_fingerprint(
+        "film") and info.statistics.noise_level is not None
     assert json.loads((run / "bundled" / "quick_evaluation.json").read_text())["look"] == "film"
     assert set(json.loads((run / "bundled" / "quick_evaluation.json").read_text())["ssim"]) == {
         "translation", "no translation", "genuine target rendering"}

@@ -12,6 +12,7 @@ import torch
 
 from MedShiftLib.engine.checkpoint import load_checkpoint
 from MedShiftLib.errors import MedShiftError
+from MedShiftLib.simulator.look_fingerprint import look_fingerprint
 from MedShiftLib.simulator.model_look import model_look
 from MedShiftLib.simulator.subjects import read_prepared_ct, write_prepared_ct
 from MedShiftLib.simulator.training_views import SimulatedData, SimulationOptions, render_views, simulated_data
@@ -83,6 +84,7 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
     model, info = load_checkpoint(straight)
     assert info.domains == OPTIONS.domains and info.provenance["simulate"]["pool_views"] == 3
     assert model_look(info) == OPTIONS.look and "look" not in info.provenance  # recorded once, in the options
+    assert info.provenance["look_fingerprint"] == look_fingerprint(OPTIONS.look)  # and its version beside it
     assert info.provenance["images_seen"] == 16 and info.statistics is not None
     recorded = json.loads(json.dumps({"simulated": OPTIONS.to_dict(), "images_per_domain": 1}))  # as read back
     assert info.statistics_provenance == recorded

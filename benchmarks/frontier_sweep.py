@@ -42,7 +42,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedShift"))
 
-import MedShiftLib.simulator as simulator_package  # noqa: E402
 from MedShiftLib.atomic_files import atomic_target, write_bytes_atomically  # noqa: E402
 from MedShiftLib.engine.checkpoint import default_model_path, load_checkpoint  # noqa: E402
 from MedShiftLib.engine.intensity import fit_intensity_window, normalize  # noqa: E402
@@ -54,6 +53,7 @@ from MedShiftLib.pipeline.image_translation import translate_image  # noqa: E402
 from MedShiftLib.settings import DEFAULT_PRESET, PRESETS, TranslationSettings  # noqa: E402
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import to_uint16  # noqa: E402
+from MedShiftLib.simulator.look_fingerprint import simulator_files_fingerprint  # noqa: E402
 from MedShiftLib.simulator.model_look import model_look  # noqa: E402
 from MedShiftLib.simulator.simulation import render_view, subject_source  # noqa: E402
 from MedShiftLib.simulator.training_views import normalised  # noqa: E402
@@ -104,13 +104,7 @@ def render_set(name: str, seed: int, count: int, size: int, ct_paths: tuple[Path
 
 def rendering_fingerprint(ct_paths: tuple[Path, ...]) -> str:
     """12 hex digits that change with the simulator's source and data files and with the CT files (name, size)."""
-    digest = hashlib.sha1()
-    simulator = Path(simulator_package.__file__).parent
-    for source in sorted(p for p in simulator.rglob("*") if p.is_file() and p.suffix in (".py", ".json", ".npz")):
-        digest.update(source.relative_to(simulator).as_posix().encode() + source.read_bytes())
-    for ct in ct_paths:
-        digest.update(f"{Path(ct).name}:{Path(ct).stat().st_size}".encode())
-    return digest.hexdigest()[:12]
+    return simulator_files_fingerprint(*(f"{Path(ct).name}:{Path(ct).stat().st_size}" for ct in ct_paths))
 
 
 def cached_set(cache: Path, name: str, seed: int, count: int, size: int, ct_paths: tuple[Path, ...],

@@ -24,7 +24,8 @@ from MedShiftLib.engine.checkpoint import CheckpointInfo, provenance_section, re
 from MedShiftLib.engine.domain_statistics import DomainStatistics, split_by_domain, write_statistics  # noqa: E402
 from MedShiftLib.errors import MedShiftError  # noqa: E402
 from MedShiftLib.postprocess.contrast_transfer import measure_domain_statistics  # noqa: E402
-from MedShiftLib.simulator.model_look import trained_look  # noqa: E402
+from MedShiftLib.simulator.look_fingerprint import LOOK_FINGERPRINT_KEY, look_fingerprint  # noqa: E402
+from MedShiftLib.simulator.model_look import trained_look, warn_if_look_changed  # noqa: E402
 from MedShiftLib.simulator.training_views import (  # noqa: E402
     VALIDATION_SEED_OFFSET,
     SimulationOptions,
@@ -52,6 +53,7 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
     except (TypeError, ValueError) as exc:
         raise MedShiftError(f"the model's recorded --simulate options cannot be read ({exc}); re-package the "
                             "model, or measure its statistics with `medshift domain-contrast`") from None
+    warn_if_look_changed(info)  # the views are rendered in the present version of the look
     options = replace(options, ct_paths=tuple(ct_paths) if ct_paths else options.ct_paths,
                       look=trained_look(info) or options.look)
     missing = [path for path in options.ct_paths if not Path(path).is_file()]
@@ -66,8 +68,8 @@ def held_out_statistics(info: CheckpointInfo, views: int = DEFAULT_VIEWS, worker
     images, labels = working_squares(render_views(options, seed, views, workers), info.resolution)
     statistics = measure_domain_statistics(split_by_domain(images, labels, options.domains),
                                            device=device or measurement_device(info))
-    provenance = {"simulated": options.to_dict(), "look": options.look, "seed": seed, "views": views,
-                  "images_per_domain": views, "resolution": info.resolution,
+    provenance = {"simulated": options.to_dict(), LOOK_FINGERPRINT_KEY: look_fingerprint(options.look), "seed": seed,
+                  "views": views, "images_per_domain": views, "resolution": info.resolution,
                   "measured_by": "scripts/held_out_statistics.py: held-out views rendered with the run's options"}
     return statistics, provenance
 

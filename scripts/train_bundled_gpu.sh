@@ -164,7 +164,7 @@ from MedShiftLib.engine.checkpoint import read_checkpoint_info
 s = read_checkpoint_info(sys.argv[1]).statistics_provenance or {}
 which = (f"statistics of {s['views']} held-out views" if "views" in s else
          f"the run's own statistics ({s.get('images_per_domain')} validation images per domain)")
-print(f"packaged model: {which}, in the {s.get('look', '?')} look")
+print(f"packaged model: {which}, in the {(s.get('simulated') or {}).get('look', '?')} look")
 PY
 }
 

@@ -119,6 +119,7 @@ def run_info(args: argparse.Namespace) -> int:
     from .engine.checkpoint import default_model_path, read_checkpoint_info
     from .engine.domain_statistics import statistics_path
     from .engine.network import VelocityUNet, count_parameters
+    from .simulator.model_look import look_record_line
     path = Path(args.checkpoint) if args.checkpoint else default_model_path()
     info = read_checkpoint_info(path)
     if args.json:
@@ -142,6 +143,9 @@ def run_info(args: argparse.Namespace) -> int:
     noise = ("recorded (--noise-matching available)" if noise_recorded
              else "not recorded (see domain-contrast)")
     print(f"domain noise      {noise}")
+    look = look_record_line(info)
+    if look is not None:
+        print(f"simulator look    {look}")
     print("provenance")
     for line in provenance_lines(info.provenance):
         print(line)

@@ -39,6 +39,7 @@ from .cone_beam_projector import ConeBeamProjector
 from .domain_rendering import to_uint16
 from .domain_styles import DEFAULT_LOOK, LOOKS, check_look
 from .domains import SIMULATOR_DOMAINS
+from .look_fingerprint import LOOK_FINGERPRINT_KEY, look_fingerprint
 from .simulation import render_view, subject_source
 from .subjects import SubjectSource
 from .views import VIEW_KINDS, ViewOptions
@@ -339,9 +340,10 @@ class SimulatedData:
         return float(pitches.pop()) * self.options.size / self.resolution if len(pitches) == 1 else None
 
     def provenance(self) -> dict:
-        """The simulation options (no data folder), the look the model learns among them (simulator/model_look.py)."""
-        return {"simulate": self.options.to_dict(), "train_images": "rendered on the fly",
-                "validation_images": self.validation_size}
+        """The simulation options (no data folder), the look the model learns among them and its version
+        (simulator/model_look.py)."""
+        return {"simulate": self.options.to_dict(), LOOK_FINGERPRINT_KEY: look_fingerprint(self.options.look),
+                "train_images": "rendered on the fly", "validation_images": self.validation_size}
 
     def close(self) -> None:
         """Stop the rendering processes."""
