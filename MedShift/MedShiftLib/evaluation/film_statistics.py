@@ -9,6 +9,10 @@ percentile over the head (0..1, bright = dense), so scanner, film and display cu
   8 mm (band k: G(sigma_k / 2) - G(sigma_k)); two images compare by the mean |log ratio| of their energies;
 - grey levels: the normalised values over the head; two images compare by the 1-D Wasserstein distance of
   their distributions (the mean absolute difference of their quantiles, 0..1).
+
+A film scan's unexposed frame (the cassette's white border and cut corners) is no part of the head: find it with
+`unexposed_film`, fill it with `fill_from_nearest` and pass it to `head_region` as `outside`, or its sharp steps
+become the film's strongest edges and much of its band energy.
 """
 from __future__ import annotations
 
