@@ -81,29 +81,33 @@ SEARCH = {
 }
 
 
-def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.ndarray, tuple, float]:
-    """(line integrals, head mask, CT spacing (x, y, z) mm, magnification) of a CT's cephalostat view, from the
-    cache or projected once."""
+def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.ndarray, tuple, float, np.ndarray]:
+    """(line integrals, head mask, CT spacing (x, y, z) mm, magnification, the CT's own cut on the detector) of a
+    CT's cephalostat view, from the cache or projected once."""
     _, sid, lao, _ = FILMS[view]
     geometry = CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
                             pixel_spacing_mm=PITCH_MM)
-    path = cache / f"{ct.stem}_{view}_{SIZE}_{PITCH_MM}_integrals.npz"
+    path = cache / f"{ct.stem}_{view}_{SIZE}_{PITCH_MM}_integrals_scan_edges.npz"
     if not path.exists():
         from MedShiftLib.simulator.ct_volume import read_ct_volume
+        from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
 
         volume = read_ct_volume(ct, grid_size=None)
         integrals = ConeBeamProjector(volume).project(geometry)
         with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
             np.savez(f, integrals=integrals.astype(np.float32), head=integrals.sum(-1) > 0.5,
-                     spacing=np.asarray(volume.spacing_mm))
+                     spacing=np.asarray(volume.spacing_mm), scan_edges=scan_edges_on_detector(volume, geometry))
     with np.load(path) as data:
-        return data["integrals"], data["head"], tuple(data["spacing"]), geometry.magnification
+        return (data["integrals"], data["head"], tuple(data["spacing"]), geometry.magnification,
+                data["scan_edges"])
 
 
 def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, style: ClinicalStyle,
-                   detail: ObjectDetail, rng: np.random.Generator) -> np.ndarray:
-    """The polychromatic primary of the object a view's CT stands for (object_detail.py with `detail`)."""
-    detailed = object_integrals(integrals, "film", spacing, magnification, PITCH_MM, rng, detail)
+                   detail: ObjectDetail, rng: np.random.Generator, scan_edges: np.ndarray) -> np.ndarray:
+    """The polychromatic primary of the object a view's CT stands for (object_detail.py with `detail`; the
+    restoration kept off the CT's own cut, as measure_simulator.py renders it)."""
+    detailed = object_integrals(integrals, "film", spacing, magnification, PITCH_MM, rng, detail,
+                                scan_edges=scan_edges)
     return polychromatic_transmission(detailed, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
 
 
@@ -115,8 +119,8 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
     scales >= 2 x the CT's largest voxel."""
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     total, rows = 0.0, []
-    for (ct, view), (integrals, head, spacing, magnification) in views.items():
-        primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view))
+    for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
+        primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
         image = render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1))
         film_image, film_head = films[view]
         sigmas = BAND_SIGMAS_MM
