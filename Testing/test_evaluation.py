@@ -208,7 +208,9 @@ def test_evaluate_scores_methods_against_the_right_references(simulated):
     identity = rows[("no translation", "sim-low", "clinical-normal")]
     assert oracle["nps_error"] == 0.0  # the target compared with itself
     assert identity["ssim_source"] == pytest.approx(1.0)
-    assert identity["nps_error"] > 0.5  # sim-low has none of clinical-normal's quantum noise
+    # sim-low's white noise is not clinical-normal's screen-blurred quantum mottle: no translation misses the NPS
+    # goal (<= 0.20; 0.33 here since issue 27's fifth round lowered clinical-normal's 2.5-20 mm bands, 0.5+ before)
+    assert identity["nps_error"] > 0.2
     assert rows[("MedShift tau=0.6", "sim-low", "clinical-normal")]["nfe"] == 2 * 2
     assert rows[("MedShift tau=0.6 w=2", "sim-low", "clinical-normal")]["nfe"] == 2 * 2 * 2
     assert rows[("SDEdit tau=0.6", "sim-low", "clinical-normal")]["nfe"] == 2

@@ -88,6 +88,7 @@ def _framed_film(pixel_mm: float = 0.5, frame: bool = True) -> tuple[np.ndarray,
     image[radius < 70] = 0.35
     image[radius < 60] = 0.85
     image[(radius < 30) & (np.abs(yy - 100) < 3)] = 0.5  # an inner detail
+    image[(np.abs(xx - 60) < 25) & (yy > 100) & (radius >= 60)] = 0.35  # the neck, down to the film's edge
     if frame:
         border = (yy < 5) | (yy >= 195) | (xx < 5) | (xx >= 195) | (yy + xx < 25)
         image[border] = 0.95
@@ -101,7 +102,9 @@ def test_a_films_unexposed_border_is_found_but_not_the_skull_the_film_cuts():
     assert frame[(yy < 5) | (yy >= 195) | (xx < 5) | (xx >= 195) | (yy + xx < 25)].all()
     away = skull & (xx > 5 + 4.0 + 1.0) & (yy > 5 + 4.0 + 1.0) & (yy < 195 - 4.0 - 1.0)
     assert not frame[away].any()  # bone is darker than unexposed film, even where it touches the frame
-    assert not unexposed_film(_framed_film(frame=False)[0], 0.5).any()
+    unframed = unexposed_film(_framed_film(frame=False)[0], 0.5, margin_mm=4.0)  # only the scan's own edge
+    assert unframed[0].all() and not unframed[(yy > 1.5 + 4.0 + 0.5) & (yy < 200 - 1.5 - 4.0 - 0.5)
+                                                & (xx > 6.0) & (xx < 194.0)].any()
 
 
 def test_a_films_frame_adds_nothing_to_the_statistics_once_filled_and_left_out():
@@ -119,6 +122,9 @@ def test_a_films_frame_adds_nothing_to_the_statistics_once_filled_and_left_out()
     assert not head[frame].any() and (head == truth_head).mean() > 0.99
     fixed = film_statistics(filled, head, 0.5, 0.5)
     assert band_log_ratio(fixed, truth) < 0.1 and histogram_distance(fixed, truth) < 0.01
+    unfilled = film_statistics(framed, head, 0.5, 0.5)  # the frame out of the region but left in the image
+    coarse = [np.log(stats.band_energies[-1] / truth.band_energies[-1]) for stats in (fixed, unfilled)]
+    assert abs(coarse[0]) < 0.04 and coarse[1] > 0.08  # its steps reach the neck through the 8 mm band
 
 
 def test_filling_takes_each_masked_pixel_from_the_nearest_unmasked_one():

@@ -1,5 +1,6 @@
 """A look's fingerprint follows its parameters (styles, object detail, data tables), not the simulator's code; the
 simulator-files fingerprint (benchmark caches) follows every source and data file."""
+import json
 import shutil
 import subprocess
 import sys
@@ -42,11 +43,16 @@ def test_the_fingerprint_changes_with_a_parameter_of_its_look_and_no_other(monke
     assert look_fingerprint("radiograph") != before["radiograph"]
 
 
-def test_the_fingerprint_changes_with_the_data_tables(monkeypatch, tmp_path):
+def test_the_fingerprint_changes_with_the_data_tables_but_not_their_line_endings(monkeypatch, tmp_path):
     before = look_fingerprint("film")
     table = tmp_path / fingerprints.SPECTRA_TABLE.name
-    table.write_bytes(fingerprints.SPECTRA_TABLE.read_bytes() + b"\n")
     monkeypatch.setattr(fingerprints, "SPECTRA_TABLE", table)
+    text = (Path(fingerprints.__file__).parent / "data" / table.name).read_text()
+    table.write_bytes(text.replace("\n", "\r\n").encode())  # a Windows checkout's CRLF
+    assert look_fingerprint("film") == before
+    data = json.loads(text)
+    data["regenerated"] = True
+    table.write_text(json.dumps(data))
     assert look_fingerprint("film") != before
 
 

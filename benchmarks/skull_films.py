@@ -45,6 +45,8 @@ GOALS = {"edge": 1.6, "bands": 0.25, "histogram": 0.08}
 # held the bone and thick tissue only, and on the lateral film filled in the air behind the head (closed off by
 # the film's unexposed border): 17 % of its region.
 FILM_TISSUE_FRACTION = 0.1
+# The boxes are drawn tight to their objects; the head region comes from a 2 mm blur, so each box is widened by this.
+BOX_MARGIN_MM = 3.0
 
 
 def film_scan(path: Path) -> np.ndarray:
@@ -60,8 +62,9 @@ def read_film(path: Path, exclude) -> tuple[np.ndarray, np.ndarray]:
     small = film_scan(path)
     frame = unexposed_film(small, COMMON_MM)
     small = fill_from_nearest(small, frame)
-    scale = FILM_MM / COMMON_MM
-    boxes = tuple(tuple(int(v * scale) for v in box) for box in exclude)
+    scale, pad = FILM_MM / COMMON_MM, int(round(BOX_MARGIN_MM / COMMON_MM))
+    boxes = tuple((max(int(r0 * scale) - pad, 0), int(r1 * scale) + pad, max(int(c0 * scale) - pad, 0),
+                   int(c1 * scale) + pad) for r0, r1, c0, c1 in exclude)
     return small, head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION, outside=frame)
 
 

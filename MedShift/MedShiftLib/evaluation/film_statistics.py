@@ -167,12 +167,13 @@ def head_region(image: np.ndarray, pixel_mm: float, exclude: tuple[tuple[int, in
 
 
 def unexposed_film(image: np.ndarray, pixel_mm: float, level_fraction: float = 0.95, depth_mm: float = 15.0,
-                   margin_mm: float = 4.0, min_white: float = 0.9) -> np.ndarray:
+                   margin_mm: float = 4.0, min_white: float = 0.9, edge_mm: float = 1.5) -> np.ndarray:
     """The film the cassette's frame kept unexposed (border strips, cut corners) and its shadow, in a film scan
     (0..1, bright = unexposed): regions at the film's white level that touch the image's border, within
-    `depth_mm` of it, widened by `margin_mm`. The level: the direct exposure (the blur's 5th percentile) plus
-    `level_fraction` of the way to the unexposed film (the 99.9th percentile), and at least `min_white`, so the
-    bone of a head cut by the film's edge is kept (and a scan cropped inside its frame loses nothing)."""
+    `depth_mm` of it, and the scan's outermost `edge_mm` (the film's own edge, a scanner's border line), widened
+    by `margin_mm`. The level: the direct exposure (the blur's 5th percentile) plus `level_fraction` of the way to
+    the unexposed film (the 99.9th percentile), and at least `min_white`, so the bone of a head cut by the film's
+    edge is kept."""
     smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 0.3 / pixel_mm)
     exposed, white = np.percentile(smooth, [5, 99.9])
     depth = int(round(depth_mm / pixel_mm))
@@ -182,6 +183,8 @@ def unexposed_film(image: np.ndarray, pixel_mm: float, level_fraction: float = 0
     labels, _ = ndimage.label((smooth > level) & near_border)
     touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     frame = np.isin(labels, touching[touching > 0])
+    edge = max(int(round(edge_mm / pixel_mm)), 1)
+    frame[:edge], frame[-edge:], frame[:, :edge], frame[:, -edge:] = True, True, True, True
     return ndimage.binary_dilation(frame, iterations=int(round(margin_mm / pixel_mm)))
 
 

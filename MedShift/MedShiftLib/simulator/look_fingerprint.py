@@ -36,7 +36,7 @@ def look_fingerprint(look: str) -> str:
     detail = LOOK_OBJECT_DETAIL[look]
     record = {"styles": {domain: [type(style).__name__, asdict(style)] for domain, style in LOOK_STYLES[look].items()},
               "object_detail": asdict(detail) if detail is not None else None,
-              "tables": {table.name: hashlib.sha1(table.read_bytes()).hexdigest()
+              "tables": {table.name: json.loads(table.read_text(encoding="utf-8"))  # parsed: line endings don't count
                          for table in (ATTENUATION_TABLE, SPECTRA_TABLE)}}
     return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:DIGITS]
 
