@@ -60,6 +60,7 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
         view_object_integrals,
     )
     from MedShiftLib.simulator.domain_styles import ClinicalStyle, domain_style
+    from MedShiftLib.simulator.views import anatomy_rng
 
     check_domain(domain)
     try:
@@ -81,7 +82,7 @@ def project_ct_image(image: Any, name: str, lao_rao_deg: float = 0.0, cranial_ca
     settings = draw_domain_settings(domain, rng)
     if isinstance(domain_style(domain, settings.look), ClinicalStyle):  # the head finer than its CT (film look)
         line_integrals = view_object_integrals(line_integrals, settings.look, volume, geometry,
-                                               np.random.default_rng([seed, 8]))
+                                               anatomy_rng(seed, 0, 0))  # the simulator's: one subject, one view
     rendering = render_domain(line_integrals, settings, spacing, rng)
     return RadiographImage(to_uint16(rendering.image), spacing=(spacing, spacing, 1.0))
 
