@@ -21,10 +21,10 @@ of the plain statistics as a tie-breaker. --noise-free-edges adds the noise-free
 edge width far below it means the strongest gradients are noise, not anatomy (the score cannot see that, so
 check it before taking a search's best).
 
-How the committed parameters were found (docs/simulator.md, issue 27's third round): by eye first (the skull a
-smooth bright area, soft tissue and the facial profile grey, no halos, modest grain, on the four views at 0.15
-mm), then candidates scored with --set; the goals on band energies and edge width are not met by a look without
-strong processing (docs/simulator.md gives the numbers of both).
+How the committed parameters were found (docs/simulator.md, issue 27's third to fifth rounds): by eye first (the
+skull a smooth bright area, soft tissue and the facial profile grey, no halos, modest grain, on the four views at
+0.15 mm), then candidates scored with --set and --search; since the fifth round (the films measured without their
+unexposed frame) one detail band at 1.25 mm, no mid-scale bands (docs/simulator.md gives the candidates' numbers).
 """
 from __future__ import annotations
 
