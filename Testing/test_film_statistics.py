@@ -4,7 +4,9 @@ import pytest
 from scipy import ndimage
 
 from MedShiftLib.evaluation.film_statistics import (
+    CUT_MARGIN_MM,
     band_log_ratio,
+    clear_of,
     fill_from_nearest,
     film_statistics,
     head_region,
@@ -136,3 +138,37 @@ def test_filling_takes_each_masked_pixel_from_the_nearest_unmasked_one():
     assert fill_from_nearest(image, np.zeros((5, 5), bool)) is image
     with pytest.raises(ValueError, match="whole image"):
         fill_from_nearest(image, np.ones((5, 5), bool))
+
+
+def _cut_rendering(cut: bool, pixel_mm: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 250 mm rendering of a head (blurred 1 mm: a CT's resolution) with a textured skull and a neck; with
+    `cut`, the CT ends 150 mm down: a step no reconstruction blurred, to the thin matter the cone beam sees through
+    the cut's face for 10 mm more, then air. (image, matter, the cut's line)."""
+    yy, xx = np.mgrid[:500, :500] * pixel_mm
+    radius = np.hypot(yy - 90, xx - 125)
+    matter = (radius < 80) | ((np.abs(xx - 125) < 45) & (yy > 90))
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).normal(0, 1, (500, 500)), 4.0)
+    image = np.where(matter, 0.45 + 0.6 * texture, 0.0) + np.where(radius < 70, 0.3, 0.0)
+    image = ndimage.gaussian_filter(image, 1.0 / pixel_mm)
+    line = (np.abs(yy - 150) < pixel_mm / 2) & matter
+    if cut:
+        matter = matter & (yy < 160)
+        image[yy >= 150] = np.where(matter, 0.08, 0.0)[yy >= 150]
+    return image, matter, line
+
+
+def test_a_cts_own_cut_adds_nothing_to_the_statistics_once_the_region_keeps_clear_of_it():
+    plain, _, line = _cut_rendering(cut=False)
+    image, matter, _ = _cut_rendering(cut=True)
+    head = clear_of(matter, line, 0.5)
+    distance = ndimage.distance_transform_edt(~line) * 0.5
+    assert head[matter & (distance > CUT_MARGIN_MM + 0.5)].all() and not head[distance <= CUT_MARGIN_MM].any()
+    truth = film_statistics(plain, head, 0.5, 0.5)  # the same anatomy, no CT cut
+    fixed = film_statistics(image, head, 0.5, 0.5)
+    assert band_log_ratio(fixed, truth) < 0.02 and histogram_distance(fixed, truth) < 0.005
+    assert fixed.edge_width_mm == pytest.approx(truth.edge_width_mm, abs=0.05)
+    naive = film_statistics(image, matter, 0.5, 0.5)  # up to the cut, as before the fix
+    uncut = film_statistics(plain, matter, 0.5, 0.5)
+    assert band_log_ratio(naive, uncut) > 0.1  # the cut's step adds band energy ...
+    assert naive.edge_width_mm < uncut.edge_width_mm - 0.3  # ... and the sharpest edges
+    assert clear_of(matter, np.zeros_like(line), 0.5) is matter

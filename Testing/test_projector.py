@@ -90,3 +90,16 @@ def test_angles_outside_the_c_arm_range_are_refused():
         check_angles(41.0, 0.0)
     with pytest.raises(ValueError, match="cranial"):
         check_angles(0.0, -45.0)
+
+
+@pytest.mark.parametrize("angles", ANGLES)
+def test_a_point_on_a_pixels_ray_lands_on_that_pixel(angles):
+    geometry = CArmGeometry(*angles, rows=40, cols=50, pixel_spacing_mm=3.0)
+    source, pixels = geometry.source_and_pixels()
+    picked = [(0, 0), (39, 49), (7, 31), (22, 4)]
+    points = [source + t * (pixels[r, c] - source) for r, c in picked for t in (0.3, 0.8, 1.0)]
+    points.append(source - 10.0 * (pixels[0, 0] - source))  # behind the source
+    rows, cols, in_front = geometry.detector_position(np.asarray(points))
+    expected = np.repeat(np.asarray(picked, dtype=float), 3, axis=0)
+    assert np.allclose(rows[:-1], expected[:, 0], atol=1e-6) and np.allclose(cols[:-1], expected[:, 1], atol=1e-6)
+    assert in_front[:-1].all() and not in_front[-1]

@@ -44,9 +44,11 @@ from skull_films import (  # noqa: E402
     GOALS,
     PITCH_MM,
     SIZE,
-    SOURCE_PATIENT_MM,
     anatomy_rng,
-    read_film,
+    ceph_geometry,
+    common_anatomy,
+    read_films,
+    rendering_head,
 )
 
 from MedShiftLib.atomic_files import atomic_target  # noqa: E402
@@ -58,7 +60,7 @@ from MedShiftLib.evaluation.film_statistics import (  # noqa: E402
     histogram_distance,
     normalise,
 )
-from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector  # noqa: E402
+from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
 from MedShiftLib.simulator.domain_rendering import (  # noqa: E402
     draw_domain_settings,
     object_integrals,
@@ -71,8 +73,9 @@ from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_
 DOMAIN = "clinical-normal"
 # parameter -> values tried by --search (the committed value is always kept as a candidate)
 SEARCH = {
-    "band_gains": ((2.0, 1.2, 1.0, 1.0, 1.0), (2.4, 1.5, 1.0, 1.0, 1.0), (1.6, 1.5, 1.0, 1.0, 1.0),
-                   (2.0, 1.8, 1.2, 1.0, 1.0), (2.0, 2.5, 1.8, 1.3, 1.0)),
+    "band_gains": ((1.6, 1.0, 1.0, 1.0, 1.0), (1.8, 1.0, 1.0, 1.0, 1.0), (1.8, 1.0, 1.15, 1.15, 1.0),
+                   (2.0, 1.0, 1.15, 1.15, 1.0), (1.6, 1.0, 1.2, 1.2, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0),
+                   (2.0, 1.2, 1.0, 1.0, 1.0), (1.8, 1.15, 1.15, 1.0, 1.0), (2.0, 2.5, 1.8, 1.3, 1.0)),
     "film_grain_std": (0.02, 0.045),
     "film_gradient": (2.0, 3.0),
     "film_shoulder_gradient": (0.8, 1.3),
@@ -82,11 +85,9 @@ SEARCH = {
 
 
 def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.ndarray, tuple, float, np.ndarray]:
-    """(line integrals, head mask, CT spacing (x, y, z) mm, magnification, the CT's own cut on the detector) of a
-    CT's cephalostat view, from the cache or projected once."""
-    _, sid, lao, _ = FILMS[view]
-    geometry = CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
-                            pixel_spacing_mm=PITCH_MM)
+    """(line integrals, head region (skull_films.rendering_head), CT spacing (x, y, z) mm, magnification, the CT's own
+    cut on the detector) of a CT's cephalostat view, from the cache or projected once."""
+    geometry = ceph_geometry(view)
     path = cache / f"{ct.stem}_{view}_{SIZE}_{PITCH_MM}_integrals_scan_edges.npz"
     if not path.exists():
         from MedShiftLib.simulator.ct_volume import read_ct_volume
@@ -95,11 +96,11 @@ def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.n
         volume = read_ct_volume(ct, grid_size=None)
         integrals = ConeBeamProjector(volume).project(geometry)
         with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
-            np.savez(f, integrals=integrals.astype(np.float32), head=integrals.sum(-1) > 0.5,
-                     spacing=np.asarray(volume.spacing_mm), scan_edges=scan_edges_on_detector(volume, geometry))
+            np.savez(f, integrals=integrals.astype(np.float32), spacing=np.asarray(volume.spacing_mm),
+                     scan_edges=scan_edges_on_detector(volume, geometry))
     with np.load(path) as data:
-        return (data["integrals"], data["head"], tuple(data["spacing"]), geometry.magnification,
-                data["scan_edges"])
+        return (data["integrals"], rendering_head(data["integrals"], data["scan_edges"]), tuple(data["spacing"]),
+                geometry.magnification, data["scan_edges"])
 
 
 def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, style: ClinicalStyle,
@@ -123,6 +124,7 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
         image = render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1))
         film_image, film_head = films[view]
+        head, film_head = common_anatomy(ct, view, head, film_head) or (head, film_head)
         sigmas = BAND_SIGMAS_MM
         if ct_resolution:
             sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
@@ -194,7 +196,7 @@ def main() -> None:
     detail_names = {f.name for f in fields(ObjectDetail)}
     style = replace(domain_style(DOMAIN, "film"), **{k: v for k, v in overrides.items() if k not in detail_names})
     detail = replace(LOOK_OBJECT_DETAIL["film"], **{k: v for k, v in overrides.items() if k in detail_names})
-    films = {view: read_film(args.films / name, boxes) for view, (name, _, _, boxes) in FILMS.items()}
+    films = read_films(args.films)
     print("Films' bone-region texture exponent (ObjectDetail.texture_beta):", *film_bone_beta(films), sep="\n  ")
     args.cache.mkdir(parents=True, exist_ok=True)
     views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}

@@ -6,8 +6,10 @@ open-ortho/dcm4ceph (MIT; dcm4ceph-sampledata/), 4096 x 5120 scans at 0.0496 mm 
 ruler, the nasal positioner and (PA) the ear-rod arm and a holder's edge are left out of the head region by the
 boxes below, the film the cassette's frame kept unexposed (border strips, cut corners) by
 film_statistics.unexposed_film, which is filled from its nearest exposed pixels so its edges add nothing. The
-renderings use the same geometry at PITCH_MM (clinical-normal, heel effect off, noise seed 1); statistics as in
-MedShiftLib/evaluation/film_statistics.py at 0.15 mm.
+renderings use the same geometry at PITCH_MM (clinical-normal, heel effect off, noise seed 1); their head region is
+where more than 0.5 g/cm^2 of matter lies on the ray, kept clear of the CT's own cut (film_statistics.clear_of: a
+step no film has). Statistics as in MedShiftLib/evaluation/film_statistics.py at 0.15 mm, over the whole head region
+and over the anatomy both images hold (`common_anatomy`: both cut below the lowest landmark the CT holds).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from MedShiftLib.evaluation.film_statistics import (
     band_log_ratio,
+    clear_of,
     fill_from_nearest,
     film_statistics,
     head_region,
@@ -30,6 +33,7 @@ from MedShiftLib.evaluation.film_statistics import (
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector
 from MedShiftLib.simulator.ct_volume import read_ct_volume
 from MedShiftLib.simulator.domain_rendering import draw_domain_settings, render_domain, view_object_integrals
+from MedShiftLib.simulator.scan_edges import scan_edges_on_detector
 
 FILM_MM = 0.0496
 COMMON_MM = 0.15
@@ -45,27 +49,64 @@ GOALS = {"edge": 1.6, "bands": 0.25, "histogram": 0.08}
 # held the bone and thick tissue only, and on the lateral film filled in the air behind the head (closed off by
 # the film's unexposed border): 17 % of its region.
 FILM_TISSUE_FRACTION = 0.1
+# np.rot90 turns: the lateral scan holds the head on its side (vertex left, face up); statistics are turned alike.
+UPRIGHT = {"lateral": -1, "PA": 0}
+# Landmarks' rows on the upright films (COMMON_MM pixels), read off the films: the lowest point of the bony chin
+# (menton) and the hard palate (lateral: the ANS-PNS line; PA: the nasal floor); the films end 4-7 mm below menton.
+FILM_LANDMARK_ROWS = {"lateral": {"menton": 1290, "palate": 905}, "PA": {"menton": 1605, "palate": 1210}}
+# The lowest of those landmarks each `medshift fetch-ct` CT holds, LPS mm from the CT grid's centre (the isocentre
+# in read_ct_volume), read off its midsagittal slice: the Visible Human's menton (it goes on to C5, its neck and
+# shoulders far below the films' field), Cranium's anterior nasal spine (it ends 23 mm lower, at its upper teeth).
+CT_LANDMARKS = {"visible_human_head_ct": ("menton", (-18.0, -80.0, -95.0)),
+                "cranium_ct": ("palate", (3.0, -110.0, -57.0))}
 # The boxes are drawn tight to their objects; the head region comes from a 2 mm blur, so each box is widened by this.
 BOX_MARGIN_MM = 3.0
 
 
 def film_scan(path: Path) -> np.ndarray:
-    """A film scan as it is, at COMMON_MM (0..1, bright = dense)."""
+    """A film scan as it is (its scan's orientation), at COMMON_MM (0..1, bright = dense)."""
     from PIL import Image
 
     return resample(np.asarray(Image.open(path).convert("L"), np.float32) / 255.0, FILM_MM, COMMON_MM)
 
 
-def read_film(path: Path, exclude) -> tuple[np.ndarray, np.ndarray]:
+def read_film(path: Path, exclude, upright: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A film scan at COMMON_MM (0..1, bright = dense; its unexposed frame filled from the exposed field) and its
-    head region."""
+    head region (`exclude`: boxes in scan pixels), both turned upright by np.rot90(., `upright`)."""
     small = film_scan(path)
     frame = unexposed_film(small, COMMON_MM)
     small = fill_from_nearest(small, frame)
     scale, pad = FILM_MM / COMMON_MM, int(round(BOX_MARGIN_MM / COMMON_MM))
     boxes = tuple((max(int(r0 * scale) - pad, 0), int(r1 * scale) + pad, max(int(c0 * scale) - pad, 0),
                    int(c1 * scale) + pad) for r0, r1, c0, c1 in exclude)
-    return small, head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION, outside=frame)
+    head = head_region(small, COMMON_MM, boxes, tissue_fraction=FILM_TISSUE_FRACTION, outside=frame)
+    return np.rot90(small, upright).copy(), np.rot90(head, upright).copy()
+
+
+def read_films(film_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """view -> (upright film, head region) of both films (read_film)."""
+    return {view: read_film(film_dir / name, boxes, UPRIGHT[view]) for view, (name, _, _, boxes) in FILMS.items()}
+
+
+def ceph_geometry(view: str) -> CArmGeometry:
+    """The films' geometry for a view, on a SIZE x SIZE detector at PITCH_MM."""
+    _, sid, lao, _ = FILMS[view]
+    return CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
+                        pixel_spacing_mm=PITCH_MM)
+
+
+def common_anatomy(ct_name: str, view: str, head: np.ndarray, film_head: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rendering's head, film's head) both cut below the lowest landmark the CT holds (CT_LANDMARKS; the
+    rendering's row where the landmark projects), so both hold the same anatomy; None for a CT without landmarks."""
+    if Path(ct_name).stem not in CT_LANDMARKS:
+        return None
+    name, point = CT_LANDMARKS[Path(ct_name).stem]
+    rows, _, _ = ceph_geometry(view).detector_position(np.asarray([point]))
+    head, film_head = head.copy(), film_head.copy()
+    head[int(np.floor(rows[0])) + 1:] = False
+    film_head[FILM_LANDMARK_ROWS[view][name] + 1:] = False
+    return head, film_head
 
 
 def anatomy_rng(ct_name: str, view: str) -> np.random.Generator:
@@ -73,49 +114,70 @@ def anatomy_rng(ct_name: str, view: str) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(f"{Path(ct_name).stem}/{view}".encode()))
 
 
+def rendering_head(integrals: np.ndarray, scan_edges: np.ndarray) -> np.ndarray:
+    """A rendering's head region: more than 0.5 g/cm^2 of matter on the ray, CUT_MARGIN_MM clear of the CT's own cut
+    (`scan_edges`, scan_edges.scan_edges_on_detector)."""
+    return clear_of(integrals.sum(-1) > 0.5, scan_edges, PITCH_MM)
+
+
 def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical-normal", ct_name: str = "ct"):
-    """(image, head region, projection s, rendering s) of a cephalostat view of a CT (the film look's object detail
-    seeded by anatomy_rng(ct_name, view))."""
-    _, sid, lao, _ = FILMS[view]
-    geometry = CArmGeometry(lao_rao_deg=lao, sid_mm=sid, sod_mm=SOURCE_PATIENT_MM, rows=SIZE, cols=SIZE,
-                            pixel_spacing_mm=PITCH_MM)
+    """(image, head region (rendering_head), projection s, rendering s) of a cephalostat view of a CT (the film
+    look's object detail seeded by anatomy_rng(ct_name, view))."""
+    geometry = ceph_geometry(view)
     start = time.perf_counter()
     integrals = projector.project(geometry)
     projected = time.perf_counter()
     settings = replace(draw_domain_settings(domain, np.random.default_rng(0)), heel=0.0)
     detailed = view_object_integrals(integrals, settings.look, projector.volume, geometry, anatomy_rng(ct_name, view))
     image = render_domain(detailed, settings, PITCH_MM, np.random.default_rng(1)).image
-    return image, integrals.sum(-1) > 0.5, projected - start, time.perf_counter() - projected
+    head = rendering_head(integrals, scan_edges_on_detector(projector.volume, geometry))
+    return image, head, projected - start, time.perf_counter() - projected
 
 
 def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = None) -> None:
-    """Print the film comparison table (and write the side-by-side picture)."""
-    films = {view: read_film(film_dir / name, boxes) for view, (name, _, _, boxes) in FILMS.items()}
+    """Print the film comparison tables, over the whole head and over the anatomy both images hold (and write the
+    side-by-side picture)."""
+    films = read_films(film_dir)
     film_stats = {view: film_statistics(image, head, COMMON_MM, COMMON_MM) for view, (image, head) in films.items()}
-    print(f"\n## Clinical-normal renderings against real skull films ({SIZE} px at {PITCH_MM} mm, "
-          f"statistics at {COMMON_MM} mm)\n")
-    print("| image | edge width mm | band energies 0.5/1/2/4/8 mm, log ratio to the film | mean abs log ratio | "
-          "histogram distance | median grey | project s | render s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for view, stats in film_stats.items():
-        print(f"| film {FILMS[view][0]} ({view}) | {stats.edge_width_mm:.2f} | - | - | - | {stats.median_grey:.2f} "
-              "| - | - |")
+    header = ("| image | edge width mm (film's) | band energies 0.5/1/2/4/8 mm, log ratio to the film | "
+              "mean abs log ratio | histogram distance | median grey (film's) |")
+    whole = [f"| film {FILMS[view][0]} ({view}) | {stats.edge_width_mm:.2f} | - | - | - | {stats.median_grey:.2f} |"
+             for view, stats in film_stats.items()]
+    common, times = [], []
     scans = {view: film_scan(film_dir / name) for view, (name, *_) in FILMS.items()}  # the picture shows the frame
-    tiles = {view: [np.rot90(scan, -1) if view == "lateral" else scan] for view, scan in scans.items()}
+    tiles = {view: [np.rot90(scan, UPRIGHT[view])] for view, scan in scans.items()}
     for ct in cts:
         projector = ConeBeamProjector(read_ct_volume(ct, grid_size=None))
         for view in FILMS:
             image, head, t_project, t_render = render_ceph(projector, view, ct_name=ct.name)
-            stats, film = film_statistics(image, head, PITCH_MM, COMMON_MM), film_stats[view]
-            ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
-            print(f"| {ct.name} {view} | {stats.edge_width_mm:.2f} | {' / '.join(f'{r:+.2f}' for r in ratios)} | "
-                  f"{band_log_ratio(stats, film):.2f} | {histogram_distance(stats, film):.3f} | "
-                  f"{stats.median_grey:.2f} | {t_project:.1f} | {t_render:.1f} |")
+            times.append(f"| {ct.name} {view} | {t_project:.1f} | {t_render:.1f} |")
+            whole.append(_row(f"{ct.name} {view}", film_statistics(image, head, PITCH_MM, COMMON_MM),
+                              film_stats[view]))
+            regions = common_anatomy(ct.name, view, head, films[view][1])
+            if regions is not None:
+                film = film_statistics(films[view][0], regions[1], COMMON_MM, COMMON_MM)
+                common.append(_row(f"{ct.name} {view} (to the {CT_LANDMARKS[ct.stem][0]})",
+                                   film_statistics(image, regions[0], PITCH_MM, COMMON_MM), film))
             tiles[view].append(image)
+    print(f"\n## Clinical-normal renderings against real skull films ({SIZE} px at {PITCH_MM} mm, "
+          f"statistics at {COMMON_MM} mm)\n\nOver the whole head region:\n\n{header}\n{'|---' * 6}|")
+    print("\n".join(whole))
+    if common:
+        print(f"\nOver the anatomy both hold (each cut below the CT's lowest landmark):\n\n{header}\n{'|---' * 6}|")
+        print("\n".join(common))
+    print("\n| rendering | project s | render s |\n|---|---|---|\n" + "\n".join(times))
     print(f"\nGoals: edge width <= {GOALS['edge']} mm, band energies' mean abs log ratio <= {GOALS['bands']}, "
           f"histogram distance <= {GOALS['histogram']}.")
     if picture is not None:
         _side_by_side(tiles, picture)
+
+
+def _row(name: str, stats, film) -> str:
+    """A table row: a rendering's statistics against a film's."""
+    ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
+    return (f"| {name} | {stats.edge_width_mm:.2f} ({film.edge_width_mm:.2f}) | "
+            f"{' / '.join(f'{r:+.2f}' for r in ratios)} | {band_log_ratio(stats, film):.2f} | "
+            f"{histogram_distance(stats, film):.3f} | {stats.median_grey:.2f} ({film.median_grey:.2f}) |")
 
 
 def _side_by_side(tiles: dict[str, list[np.ndarray]], picture: Path, height: int = 420) -> None:

@@ -88,6 +88,18 @@ class CArmGeometry:
         pixels = centre + r[:, None, None] * row_axis + c[None, :, None] * col_axis
         return source, pixels
 
+    def detector_position(self, points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, in front) of points (N, 3) LPS mm on the detector: fractional pixel indices where each
+        point's ray from the source meets it, and whether the point lies in front of the source (the others' indices
+        are meaningless)."""
+        beam, col_axis, row_axis = self.frame()
+        rays = np.atleast_2d(np.asarray(points_mm, dtype=float)) + self.sod_mm * beam  # from the source
+        depth = rays @ beam
+        in_front = depth > 0
+        scale = self.sid_mm / np.where(in_front, depth, 1.0) / self.pixel_spacing_mm  # ray -> detector, in pixels
+        return (rays @ row_axis * scale + (self.rows - 1) / 2, rays @ col_axis * scale + (self.cols - 1) / 2,
+                in_front)
+
     @property
     def magnification(self) -> float:
         """Geometric magnification of the isocentre plane at the detector."""

@@ -53,15 +53,9 @@ def scan_edge_points(volume: MaterialVolume) -> np.ndarray:
 
 def scan_edges_on_detector(volume: MaterialVolume, geometry: CArmGeometry) -> np.ndarray:
     """(rows, cols) bools: the detector pixels onto which the scan edges (scan_edge_points) project."""
-    points = scan_edge_points(volume)
     edges = np.zeros((geometry.rows, geometry.cols), dtype=bool)
-    beam, col_axis, row_axis = geometry.frame()
-    rays = points - (-geometry.sod_mm * beam)  # from the source
-    depth = rays @ beam
-    rays, depth = rays[depth > 0], depth[depth > 0]
-    scale = geometry.sid_mm / depth / geometry.pixel_spacing_mm  # ray -> detector plane, in pixels
-    col = np.rint(rays @ col_axis * scale + (geometry.cols - 1) / 2).astype(int)
-    row = np.rint(rays @ row_axis * scale + (geometry.rows - 1) / 2).astype(int)
+    rows, cols, in_front = geometry.detector_position(scan_edge_points(volume))
+    row, col = np.rint(rows[in_front]).astype(int), np.rint(cols[in_front]).astype(int)
     inside = (row >= 0) & (row < geometry.rows) & (col >= 0) & (col < geometry.cols)
     edges[row[inside], col[inside]] = True
     return edges
