@@ -95,16 +95,25 @@ def ceph_geometry(view: str) -> CArmGeometry:
                         pixel_spacing_mm=PITCH_MM)
 
 
-def common_anatomy(ct_name: str, view: str, head: np.ndarray, film_head: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(rendering's head, film's head) both cut below the lowest landmark the CT holds (CT_LANDMARKS; the
-    rendering's row where the landmark projects), so both hold the same anatomy; None for a CT without landmarks."""
+def landmark_row(ct_name: str, view: str) -> tuple[str, int] | None:
+    """(name, detector row) of the lowest landmark a CT holds (CT_LANDMARKS) in a view; None for other CTs."""
     if Path(ct_name).stem not in CT_LANDMARKS:
         return None
     name, point = CT_LANDMARKS[Path(ct_name).stem]
     rows, _, _ = ceph_geometry(view).detector_position(np.asarray([point]))
+    return name, int(np.floor(rows[0]))
+
+
+def common_anatomy(ct_name: str, view: str, head: np.ndarray, film_head: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rendering's head, film's head) both cut below the lowest landmark the CT holds (landmark_row on the
+    rendering, FILM_LANDMARK_ROWS on the film), so both hold the same anatomy; None for a CT without landmarks."""
+    landmark = landmark_row(ct_name, view)
+    if landmark is None:
+        return None
+    name, row = landmark
     head, film_head = head.copy(), film_head.copy()
-    head[int(np.floor(rows[0])) + 1:] = False
+    head[row + 1:] = False
     film_head[FILM_LANDMARK_ROWS[view][name] + 1:] = False
     return head, film_head
 
@@ -145,7 +154,9 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
              for view, stats in film_stats.items()]
     common, times = [], []
     scans = {view: film_scan(film_dir / name) for view, (name, *_) in FILMS.items()}  # the picture shows the frame
-    tiles = {view: [np.rot90(scan, UPRIGHT[view])] for view, scan in scans.items()}
+    used = {CT_LANDMARKS[ct.stem][0] for ct in cts if ct.stem in CT_LANDMARKS}
+    tiles = {view: [(np.rot90(scan, UPRIGHT[view]), [FILM_LANDMARK_ROWS[view][name] for name in sorted(used)])]
+             for view, scan in scans.items()}
     for ct in cts:
         projector = ConeBeamProjector(read_ct_volume(ct, grid_size=None))
         for view in FILMS:
@@ -154,11 +165,11 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
             whole.append(_row(f"{ct.name} {view}", film_statistics(image, head, PITCH_MM, COMMON_MM),
                               film_stats[view]))
             regions = common_anatomy(ct.name, view, head, films[view][1])
+            tiles[view].append((image, [] if regions is None else [landmark_row(ct.name, view)[1]]))
             if regions is not None:
                 film = film_statistics(films[view][0], regions[1], COMMON_MM, COMMON_MM)
                 common.append(_row(f"{ct.name} {view} (to the {CT_LANDMARKS[ct.stem][0]})",
                                    film_statistics(image, regions[0], PITCH_MM, COMMON_MM), film))
-            tiles[view].append(image)
     print(f"\n## Clinical-normal renderings against real skull films ({SIZE} px at {PITCH_MM} mm, "
           f"statistics at {COMMON_MM} mm)\n\nOver the whole head region:\n\n{header}\n{'|---' * 6}|")
     print("\n".join(whole))
@@ -180,20 +191,28 @@ def _row(name: str, stats, film) -> str:
             f"{histogram_distance(stats, film):.3f} | {stats.median_grey:.2f} ({film.median_grey:.2f}) |")
 
 
-def _side_by_side(tiles: dict[str, list[np.ndarray]], picture: Path, height: int = 420) -> None:
-    """Film, then each CT; one row per view (a .jpg picture as JPEG, quality 82)."""
-    from PIL import Image
+def _side_by_side(tiles: dict[str, list[tuple[np.ndarray, list[int]]]], picture: Path, height: int = 420) -> None:
+    """Film, then each CT; one row per view, each tile with short red marks at its `rows` (where the comparison
+    over the anatomy both hold ends) at both sides (a .jpg picture as JPEG, quality 82)."""
+    from PIL import Image, ImageDraw
 
     rows = []
     for images in tiles.values():
         row = []
-        for image in images:
+        for image, marks in images:
             low, high = np.percentile(image, [0.5, 99.5])
             tile = Image.fromarray((np.clip((image - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8))
-            row.append(tile.resize((round(tile.width * height / tile.height), height), Image.LANCZOS))
+            scale = height / tile.height
+            tile = tile.resize((round(tile.width * scale), height), Image.LANCZOS).convert("RGB")
+            draw = ImageDraw.Draw(tile)
+            for mark in marks:
+                y = round(mark * scale)
+                for x0 in (0, tile.width - 14):
+                    draw.line([(x0, y), (x0 + 13, y)], fill=(230, 30, 30), width=2)
+            row.append(tile)
         rows.append(row)
     width = max(sum(t.width for t in row) + 6 * (len(row) - 1) for row in rows)
-    canvas = Image.new("L", (width, len(rows) * (height + 6) - 6), 255)
+    canvas = Image.new("RGB", (width, len(rows) * (height + 6) - 6), (255, 255, 255))
     for r, row in enumerate(rows):
         x = 0
         for tile in row:
