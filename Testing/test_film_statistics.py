@@ -172,3 +172,9 @@ def test_a_cts_own_cut_adds_nothing_to_the_statistics_once_the_region_keeps_clea
     assert band_log_ratio(naive, uncut) > 0.1  # the cut's step adds band energy ...
     assert naive.edge_width_mm < uncut.edge_width_mm - 0.3  # ... and the sharpest edges
     assert clear_of(matter, np.zeros_like(line), 0.5) is matter
+    above = np.mgrid[:500, :500][0] * 0.5 < 150  # the filters' reach alone: only the anatomy above the cut
+    for margin, reached in ((8.0, True), (CUT_MARGIN_MM, False)):
+        region = clear_of(matter, line, 0.5, margin) & above
+        coarse = np.log(film_statistics(image, region, 0.5, 0.5).band_energies[-1]
+                        / film_statistics(plain, region, 0.5, 0.5).band_energies[-1])
+        assert (coarse > 0.05) == reached  # 8 mm from the cut the 8 mm band still sees its step

@@ -4,8 +4,9 @@ The film look's clinical-normal (MedShiftLib/simulator/domain_styles.py, screen_
 radiograph: quantum mottle at a film-screen dose counted per pixel area, the screen's PSF in mm, linear detail
 bands (the development's edge effect), the film's H&D curve (toe gradient, long shoulder, speed point at the head's
 median) and film grain. This script scores candidate parameter sets of clinical-normal on the lateral and PA views
-of every CT against the Bolton-Brush films (benchmarks/skull_films.py: the same geometry, pitch and statistics)
-and prints one table per candidate.
+of every CT against the Bolton-Brush films (benchmarks/skull_films.py: the same geometry, pitch and statistics,
+over the anatomy both images hold for CTs with landmarks, the rendering's region clear of its CT's cut) and prints
+one table per candidate.
 
 Projections (1800 px at 0.15 mm) and the polychromatic primaries are cached in --cache (about 0.1 GB per view),
 so a candidate costs only the processing (~5-10 s per view here). Run from the repository root:
@@ -96,8 +97,8 @@ def cached_integrals(ct: Path, view: str, cache: Path) -> tuple[np.ndarray, np.n
         volume = read_ct_volume(ct, grid_size=None)
         integrals = ConeBeamProjector(volume).project(geometry)
         with atomic_target(path) as temporary, open(temporary, "wb") as f:  # a killed run leaves no half cache
-            np.savez(f, integrals=integrals.astype(np.float32), spacing=np.asarray(volume.spacing_mm),
-                     scan_edges=scan_edges_on_detector(volume, geometry))
+            np.savez(f, integrals=integrals.astype(np.float32), head=integrals.sum(-1) > 0.5,  # (older checkouts)
+                     spacing=np.asarray(volume.spacing_mm), scan_edges=scan_edges_on_detector(volume, geometry))
     with np.load(path) as data:
         return (data["integrals"], rendering_head(data["integrals"], data["scan_edges"]), tuple(data["spacing"]),
                 geometry.magnification, data["scan_edges"])
@@ -124,7 +125,9 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
         image = render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1))
         film_image, film_head = films[view]
-        head, film_head = common_anatomy(ct, view, head, film_head) or (head, film_head)
+        common = common_anatomy(ct, view, head, film_head)
+        head, film_head = common or (head, film_head)
+        label = f"{ct} {view}" + (" (to the landmark)" if common else " (whole head)")
         sigmas = BAND_SIGMAS_MM
         if ct_resolution:
             sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
@@ -142,7 +145,7 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
             clean_image = render_clinical_primary(primary, style, settings, PITCH_MM, None)
             clean = f" {film_statistics(clean_image, head, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
         scales = "/".join(f"{s:g}" for s in sigmas)
-        rows.append(f"| {ct} {view} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
+        rows.append(f"| {label} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
                     f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} |")
     return total, rows
 

@@ -56,9 +56,10 @@ UPRIGHT = {"lateral": -1, "PA": 0}
 FILM_LANDMARK_ROWS = {"lateral": {"menton": 1290, "palate": 905}, "PA": {"menton": 1605, "palate": 1210}}
 # The lowest of those landmarks each `medshift fetch-ct` CT holds, LPS mm from the CT grid's centre (the isocentre
 # in read_ct_volume), read off its midsagittal slice: the Visible Human's menton (it goes on to C5, its neck and
-# shoulders far below the films' field), Cranium's anterior nasal spine (it ends 23 mm lower, at its upper teeth).
+# shoulders far below the films' field), Cranium's anterior nasal spine (it ends 20 mm lower, at its upper teeth).
+# Keyed by the file names `medshift fetch-ct` writes: another CT under such a name would get wrong landmarks.
 CT_LANDMARKS = {"visible_human_head_ct": ("menton", (-18.0, -80.0, -95.0)),
-                "cranium_ct": ("palate", (3.0, -110.0, -57.0))}
+                "cranium_ct": ("palate", (3.0, -83.0, -60.0))}
 # The boxes are drawn tight to their objects; the head region comes from a 2 mm blur, so each box is widened by this.
 BOX_MARGIN_MM = 3.0
 
@@ -96,12 +97,14 @@ def ceph_geometry(view: str) -> CArmGeometry:
 
 
 def landmark_row(ct_name: str, view: str) -> tuple[str, int] | None:
-    """(name, detector row) of the lowest landmark a CT holds (CT_LANDMARKS) in a view; None for other CTs."""
+    """(name, detector row) of the lowest landmark a CT holds (CT_LANDMARKS) in a view; None for other CTs and for a
+    landmark off the detector."""
     if Path(ct_name).stem not in CT_LANDMARKS:
         return None
     name, point = CT_LANDMARKS[Path(ct_name).stem]
-    rows, _, _ = ceph_geometry(view).detector_position(np.asarray([point]))
-    return name, int(np.floor(rows[0]))
+    rows, _, in_front = ceph_geometry(view).detector_position(np.asarray([point]))
+    row = int(np.rint(rows[0]))
+    return (name, row) if in_front[0] and 0 <= row < SIZE else None
 
 
 def common_anatomy(ct_name: str, view: str, head: np.ndarray, film_head: np.ndarray

@@ -12,9 +12,9 @@ percentile over the head (0..1, bright = dense), so scanner, film and display cu
 
 A film scan's unexposed frame (the cassette's white border and cut corners) is no part of the head: find it with
 `unexposed_film`, fill it with `fill_from_nearest` and pass it to `head_region` as `outside`, or its sharp steps
-become the film's strongest edges and much of its band energy. A CT rendering's counterpart is the CT's own cut (its
-first or last slice through the anatomy, simulator/scan_edges.py): a step no radiograph has; keep the head region
-`clear_of` it by CUT_MARGIN_MM.
+become the film's strongest edges and much of its band energy. A CT rendering's counterpart is the CT's own cut (where
+its first or last slice or its box crosses the anatomy, simulator/scan_edges.py): a step no radiograph has; keep the
+head region `clear_of` it by CUT_MARGIN_MM.
 """
 from __future__ import annotations
 
