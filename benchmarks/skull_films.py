@@ -110,7 +110,8 @@ def landmark_row(ct_name: str, view: str) -> tuple[str, int] | None:
 def common_anatomy(ct_name: str, view: str, head: np.ndarray, film_head: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """(rendering's head, film's head) both cut below the lowest landmark the CT holds (landmark_row on the
-    rendering, FILM_LANDMARK_ROWS on the film), so both hold the same anatomy; None for a CT without landmarks."""
+    rendering, FILM_LANDMARK_ROWS on the film), so both hold the same anatomy below the vault (the CT's top cut, kept
+    clear of, is not matched on the film); None for a CT without landmarks or with its landmark off the detector."""
     landmark = landmark_row(ct_name, view)
     if landmark is None:
         return None
