@@ -20,7 +20,8 @@ its listed values, in turn, keeping the best score) and prints the best override
 views of each statistic's excess over its goal, relative to the goal (0 = every goal met), plus a small share
 of the plain statistics as a tie-breaker. --noise-free-edges adds the noise-free image's edge width: a noisy
 edge width far below it means the strongest gradients are noise, not anatomy (the score cannot see that, so
-check it before taking a search's best).
+check it before taking a search's best). --bone-bands adds the band RMS inside the bone (the vault's smoothness) of
+each film, rendering and noise-free rendering.
 
 How the committed parameters were found (docs/simulator.md, issue 27's third to fifth rounds): by eye first (the
 skull a smooth bright area, soft tissue and the facial profile grey, no halos, modest grain, on the four views at
@@ -150,18 +151,42 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
     return total, rows
 
 
+def bone_region(x: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The bone of a normalised image (normalise): the brightest 40 % of its head, 30 px in from the head's edge."""
+    inner = ndimage.binary_erosion(head, iterations=30)
+    return inner & (x > np.quantile(x[inner], 0.6))
+
+
 def film_bone_beta(films: dict) -> list[str]:
-    """Each film's power-law exponent inside the bone (the brightest 40 % of its head, 30 px in from its edge):
-    2 + log2 of the octave band energies' growth per octave (a PSD ~ f^-beta field's grows by 2^(beta - 2))."""
+    """Each film's power-law exponent inside the bone (bone_region): 2 + log2 of the octave band energies' growth per
+    octave (a PSD ~ f^-beta field's grows by 2^(beta - 2))."""
     lines = []
     for view, (image, head) in films.items():
         x = normalise(image, head)
-        inner = ndimage.binary_erosion(head, iterations=30)
-        bone = inner & (x > np.quantile(x[inner], 0.6))
-        slopes = np.diff(np.log2(band_energies(x, bone, COMMON_MM)))
+        slopes = np.diff(np.log2(band_energies(x, bone_region(x, head), COMMON_MM)))
         lines.append(f"{view}: beta {' / '.join(f'{2 + v:.2f}' for v in slopes)} between the bands "
                      f"{' / '.join(f'{a:g}-{b:g}' for a, b in zip(BAND_SIGMAS_MM, BAND_SIGMAS_MM[1:]))} mm")
     return lines
+
+
+def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict) -> list[str]:
+    """Band RMS (x 1e-3) at 0.5 / 1 / 2 mm inside the bone (bone_region) of each view's film, rendering and noise-free
+    rendering, over the regions score_rows compares: how smooth the vault is, and how much of its texture is noise."""
+    settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
+    rows = []
+    for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
+        primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
+        head, film_head = common_anatomy(ct, view, head, films[view][1]) or (head, films[view][1])
+        cells = []
+        for image, region, pixel_mm in (
+                (films[view][0], film_head, COMMON_MM),
+                (render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1)), head, PITCH_MM),
+                (render_clinical_primary(primary, style, settings, PITCH_MM, None), head, PITCH_MM)):
+            x = normalise(image, region)
+            rms = np.sqrt(band_energies(x, bone_region(x, region), pixel_mm, BAND_SIGMAS_MM[:3])) * 1e3
+            cells.append(" / ".join(f"{value:.1f}" for value in rms))
+        rows.append(f"| {ct} {view} | {' | '.join(cells)} |")
+    return rows
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -192,6 +217,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="name=value override")
     parser.add_argument("--search", action="store_true", help="coordinate search over SEARCH")
     parser.add_argument("--noise-free-edges", action="store_true", help="add the noise-free edge width (no search)")
+    parser.add_argument("--bone-bands", action="store_true",
+                        help="add the band RMS inside the bone of films and renderings (no search)")
     parser.add_argument("--ct-resolution", action="store_true",
                         help="the issue's proposal: films blurred to the CT's resolution, bands >= 2 x its voxel")
     args = parser.parse_args()
@@ -206,6 +233,10 @@ def main() -> None:
     best, rows = score_rows(style, detail, views, films, args.noise_free_edges and not args.search, args.ct_resolution)
     print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
                 args.noise_free_edges and not args.search)
+    if args.bone_bands and not args.search:
+        print("\n### Band RMS x 1e-3 (0.5 / 1 / 2 mm) inside the bone (the brightest 40 % of the region, 30 px in)\n")
+        print("| view | film | rendering | noise-free rendering |\n|---|---|---|---|")
+        print("\n".join(bone_band_rows(style, detail, views, films)))
     if not args.search:
         return
     for name, values in SEARCH.items():
