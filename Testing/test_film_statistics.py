@@ -11,19 +11,21 @@ from MedShiftLib.evaluation.film_statistics import (
     film_statistics,
     head_region,
     histogram_distance,
+    noise_by_grey,
+    noise_log_ratio,
     unexposed_film,
 )
 
 PIXEL = 0.1
 
 
-def _disc_image(blur_mm: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _disc_image(blur_mm: float, seed: int = 0, noise: float = 0.002) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[:400, :400]
     inside = np.hypot(yy - 200, xx - 200) < 150
     image = 0.4 + 0.5 * ((np.hypot(yy - 200, xx - 180) < 60) | ((xx // 40) % 2 == 0) & inside)
     image = np.where(inside, image, 0.0)
     image = ndimage.gaussian_filter(image, blur_mm / PIXEL)
-    return image + np.random.default_rng(seed).normal(0, 0.002, image.shape), inside
+    return image + np.random.default_rng(seed).normal(0, noise, image.shape), inside
 
 
 @pytest.mark.parametrize("blur_mm", [0.3, 0.6])
@@ -178,3 +180,39 @@ def test_a_cts_own_cut_adds_nothing_to_the_statistics_once_the_region_keeps_clea
         coarse = np.log(film_statistics(image, region, 0.5, 0.5).band_energies[-1]
                         / film_statistics(plain, region, 0.5, 0.5).band_energies[-1])
         assert (coarse > 0.05) == reached  # 8 mm from the cut the 8 mm band still sees its step
+
+
+def _grey_ramp(noise_of_grey, seed: int = 0) -> np.ndarray:
+    """A 600 x 600 image whose grey rises smoothly from 0 to 1 across its columns, plus white noise whose standard
+    deviation at each pixel is noise_of_grey(grey)."""
+    grey = np.broadcast_to(np.linspace(0.0, 1.0, 600), (600, 600))
+    return grey + noise_of_grey(grey) * np.random.default_rng(seed).standard_normal(grey.shape)
+
+
+def test_noise_by_grey_measures_white_noise_per_pixel_in_each_grey_band():
+    head = np.ones((600, 600), bool)
+    flat = noise_by_grey(_grey_ramp(lambda g: np.full_like(g, 0.01)), head)
+    assert np.allclose(flat, 0.01, rtol=0.08)
+    rising = noise_by_grey(_grey_ramp(lambda g: 0.004 + 0.02 * g), head)  # noise that follows the grey level
+    centres = [0.004 + 0.02 * (low + high) / 2 for low, high in [(0.05, 0.25), (0.25, 0.45), (0.45, 0.65),
+                                                                  (0.65, 0.85), (0.85, 0.97)]]
+    assert np.allclose(rising, centres, rtol=0.1) and np.all(np.diff(rising) > 0)
+    assert np.isnan(noise_by_grey(_grey_ramp(lambda g: np.full_like(g, 0.01))[:, :100], head[:, :100])[-1])
+
+
+def test_noise_by_grey_is_not_fooled_by_anatomy():
+    clean, inside = _disc_image(0.3, noise=0.0)  # sharp edges and stripes at two grey levels
+    measured = np.asarray(noise_by_grey(_disc_image(0.3, noise=0.01)[0], inside))
+    held = np.isfinite(measured)
+    assert held.sum() >= 2 and np.allclose(measured[held], 0.01, rtol=0.15)
+    edges_alone = np.asarray(noise_by_grey(clean, inside))
+    assert np.all(edges_alone[held] < 0.1 * 0.01)
+
+
+def test_noise_log_ratio_compares_noise_band_by_band():
+    inside = np.ones((600, 600), bool)
+    once = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.01)), inside, PIXEL, common_pixel_mm=PIXEL)
+    again = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.01), seed=1), inside, PIXEL, common_pixel_mm=PIXEL)
+    twice = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.02)), inside, PIXEL, common_pixel_mm=PIXEL)
+    assert noise_log_ratio(once, again) < 0.05
+    assert noise_log_ratio(once, twice) == pytest.approx(np.log(2), abs=0.1)

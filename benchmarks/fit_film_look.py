@@ -47,10 +47,12 @@ from skull_films import (  # noqa: E402
     PITCH_MM,
     SIZE,
     anatomy_rng,
+    as_scanned,
     ceph_geometry,
     common_anatomy,
     read_films,
     rendering_head,
+    scan_chains,
 )
 
 from MedShiftLib.atomic_files import atomic_target  # noqa: E402
@@ -60,6 +62,7 @@ from MedShiftLib.evaluation.film_statistics import (  # noqa: E402
     band_log_ratio,
     film_statistics,
     histogram_distance,
+    noise_log_ratio,
     normalise,
 )
 from MedShiftLib.simulator.cone_beam_projector import ConeBeamProjector  # noqa: E402
@@ -75,10 +78,9 @@ from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_
 DOMAIN = "clinical-normal"
 # parameter -> values tried by --search (the committed value is always kept as a candidate)
 SEARCH = {
-    "band_gains": ((1.6, 1.0, 1.0, 1.0, 1.0), (1.8, 1.0, 1.0, 1.0, 1.0), (1.8, 1.0, 1.15, 1.15, 1.0),
-                   (2.0, 1.0, 1.15, 1.15, 1.0), (1.6, 1.0, 1.2, 1.2, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0),
-                   (2.0, 1.2, 1.0, 1.0, 1.0), (1.8, 1.15, 1.15, 1.0, 1.0), (2.0, 2.5, 1.8, 1.3, 1.0)),
-    "film_grain_std": (0.02, 0.045),
+    "band_gains": ((1.8, 1.0, 1.0, 1.0, 1.0), (2.0, 1.0, 1.0, 1.0, 1.0), (2.5, 1.0, 1.0, 1.0, 1.0),
+                   (2.25, 1.0, 1.15, 1.15, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0), (2.25, 1.15, 1.0, 1.0, 1.0),
+                   (2.0, 1.2, 1.0, 1.0, 1.0)),
     "film_gradient": (2.0, 3.0),
     "film_shoulder_gradient": (0.8, 1.3),
     "film_median_brightness": (0.74, 0.82),
@@ -114,18 +116,21 @@ def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, 
     return polychromatic_transmission(detailed, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
 
 
-def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, noise_free_edges: bool = False,
-               ct_resolution: bool = False) -> tuple[float, list[str]]:
-    """(score, table rows) of a candidate style and object detail over every cached view; with noise_free_edges a
-    column with the noise-free image's edge width (far below the noisy one's: the strongest gradients are noise, not
-    anatomy); with ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands only at
-    scales >= 2 x the CT's largest voxel."""
+def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None,
+               noise_free_edges: bool = False, ct_resolution: bool = False) -> tuple[float, list[str]]:
+    """(score, table rows) of a candidate style and object detail over every cached view, the renderings as scanned
+    (skull_films.as_scanned with `chains`; None: as rendered); with noise_free_edges a column with the noise-free
+    image's edge width (far below the noisy one's: the strongest gradients are noise, not anatomy); with
+    ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands only at scales >= 2 x the
+    CT's largest voxel."""
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     total, rows = 0.0, []
     for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
-        image = render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1))
+        image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1)), head,
+                        chains, view)
         film_image, film_head = films[view]
+        whole_head = head
         common = common_anatomy(ct, view, head, film_head)
         head, film_head = common or (head, film_head)
         label = f"{ct} {view}" + (" (to the landmark)" if common else " (whole head)")
@@ -143,12 +148,19 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
         total += 0.05 * (edge / GOALS["edge"] + bands / GOALS["bands"] + hist / GOALS["histogram"])
         clean = ""
         if noise_free_edges:
-            clean_image = render_clinical_primary(primary, style, settings, PITCH_MM, None)
+            clean_image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, None), whole_head, chains,
+                                  view)
             clean = f" {film_statistics(clean_image, head, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
         scales = "/".join(f"{s:g}" for s in sigmas)
         rows.append(f"| {label} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
-                    f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} |")
+                    f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} | "
+                    f"{noise_log_ratio(stats, film):.2f} |")
     return total, rows
+
+
+def scanned(image: np.ndarray, head: np.ndarray, chains: dict | None, view: str) -> np.ndarray:
+    """A rendering as its view's film was scanned (skull_films.as_scanned); as it is when `chains` is None."""
+    return image if chains is None else as_scanned(image, head, chains[view])
 
 
 def bone_region(x: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -169,19 +181,21 @@ def film_bone_beta(films: dict) -> list[str]:
     return lines
 
 
-def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict) -> list[str]:
+def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None
+                   ) -> list[str]:
     """Band RMS (x 1e-3) at 0.5 / 1 / 2 mm inside the bone (bone_region) of each view's film, rendering and noise-free
-    rendering, over the regions score_rows compares: how smooth the vault is, and how much of its texture is noise."""
+    rendering (as scanned, as score_rows), over the regions score_rows compares: how smooth the vault is, and how much
+    of its texture is noise."""
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     rows = []
-    for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
+    for (ct, view), (integrals, whole_head, spacing, magnification, scan_edges) in views.items():
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
-        head, film_head = common_anatomy(ct, view, head, films[view][1]) or (head, films[view][1])
+        head, film_head = common_anatomy(ct, view, whole_head, films[view][1]) or (whole_head, films[view][1])
+        noisy, clean = (scanned(render_clinical_primary(primary, style, settings, PITCH_MM, rng), whole_head, chains,
+                                view) for rng in (np.random.default_rng(1), None))
         cells = []
-        for image, region, pixel_mm in (
-                (films[view][0], film_head, COMMON_MM),
-                (render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1)), head, PITCH_MM),
-                (render_clinical_primary(primary, style, settings, PITCH_MM, None), head, PITCH_MM)):
+        for image, region, pixel_mm in ((films[view][0], film_head, COMMON_MM), (noisy, head, PITCH_MM),
+                                        (clean, head, PITCH_MM)):
             x = normalise(image, region)
             rms = np.sqrt(band_energies(x, bone_region(x, region), pixel_mm, BAND_SIGMAS_MM[:3])) * 1e3
             cells.append(" / ".join(f"{value:.1f}" for value in rms))
@@ -204,8 +218,9 @@ def parse_override(text: str) -> tuple[str, object]:
 def print_table(title: str, score: float, rows: list[str], noise_free_edges: bool = False) -> None:
     print(f"\n### {title}: score {score:.3f}\n")
     print("| view | edge width mm |" + (" noise-free edge width mm |" if noise_free_edges else "")
-          + " band log ratios (scales) | mean abs log ratio | histogram distance | median grey | film edge width mm |")
-    print("|---|---|---|---|---|---|---|" + ("---|" if noise_free_edges else ""))
+          + " band log ratios (scales) | mean abs log ratio | histogram distance | median grey | film edge width mm |"
+          " noise, mean abs log ratio |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if noise_free_edges else ""))
     print("\n".join(rows))
 
 
@@ -219,6 +234,8 @@ def main() -> None:
     parser.add_argument("--noise-free-edges", action="store_true", help="add the noise-free edge width (no search)")
     parser.add_argument("--bone-bands", action="store_true",
                         help="add the band RMS inside the bone of films and renderings (no search)")
+    parser.add_argument("--as-rendered", action="store_true",
+                        help="compare the renderings as rendered, not through the films' scan chain (as_scanned)")
     parser.add_argument("--ct-resolution", action="store_true",
                         help="the issue's proposal: films blurred to the CT's resolution, bands >= 2 x its voxel")
     args = parser.parse_args()
@@ -230,13 +247,15 @@ def main() -> None:
     print("Films' bone-region texture exponent (ObjectDetail.texture_beta):", *film_bone_beta(films), sep="\n  ")
     args.cache.mkdir(parents=True, exist_ok=True)
     views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}
-    best, rows = score_rows(style, detail, views, films, args.noise_free_edges and not args.search, args.ct_resolution)
+    chains = None if args.as_rendered else scan_chains(args.films, films)
+    best, rows = score_rows(style, detail, views, films, chains, args.noise_free_edges and not args.search,
+                            args.ct_resolution)
     print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
                 args.noise_free_edges and not args.search)
     if args.bone_bands and not args.search:
         print("\n### Band RMS x 1e-3 (0.5 / 1 / 2 mm) inside the bone (the brightest 40 % of the region, 30 px in)\n")
         print("| view | film | rendering | noise-free rendering |\n|---|---|---|---|")
-        print("\n".join(bone_band_rows(style, detail, views, films)))
+        print("\n".join(bone_band_rows(style, detail, views, films, chains)))
     if not args.search:
         return
     for name, values in SEARCH.items():
@@ -244,7 +263,8 @@ def main() -> None:
             if value == getattr(style, name):
                 continue
             candidate = replace(style, **{name: value})
-            score, candidate_rows = score_rows(candidate, detail, views, films, ct_resolution=args.ct_resolution)
+            score, candidate_rows = score_rows(candidate, detail, views, films, chains,
+                                               ct_resolution=args.ct_resolution)
             print(f"{name}={value}: score {score:.3f}", flush=True)
             if score < best:
                 best, style, rows = score, candidate, candidate_rows

@@ -8,25 +8,31 @@ boxes below, the film the cassette's frame kept unexposed (border strips, cut co
 film_statistics.unexposed_film, which is filled from its nearest exposed pixels so its edges add nothing. The
 renderings use the same geometry at PITCH_MM (clinical-normal, heel effect off, noise seed 1); their head region is
 where more than 0.5 g/cm^2 of matter lies on the ray, kept clear of the CT's own cut (film_statistics.clear_of: a
-step no film has). Statistics as in MedShiftLib/evaluation/film_statistics.py at 0.15 mm, over the whole head region
-and over the anatomy both images hold (`common_anatomy`: both cut below the lowest landmark the CT holds).
+step no film has). The renderings then go through the films' own scan chain (`as_scanned`: 8-bit grey at the film's
+levels, JPEG with the film's tables, at the scan's pixel), since the scan's JPEG erases faint fine noise, as it did on
+the films. Statistics as in MedShiftLib/evaluation/film_statistics.py at 0.15 mm, over the whole head region and over
+the anatomy both images hold (`common_anatomy`: both cut below the lowest landmark the CT holds).
 """
 from __future__ import annotations
 
+import io
 import time
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from MedShiftLib.evaluation.film_statistics import (
+    NOISE_GREY_BANDS,
     band_log_ratio,
     clear_of,
     fill_from_nearest,
     film_statistics,
     head_region,
     histogram_distance,
+    noise_log_ratio,
     resample,
     unexposed_film,
 )
@@ -89,6 +95,48 @@ def read_films(film_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {view: read_film(film_dir / name, boxes, UPRIGHT[view]) for view, (name, _, _, boxes) in FILMS.items()}
 
 
+@dataclass(frozen=True)
+class ScanChain:
+    """How a film was digitised, for `as_scanned`: the grey levels (0-255) of its head region's 1st and 99th
+    percentiles and its JPEG quantisation tables."""
+
+    levels: tuple[float, float]
+    jpeg_tables: dict
+
+
+def scan_chains(film_dir: Path, films: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, ScanChain]:
+    """view -> its film's ScanChain (`films` from read_films)."""
+    from PIL import Image
+
+    chains = {}
+    for view, (name, *_) in FILMS.items():
+        image, head = films[view]
+        low, high = np.percentile(image[head] * 255.0, [1, 99])
+        with Image.open(film_dir / name) as scan:
+            chains[view] = ScanChain((float(low), float(high)), dict(scan.quantization))
+    return chains
+
+
+def as_scanned(image: np.ndarray, head: np.ndarray, chain: ScanChain) -> np.ndarray:
+    """A rendering at PITCH_MM as its film was digitised: its head's 1st-99th percentiles put on the film's grey
+    levels, enlarged to the scan's FILM_MM pixels, stored in 8 bits as JPEG with the film's own tables, read back and
+    brought to PITCH_MM as film_scan brings the film (same shape as `image`; bright = dense, 0..1)."""
+    from PIL import Image
+
+    low, high = np.percentile(image[head], [1, 99])
+    grey = chain.levels[0] + (image - low) / max(high - low, 1e-9) * (chain.levels[1] - chain.levels[0])
+    enlarged = ndimage.zoom(grey, PITCH_MM / FILM_MM, order=3, mode="nearest", grid_mode=True)
+    stored = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(enlarged), 0, 255).astype(np.uint8)).save(stored, "JPEG",
+                                                                                qtables=chain.jpeg_tables)
+    stored.seek(0)
+    back = resample(np.asarray(Image.open(stored), np.float32) / 255.0, FILM_MM, PITCH_MM)
+    out = np.zeros(image.shape, np.float32)
+    rows, cols = min(back.shape[0], image.shape[0]), min(back.shape[1], image.shape[1])
+    out[:rows, :cols] = back[:rows, :cols]
+    return out
+
+
 def ceph_geometry(view: str) -> CArmGeometry:
     """The films' geometry for a view, on a SIZE x SIZE detector at PITCH_MM."""
     _, sid, lao, _ = FILMS[view]
@@ -148,15 +196,16 @@ def render_ceph(projector: ConeBeamProjector, view: str, domain: str = "clinical
 
 
 def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = None) -> None:
-    """Print the film comparison tables, over the whole head and over the anatomy both images hold (and write the
-    side-by-side picture)."""
+    """Print the film comparison tables, over the whole head and over the anatomy both images hold, and the noise
+    table (and write the side-by-side picture)."""
     films = read_films(film_dir)
+    chains = scan_chains(film_dir, films)
     film_stats = {view: film_statistics(image, head, COMMON_MM, COMMON_MM) for view, (image, head) in films.items()}
     header = ("| image | edge width mm (film's) | band energies 0.5/1/2/4/8 mm, log ratio to the film | "
-              "mean abs log ratio | histogram distance | median grey (film's) |")
-    whole = [f"| film {FILMS[view][0]} ({view}) | {stats.edge_width_mm:.2f} | - | - | - | {stats.median_grey:.2f} |"
+              "mean abs log ratio | histogram distance | median grey (film's) | noise, mean abs log ratio |")
+    whole = [f"| film {FILMS[view][0]} ({view}) | {stats.edge_width_mm:.2f} | - | - | - | {stats.median_grey:.2f} | - |"
              for view, stats in film_stats.items()]
-    common, times = [], []
+    common, noise, times = [], [], []
     scans = {view: film_scan(film_dir / name) for view, (name, *_) in FILMS.items()}  # the picture shows the frame
     used = {CT_LANDMARKS[ct.stem][0] for ct in cts if ct.stem in CT_LANDMARKS}
     tiles = {view: [(np.rot90(scan, UPRIGHT[view]), [FILM_LANDMARK_ROWS[view][name] for name in sorted(used)])]
@@ -166,20 +215,28 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
         for view in FILMS:
             image, head, t_project, t_render = render_ceph(projector, view, ct_name=ct.name)
             times.append(f"| {ct.name} {view} | {t_project:.1f} | {t_render:.1f} |")
-            whole.append(_row(f"{ct.name} {view}", film_statistics(image, head, PITCH_MM, COMMON_MM),
-                              film_stats[view]))
+            tiles[view].append((image, [] if (mark := landmark_row(ct.name, view)) is None else [mark[1]]))
+            scanned = as_scanned(image, head, chains[view])
+            stats = film_statistics(scanned, head, PITCH_MM, COMMON_MM)
+            whole.append(_row(f"{ct.name} {view}", stats, film_stats[view]))
             regions = common_anatomy(ct.name, view, head, films[view][1])
-            tiles[view].append((image, [] if regions is None else [landmark_row(ct.name, view)[1]]))
+            film = film_stats[view]
             if regions is not None:
                 film = film_statistics(films[view][0], regions[1], COMMON_MM, COMMON_MM)
-                common.append(_row(f"{ct.name} {view} (to the {CT_LANDMARKS[ct.stem][0]})",
-                                   film_statistics(image, regions[0], PITCH_MM, COMMON_MM), film))
-    print(f"\n## Clinical-normal renderings against real skull films ({SIZE} px at {PITCH_MM} mm, "
-          f"statistics at {COMMON_MM} mm)\n\nOver the whole head region:\n\n{header}\n{'|---' * 6}|")
+                stats = film_statistics(scanned, regions[0], PITCH_MM, COMMON_MM)
+                common.append(_row(f"{ct.name} {view} (to the {CT_LANDMARKS[ct.stem][0]})", stats, film))
+            noise.append(f"| {ct.name} {view} | {_noise(stats.noise)} | {_noise(film.noise)} | "
+                         f"{noise_log_ratio(stats, film):.2f} |")
+    print(f"\n## Clinical-normal renderings against real skull films ({SIZE} px at {PITCH_MM} mm, as scanned, "
+          f"statistics at {COMMON_MM} mm)\n\nOver the whole head region:\n\n{header}\n{'|---' * 7}|")
     print("\n".join(whole))
     if common:
-        print(f"\nOver the anatomy both hold (each cut below the CT's lowest landmark):\n\n{header}\n{'|---' * 6}|")
+        print(f"\nOver the anatomy both hold (each cut below the CT's lowest landmark):\n\n{header}\n{'|---' * 7}|")
         print("\n".join(common))
+    bands = " / ".join(f"{low:g}-{high:g}" for low, high in NOISE_GREY_BANDS)
+    print(f"\nFine-scale noise x 1e-3 by local grey ({bands}; film_statistics.noise_by_grey), over the anatomy both "
+          f"hold where the CT has landmarks:\n\n| rendering | rendering's noise | film's noise | mean abs log ratio |"
+          f"\n|---|---|---|---|\n" + "\n".join(noise))
     print("\n| rendering | project s | render s |\n|---|---|---|\n" + "\n".join(times))
     print(f"\nGoals: edge width <= {GOALS['edge']} mm, band energies' mean abs log ratio <= {GOALS['bands']}, "
           f"histogram distance <= {GOALS['histogram']}.")
@@ -187,12 +244,18 @@ def compare_with_films(cts: list[Path], film_dir: Path, picture: Path | None = N
         _side_by_side(tiles, picture)
 
 
+def _noise(values: tuple[float, ...]) -> str:
+    """Noise by grey band, x 1e-3 ('-' for a band the region lacks)."""
+    return " / ".join("-" if not np.isfinite(v) else f"{v * 1e3:.1f}" for v in values)
+
+
 def _row(name: str, stats, film) -> str:
     """A table row: a rendering's statistics against a film's."""
     ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
     return (f"| {name} | {stats.edge_width_mm:.2f} ({film.edge_width_mm:.2f}) | "
             f"{' / '.join(f'{r:+.2f}' for r in ratios)} | {band_log_ratio(stats, film):.2f} | "
-            f"{histogram_distance(stats, film):.3f} | {stats.median_grey:.2f} ({film.median_grey:.2f}) |")
+            f"{histogram_distance(stats, film):.3f} | {stats.median_grey:.2f} ({film.median_grey:.2f}) | "
+            f"{noise_log_ratio(stats, film):.2f} |")
 
 
 def _side_by_side(tiles: dict[str, list[tuple[np.ndarray, list[int]]]], picture: Path, height: int = 420) -> None:

@@ -8,7 +8,10 @@ percentile over the head (0..1, bright = dense), so scanner, film and display cu
 - band energies: the variance over the head of difference-of-Gaussian octave bands with sigma 0.5, 1, 2, 4 and
   8 mm (band k: G(sigma_k / 2) - G(sigma_k)); two images compare by the mean |log ratio| of their energies;
 - grey levels: the normalised values over the head; two images compare by the 1-D Wasserstein distance of
-  their distributions (the mean absolute difference of their quantiles, 0..1).
+  their distributions (the mean absolute difference of their quantiles, 0..1);
+- noise: the fine-scale noise at the common pixel in each band of local grey (NOISE_GREY_BANDS; noise follows the
+  grey level: quantum mottle, film grain), measured in the flattest part of the band, where the anatomy adds least
+  (`noise_by_grey`); two images compare by the mean |log ratio| over the bands both hold (`noise_log_ratio`).
 
 A film scan's unexposed frame (the cassette's white border and cut corners) is no part of the head: find it with
 `unexposed_film`, fill it with `fill_from_nearest` and pass it to `head_region` as `outside`, or its sharp steps
@@ -33,6 +36,16 @@ MAX_HOLE_MM2 = 1000.0
 # response to the cut's step is 14 % of its peak (2 % in energy; the finer bands' far less), and the edge profiles
 # (+-3 mm) never reach it.
 CUT_MARGIN_MM = 2 * BAND_SIGMAS_MM[-1]
+# Local grey bands (normalised 0..1) in which noise_by_grey measures the noise; the flattest share of each band's
+# pixels (by the local gradient), at least NOISE_MIN_PIXELS of them, NOISE_INSET_PX in from the region's edge.
+NOISE_GREY_BANDS = ((0.05, 0.25), (0.25, 0.45), (0.45, 0.65), (0.65, 0.85), (0.85, 0.97))
+NOISE_FLAT_SHARE = 0.3
+NOISE_MIN_PIXELS = 2000
+NOISE_INSET_PX = 10
+# Standard deviation of x - G(1 px) x for white noise x of standard deviation 1 (scipy's discrete kernel).
+_DELTA = np.zeros((9, 9))
+_DELTA[4, 4] = 1.0
+WHITE_HIGH_PASS_STD = float(np.sqrt(np.sum((_DELTA - ndimage.gaussian_filter(_DELTA, 1.0, mode="constant")) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,7 @@ class FilmStatistics:
     band_energies: tuple[float, ...]
     quantiles: np.ndarray  # 101 quantiles of the normalised grey levels over the head
     median_grey: float
+    noise: tuple[float, ...] = ()  # noise_by_grey: one value per NOISE_GREY_BANDS band (nan: too few pixels)
 
 
 def resample(image: np.ndarray, pixel_mm: float, target_mm: float) -> np.ndarray:
@@ -129,7 +143,35 @@ def film_statistics(image: np.ndarray, head: np.ndarray, pixel_mm: float, common
     x = normalise(small, mask)
     quantiles = np.quantile(x[mask], np.linspace(0, 1, 101))
     return FilmStatistics(edge_width_mm(x, mask, common_pixel_mm),
-                          band_energies(x, mask, common_pixel_mm, band_sigmas_mm), quantiles, float(np.median(x[mask])))
+                          band_energies(x, mask, common_pixel_mm, band_sigmas_mm), quantiles, float(np.median(x[mask])),
+                          noise_by_grey(x, mask))
+
+
+def noise_by_grey(x: np.ndarray, head: np.ndarray) -> tuple[float, ...]:
+    """Fine-scale noise of a normalised image in each local grey band (NOISE_GREY_BANDS): the robust standard
+    deviation (1.4826 MAD) of x - G(1 px) x over the band's flattest pixels, as the standard deviation per pixel of
+    the white noise that gives it (WHITE_HIGH_PASS_STD); nan for a band with too few pixels."""
+    x = np.asarray(x, dtype=np.float64)
+    fine = x - ndimage.gaussian_filter(x, 1.0, mode="nearest")
+    local = ndimage.gaussian_filter(x, 3.0, mode="nearest")
+    slope = np.hypot(*np.gradient(local))
+    inner = ndimage.binary_erosion(head, iterations=NOISE_INSET_PX)
+    noise = []
+    for low, high in NOISE_GREY_BANDS:
+        band = inner & (local >= low) & (local < high)
+        if band.sum() < NOISE_MIN_PIXELS:
+            noise.append(float("nan"))
+            continue
+        values = fine[band & (slope <= np.quantile(slope[band], NOISE_FLAT_SHARE))]
+        noise.append(float(1.4826 * np.median(np.abs(values - np.median(values))) / WHITE_HIGH_PASS_STD))
+    return tuple(noise)
+
+
+def noise_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:
+    """Mean |log ratio| of two images' noise over the grey bands both hold (nan when they share none)."""
+    ratios = np.log(np.asarray(a.noise) / np.asarray(b.noise))
+    ratios = ratios[np.isfinite(ratios)]
+    return float(np.mean(np.abs(ratios))) if ratios.size else float("nan")
 
 
 def band_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:
