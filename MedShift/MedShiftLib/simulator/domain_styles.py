@@ -107,12 +107,13 @@ _FILM_FLUORO = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 
                     lut_slope=6.0, **_FILM)
 # clinical-normal and -exposure: screen-film radiographs (screen_film.py) of the object finer than its CT
 # (LOOK_OBJECT_DETAIL), fitted to the skull films by eye and by benchmarks/fit_film_look.py (docs/simulator.md): the
-# screen's PSF, quantum mottle at a film-screen dose, one linear detail band at 1.25 mm (gain 2.0: the development's
+# screen's PSF, quantum mottle at a film-screen dose, one linear detail band at 1.25 mm (gain 2.25: the development's
 # edge effect, stronger than a film's 10-20 % for the edge goal; none at 2.5-20 mm since issue 27's fifth round,
 # when the films were measured without their unexposed frame; no finer bands since the object detail restores the
-# fine scales), the H&D curve with the speed point at the head's median, film grain. Exposure: a slower
-# detail system (a 0.1 mm screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper film exposed one step darker.
-_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.0, 1.0, 1.0, 1.0, 1.0),
+# fine scales), the H&D curve with the speed point at the head's median, film grain (measured on the films since
+# issue 27's seventh round: film_statistics.noise_by_grey, the renderings as scanned). Exposure: a slower detail
+# system (a 0.1 mm screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper film exposed one step darker.
+_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.25, 1.0, 1.0, 1.0, 1.0),
                     noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15, **_CLINICAL)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
@@ -125,10 +126,10 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
                                   **_FILM_FLUORO, **_CLINICAL),
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.15,
                                      film_gradient=2.5, film_shoulder_gradient=1.0, film_median_brightness=0.78,
-                                     film_grain_std=0.03, **_SCREEN_FILM),
+                                     film_grain_std=0.008, **_SCREEN_FILM),
     "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_psf_mm=0.1,
                                        film_gradient=2.8, film_shoulder_gradient=1.1, film_median_brightness=0.7,
-                                       film_grain_std=0.015, **_SCREEN_FILM),
+                                       film_grain_std=0.004, **_SCREEN_FILM),
 }
 
 _LEGACY_SIM = dict(veil_from_object=False, **_SIM)
