@@ -1,4 +1,6 @@
 """Film statistics (edge width, band energies, grey levels) on images whose answers are known."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -214,5 +216,15 @@ def test_noise_log_ratio_compares_noise_band_by_band():
     once = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.01)), inside, PIXEL, common_pixel_mm=PIXEL)
     again = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.01), seed=1), inside, PIXEL, common_pixel_mm=PIXEL)
     twice = film_statistics(_grey_ramp(lambda g: np.full_like(g, 0.02)), inside, PIXEL, common_pixel_mm=PIXEL)
+    brighter = film_statistics(3.0 * _grey_ramp(lambda g: np.full_like(g, 0.01)) + 5.0, inside, PIXEL,
+                               common_pixel_mm=PIXEL)
+    assert np.allclose(brighter.noise, once.noise, rtol=1e-3)  # measured on the normalised image
     assert noise_log_ratio(once, again) < 0.05
     assert noise_log_ratio(once, twice) == pytest.approx(np.log(2), abs=0.1)
+    nan = float("nan")
+    with_noise = replace(once, noise=(0.01, 0.01, 0.02, nan, 0.01))
+    assert noise_log_ratio(with_noise, replace(once, noise=(0.01, 0.01, 0.01, 0.05, nan))) == pytest.approx(
+        np.log(2) / 3)  # only the bands both hold
+    assert noise_log_ratio(with_noise, replace(once, noise=(0.0, 0.01, 0.02, nan, 0.01))) == np.inf  # none vs some
+    assert np.isnan(noise_log_ratio(with_noise, replace(once, noise=(nan,) * 5)))  # no band in common
+    assert noise_log_ratio(with_noise, with_noise) == 0.0

@@ -8,7 +8,10 @@ of every CT against the Bolton-Brush films (benchmarks/skull_films.py: the same 
 over the anatomy both images hold for CTs with landmarks, the rendering's region clear of its CT's cut) and prints
 one table per candidate.
 
-Projections (1800 px at 0.15 mm) and the polychromatic primaries are cached in --cache (about 0.1 GB per view),
+The renderings are compared as scanned (skull_films.as_scanned: through the films' 8-bit JPEG chain; --as-rendered:
+as they are), and each row adds the fine-scale noise's mean abs log ratio to the film's (film_statistics.noise_by_grey;
+reported, not scored: the grain is set from it, not searched). Projections (1800 px at 0.15 mm) and the
+polychromatic primaries are cached in --cache (about 0.1 GB per view),
 so a candidate costs only the processing (~5-10 s per view here). Run from the repository root:
 
     python benchmarks/fit_film_look.py --films FILM_DIR --cts visible_human_head_ct.nrrd cranium_ct.nrrd \\

@@ -131,10 +131,8 @@ def as_scanned(image: np.ndarray, head: np.ndarray, chain: ScanChain) -> np.ndar
                                                                                 qtables=chain.jpeg_tables)
     stored.seek(0)
     back = resample(np.asarray(Image.open(stored), np.float32) / 255.0, FILM_MM, PITCH_MM)
-    out = np.zeros(image.shape, np.float32)
-    rows, cols = min(back.shape[0], image.shape[0]), min(back.shape[1], image.shape[1])
-    out[:rows, :cols] = back[:rows, :cols]
-    return out
+    back = back[: image.shape[0], : image.shape[1]]
+    return np.pad(back, [(0, image.shape[0] - back.shape[0]), (0, image.shape[1] - back.shape[1])], mode="edge")
 
 
 def ceph_geometry(view: str) -> CArmGeometry:

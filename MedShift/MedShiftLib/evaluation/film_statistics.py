@@ -168,10 +168,18 @@ def noise_by_grey(x: np.ndarray, head: np.ndarray) -> tuple[float, ...]:
 
 
 def noise_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:
-    """Mean |log ratio| of two images' noise over the grey bands both hold (nan when they share none)."""
-    ratios = np.log(np.asarray(a.noise) / np.asarray(b.noise))
-    ratios = ratios[np.isfinite(ratios)]
-    return float(np.mean(np.abs(ratios))) if ratios.size else float("nan")
+    """Mean |log ratio| of two images' noise over the grey bands both hold (nan when they share none; inf when one
+    has no noise in a band the other has some)."""
+    first, second = np.asarray(a.noise, dtype=float), np.asarray(b.noise, dtype=float)
+    if first.shape != second.shape:
+        return float("nan")
+    held = ~(np.isnan(first) | np.isnan(second))
+    if not held.any():
+        return float("nan")
+    first, second = first[held], second[held]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(first == second, 0.0, np.abs(np.log(first) - np.log(second)))
+    return float(np.mean(ratios))
 
 
 def band_log_ratio(a: FilmStatistics, b: FilmStatistics) -> float:
