@@ -26,10 +26,12 @@ edge width far below it means the strongest gradients are noise, not anatomy (th
 check it before taking a search's best). --bone-bands adds the band RMS inside the bone (the vault's smoothness) of
 each film, rendering and noise-free rendering.
 
-How the committed parameters were found (docs/simulator.md, issue 27's third to fifth rounds): by eye first (the
+How the committed parameters were found (docs/simulator.md, issue 27's third to seventh rounds): by eye first (the
 skull a smooth bright area, soft tissue and the facial profile grey, no halos, modest grain, on the four views at
 0.15 mm), then candidates scored with --set and --search; since the fifth round (the films measured without their
-unexposed frame) one detail band at 1.25 mm, no mid-scale bands (docs/simulator.md gives the candidates' numbers).
+unexposed frame) one detail band at 1.25 mm, no mid-scale bands; since the seventh the grain from the noise column
+(0.006 / 0.008 / 0.010 tried) and the detail gain from its trade-off curve (docs/simulator.md gives the candidates'
+numbers).
 """
 from __future__ import annotations
 
