@@ -34,7 +34,9 @@ def _disc_image(blur_mm: float, seed: int = 0, noise: float = 0.002) -> tuple[np
 def test_edge_width_is_the_10_90_rise_of_a_gaussian_edge(blur_mm):
     image, inside = _disc_image(blur_mm)
     stats = film_statistics(image, inside, PIXEL, common_pixel_mm=PIXEL)
-    assert stats.edge_width_mm == pytest.approx(2.563 * blur_mm, rel=0.15)
+    # within 5 %: the crossings interpolated between the profile's samples (counting whole samples read the 0.3 mm
+    # edge 7 % wide)
+    assert stats.edge_width_mm == pytest.approx(2.563 * blur_mm, rel=0.05)
 
 
 def test_same_image_compares_equal_and_a_blurred_or_darker_one_does_not():
