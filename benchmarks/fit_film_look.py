@@ -135,17 +135,16 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
         image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1)), head,
                         chains, view)
         film_image, film_head = films[view]
-        whole_head = head
         common = common_anatomy(ct, view, head, film_head)
-        head, film_head = common or (head, film_head)
+        region, film_region = common or (head, film_head)
         label = f"{ct} {view}" + (" (to the landmark)" if common else " (whole head)")
         sigmas = BAND_SIGMAS_MM
         if ct_resolution:
             sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
             blur = ct_blur_sigmas_px(spacing, magnification, COMMON_MM, detail)
             film_image = ndimage.gaussian_filter(film_image, blur, mode="nearest")
-        film = film_statistics(film_image, film_head, COMMON_MM, COMMON_MM, sigmas)
-        stats = film_statistics(image, head, PITCH_MM, COMMON_MM, sigmas)
+        film = film_statistics(film_image, film_region, COMMON_MM, COMMON_MM, sigmas)
+        stats = film_statistics(image, region, PITCH_MM, COMMON_MM, sigmas)
         ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
         edge, bands, hist = stats.edge_width_mm, band_log_ratio(stats, film), histogram_distance(stats, film)
         total += sum(max(0.0, value / GOALS[name] - 1.0) for name, value in
@@ -153,9 +152,8 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
         total += 0.05 * (edge / GOALS["edge"] + bands / GOALS["bands"] + hist / GOALS["histogram"])
         clean = ""
         if noise_free_edges:
-            clean_image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, None), whole_head, chains,
-                                  view)
-            clean = f" {film_statistics(clean_image, head, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
+            clean_image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, None), head, chains, view)
+            clean = f" {film_statistics(clean_image, region, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
         scales = "/".join(f"{s:g}" for s in sigmas)
         rows.append(f"| {label} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
                     f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} | "
