@@ -9,7 +9,7 @@ from scipy import ndimage
 from MedShiftLib.simulator import simulation
 from MedShiftLib.simulator.anatomical_variation import AnatomyVariation
 from MedShiftLib.simulator.cone_beam_projector import CArmGeometry, ConeBeamProjector, MaterialVolume
-from MedShiftLib.simulator.domain_styles import FILM_OBJECT_DETAIL
+from MedShiftLib.simulator.domain_styles import FILM_OBJECT_DETAIL, LOOK_OBJECT_DETAIL
 from MedShiftLib.simulator.head_phantom import make_head_phantom
 from MedShiftLib.simulator.object_detail import (
     ObjectDetail,
@@ -102,7 +102,8 @@ def test_an_exact_volume_gets_the_texture_but_no_restoration_and_keeps_its_dtype
     assert exact.dtype == np.float32 and ct.dtype == np.float32
     np.testing.assert_array_equal(exact, step)
     assert ct[..., TISSUE].max() > 10.5  # the CT's restoration rings at an edge it did not blur
-    textured = object_line_integrals(step, *args[:3], FILM_OBJECT_DETAIL, np.random.default_rng(0), reconstructed=False)
+    textured_detail = replace(FILM_OBJECT_DETAIL, texture_psd=3e-5)  # the film look's until issue 27's eighth round
+    textured = object_line_integrals(step, *args[:3], textured_detail, np.random.default_rng(0), reconstructed=False)
     np.testing.assert_array_equal(textured[..., TISSUE], step[..., TISSUE])
     assert np.abs(textured[..., BONE] - step[..., BONE])[:, 48:].max() > 1e-3
 
@@ -135,7 +136,15 @@ def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, vi
     return seen
 
 
-def test_only_the_film_looks_clinical_domains_see_the_detail_and_all_three_alike(monkeypatch, phantom_projector):
+@pytest.fixture
+def textured_film_look(monkeypatch):
+    """The film look with the bone texture it had until issue 27's eighth round (it adds none since): the texture's
+    path through render_view stays tested."""
+    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", replace(FILM_OBJECT_DETAIL, texture_psd=3e-5))
+
+
+def test_only_the_film_looks_clinical_domains_see_the_detail_and_all_three_alike(monkeypatch, phantom_projector,
+                                                                                textured_film_look):
     film = integrals_per_domain(monkeypatch, phantom_projector, "film")
     np.testing.assert_array_equal(film["sim-low"], film["sim-high"])
     for domain in CLINICAL:
@@ -149,7 +158,7 @@ def test_only_the_film_looks_clinical_domains_see_the_detail_and_all_three_alike
             np.testing.assert_array_equal(other[domain], film["sim-high"])
 
 
-def test_the_fine_anatomy_changes_with_the_subject_and_view_seed(monkeypatch, phantom_projector):
+def test_the_fine_anatomy_changes_with_the_subject_and_view_seed(monkeypatch, phantom_projector, textured_film_look):
     first = integrals_per_domain(monkeypatch, phantom_projector, "film")["clinical-normal"]
     for subject, view in ((0, 1), (1, 0)):  # same projector and geometry: only the anatomy seed differs
         other = integrals_per_domain(monkeypatch, phantom_projector, "film", subject, view)["clinical-normal"]
@@ -167,6 +176,9 @@ def test_the_anatomy_seed_is_its_own_not_the_pixel_pitch_draws(monkeypatch, phan
 
 
 def test_a_phantoms_clinical_integrals_are_textured_only_a_cts_restored(monkeypatch, phantom_projector):
+    untextured = integrals_per_domain(monkeypatch, phantom_projector, "film")  # the film look as committed
+    np.testing.assert_array_equal(untextured["clinical-normal"], untextured["sim-high"])
+    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", replace(FILM_OBJECT_DETAIL, texture_psd=3e-5))
     phantom = integrals_per_domain(monkeypatch, phantom_projector, "film")
     assert phantom["clinical-normal"].dtype == np.float32
     np.testing.assert_array_equal(phantom["clinical-normal"][..., TISSUE], phantom["sim-high"][..., TISSUE])

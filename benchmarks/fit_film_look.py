@@ -122,18 +122,19 @@ def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, 
 
 
 def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None,
-               noise_free_edges: bool = False, ct_resolution: bool = False) -> tuple[float, list[str]]:
+               noise_free_edges: bool = False, ct_resolution: bool = False, noise_seed: int = 1
+               ) -> tuple[float, list[str]]:
     """(score, table rows) of a candidate style and object detail over every cached view, the renderings as scanned
     (skull_films.as_scanned with `chains`; None: as rendered); with noise_free_edges a column with the noise-free
     image's edge width (far below the noisy one's: the strongest gradients are noise, not anatomy); with
     ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands only at scales >= 2 x the
-    CT's largest voxel."""
+    CT's largest voxel; `noise_seed` seeds the quantum mottle and grain."""
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     total, rows = 0.0, []
     for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
-        image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(1)), head,
-                        chains, view)
+        image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(noise_seed)),
+                        head, chains, view)
         film_image, film_head = films[view]
         common = common_anatomy(ct, view, head, film_head)
         region, film_region = common or (head, film_head)
@@ -184,8 +185,8 @@ def film_bone_beta(films: dict) -> list[str]:
     return lines
 
 
-def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None
-                   ) -> list[str]:
+def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None,
+                   noise_seed: int = 1) -> list[str]:
     """Band RMS (x 1e-3) at 0.5 / 1 / 2 mm inside the bone (bone_region) of each view's film, rendering and noise-free
     rendering (as scanned, as score_rows), over the regions score_rows compares: how smooth the vault is, and how much
     of its texture is noise."""
@@ -195,7 +196,7 @@ def bone_band_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, film
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
         head, film_head = common_anatomy(ct, view, whole_head, films[view][1]) or (whole_head, films[view][1])
         noisy, clean = (scanned(render_clinical_primary(primary, style, settings, PITCH_MM, rng), whole_head, chains,
-                                view) for rng in (np.random.default_rng(1), None))
+                                view) for rng in (np.random.default_rng(noise_seed), None))
         cells = []
         for image, region, pixel_mm in ((films[view][0], film_head, COMMON_MM), (noisy, head, PITCH_MM),
                                         (clean, head, PITCH_MM)):
@@ -241,6 +242,7 @@ def main() -> None:
                         help="compare the renderings as rendered, not through the films' scan chain (as_scanned)")
     parser.add_argument("--ct-resolution", action="store_true",
                         help="the issue's proposal: films blurred to the CT's resolution, bands >= 2 x its voxel")
+    parser.add_argument("--noise-seed", type=int, default=1, help="seed of the quantum mottle and grain (default 1)")
     args = parser.parse_args()
     overrides = dict(parse_override(o) for o in args.overrides)
     detail_names = {f.name for f in fields(ObjectDetail)}
@@ -252,13 +254,13 @@ def main() -> None:
     views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}
     chains = None if args.as_rendered else scan_chains(args.films, films)
     best, rows = score_rows(style, detail, views, films, chains, args.noise_free_edges and not args.search,
-                            args.ct_resolution)
+                            args.ct_resolution, args.noise_seed)
     print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
                 args.noise_free_edges and not args.search)
     if args.bone_bands and not args.search:
         print("\n### Band RMS x 1e-3 (0.5 / 1 / 2 mm) inside the bone (the brightest 40 % of the region, 30 px in)\n")
         print("| view | film | rendering | noise-free rendering |\n|---|---|---|---|")
-        print("\n".join(bone_band_rows(style, detail, views, films, chains)))
+        print("\n".join(bone_band_rows(style, detail, views, films, chains, args.noise_seed)))
     if not args.search:
         return
     for name, values in SEARCH.items():
@@ -267,7 +269,7 @@ def main() -> None:
                 continue
             candidate = replace(style, **{name: value})
             score, candidate_rows = score_rows(candidate, detail, views, films, chains,
-                                               ct_resolution=args.ct_resolution)
+                                               ct_resolution=args.ct_resolution, noise_seed=args.noise_seed)
             print(f"{name}={value}: score {score:.3f}", flush=True)
             if score < best:
                 best, style, rows = score, candidate, candidate_rows

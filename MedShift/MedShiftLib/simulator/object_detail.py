@@ -28,9 +28,11 @@ Two steps, on the per-material line integrals of one view, before the detector:
    -exposure; soft tissue, enamel and air stay as the CT has them. A phantom gets the texture above its voxels'
    sampling blur (it lacks trabecular detail too).
 
-beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py); the
-texture's amplitude (at the object, so the same at every magnification) was set by eye on the films, below what
-their band energies would ask (docs/simulator.md, "Against real skull films").
+beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py). The
+texture's amplitude (`texture_psd`, at the object, so the same at every magnification) was set by eye on the films
+until issue 27's eighth round; since then the film look adds none (domain_styles.FILM_OBJECT_DETAIL): inside the
+bone the restored, sharpened renderings' 0.5-1 mm bands are already 2-4 x the films' without it (docs/simulator.md,
+"Against real skull films"). Step 2 stays for a look that sets it.
 """
 from __future__ import annotations
 
