@@ -83,12 +83,12 @@ from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_
 DOMAIN = "clinical-normal"
 # parameter -> values tried by --search (the committed value is always kept as a candidate)
 SEARCH = {
-    "band_gains": ((1.8, 1.0, 1.0, 1.0, 1.0), (2.0, 1.0, 1.0, 1.0, 1.0), (2.5, 1.0, 1.0, 1.0, 1.0),
-                   (2.25, 1.0, 1.15, 1.15, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0), (2.25, 1.15, 1.0, 1.0, 1.0),
+    "band_gains": ((2.0, 1.0, 1.0, 1.0, 1.0), (2.25, 1.0, 1.0, 1.0, 1.0), (2.5, 1.0, 1.0, 1.0, 1.0),
+                   (2.3, 1.0, 1.15, 1.15, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0), (2.3, 1.15, 1.0, 1.0, 1.0),
                    (2.0, 1.2, 1.0, 1.0, 1.0)),
     "film_gradient": (2.0, 3.0),
     "film_shoulder_gradient": (0.8, 1.3),
-    "film_median_brightness": (0.74, 0.82),
+    "film_median_brightness": (0.78, 0.84),
     "detector_psf_mm": (0.1, 0.2),
 }
 

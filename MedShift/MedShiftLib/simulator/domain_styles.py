@@ -112,8 +112,9 @@ _FILM_FLUORO = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 
 # when the films were measured without their unexposed frame; no finer bands since the object detail restores the
 # fine scales), the H&D curve with the speed point at the head's median (0.81 since issue 27's eighth round), film
 # grain (measured on the films since issue 27's seventh round: film_statistics.noise_by_grey, the renderings as
-# scanned). Exposure: a slower detail system (a 0.1 mm screen PSF, 3 x the dose, finer grain), 70 kVp, a steeper
-# film exposed one step (0.08 of grey at the speed point) darker.
+# scanned). Exposure: a slower detail system (a 0.1 mm screen PSF, 10-20 uGy: speed class 100-50, 5 x normal's
+# mean dose, 5-15 uGy until issue 27's eighth round; finer grain), 70 kVp, a steeper film exposed one step (0.08 of
+# grey at the speed point) darker.
 _SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.3, 1.0, 1.0, 1.0, 1.0),
                     noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15, **_CLINICAL)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
@@ -128,7 +129,7 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.15,
                                      film_gradient=2.5, film_shoulder_gradient=1.0, film_median_brightness=0.81,
                                      film_grain_std=0.008, **_SCREEN_FILM),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(5000.0, 15000.0), detector_psf_mm=0.1,
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(10000.0, 20000.0), detector_psf_mm=0.1,
                                        film_gradient=2.8, film_shoulder_gradient=1.1, film_median_brightness=0.73,
                                        film_grain_std=0.004, **_SCREEN_FILM),
 }
@@ -153,7 +154,7 @@ LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
 # The object finer than its CT (object_detail.py), seen by a look's clinical domains: the film look's radiographs are
 # of the real head; the radiograph and legacy looks render the CT as it is. No added bone texture since issue 27's
-# eighth round (3e-5 before, set by eye): inside the bone the renderings' 0.5-1 mm bands are already 2-4 x the skull
+# eighth round (3e-5 before, set by eye): inside the bone the renderings' 0.5-1 mm bands are already 1.7-6 x the skull
 # films' without it (benchmarks/fit_film_look.py --bone-bands), and with it Cranium's edges and bands were further
 # from the films (docs/simulator.md, "Against real skull films").
 FILM_OBJECT_DETAIL = ObjectDetail(psf_fwhm_voxels=1.2, slice_fwhm=1.0, max_gain=6.0, texture_beta=3.4,
