@@ -59,7 +59,7 @@ def test_normal_and_exposure_differ_at_the_training_pitch_in_density_and_noise()
     # skull films (issue 27's seventh round) the quantum mottle dominates at this pitch: the dose lowers it, the
     # steeper film exposed darker shows it larger (0.76 x here at 10-20 uGy since issue 27's eighth round; 0.89-0.95 x
     # at the 5-15 uGy before it; 0.7 x while the coarser grain dominated)
-    assert noise["clinical-exposure"] < 0.95 * noise["clinical-normal"]
+    assert noise["clinical-exposure"] < 0.85 * noise["clinical-normal"]
     assert grey["clinical-exposure"] < grey["clinical-normal"] - 0.04
 
 

@@ -154,8 +154,8 @@ LEGACY_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
 LOOK_STYLES = {"film": FILM_DOMAIN_STYLES, "radiograph": RADIOGRAPH_DOMAIN_STYLES, "legacy": LEGACY_DOMAIN_STYLES}
 # The object finer than its CT (object_detail.py), seen by a look's clinical domains: the film look's radiographs are
 # of the real head; the radiograph and legacy looks render the CT as it is. No added bone texture since issue 27's
-# eighth round (3e-5 before, set by eye): inside the bone the renderings' 0.5-1 mm bands are already 1.7-6 x the skull
-# films' without it (benchmarks/fit_film_look.py --bone-bands), and with it Cranium's edges and bands were further
+# eighth round (3e-5 before, set by eye): inside the bone the renderings' 0.5-1 mm bands are 1.4-5.8 x the skull
+# films' even without it (benchmarks/fit_film_look.py --bone-bands), and with it Cranium's edges and bands were further
 # from the films (docs/simulator.md, "Against real skull films").
 FILM_OBJECT_DETAIL = ObjectDetail(psf_fwhm_voxels=1.2, slice_fwhm=1.0, max_gain=6.0, texture_beta=3.4,
                                   texture_psd=0.0)

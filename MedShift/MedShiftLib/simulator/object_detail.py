@@ -31,7 +31,7 @@ Two steps, on the per-material line integrals of one view, before the detector:
 beta is the Bolton-Brush skull films' own (their bone-region band energies, benchmarks/fit_film_look.py). The
 texture's amplitude (`texture_psd`, at the object, so the same at every magnification) was set by eye on the films
 until issue 27's eighth round; since then the film look adds none (domain_styles.FILM_OBJECT_DETAIL): inside the
-bone the restored, sharpened renderings' 0.5-1 mm bands are already 1.7-6 x the films' without it (docs/simulator.md,
+bone the restored, sharpened renderings' 0.5-1 mm bands are 1.4-5.8 x the films' even without it (docs/simulator.md,
 "Against real skull films"). Step 2 stays for a look that sets it.
 """
 from __future__ import annotations
