@@ -24,6 +24,8 @@ from MedShiftLib.simulator.xray_physics import MATERIALS
 
 TISSUE, BONE = MATERIALS.index("soft_tissue"), MATERIALS.index("cortical_bone")
 CLINICAL = ("clinical-low", "clinical-normal", "clinical-exposure")
+# The film look's object detail with the bone texture it had until issue 27's eighth round (it adds none since).
+TEXTURED_FILM_DETAIL = replace(FILM_OBJECT_DETAIL, texture_psd=3e-5)
 
 
 def rise_width(profile: np.ndarray) -> int:
@@ -102,8 +104,8 @@ def test_an_exact_volume_gets_the_texture_but_no_restoration_and_keeps_its_dtype
     assert exact.dtype == np.float32 and ct.dtype == np.float32
     np.testing.assert_array_equal(exact, step)
     assert ct[..., TISSUE].max() > 10.5  # the CT's restoration rings at an edge it did not blur
-    textured_detail = replace(FILM_OBJECT_DETAIL, texture_psd=3e-5)  # the film look's until issue 27's eighth round
-    textured = object_line_integrals(step, *args[:3], textured_detail, np.random.default_rng(0), reconstructed=False)
+    textured = object_line_integrals(step, *args[:3], TEXTURED_FILM_DETAIL, np.random.default_rng(0),
+                                     reconstructed=False)
     np.testing.assert_array_equal(textured[..., TISSUE], step[..., TISSUE])
     assert np.abs(textured[..., BONE] - step[..., BONE])[:, 48:].max() > 1e-3
 
@@ -140,7 +142,7 @@ def integrals_per_domain(monkeypatch, projector, look: str, subject: int = 0, vi
 def textured_film_look(monkeypatch):
     """The film look with the bone texture it had until issue 27's eighth round (it adds none since): the texture's
     path through render_view stays tested."""
-    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", replace(FILM_OBJECT_DETAIL, texture_psd=3e-5))
+    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", TEXTURED_FILM_DETAIL)
 
 
 def test_only_the_film_looks_clinical_domains_see_the_detail_and_all_three_alike(monkeypatch, phantom_projector,
@@ -178,7 +180,7 @@ def test_the_anatomy_seed_is_its_own_not_the_pixel_pitch_draws(monkeypatch, phan
 def test_a_phantoms_clinical_integrals_are_textured_only_a_cts_restored(monkeypatch, phantom_projector):
     untextured = integrals_per_domain(monkeypatch, phantom_projector, "film")  # the film look as committed
     np.testing.assert_array_equal(untextured["clinical-normal"], untextured["sim-high"])
-    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", replace(FILM_OBJECT_DETAIL, texture_psd=3e-5))
+    monkeypatch.setitem(LOOK_OBJECT_DETAIL, "film", TEXTURED_FILM_DETAIL)
     phantom = integrals_per_domain(monkeypatch, phantom_projector, "film")
     assert phantom["clinical-normal"].dtype == np.float32
     np.testing.assert_array_equal(phantom["clinical-normal"][..., TISSUE], phantom["sim-high"][..., TISSUE])
