@@ -2,17 +2,18 @@
 
 The film look's clinical-normal (MedShiftLib/simulator/domain_styles.py, screen_film.py) is a screen-film
 radiograph: quantum mottle at a film-screen dose counted per pixel area, the screen's PSF in mm, linear detail
-bands (the development's edge effect), the film's H&D curve (toe gradient, long shoulder, speed point at the head's
-median) and film grain. This script scores candidate parameter sets of clinical-normal on the lateral and PA views
-of every CT against the Bolton-Brush films (benchmarks/skull_films.py: the same geometry, pitch and statistics,
-over the anatomy both images hold for CTs with landmarks, the rendering's region clear of its CT's cut) and prints
-one table per candidate.
+bands (the development's edge effect), the film's H&D curve (toe gradient, long shoulder, speed point at the median
+of the head around the central ray) and film grain. This script scores candidate parameter sets of clinical-normal
+on the lateral and PA views of every CT against the Bolton-Brush films (benchmarks/skull_films.py: the same
+geometry, pitch and statistics, over the anatomy both images hold for CTs with landmarks, the rendering's region
+clear of its CT's cut) and prints one table per candidate.
 
 The renderings are compared as scanned (skull_films.as_scanned: through the films' 8-bit JPEG chain; --as-rendered:
 as they are), and each row adds the fine-scale noise's mean abs log ratio to the film's (film_statistics.noise_by_grey;
 reported, not scored: the grain is set from it, not searched). Projections (1800 px at 0.15 mm) and the
 polychromatic primaries are cached in --cache (about 0.1 GB per view),
-so a candidate costs only the processing (~5-10 s per view here). Run from the repository root:
+and each view's film statistics are computed once (film_references), so a candidate costs only the processing
+and the rendering's statistics. Run from the repository root:
 
     python benchmarks/fit_film_look.py --films FILM_DIR --cts visible_human_head_ct.nrrd cranium_ct.nrrd \\
         --cache /tmp/film_cache [--search] [--set name=value ...]
@@ -26,18 +27,20 @@ edge width far below it means the strongest gradients are noise, not anatomy (th
 check it before taking a search's best). --bone-bands adds the band RMS inside the bone (the vault's smoothness) of
 each film, rendering and noise-free rendering.
 
-How the committed parameters were found (docs/simulator.md, issue 27's third to seventh rounds): by eye first (the
+How the committed parameters were found (docs/simulator.md, issue 27's third to ninth rounds): by eye first (the
 skull a smooth bright area, soft tissue and the facial profile grey, no halos, modest grain, on the four views at
 0.15 mm), then candidates scored with --set and --search; since the fifth round (the films measured without their
-unexposed frame) one detail band at 1.25 mm, no mid-scale bands; since the seventh the grain from the noise column
-(0.006 / 0.008 / 0.010 tried) and the detail gain from its trade-off curve (docs/simulator.md gives the candidates'
-numbers).
+unexposed frame) to the eighth one detail band at 1.25 mm, no mid-scale bands; since the seventh the grain from the
+noise column (0.006 / 0.008 / 0.010 tried) and the detail gain from its trade-off curve; since the ninth the speed
+point metered within 100 mm of the central ray (radii 50-140 mm and speed points 0.81-0.92 tried with --set), then
+the search's best (mid-scale bands 1.15 at 5-10 mm, screen PSF 0.2 mm, shoulder 1.3) with its 20 mm band at 1.1
+(docs/simulator.md gives the candidates' numbers).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +66,7 @@ from skull_films import (  # noqa: E402
 from MedShiftLib.atomic_files import atomic_target  # noqa: E402
 from MedShiftLib.evaluation.film_statistics import (  # noqa: E402
     BAND_SIGMAS_MM,
+    FilmStatistics,
     band_energies,
     band_log_ratio,
     film_statistics,
@@ -83,13 +87,14 @@ from MedShiftLib.simulator.xray_physics import detector_response, polychromatic_
 DOMAIN = "clinical-normal"
 # parameter -> values tried by --search (the committed value is always kept as a candidate)
 SEARCH = {
-    "band_gains": ((2.0, 1.0, 1.0, 1.0, 1.0), (2.25, 1.0, 1.0, 1.0, 1.0), (2.5, 1.0, 1.0, 1.0, 1.0),
-                   (2.3, 1.0, 1.15, 1.15, 1.0), (2.0, 1.0, 1.3, 1.3, 1.0), (2.3, 1.15, 1.0, 1.0, 1.0),
-                   (2.0, 1.2, 1.0, 1.0, 1.0)),
+    "band_gains": ((2.3, 1.0, 1.0, 1.0, 1.0), (2.3, 1.0, 1.15, 1.15, 1.0), (2.3, 1.0, 1.2, 1.2, 1.1),
+                   (2.3, 1.0, 1.1, 1.1, 1.1), (2.1, 1.0, 1.15, 1.15, 1.1), (2.5, 1.0, 1.15, 1.15, 1.1),
+                   (2.3, 1.1, 1.15, 1.15, 1.1)),
     "film_gradient": (2.0, 3.0),
-    "film_shoulder_gradient": (0.8, 1.3),
-    "film_median_brightness": (0.78, 0.84),
-    "detector_psf_mm": (0.1, 0.2),
+    "film_shoulder_gradient": (1.0, 1.6),
+    "film_median_brightness": (0.86, 0.92),
+    "film_metering_radius_mm": (80.0, 120.0),
+    "detector_psf_mm": (0.15, 0.25),
 }
 
 
@@ -121,30 +126,52 @@ def object_primary(integrals: np.ndarray, spacing: tuple, magnification: float, 
     return polychromatic_transmission(detailed, detector_response(tube_spectrum(style.kvp, style.cu_mm)))
 
 
-def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: dict, chains: dict | None,
-               noise_free_edges: bool = False, ct_resolution: bool = False, noise_seed: int = 1
-               ) -> tuple[float, list[str]]:
-    """(score, table rows) of a candidate style and object detail over every cached view, the renderings as scanned
-    (skull_films.as_scanned with `chains`; None: as rendered); with noise_free_edges a column with the noise-free
-    image's edge width (far below the noisy one's: the strongest gradients are noise, not anatomy); with
-    ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands only at scales >= 2 x the
-    CT's largest voxel; `noise_seed` seeds the quantum mottle and grain."""
+@dataclass(frozen=True)
+class FilmReference:
+    """What one CT view is compared with: the row's label, the rendering's region, the band scales and the film's
+    statistics over its own region (computed once for all candidates)."""
+
+    label: str
+    region: np.ndarray
+    sigmas: tuple[float, ...]
+    film: FilmStatistics
+
+
+def film_references(views: dict, films: dict, detail: ObjectDetail, ct_resolution: bool = False
+                    ) -> dict[tuple[str, str], FilmReference]:
+    """(CT, view) -> its FilmReference: over the anatomy both hold for CTs with landmarks (skull_films.common_anatomy),
+    else the whole head; with ct_resolution the issue's own proposal: the film blurred to the CT's resolution, bands
+    only at scales >= 2 x the CT's largest voxel."""
+    references = {}
+    for (ct, view), (_, head, spacing, magnification, _) in views.items():
+        film_image, film_head = films[view]
+        common = common_anatomy(ct, view, head, film_head)
+        region, film_region = common or (head, film_head)
+        sigmas = BAND_SIGMAS_MM
+        if ct_resolution:
+            sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
+            blur = ct_blur_sigmas_px(spacing, magnification, COMMON_MM, detail)
+            film_image = ndimage.gaussian_filter(film_image, blur, mode="nearest")
+        references[(ct, view)] = FilmReference(f"{ct} {view}" + (" (to the landmark)" if common else " (whole head)"),
+                                               region, sigmas,
+                                               film_statistics(film_image, film_region, COMMON_MM, COMMON_MM, sigmas))
+    return references
+
+
+def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, references: dict, chains: dict | None,
+               noise_free_edges: bool = False, noise_seed: int = 1) -> tuple[float, list[str]]:
+    """(score, table rows) of a candidate style and object detail over every cached view against its film reference
+    (film_references), the renderings as scanned (skull_films.as_scanned with `chains`; None: as rendered); with
+    noise_free_edges a column with the noise-free image's edge width (far below the noisy one's: the strongest
+    gradients are noise, not anatomy); `noise_seed` seeds the quantum mottle and grain."""
     settings = replace(draw_domain_settings(DOMAIN, np.random.default_rng(0), "film", style), heel=0.0)
     total, rows = 0.0, []
     for (ct, view), (integrals, head, spacing, magnification, scan_edges) in views.items():
         primary = object_primary(integrals, spacing, magnification, style, detail, anatomy_rng(ct, view), scan_edges)
         image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, np.random.default_rng(noise_seed)),
                         head, chains, view)
-        film_image, film_head = films[view]
-        common = common_anatomy(ct, view, head, film_head)
-        region, film_region = common or (head, film_head)
-        label = f"{ct} {view}" + (" (to the landmark)" if common else " (whole head)")
-        sigmas = BAND_SIGMAS_MM
-        if ct_resolution:
-            sigmas = tuple(s for s in BAND_SIGMAS_MM if s >= 2 * max(spacing))
-            blur = ct_blur_sigmas_px(spacing, magnification, COMMON_MM, detail)
-            film_image = ndimage.gaussian_filter(film_image, blur, mode="nearest")
-        film = film_statistics(film_image, film_region, COMMON_MM, COMMON_MM, sigmas)
+        reference = references[(ct, view)]
+        film, region, sigmas = reference.film, reference.region, reference.sigmas
         stats = film_statistics(image, region, PITCH_MM, COMMON_MM, sigmas)
         ratios = np.log(np.asarray(stats.band_energies) / np.asarray(film.band_energies))
         edge, bands, hist = stats.edge_width_mm, band_log_ratio(stats, film), histogram_distance(stats, film)
@@ -156,8 +183,8 @@ def score_rows(style: ClinicalStyle, detail: ObjectDetail, views: dict, films: d
             clean_image = scanned(render_clinical_primary(primary, style, settings, PITCH_MM, None), head, chains, view)
             clean = f" {film_statistics(clean_image, region, PITCH_MM, COMMON_MM).edge_width_mm:.2f} |"
         scales = "/".join(f"{s:g}" for s in sigmas)
-        rows.append(f"| {label} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} ({scales} mm) | "
-                    f"{bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} | "
+        rows.append(f"| {reference.label} | {edge:.2f} |{clean} {' / '.join(f'{r:+.2f}' for r in ratios)} "
+                    f"({scales} mm) | {bands:.2f} | {hist:.3f} | {stats.median_grey:.2f} | {film.edge_width_mm:.2f} | "
                     f"{noise_log_ratio(stats, film):.2f} |")
     return total, rows
 
@@ -253,8 +280,9 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     views = {(ct.stem, view): cached_integrals(ct, view, args.cache) for ct in args.cts for view in FILMS}
     chains = None if args.as_rendered else scan_chains(args.films, films)
-    best, rows = score_rows(style, detail, views, films, chains, args.noise_free_edges and not args.search,
-                            args.ct_resolution, args.noise_seed)
+    references = film_references(views, films, detail, args.ct_resolution)
+    best, rows = score_rows(style, detail, views, references, chains, args.noise_free_edges and not args.search,
+                            args.noise_seed)
     print_table("film look" + (f" with {' '.join(args.overrides)}" if args.overrides else ""), best, rows,
                 args.noise_free_edges and not args.search)
     if args.bone_bands and not args.search:
@@ -268,8 +296,8 @@ def main() -> None:
             if value == getattr(style, name):
                 continue
             candidate = replace(style, **{name: value})
-            score, candidate_rows = score_rows(candidate, detail, views, films, chains,
-                                               ct_resolution=args.ct_resolution, noise_seed=args.noise_seed)
+            score, candidate_rows = score_rows(candidate, detail, views, references, chains,
+                                               noise_seed=args.noise_seed)
             print(f"{name}={value}: score {score:.3f}", flush=True)
             if score < best:
                 best, style, rows = score, candidate, candidate_rows
