@@ -97,7 +97,7 @@ def _flat_region(clean):
 
 @pytest.mark.parametrize("look, doses", [
     ("radiograph", {"clinical-low": 15.0, "clinical-normal": 40.0, "clinical-exposure": 300.0}),
-    ("film", {"clinical-low": 15.0, "clinical-normal": 2600.0, "clinical-exposure": 8700.0}),  # mid-range doses
+    ("film", {"clinical-low": 15.0, "clinical-normal": 2600.0, "clinical-exposure": 28000.0}),  # mid-range doses
 ])
 def test_noise_falls_as_dose_rises(line_integrals, look, doses):
     renders = _renderings(line_integrals, doses, look)
@@ -121,7 +121,7 @@ def _high_to_low_frequency_power(noise):
 
 
 def test_clinical_noise_is_correlated_and_sim_noise_is_white(line_integrals):
-    # the radiograph look blurs the noise by 1 px at every pitch; the film look by its 0.15 mm PSF, a twentieth of
+    # the radiograph look blurs the noise by 1 px at every pitch; the film look by its 0.1-0.2 mm PSF, a sixteenth of
     # these 3.3 mm pixels, so its detector noise is white here, as a binned detector's (Testing/test_film_look.py)
     renders = _renderings(line_integrals, look="radiograph")
     crop = slice(SIZE // 4, 3 * SIZE // 4)

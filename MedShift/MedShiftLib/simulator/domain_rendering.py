@@ -25,7 +25,7 @@ from .cone_beam_projector import CArmGeometry, MaterialVolume
 from .domain_styles import DEFAULT_LOOK, LOOK_OBJECT_DETAIL, ClinicalStyle, SimulatorStyle, check_look, domain_style
 from .object_detail import ObjectDetail, object_line_integrals
 from .scan_edges import scan_edges_on_detector
-from .screen_film import add_film_grain, characteristic_curve, film_speed_point
+from .screen_film import add_film_grain, characteristic_curve, film_speed_point, metered_tissue
 from .wide_blur import gaussian_blur
 from .xray_physics import detector_response, monochromatic_transmission, polychromatic_transmission, tube_spectrum
 
@@ -361,8 +361,10 @@ def _screen_film(log_image, clean_log, attenuation, style: ClinicalStyle, pixel_
     the development's edge (adjacency) effect as linear bands (band_gains), through the film's H&D curve, with film
     grain. No window: the speed point sets the densities."""
     exposure = _equalise(log_image, style, pixel_spacing_mm)
-    speed = film_speed_point(clean_log, attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION, style.film_median_brightness,
-                             style.film_gradient, style.film_shoulder_gradient)
+    metered = metered_tissue(attenuation > DIRECT_EXPOSURE_MAX_ATTENUATION, pixel_spacing_mm,
+                             style.film_metering_radius_mm)
+    speed = film_speed_point(clean_log, metered, style.film_median_brightness, style.film_gradient,
+                             style.film_shoulder_gradient)
     image = characteristic_curve(exposure, speed, style.film_gradient, style.film_shoulder_gradient)
     if style.lut_toe > 0:  # the skin line: tissue from lut_toe up (a cephalostat's soft-tissue filter keeps it grey)
         image = _tissue(attenuation) * (style.lut_toe + (1.0 - style.lut_toe) * image)

@@ -73,6 +73,7 @@ class ClinicalStyle:
     film_gradient: float = 2.5  # the H&D curve's toe side: 4 x its slope (grey per unit of ln exposure)
     film_shoulder_gradient: float = 2.5  # the curve's (long) shoulder side, thin tissue: 4 x its slope
     film_median_brightness: float = 0.8  # the speed point: the head's median attenuation shows at this grey
+    film_metering_radius_mm: float = 0.0  # > 0: that median over the tissue within this radius of the central ray
     film_grain_std: float = 0.0  # film granularity: RMS normalised density at D_max, 0.15 mm pixels
 
 
@@ -107,16 +108,25 @@ _FILM_FLUORO = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 
                     lut_slope=6.0, **_FILM)
 # clinical-normal and -exposure: screen-film radiographs (screen_film.py) of the object finer than its CT
 # (LOOK_OBJECT_DETAIL), fitted to the skull films by eye and by benchmarks/fit_film_look.py (docs/simulator.md): the
-# screen's PSF, quantum mottle at a film-screen dose, one linear detail band at 1.25 mm (gain 2.3: the development's
-# edge effect, stronger than a film's 10-20 % for the edge goal; none at 2.5-20 mm since issue 27's fifth round,
-# when the films were measured without their unexposed frame; no finer bands since the object detail restores the
-# fine scales), the H&D curve with the speed point at the head's median (0.81 since issue 27's eighth round), film
-# grain (measured on the films since issue 27's seventh round: film_statistics.noise_by_grey, the renderings as
-# scanned). Exposure: a slower detail system (a 0.1 mm screen PSF, 10-20 uGy: speed class 100-50, 5 x normal's
-# mean dose, 5-15 uGy until issue 27's eighth round; finer grain), 70 kVp, a steeper film exposed one step (0.08 of
-# grey at the speed point) darker.
-_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.3, 1.0, 1.0, 1.0, 1.0),
-                    noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15, **_CLINICAL)
+# screen's PSF (0.2 mm since issue 27's ninth round, 0.15 before), quantum mottle at a film-screen dose, linear
+# detail bands (the development's edge effect: 2.3 at 1.25 mm, stronger than a film's 10-20 % for the edge goal; 1.15
+# / 1.15 / 1.1 at 5 / 10 / 20 mm since issue 27's ninth round, a film's, none at 2.5-20 mm from its fifth round, when
+# the films were measured without their unexposed frame, to its eighth; no finer bands since the object detail
+# restores the fine scales), the H&D curve (long shoulder 1.3 since the ninth round, 1.0 before) with the speed point
+# at the median of the head within FILM_METERING_RADIUS_MM of the central ray (0.89 since issue 27's ninth round;
+# before it 0.81 over all of the view's tissue, neck and shoulders included), film grain (measured on the films since
+# issue 27's seventh round: film_statistics.noise_by_grey, the renderings as scanned). Exposure: a slower detail
+# system (a 0.1 mm screen PSF, 20-40 uGy: speed class 50-25, 10 x normal's mean dose; 5-15 uGy until issue 27's
+# eighth round, 10-20 until its ninth, whose brighter speed points put normal's skull further into the toe, where the
+# flatter curve hides more of its noise; finer grain), 70 kVp, a steeper film (toe 2.8, shoulder 1.4) exposed one
+# step (0.08 of grey at the speed point) darker.
+# The technique meters the skull: the speed point's median is taken over the tissue within this radius (mm, on the
+# detector) of the central ray, a 20 cm field that holds an adult skull, so a view's neck and shoulders (the Visible
+# Human's, down to C5) do not brighten its skull (issue 27's ninth round: fit_film_look.py, 50-140 mm tried).
+FILM_METERING_RADIUS_MM = 100.0
+_SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.3, 1.0, 1.15, 1.15, 1.1),
+                    noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15,
+                    film_metering_radius_mm=FILM_METERING_RADIUS_MM, **_CLINICAL)
 FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     "sim-low": SimulatorStyle(haze_strength=0.6, render_scale=0.5, blur_px=0.8, white_noise_std=0.012,
                               display_range=(0.06, 0.78), fast_wide_blur=True, **_SIM),
@@ -126,11 +136,11 @@ FILM_DOMAIN_STYLES: dict[str, SimulatorStyle | ClinicalStyle] = {
     # radiograph, as the real skull films; exposure: a slower, sharper screen-film system at more dose, darker
     "clinical-low": ClinicalStyle(kvp=80, cu_mm=0.9, dose_range_nGy=(10.0, 20.0), noise_frames=FLUORO_RECURSIVE_FRAMES,
                                   **_FILM_FLUORO, **_CLINICAL),
-    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.15,
-                                     film_gradient=2.5, film_shoulder_gradient=1.0, film_median_brightness=0.81,
+    "clinical-normal": ClinicalStyle(kvp=80, cu_mm=0.3, dose_range_nGy=(1500.0, 4500.0), detector_psf_mm=0.2,
+                                     film_gradient=2.5, film_shoulder_gradient=1.3, film_median_brightness=0.89,
                                      film_grain_std=0.008, **_SCREEN_FILM),
-    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(10000.0, 20000.0), detector_psf_mm=0.1,
-                                       film_gradient=2.8, film_shoulder_gradient=1.1, film_median_brightness=0.73,
+    "clinical-exposure": ClinicalStyle(kvp=70, cu_mm=0.1, dose_range_nGy=(20000.0, 40000.0), detector_psf_mm=0.1,
+                                       film_gradient=2.8, film_shoulder_gradient=1.4, film_median_brightness=0.81,
                                        film_grain_std=0.004, **_SCREEN_FILM),
 }
 

@@ -10,8 +10,10 @@ scan shows density as grey (bright = clear film = little exposure = dense anatom
   shoulder (dark side: thin tissue, the facial profile) long, of gradient `film_shoulder_gradient`, so thin soft
   tissue shows grey above the black open field, as on the skull films;
 - speed point: the technique (kVp and mAs from a technique chart, or a phototimer) exposes the film so that
-  the head's median attenuation reaches the grey `film_median_brightness`: the vault sits in the bright toe,
-  soft tissue and the facial profile on the straight part, the open field in the dark shoulder;
+  the median attenuation of the head around the central ray (the tissue within `film_metering_radius_mm` of the
+  detector's centre: the skull, not the neck and shoulders a large field also holds) reaches the grey
+  `film_median_brightness`: the vault sits in the bright toe, soft tissue and the facial profile on the straight
+  part, the open field in the dark shoulder;
 - film granularity: white density noise whose variance grows with density (Selwyn: sigma_D^2 proportional to D
   for a fixed aperture) and whose RMS falls as one over the pixel side (sigma_D sqrt(area) constant), so a
   coarser pixel averages the grain as a microdensitometer's larger aperture does.
@@ -29,6 +31,19 @@ SHOULDER_BLEND = 0.5
 # grey 1 - exp(-film_gradient * attenuation)); a view too thin to reach the target grey (little or no anatomy)
 # gets it.
 LOWEST_SPEED_POINT = -5.0
+
+
+def metered_tissue(tissue: np.ndarray, pixel_spacing_mm: float, radius_mm: float) -> np.ndarray:
+    """The tissue that sets the exposure: `tissue` within `radius_mm` of the detector's centre (the central ray), as
+    a technique chart or a phototimer meters the skull, not the periphery; all of `tissue` when radius_mm <= 0 or
+    when the disc holds none of it (a view aimed off the head)."""
+    if radius_mm <= 0:
+        return tissue
+    rows, cols = tissue.shape
+    radius_px = radius_mm / pixel_spacing_mm
+    yy, xx = np.ogrid[:rows, :cols]
+    metered = tissue & ((yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= radius_px ** 2)
+    return metered if metered.any() else tissue
 
 
 def film_speed_point(clean_log: np.ndarray, tissue: np.ndarray, median_brightness: float, gradient: float,
