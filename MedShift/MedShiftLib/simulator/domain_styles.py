@@ -121,8 +121,9 @@ _FILM_FLUORO = dict(band_gains=(2.4, 2.0, 2.2, 1.6, 1.0), fine_band_gains=(3.5, 
 # flatter curve hides more of its noise; finer grain), 70 kVp, a steeper film (toe 2.8, shoulder 1.4) exposed one
 # step (0.08 of grey at the speed point) darker.
 # The technique meters the skull: the speed point's median is taken over the tissue within this radius (mm, on the
-# detector) of the central ray, a 20 cm field that holds an adult skull, so a view's neck and shoulders (the Visible
-# Human's, down to C5) do not brighten its skull (issue 27's ninth round: fit_film_look.py, 50-140 mm tried).
+# detector) of the central ray, 19 cm across at the head in the cephalostat's geometry where it was fitted (13 cm in
+# the default C-arm's), so a view's neck and shoulders (the Visible Human's, down to C5) do not brighten its skull
+# (issue 27's ninth round: fit_film_look.py, 50-140 mm tried).
 FILM_METERING_RADIUS_MM = 100.0
 _SCREEN_FILM = dict(screen_film=True, band_exponent=1.0, base_gain=1.0, band_gains=(2.3, 1.0, 1.15, 1.15, 1.1),
                     noise_per_pixel_area=True, fast_wide_blur=True, lut_toe=0.15,
